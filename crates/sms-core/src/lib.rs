@@ -1,0 +1,12 @@
+//! Pure domain of the Secret Management Service: identifiers, the challenges owners sign,
+//! EIP-191 signatures, on-chain entry models. No I/O lives here.
+
+pub mod challenge;
+pub mod hash;
+pub mod hex;
+pub mod ledger;
+pub mod secret;
+pub mod signature;
+pub mod tag;
+
+pub use alloy_primitives::{Address, B256, U256};
