@@ -1,1 +1,20 @@
-//! placeholder
+//! File formats and result-signing primitives of the iExec TEE worker stages.
+//!
+//! Everything here is pure or works on readers, writers and paths handed in by the caller:
+//!
+//! - [`dataset`]: dataset keys and the `IV ‖ AES-256-CBC` dataset file format, with checksum;
+//! - [`result_archive`]: beneficiary RSA keys, zipping `/iexec_out`, encrypted result archives;
+//! - [`result_digest`]: the web2 (file/directory) and web3 (callback) result digests;
+//! - [`enclave_signature`]: result hash, seal, enclave signature and worker-API authorization;
+//! - [`computed`]: the `computed.json` model;
+//! - [`exit_cause`]: the wire names of pre-/post-compute failure causes.
+
+mod cbc_stream;
+//TODO pub mod computed;
+pub mod dataset;
+//TODO pub mod enclave_signature;
+//TODO pub mod exit_cause;
+//TODO pub mod result_archive;
+//TODO pub mod result_digest;
+
+pub use cbc_stream::{CbcError, Progress};
