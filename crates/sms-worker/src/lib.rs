@@ -10,11 +10,11 @@
 //! - [`exit_cause`]: the wire names of pre-/post-compute failure causes.
 
 mod cbc_stream;
-//TODO pub mod computed;
+pub mod computed;
 pub mod dataset;
-//TODO pub mod enclave_signature;
-//TODO pub mod exit_cause;
+pub mod enclave_signature;
+pub mod exit_cause;
 //TODO pub mod result_archive;
-//TODO pub mod result_digest;
+pub mod result_digest;
 
 pub use cbc_stream::{CbcError, Progress};
