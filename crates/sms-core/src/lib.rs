@@ -3,10 +3,12 @@
 
 pub mod authorization;
 pub mod challenge;
+pub mod deal_params;
 pub mod enclave_config;
 pub mod hash;
 pub mod hex;
 pub mod ledger;
+pub mod pipeline;
 pub mod secret;
 pub mod signature;
 pub mod tag;
