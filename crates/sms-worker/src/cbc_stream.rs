@@ -119,7 +119,7 @@ pub(crate) fn decrypt<R: Read + ?Sized, W: Write + ?Sized>(
             if filled == 0 {
                 return Err(CbcError::EmptyCiphertext);
             }
-            if filled % BLOCK != 0 {
+            if !filled.is_multiple_of(BLOCK) {
                 return Err(CbcError::NotBlockAligned(consumed - BLOCK as u64));
             }
             cipher.decrypt_blocks(blocks_mut(&mut buf[..filled]));

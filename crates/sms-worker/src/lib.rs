@@ -14,7 +14,7 @@ pub mod computed;
 pub mod dataset;
 pub mod enclave_signature;
 pub mod exit_cause;
-//TODO pub mod result_archive;
+pub mod result_archive;
 pub mod result_digest;
 
 pub use cbc_stream::{CbcError, Progress};
