@@ -1,1 +1,228 @@
-//! placeholder
+//! Durable, encrypted storage of everything the SMS keeps: secrets, enclave-challenge keys,
+//! sessions, nonces.
+//!
+//! - [`Store`] is what the server uses: it seals values before they reach a [`Backend`] and
+//!   opens them on the way back. Plaintext never reaches the database.
+//! - [`Backend`] is a small key-value trait over sealed rows, with insert-once, check-and-set
+//!   and expiry. Implementations: [`sqlite::SqliteBackend`] (embedded default, group commit)
+//!   and [`postgres::PostgresBackend`] (shared by several replicas).
+
+pub mod crypto;
+mod sql;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sms_core::secret::{SecretId, SecretValue};
+use thiserror::Error;
+
+pub use crypto::{KeyRing, MasterKey};
+
+/// Identity of a stored record. `namespace` separates kinds (`web2`, `requester`,
+/// `tee-challenge`, …); `owner` is normally a lowercase 0x address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecordKey {
+    pub namespace: String,
+    pub owner: String,
+    pub name: String,
+}
+
+impl RecordKey {
+    pub fn new(namespace: impl Into<String>, owner: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), owner: owner.into(), name: name.into() }
+    }
+
+    /// Associated data binding a ciphertext to this identity.
+    pub fn binding(&self) -> Vec<u8> {
+        format!("sms/v1/{}/{}/{}", self.namespace, self.owner, self.name).into_bytes()
+    }
+}
+
+impl From<&SecretId> for RecordKey {
+    fn from(id: &SecretId) -> Self {
+        Self::new(id.kind.as_str(), id.owner_hex(), id.name.clone())
+    }
+}
+
+/// A row as the backend sees it: ciphertext only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedRow {
+    pub key: RecordKey,
+    pub key_id: i64,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub version: i64,
+    /// Unix seconds after which the row may be swept.
+    pub expires_at: Option<i64>,
+}
+
+/// A data key wrapped by the master key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedDataKey {
+    pub id: i64,
+    pub wrapped: Vec<u8>,
+    pub nonce: Vec<u8>,
+    /// Fingerprint of the master key that wrapped it (detects a wrong master key at start-up).
+    pub master_fingerprint: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insert {
+    Inserted,
+    AlreadyExists,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    Updated { version: i64 },
+    Unchanged,
+    NotFound,
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Key(String),
+    #[error("record {0} cannot be decrypted: wrong key or tampered row")]
+    Integrity(String),
+}
+
+/// Storage of sealed rows. Every acknowledged write is durable.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Inserts the row unless its key exists.
+    async fn insert(&self, row: SealedRow) -> Result<Insert, StoreError>;
+    /// Replaces the row if its current version is `expected_version`; false otherwise.
+    async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError>;
+    async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError>;
+    async fn exists(&self, key: &RecordKey) -> Result<bool, StoreError>;
+    /// Deletes the row (only at `expected_version` when given); true if a row was deleted.
+    async fn delete(&self, key: &RecordKey, expected_version: Option<i64>) -> Result<bool, StoreError>;
+    /// Deletes rows of `namespace` whose expiry is before `now`; returns how many.
+    async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError>;
+    /// Number of rows per namespace.
+    async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
+    async fn insert_data_key(&self, key: WrappedDataKey) -> Result<Insert, StoreError>;
+    fn describe(&self) -> String;
+}
+
+/// A stored value with its version (for check-and-set updates).
+#[derive(Debug)]
+pub struct Versioned {
+    pub value: SecretValue,
+    pub version: i64,
+}
+
+/// The encrypted store used by the server.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    keys: Arc<KeyRing>,
+}
+
+impl Store {
+    /// Loads (or creates, on first start) the data keys, checking the master key.
+    pub async fn open(backend: Arc<dyn Backend>, master: MasterKey) -> Result<Self, StoreError> {
+        let keys = KeyRing::load_or_create(backend.as_ref(), master).await?;
+        Ok(Self { backend, keys: Arc::new(keys) })
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    fn seal(&self, key: &RecordKey, value: &[u8], version: i64, expires_at: Option<i64>) -> Result<SealedRow, StoreError> {
+        let (key_id, nonce, ciphertext) = self.keys.seal(&key.binding(), value)?;
+        Ok(SealedRow { key: key.clone(), key_id, nonce, ciphertext, version, expires_at })
+    }
+
+    fn open_row(&self, row: &SealedRow) -> Result<SecretValue, StoreError> {
+        self.keys.open(row.key_id, &row.key.binding(), &row.nonce, &row.ciphertext).map_err(|e| match e {
+            StoreError::Integrity(_) => StoreError::Integrity(format!("{}/{}/{}", row.key.namespace, row.key.owner, row.key.name)),
+            other => other,
+        })
+    }
+
+    /// Inserts once: a second insert of the same key is `AlreadyExists`, whatever the value.
+    pub async fn insert(&self, key: &RecordKey, value: &SecretValue, expires_at: Option<i64>) -> Result<Insert, StoreError> {
+        let row = self.seal(key, value.as_bytes(), 1, expires_at)?;
+        self.backend.insert(row).await
+    }
+
+    pub async fn get(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
+        match self.backend.get(key).await? {
+            Some(row) => Ok(Some(Versioned { value: self.open_row(&row)?, version: row.version })),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn exists(&self, key: &RecordKey) -> Result<bool, StoreError> {
+        self.backend.exists(key).await
+    }
+
+    /// Replaces an existing value. Same value → `Unchanged` (no write); missing → `NotFound`.
+    pub async fn update(&self, key: &RecordKey, value: &SecretValue) -> Result<Update, StoreError> {
+        // Check-and-set loop: a concurrent writer makes us re-read, never lose an update silently.
+        for _ in 0..8 {
+            let Some(current) = self.backend.get(key).await? else { return Ok(Update::NotFound) };
+            if self.open_row(&current)? == *value {
+                return Ok(Update::Unchanged);
+            }
+            let version = current.version + 1;
+            let row = self.seal(key, value.as_bytes(), version, current.expires_at)?;
+            if self.backend.replace(row, current.version).await? {
+                return Ok(Update::Updated { version });
+            }
+        }
+        Err(StoreError::Key(format!("too much contention updating {}/{}", key.owner, key.name)))
+    }
+
+    /// Replaces the value only if the stored version is still `expected_version`.
+    pub async fn compare_and_set(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expected_version: i64,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let row = self.seal(key, value.as_bytes(), expected_version + 1, expires_at)?;
+        self.backend.replace(row, expected_version).await
+    }
+
+    /// Removes and returns a value atomically (single-use tokens).
+    pub async fn take(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
+        let Some(row) = self.backend.get(key).await? else { return Ok(None) };
+        if !self.backend.delete(key, Some(row.version)).await? {
+            return Ok(None);
+        }
+        Ok(Some(Versioned { value: self.open_row(&row)?, version: row.version }))
+    }
+
+    pub async fn delete(&self, key: &RecordKey) -> Result<bool, StoreError> {
+        self.backend.delete(key, None).await
+    }
+
+    pub async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {
+        self.backend.delete_expired(namespace, now).await
+    }
+
+    pub async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.backend.count_by_namespace().await
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
