@@ -62,11 +62,13 @@ impl DatasetKey {
                 .decode(text.trim())
                 .map_err(|_| DatasetError::KeyNotBase64)?,
         );
-        let bytes: [u8; KEY_LEN] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| DatasetError::KeyLength(decoded.len()))?;
-        Ok(Self::from_bytes(bytes))
+        if decoded.len() != KEY_LEN {
+            return Err(DatasetError::KeyLength(decoded.len()));
+        }
+        // Copy straight into the wiped buffer (no stray stack copy of the key).
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        key.copy_from_slice(&decoded);
+        Ok(Self(key))
     }
 
     /// The 44-character standard padded base64 form.

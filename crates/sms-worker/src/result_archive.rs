@@ -388,11 +388,14 @@ pub fn decrypt_result_archive_with_progress<R: Read + Seek, W: Write>(
             .decrypt(Pkcs1v15Encrypt, &wrapped_key)
             .map_err(|_| ArchiveError::KeyDecryption)?,
     );
-    let key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
-        key.as_slice()
-            .try_into()
-            .map_err(|_| ArchiveError::UnknownEncryptionMode(key.len()))?,
-    );
+    if key.len() != KEY_LEN {
+        return Err(ArchiveError::UnknownEncryptionMode(key.len()));
+    }
+    let key = {
+        let mut raw = Zeroizing::new([0u8; KEY_LEN]);
+        raw.copy_from_slice(&key);
+        raw
+    };
 
     let entry = zip.by_name(PAYLOAD_ENTRY).map_err(ArchiveError::LoadZip)?;
     if entry.size() > MAX_PAYLOAD_LEN {
