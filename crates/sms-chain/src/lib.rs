@@ -4,6 +4,7 @@
 //! - `poco`: the iExec PoCo contracts read over JSON-RPC (production).
 
 pub mod dev;
+pub mod poco;
 
 use async_trait::async_trait;
 use sms_core::ledger::{AppEntry, DatasetEntry, Deal, Task, WorkerpoolEntry};

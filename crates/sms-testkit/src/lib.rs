@@ -1,5 +1,7 @@
 //! Test-only support for the `sms` workspace (a dev-dependency, never shipped).
 //!
 //! - [`chain::LocalChain`]: a local anvil node with the real iExec PoCo contracts deployed.
+//! - [`proxy::FaultProxy`]: a loopback TCP proxy that can hang, answer garbage or close.
 
 pub mod chain;
+pub mod proxy;
