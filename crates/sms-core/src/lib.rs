@@ -10,6 +10,7 @@ pub mod hex;
 pub mod ledger;
 pub mod pipeline;
 pub mod secret;
+pub mod session_plan;
 pub mod signature;
 pub mod tag;
 pub mod tee_error;

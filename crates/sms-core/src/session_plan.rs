@@ -1,0 +1,877 @@
+//! What a TEE session delivers to each enclave of a task, computed without I/O (reference: SMS
+//! behaviour §4.4–§4.6, client §11).
+//!
+//! The server works in two steps:
+//!
+//! 1. [`secrets_needed`] lists, from the deal, its parsed params and the worker address, every
+//!    stored secret the session may use ([`SecretsNeeded`]). The server reads those it has into a
+//!    [`SecretValues`] map (absent ones are simply left out), and gets or creates the task's
+//!    enclave challenge key.
+//! 2. [`build_session_plan`] builds the environment and the expected measurement of each enclave
+//!    (pre-compute only when the task has a dataset, input files or a bulk CID; app;
+//!    post-compute), or the session error code to answer with.
+//!
+//! Upstream rules reproduced: `IEXEC_APP_DEVELOPER_SECRET` and `IEXEC_APP_DEVELOPER_SECRET_1`;
+//! `IEXEC_REQUESTER_SECRET_<k>` for each `iexec_secrets` key that is a positive integer (suffix
+//! as written, so `"01"` gives `_01`), a name used at several positions filling each of them;
+//! sign tokens in pre- and post-compute only; booleans `"true"`/`"false"`; web2 values trimmed,
+//! dataset keys and compute secrets delivered byte for byte; the storage fallbacks (callback →
+//! empty; dropbox → requester's dropbox token; otherwise the worker's IPFS token, else the
+//! requester's; proxy = params proxy, else the pool owner's proxy URL secret, else empty).
+//!
+//! Deliberate differences from upstream, each reported in [`SessionPlan::warnings`] or as an error:
+//! * an `iexec_secrets` key that is not a positive integer is never emitted (upstream emitted it
+//!   when its name also appeared at a valid position);
+//! * a blank worker IPFS token falls back to the requester's (upstream used the blank one and
+//!   failed);
+//! * the deal framework must be the one this SMS serves
+//!   (`EXECUTION_NOT_AUTHORIZED_TEE_FRAMEWORK_MISMATCH`), the enclave challenge key must be the
+//!   one of `enclaveChallenge` (`EXECUTION_NOT_AUTHORIZED_ENCLAVE_CHALLENGE_MISMATCH`), and an
+//!   app enclave configuration of another framework is invalid;
+//! * bulk processing (`bulk_cid`) needs IPFS and chain reads per dataset order; it is not
+//!   implemented and answers `PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED`.
+//!
+//! Every secret value is held in zeroizing memory and is redacted from `Debug` output.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use alloy_primitives::{Address, B256};
+use alloy_signer_local::PrivateKeySigner;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use zeroize::Zeroizing;
+
+use crate::deal_params::{DealParams, STORAGE_DROPBOX};
+use crate::enclave_config::{
+    ENV_SCONE_FSPF_KEY, ENV_SCONE_FSPF_TAG, Measurement, TeeEnclaveConfiguration,
+};
+use crate::hex::encode_prefixed;
+use crate::ledger::{AppEntry, DatasetEntry, Deal};
+use crate::pipeline::{Pipeline, Pipelines};
+use crate::secret::{RequesterSecretName, SecretId, SecretValue};
+use crate::tag::TeeFramework;
+use crate::tee_error::{SessionError, TeeSessionGenerationError as E};
+
+// Web2 secret names.
+pub const WEB2_RESULT_ENCRYPTION_PUBLIC_KEY: &str = "iexec-result-encryption-public-key";
+pub const WEB2_DROPBOX_TOKEN: &str = "iexec-result-dropbox-token";
+pub const WEB2_IPFS_TOKEN: &str = "iexec-result-iexec-ipfs-token";
+pub const WEB2_RESULT_PROXY_URL: &str = "iexec-result-iexec-result-proxy-url";
+
+// Environment variable names.
+pub const IEXEC_TASK_ID: &str = "IEXEC_TASK_ID";
+pub const IEXEC_DEAL_ID: &str = "IEXEC_DEAL_ID";
+pub const IEXEC_TASK_INDEX: &str = "IEXEC_TASK_INDEX";
+pub const IEXEC_PRE_COMPUTE_OUT: &str = "IEXEC_PRE_COMPUTE_OUT";
+pub const IS_DATASET_REQUIRED: &str = "IS_DATASET_REQUIRED";
+pub const IEXEC_DATASET_KEY: &str = "IEXEC_DATASET_KEY";
+pub const IEXEC_DATASET_URL: &str = "IEXEC_DATASET_URL";
+pub const IEXEC_DATASET_FILENAME: &str = "IEXEC_DATASET_FILENAME";
+pub const IEXEC_DATASET_CHECKSUM: &str = "IEXEC_DATASET_CHECKSUM";
+pub const IEXEC_DATASET_ADDRESS: &str = "IEXEC_DATASET_ADDRESS";
+pub const IEXEC_INPUT_FILES_NUMBER: &str = "IEXEC_INPUT_FILES_NUMBER";
+pub const IEXEC_INPUT_FILES_FOLDER: &str = "IEXEC_INPUT_FILES_FOLDER";
+/// Followed by the 1-based index.
+pub const IEXEC_INPUT_FILE_URL_PREFIX: &str = "IEXEC_INPUT_FILE_URL_";
+/// Followed by the 1-based index.
+pub const IEXEC_INPUT_FILE_NAME_PREFIX: &str = "IEXEC_INPUT_FILE_NAME_";
+pub const IEXEC_IN: &str = "IEXEC_IN";
+pub const IEXEC_OUT: &str = "IEXEC_OUT";
+pub const IEXEC_BOT_SIZE: &str = "IEXEC_BOT_SIZE";
+pub const IEXEC_BOT_FIRST_INDEX: &str = "IEXEC_BOT_FIRST_INDEX";
+pub const IEXEC_BOT_TASK_INDEX: &str = "IEXEC_BOT_TASK_INDEX";
+pub const IEXEC_APP_DEVELOPER_SECRET: &str = "IEXEC_APP_DEVELOPER_SECRET";
+pub const IEXEC_APP_DEVELOPER_SECRET_1: &str = "IEXEC_APP_DEVELOPER_SECRET_1";
+/// Followed by the `iexec_secrets` key as written.
+pub const IEXEC_REQUESTER_SECRET_PREFIX: &str = "IEXEC_REQUESTER_SECRET_";
+pub const SIGN_WORKER_ADDRESS: &str = "SIGN_WORKER_ADDRESS";
+pub const SIGN_TEE_CHALLENGE_PRIVATE_KEY: &str = "SIGN_TEE_CHALLENGE_PRIVATE_KEY";
+pub const RESULT_ENCRYPTION: &str = "RESULT_ENCRYPTION";
+pub const RESULT_ENCRYPTION_PUBLIC_KEY: &str = "RESULT_ENCRYPTION_PUBLIC_KEY";
+pub const RESULT_STORAGE_CALLBACK: &str = "RESULT_STORAGE_CALLBACK";
+pub const RESULT_STORAGE_PROVIDER: &str = "RESULT_STORAGE_PROVIDER";
+pub const RESULT_STORAGE_PROXY: &str = "RESULT_STORAGE_PROXY";
+pub const RESULT_STORAGE_TOKEN: &str = "RESULT_STORAGE_TOKEN";
+
+/// Mount points inside the enclaves.
+pub const IEXEC_IN_DIR: &str = "/iexec_in";
+pub const IEXEC_OUT_DIR: &str = "/iexec_out";
+
+// ---------------------------------------------------------------------------------------------
+// Environment maps
+// ---------------------------------------------------------------------------------------------
+
+struct EnvValue {
+    value: Zeroizing<String>,
+    sensitive: bool,
+}
+
+/// The environment of one enclave: names in sorted order, secret values zeroized on drop and
+/// redacted from `Debug`. `Serialize` writes the plain `{name: value}` map for the provisioner.
+#[derive(Default)]
+pub struct EnclaveEnv(BTreeMap<String, EnvValue>);
+
+impl EnclaveEnv {
+    fn public(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(
+            name.into(),
+            EnvValue {
+                value: Zeroizing::new(value.into()),
+                sensitive: false,
+            },
+        );
+    }
+
+    fn secret(&mut self, name: impl Into<String>, value: Zeroizing<String>) {
+        self.0.insert(
+            name.into(),
+            EnvValue {
+                value,
+                sensitive: true,
+            },
+        );
+    }
+
+    fn extend(&mut self, other: &EnclaveEnv) {
+        for (k, v) in &other.0 {
+            self.0.insert(
+                k.clone(),
+                EnvValue {
+                    value: v.value.clone(),
+                    sensitive: v.sensitive,
+                },
+            );
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.value.as_str())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// True when the variable holds a secret (dataset key, compute secrets, tokens, keys).
+    pub fn is_sensitive(&self, name: &str) -> bool {
+        self.0.get(name).is_some_and(|v| v.sensitive)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Every `(name, value)`, secrets included: for building provisioner payloads only.
+    pub fn iter_exposed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.value.as_str()))
+    }
+
+    /// The whole map with secret values in clear: for payloads and tests only.
+    pub fn expose(&self) -> BTreeMap<&str, &str> {
+        self.iter_exposed().collect()
+    }
+}
+
+impl fmt::Debug for EnclaveEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in &self.0 {
+            if v.sensitive {
+                m.entry(k, &format_args!("<redacted>"));
+            } else {
+                m.entry(k, &v.value.as_str());
+            }
+        }
+        m.finish()
+    }
+}
+
+impl Serialize for EnclaveEnv {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v.value.as_str())?;
+        }
+        map.end()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------------------------
+
+/// The task a session is requested for.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskInput<'a> {
+    pub task_id: B256,
+    pub task_index: u64,
+    pub deal: &'a Deal,
+    /// `deal.params` parsed with [`crate::deal_params::parse`].
+    pub params: &'a DealParams,
+    /// `workerWallet` of the authorization.
+    pub worker: Address,
+}
+
+/// The stored secrets a session may use. Absent secrets are not an error here: the builder
+/// decides which absences are fatal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretsNeeded {
+    /// Web3 secret of the deal's dataset.
+    pub dataset_key: Option<SecretId>,
+    pub app_developer: SecretId,
+    /// One per distinct valid name referenced at a valid `iexec_secrets` position.
+    pub requester: Vec<SecretId>,
+    /// Result encryption key, storage tokens, proxy URL.
+    pub web2: Vec<SecretId>,
+}
+
+impl SecretsNeeded {
+    pub fn all(&self) -> Vec<SecretId> {
+        let mut all: Vec<SecretId> = self.dataset_key.iter().cloned().collect();
+        all.push(self.app_developer.clone());
+        all.extend(self.requester.iter().cloned());
+        all.extend(self.web2.iter().cloned());
+        all
+    }
+}
+
+/// The values the server found, keyed by identity.
+pub type SecretValues = HashMap<SecretId, SecretValue>;
+
+/// `^[0-9]+$` with a value in `1..=i32::MAX` (the upstream `Integer.parseInt(k) > 0`, without the
+/// sign characters it also accepted).
+fn is_valid_position(key: &str) -> bool {
+    !key.is_empty()
+        && key.bytes().all(|b| b.is_ascii_digit())
+        && key.parse::<i32>().is_ok_and(|n| n > 0)
+}
+
+fn web2(owner: Address, name: &str) -> Option<SecretId> {
+    SecretId::web2(owner, name).ok()
+}
+
+fn requester_names(params: &DealParams) -> BTreeSet<&str> {
+    params
+        .iexec_secrets
+        .iter()
+        .filter(|(k, _)| is_valid_position(k))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// Step 1: every secret the session may read.
+pub fn secrets_needed(task: &TaskInput<'_>) -> SecretsNeeded {
+    let deal = task.deal;
+    let params = task.params;
+    let requester = requester_names(params)
+        .into_iter()
+        .filter_map(|n| RequesterSecretName::parse(n).ok())
+        .map(|n| SecretId::requester(deal.requester, &n))
+        .collect();
+    let mut web2_ids = Vec::new();
+    if params.iexec_result_encryption {
+        web2_ids.extend(web2(deal.beneficiary, WEB2_RESULT_ENCRYPTION_PUBLIC_KEY));
+    }
+    if !deal.has_callback() {
+        if params.iexec_result_storage_provider.as_deref() == Some(STORAGE_DROPBOX) {
+            web2_ids.extend(web2(deal.requester, WEB2_DROPBOX_TOKEN));
+        } else {
+            web2_ids.extend(web2(task.worker, WEB2_IPFS_TOKEN));
+            web2_ids.extend(web2(deal.requester, WEB2_IPFS_TOKEN));
+            if params.iexec_result_storage_proxy.is_none() {
+                web2_ids.extend(web2(deal.workerpool.owner, WEB2_RESULT_PROXY_URL));
+            }
+        }
+    }
+    SecretsNeeded {
+        dataset_key: deal
+            .has_dataset()
+            .then(|| SecretId::web3(deal.dataset.pointer)),
+        app_developer: SecretId::app_developer(deal.app.pointer),
+        requester,
+        web2: web2_ids,
+    }
+}
+
+/// Everything [`build_session_plan`] reads.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionInputs<'a> {
+    pub task: TaskInput<'a>,
+    /// The framework this SMS serves.
+    pub sms_framework: TeeFramework,
+    /// Registry entry of `deal.app.pointer`.
+    pub app: &'a AppEntry,
+    /// Registry entry of `deal.dataset.pointer`, when the deal has a dataset.
+    pub dataset: Option<&'a DatasetEntry>,
+    pub pipelines: &'a Pipelines,
+    /// `enclaveChallenge` of the authorization.
+    pub enclave_challenge: Address,
+    /// The private key of the challenge this SMS issued for the task (32 raw bytes, or its hex
+    /// text with or without `0x`), `None` when no challenge exists.
+    pub challenge_private_key: Option<&'a SecretValue>,
+    pub secrets: &'a SecretValues,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EnclaveRole {
+    PreCompute,
+    App,
+    PostCompute,
+}
+
+impl EnclaveRole {
+    /// The service name in provisioner sessions (`SCONE_CONFIG_ID=<session>/<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PreCompute => "pre-compute",
+            Self::App => "app",
+            Self::PostCompute => "post-compute",
+        }
+    }
+}
+
+/// One enclave of the session.
+#[derive(Debug)]
+pub struct EnclaveSession {
+    pub role: EnclaveRole,
+    /// Pipeline image for pre/post; the app's on-chain multiaddr (docker image) for the app.
+    pub image: String,
+    /// The measurement the provisioner must pin: pipeline fingerprint for pre/post; the app
+    /// enclave configuration fingerprint (SGX) or the app checksum (TDX) for the app.
+    pub measurement: Measurement,
+    /// Pre/post: the pipeline entrypoint. App: the configured entrypoint followed by
+    /// `" " + iexec_args` when the args are not blank; `None` without an entrypoint.
+    pub command: Option<String>,
+    pub heap_size_bytes: Option<u64>,
+    pub env: EnclaveEnv,
+}
+
+#[derive(Debug)]
+pub struct SessionPlan {
+    pub task_id: B256,
+    pub framework: TeeFramework,
+    pub pipeline_version: String,
+    pub pre_compute: Option<EnclaveSession>,
+    pub app: EnclaveSession,
+    pub post_compute: EnclaveSession,
+    /// Things the server should log (never secret values).
+    pub warnings: Vec<String>,
+}
+
+impl SessionPlan {
+    /// The enclaves in session order: pre-compute (if any), app, post-compute.
+    pub fn enclaves(&self) -> impl Iterator<Item = &EnclaveSession> {
+        self.pre_compute
+            .iter()
+            .chain([&self.app, &self.post_compute])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builder
+// ---------------------------------------------------------------------------------------------
+
+fn err(code: E, detail: impl Into<String>) -> SessionError {
+    SessionError::new(code, detail)
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// Secret bytes as text (invalid UTF-8 replaced, as the upstream string conversion does).
+fn secret_text(v: &SecretValue) -> Zeroizing<String> {
+    Zeroizing::new(String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// A web2 value, trimmed; `None` when absent or blank.
+fn web2_value(secrets: &SecretValues, owner: Address, name: &str) -> Option<Zeroizing<String>> {
+    let v = secrets.get(&web2(owner, name)?)?;
+    let text = secret_text(v);
+    let trimmed = text.trim();
+    (!trimmed.is_empty()).then(|| Zeroizing::new(trimmed.to_owned()))
+}
+
+/// The challenge signer and its raw key, from 32 raw bytes or 64 hex characters (optional `0x`).
+fn challenge_signer(key: &SecretValue) -> Option<(PrivateKeySigner, Zeroizing<[u8; 32]>)> {
+    let mut raw = Zeroizing::new([0u8; 32]);
+    let bytes = key.as_bytes();
+    if bytes.len() == 32 {
+        raw.copy_from_slice(bytes);
+    } else {
+        let text = std::str::from_utf8(bytes).ok()?.trim();
+        let digits = text.strip_prefix("0x").unwrap_or(text);
+        if digits.len() != 64 {
+            return None;
+        }
+        alloy_primitives::hex::decode_to_slice(digits, raw.as_mut_slice()).ok()?;
+    }
+    let signer = PrivateKeySigner::from_slice(raw.as_slice()).ok()?;
+    Some((signer, raw))
+}
+
+struct AppSide {
+    pipeline: Pipeline,
+    measurement: Measurement,
+    command: Option<String>,
+    heap: Option<u64>,
+    fspf: Option<(Zeroizing<String>, String)>,
+}
+
+fn resolve_app(
+    inputs: &SessionInputs<'_>,
+    framework: TeeFramework,
+) -> Result<AppSide, SessionError> {
+    let app = inputs.app;
+    if framework == TeeFramework::Tdx {
+        return Ok(AppSide {
+            pipeline: inputs.pipelines.default_pipeline().clone(),
+            measurement: Measurement::from_b256(&app.checksum),
+            command: None,
+            heap: None,
+            fspf: None,
+        });
+    }
+    let config = match TeeEnclaveConfiguration::from_mrenclave(&app.mrenclave) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(err(
+                E::AppComputeNoEnclaveConfig,
+                format!("app {} has no enclave configuration", app.address),
+            ));
+        }
+        Err(e) => {
+            return Err(err(
+                E::AppComputeInvalidEnclaveConfig,
+                format!("app {}: {e}", app.address),
+            ));
+        }
+    };
+    if config.framework != framework {
+        return Err(err(
+            E::AppComputeInvalidEnclaveConfig,
+            format!(
+                "app {}: enclave configuration is for {}, the task runs on {framework}",
+                app.address, config.framework
+            ),
+        ));
+    }
+    let valid = config.validate().map_err(|e| {
+        err(
+            E::AppComputeInvalidEnclaveConfig,
+            format!("app {}: {e}", app.address),
+        )
+    })?;
+    let pipeline = inputs
+        .pipelines
+        .find(&valid.version)
+        .cloned()
+        .ok_or_else(|| {
+            err(
+                E::AppComputeInvalidEnclaveConfig,
+                format!(
+                    "app {}: no {framework} pipeline for version '{}'",
+                    app.address, valid.version
+                ),
+            )
+        })?;
+    let args = inputs.task.params.iexec_args.as_deref().unwrap_or("");
+    let command = valid.entrypoint.as_ref().map(|e| {
+        if args.trim().is_empty() {
+            e.clone()
+        } else {
+            format!("{e} {args}")
+        }
+    });
+    let fspf = valid
+        .fingerprint
+        .fspf()
+        .map(|f| (Zeroizing::new(f.key().to_owned()), f.tag().to_owned()));
+    Ok(AppSide {
+        pipeline,
+        measurement: valid.measurement().clone(),
+        command,
+        heap: valid.heap_size,
+        fspf,
+    })
+}
+
+fn sign_tokens(inputs: &SessionInputs<'_>) -> Result<EnclaveEnv, SessionError> {
+    let worker = inputs.task.worker;
+    if worker == Address::ZERO {
+        return Err(err(
+            E::GetSignatureTokensFailedEmptyWorkerAddress,
+            "worker address is empty",
+        ));
+    }
+    if inputs.enclave_challenge == Address::ZERO {
+        return Err(err(
+            E::GetSignatureTokensFailedEmptyPublicEnclaveChallenge,
+            "enclave challenge is empty",
+        ));
+    }
+    let key = inputs.challenge_private_key.ok_or_else(|| {
+        err(
+            E::GetSignatureTokensFailedEmptyTeeChallenge,
+            "no enclave challenge was issued for the task",
+        )
+    })?;
+    if key.is_empty() {
+        return Err(err(
+            E::GetSignatureTokensFailedEmptyTeeCredentials,
+            "enclave challenge private key is empty",
+        ));
+    }
+    let (signer, raw_key) = challenge_signer(key).ok_or_else(|| {
+        err(
+            E::GetSignatureTokensFailedEmptyTeeCredentials,
+            "enclave challenge private key is not a secp256k1 key",
+        )
+    })?;
+    if signer.address() != inputs.enclave_challenge {
+        return Err(err(
+            E::ExecutionNotAuthorizedEnclaveChallengeMismatch,
+            format!(
+                "enclaveChallenge {} is not the challenge {} issued for the task",
+                inputs.enclave_challenge,
+                signer.address()
+            ),
+        ));
+    }
+    let mut env = EnclaveEnv::default();
+    env.public(IEXEC_TASK_ID, encode_prefixed(inputs.task.task_id));
+    env.public(SIGN_WORKER_ADDRESS, worker.to_checksum(None));
+    env.secret(
+        SIGN_TEE_CHALLENGE_PRIVATE_KEY,
+        Zeroizing::new(encode_prefixed(raw_key.as_slice())),
+    );
+    Ok(env)
+}
+
+fn input_file_name(url: &str) -> String {
+    encode_prefixed(crate::hash::sha256(url.as_bytes()))
+}
+
+fn pre_compute_env(
+    inputs: &SessionInputs<'_>,
+    dataset: Option<&DatasetEntry>,
+    sign: &EnclaveEnv,
+) -> Result<EnclaveEnv, SessionError> {
+    let task = &inputs.task;
+    let mut env = EnclaveEnv::default();
+    env.public(IEXEC_PRE_COMPUTE_OUT, IEXEC_IN_DIR);
+    env.public(IS_DATASET_REQUIRED, bool_str(dataset.is_some()));
+    if let Some(d) = dataset {
+        let key = inputs
+            .secrets
+            .get(&SecretId::web3(d.address))
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                err(
+                    E::PreComputeGetDatasetSecretFailed,
+                    format!("no key stored for dataset {}", d.address),
+                )
+            })?;
+        env.secret(IEXEC_DATASET_KEY, secret_text(key));
+        env.public(IEXEC_DATASET_URL, d.multiaddr.clone());
+        env.public(IEXEC_DATASET_FILENAME, encode_prefixed(d.address));
+        env.public(IEXEC_DATASET_CHECKSUM, encode_prefixed(d.checksum));
+    }
+    env.public(IEXEC_DEAL_ID, encode_prefixed(task.deal.deal_id));
+    env.public(IEXEC_TASK_INDEX, task.task_index.to_string());
+    env.public(IEXEC_TASK_ID, encode_prefixed(task.task_id));
+    let files = &task.params.iexec_input_files;
+    env.public(IEXEC_INPUT_FILES_NUMBER, files.len().to_string());
+    if !files.is_empty() {
+        env.public(IEXEC_INPUT_FILES_FOLDER, IEXEC_IN_DIR);
+        for (i, url) in files.iter().enumerate() {
+            env.public(
+                format!("{IEXEC_INPUT_FILE_URL_PREFIX}{}", i + 1),
+                url.clone(),
+            );
+        }
+    }
+    env.extend(sign);
+    Ok(env)
+}
+
+fn app_env(inputs: &SessionInputs<'_>, app: &AppSide, warnings: &mut Vec<String>) -> EnclaveEnv {
+    let task = &inputs.task;
+    let deal = task.deal;
+    let mut env = EnclaveEnv::default();
+    env.public(IEXEC_DEAL_ID, encode_prefixed(deal.deal_id));
+    env.public(IEXEC_TASK_INDEX, task.task_index.to_string());
+    env.public(IEXEC_TASK_ID, encode_prefixed(task.task_id));
+    env.public(IEXEC_IN, IEXEC_IN_DIR);
+    env.public(IEXEC_OUT, IEXEC_OUT_DIR);
+    env.public(IEXEC_BOT_SIZE, deal.bot_size.to_string());
+    env.public(IEXEC_BOT_FIRST_INDEX, deal.bot_first.to_string());
+    env.public(IEXEC_BOT_TASK_INDEX, task.task_index.to_string());
+    let dataset = encode_prefixed(deal.dataset.pointer);
+    env.public(IEXEC_DATASET_ADDRESS, dataset.clone());
+    env.public(IEXEC_DATASET_FILENAME, dataset);
+    let files = &task.params.iexec_input_files;
+    env.public(IEXEC_INPUT_FILES_NUMBER, files.len().to_string());
+    if !files.is_empty() {
+        env.public(IEXEC_INPUT_FILES_FOLDER, IEXEC_IN_DIR);
+        for (i, url) in files.iter().enumerate() {
+            env.public(
+                format!("{IEXEC_INPUT_FILE_NAME_PREFIX}{}", i + 1),
+                input_file_name(url),
+            );
+        }
+    }
+    if let Some(secret) = inputs
+        .secrets
+        .get(&SecretId::app_developer(deal.app.pointer))
+    {
+        env.secret(IEXEC_APP_DEVELOPER_SECRET, secret_text(secret));
+        env.secret(IEXEC_APP_DEVELOPER_SECRET_1, secret_text(secret));
+    }
+    let secrets = &task.params.iexec_secrets;
+    for (position, name) in secrets {
+        if !is_valid_position(position) {
+            warnings.push(format!(
+                "iexec_secrets key '{}' is not a positive integer: requester secret '{}' not delivered at it",
+                position.chars().take(32).collect::<String>(),
+                name.chars().take(64).collect::<String>()
+            ));
+        }
+    }
+    for name in requester_names(task.params) {
+        let positions: Vec<&str> = secrets
+            .iter()
+            .filter(|(k, v)| is_valid_position(k) && v.as_str() == name)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let value = RequesterSecretName::parse(name)
+            .ok()
+            .and_then(|n| inputs.secrets.get(&SecretId::requester(deal.requester, &n)));
+        match value {
+            Some(v) => {
+                for p in positions {
+                    env.secret(
+                        format!("{IEXEC_REQUESTER_SECRET_PREFIX}{p}"),
+                        secret_text(v),
+                    );
+                }
+            }
+            None => warnings.push(format!(
+                "requester secret '{}' of {} not found: position(s) {} left unset",
+                name.chars().take(64).collect::<String>(),
+                deal.requester,
+                positions.join(", ")
+            )),
+        }
+    }
+    if let Some((key, tag)) = &app.fspf {
+        env.secret(ENV_SCONE_FSPF_KEY, key.clone());
+        env.public(ENV_SCONE_FSPF_TAG, tag.clone());
+    }
+    env
+}
+
+fn post_compute_env(
+    inputs: &SessionInputs<'_>,
+    sign: &EnclaveEnv,
+) -> Result<EnclaveEnv, SessionError> {
+    let task = &inputs.task;
+    let deal = task.deal;
+    let params = task.params;
+    let secrets = inputs.secrets;
+    let mut env = EnclaveEnv::default();
+
+    let encryption = params.iexec_result_encryption;
+    env.public(RESULT_ENCRYPTION, bool_str(encryption));
+    if encryption {
+        let key = web2_value(secrets, deal.beneficiary, WEB2_RESULT_ENCRYPTION_PUBLIC_KEY)
+            .ok_or_else(|| {
+                err(
+                    E::PostComputeGetEncryptionTokensFailedEmptyBeneficiaryKey,
+                    format!(
+                        "beneficiary {} has no {WEB2_RESULT_ENCRYPTION_PUBLIC_KEY}",
+                        deal.beneficiary
+                    ),
+                )
+            })?;
+        env.public(RESULT_ENCRYPTION_PUBLIC_KEY, key.as_str());
+    } else {
+        env.public(RESULT_ENCRYPTION_PUBLIC_KEY, "");
+    }
+
+    let callback = deal.has_callback();
+    env.public(RESULT_STORAGE_CALLBACK, bool_str(callback));
+    if callback {
+        env.public(RESULT_STORAGE_PROVIDER, "");
+        env.public(RESULT_STORAGE_PROXY, "");
+        env.secret(RESULT_STORAGE_TOKEN, Zeroizing::new(String::new()));
+    } else {
+        let provider = params
+            .iexec_result_storage_provider
+            .clone()
+            .unwrap_or_default();
+        let (token, proxy, missing) = if provider == STORAGE_DROPBOX {
+            let token = web2_value(secrets, deal.requester, WEB2_DROPBOX_TOKEN);
+            let proxy = params
+                .iexec_result_storage_proxy
+                .clone()
+                .unwrap_or_default();
+            (
+                token,
+                proxy,
+                format!("requester {} has no {WEB2_DROPBOX_TOKEN}", deal.requester),
+            )
+        } else {
+            let token = web2_value(secrets, task.worker, WEB2_IPFS_TOKEN)
+                .or_else(|| web2_value(secrets, deal.requester, WEB2_IPFS_TOKEN));
+            let proxy = match &params.iexec_result_storage_proxy {
+                Some(p) => p.clone(),
+                None => web2_value(secrets, deal.workerpool.owner, WEB2_RESULT_PROXY_URL)
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+            };
+            (
+                token,
+                proxy,
+                format!(
+                    "neither worker {} nor requester {} has {WEB2_IPFS_TOKEN}",
+                    task.worker, deal.requester
+                ),
+            )
+        };
+        let token = token.ok_or_else(|| err(E::PostComputeGetStorageTokensFailed, missing))?;
+        env.public(RESULT_STORAGE_PROVIDER, provider);
+        env.public(RESULT_STORAGE_PROXY, proxy);
+        env.secret(RESULT_STORAGE_TOKEN, token);
+    }
+    env.extend(sign);
+    Ok(env)
+}
+
+/// Step 2: the session of a task, or the error code to answer with.
+pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, SessionError> {
+    let task = &inputs.task;
+    let deal = task.deal;
+    let framework = TeeFramework::from_tag(&deal.tag).ok_or_else(|| {
+        err(
+            E::ExecutionNotAuthorizedNoMatchOnchainType,
+            format!("deal tag {} selects no TEE framework", deal.tag),
+        )
+    })?;
+    if framework != inputs.sms_framework {
+        return Err(err(
+            E::ExecutionNotAuthorizedTeeFrameworkMismatch,
+            format!(
+                "the deal runs on {framework}, this SMS serves {}",
+                inputs.sms_framework
+            ),
+        ));
+    }
+    if inputs.pipelines.framework() != framework {
+        return Err(err(
+            E::SecureSessionGenerationFailed,
+            format!(
+                "configured pipelines are for {}, not {framework}",
+                inputs.pipelines.framework()
+            ),
+        ));
+    }
+    if crate::ledger::task_id(&deal.deal_id, task.task_index) != task.task_id {
+        return Err(err(
+            E::GetTaskDescriptionFailed,
+            "task id does not match the deal id and task index",
+        ));
+    }
+    if inputs.app.address != deal.app.pointer {
+        return Err(err(
+            E::GetTaskDescriptionFailed,
+            "app entry is not the deal's app",
+        ));
+    }
+    let dataset = match (deal.has_dataset(), inputs.dataset) {
+        (false, _) => None,
+        (true, Some(d)) if d.address == deal.dataset.pointer => Some(d),
+        (true, _) => {
+            return Err(err(
+                E::GetTaskDescriptionFailed,
+                "dataset entry of the deal is missing",
+            ));
+        }
+    };
+    if task.params.has_bulk() {
+        return Err(err(
+            E::PreComputeBulkProcessingNotSupported,
+            "bulk processing (bulk_cid) is not supported by this SMS",
+        ));
+    }
+
+    let app_side = resolve_app(inputs, framework)?;
+    let sign = sign_tokens(inputs)?;
+    let mut warnings = Vec::new();
+
+    let needs_pre_compute = dataset.is_some() || task.params.has_input_files();
+    let pre_compute = if needs_pre_compute {
+        let stage = &app_side.pipeline.pre_compute;
+        Some(EnclaveSession {
+            role: EnclaveRole::PreCompute,
+            image: stage.image.clone(),
+            measurement: stage.fingerprint.clone(),
+            command: Some(stage.entrypoint.clone()),
+            heap_size_bytes: Some(stage.heap_size_bytes),
+            env: pre_compute_env(inputs, dataset, &sign)?,
+        })
+    } else {
+        None
+    };
+    let app = EnclaveSession {
+        role: EnclaveRole::App,
+        image: inputs.app.multiaddr.clone(),
+        measurement: app_side.measurement.clone(),
+        command: app_side.command.clone(),
+        heap_size_bytes: app_side.heap,
+        env: app_env(inputs, &app_side, &mut warnings),
+    };
+    let stage = &app_side.pipeline.post_compute;
+    let post_compute = EnclaveSession {
+        role: EnclaveRole::PostCompute,
+        image: stage.image.clone(),
+        measurement: stage.fingerprint.clone(),
+        command: Some(stage.entrypoint.clone()),
+        heap_size_bytes: Some(stage.heap_size_bytes),
+        env: post_compute_env(inputs, &sign)?,
+    };
+    Ok(SessionPlan {
+        task_id: task.task_id,
+        framework,
+        pipeline_version: app_side.pipeline.version.clone(),
+        pre_compute,
+        app,
+        post_compute,
+        warnings,
+    })
+}
+
+/// A session id: 10 random ASCII letters or digits, `"0000"`, then the task id (`0x` + 64 hex).
+pub fn session_id<R: rand::Rng + ?Sized>(rng: &mut R, task_id: &B256) -> String {
+    let prefix: String = (0..10)
+        .map(|_| char::from(rng.sample(rand::distr::Alphanumeric)))
+        .collect();
+    format!("{prefix}0000{}", encode_prefixed(task_id))
+}
+
+#[cfg(test)]
+#[path = "session_plan_tests.rs"]
+mod tests;
