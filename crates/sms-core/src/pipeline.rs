@@ -39,7 +39,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -404,7 +404,7 @@ impl Pipelines {
 }
 
 /// `preComputeProperties` / `postComputeProperties`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageProperties {
     pub image: String,
@@ -424,8 +424,8 @@ impl From<&StageConfig> for StageProperties {
     }
 }
 
-/// The body of `GET /tee/properties/{framework}/{version}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// The body of `GET /tee/properties/{framework}/{version}` (also read by workers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TeeProperties {
     pub tee_framework: TeeFramework,
@@ -433,7 +433,7 @@ pub struct TeeProperties {
     pub pre_compute_properties: StageProperties,
     pub post_compute_properties: StageProperties,
     /// SCONE only.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub las_image: Option<String>,
 }
 
@@ -683,6 +683,10 @@ heap-size = "512 mb"
             r#"{{"teeFramework":"SCONE","teeFrameworkVersion":"v5","preComputeProperties":{{"image":"reg/pre:v5","fingerprint":"{FP_PRE}","entrypoint":"/pre","heapSizeInBytes":1073741824}},"postComputeProperties":{{"image":"reg/post:v5","fingerprint":"{FP_POST}","entrypoint":"/post","heapSizeInBytes":536870912}},"lasImage":"reg/las:1"}}"#
         );
         assert_eq!(scone.to_json(), expected);
+        assert_eq!(
+            serde_json::from_str::<TeeProperties>(&expected).unwrap(),
+            scone
+        );
         assert_eq!(
             TeeProperties::new(TeeFramework::Scone, p.default_pipeline(), None),
             Err(MissingLasImage)

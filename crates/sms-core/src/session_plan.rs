@@ -102,6 +102,7 @@ pub const IEXEC_OUT_DIR: &str = "/iexec_out";
 // Environment maps
 // ---------------------------------------------------------------------------------------------
 
+#[derive(Clone)]
 struct EnvValue {
     value: Zeroizing<String>,
     sensitive: bool,
@@ -109,7 +110,7 @@ struct EnvValue {
 
 /// The environment of one enclave: names in sorted order, secret values zeroized on drop and
 /// redacted from `Debug`. `Serialize` writes the plain `{name: value}` map for the provisioner.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct EnclaveEnv(BTreeMap<String, EnvValue>);
 
 impl EnclaveEnv {
