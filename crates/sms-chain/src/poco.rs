@@ -420,7 +420,7 @@ impl PocoLedger {
         let what = format!("{} on {to}", C::SIGNATURE);
         let answer = self
             .rpc_or_revert(&what, deadline, || {
-                self.provider.call(tx.clone()).into_future()
+                self.provider.call(tx.clone()).latest().into_future()
             })
             .await?;
         let Ok(bytes) = answer else {

@@ -350,6 +350,13 @@ async fn snapshot() -> Result<&'static Snapshot> {
             std::fs::write(&tmp, body.to_string())
                 .with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+            // Dumps of older deployments (other anvil, artifacts or fixture code) are dead weight.
+            for old in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = old.path();
+                if path != file && path.extension().is_some_and(|e| e == "json") {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
             Ok(Snapshot { state, deployment })
         })
         .await
