@@ -26,6 +26,7 @@ struct State {
 
 /// Fields of a new dev app.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewApp {
     pub owner: Address,
     #[serde(default)]
@@ -40,6 +41,7 @@ pub struct NewApp {
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewDataset {
     pub owner: Address,
     #[serde(default)]

@@ -1,1 +1,14 @@
-//! placeholder
+//! The SMS HTTP server: the iExec-compatible secret API, operational endpoints, and (in
+//! `--dev`) the dev ledger API. Start with [`Server::start`]; see `sms server --help`.
+
+pub mod config;
+pub mod dev_wallets;
+mod error;
+mod metrics_layer;
+mod routes;
+mod server;
+mod state;
+
+pub use config::ServerConfig;
+pub use server::{Server, StartupError};
+pub use state::AppState;

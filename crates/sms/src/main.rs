@@ -1,1 +1,71 @@
-fn main() {}
+//! `sms`: the Secret Management Service for iExec confidential computing — server and client
+//! in one binary. `sms --help` lists the commands; each has its own `--help`.
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{dev, secrets, server, wallet};
+use crate::output::Output;
+
+#[derive(Parser)]
+#[command(name = "sms", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Print one JSON object instead of human-readable text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the SMS server (`sms server --dev` for a local, embedded setup).
+    Server(Box<server::ServerArgs>),
+    /// Create, import or show the wallet that signs your requests.
+    #[command(subcommand)]
+    Wallet(wallet::WalletCommand),
+    /// App developer secret (IEXEC_APP_DEVELOPER_SECRET).
+    #[command(subcommand)]
+    App(secrets::AppCommand),
+    /// Requester secrets (IEXEC_REQUESTER_SECRET_<n>, mapped with --secret n=name).
+    #[command(subcommand)]
+    Requester(secrets::RequesterCommand),
+    /// Dataset encryption keys.
+    #[command(subcommand)]
+    Dataset(secrets::DatasetCommand),
+    /// Result encryption key of a beneficiary.
+    #[command(subcommand)]
+    Result(secrets::ResultCommand),
+    /// Register apps, datasets and workerpools on a `--dev` server's embedded ledger.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return out.fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => server::run(*args, &out).await,
+            Command::Wallet(cmd) => wallet::run(cmd, &out),
+            Command::App(cmd) => secrets::run_app(cmd, &out).await,
+            Command::Requester(cmd) => secrets::run_requester(cmd, &out).await,
+            Command::Dataset(cmd) => secrets::run_dataset(cmd, &out).await,
+            Command::Result(cmd) => secrets::run_result(cmd, &out).await,
+            Command::Dev(cmd) => dev::run(cmd, &out).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => out.fail(&e),
+    }
+}

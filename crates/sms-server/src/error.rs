@@ -1,0 +1,92 @@
+//! API errors and their wire forms. Compute-secret routes answer `{"error": [message]}` like
+//! iExec's SMS; the other routes answer `{"error": message}`. Both add a `reason` field with
+//! what the caller needs to act (never a secret value).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sms_chain::LedgerError;
+use sms_store::StoreError;
+
+/// Which body shape a route family uses for errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// `/apps/*` and `/requesters/*`: `{"error": ["..."]}`.
+    List,
+    /// Everything else: `{"error": "..."}`.
+    Plain,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable message (iExec's wording where one exists).
+    pub message: String,
+    /// Detail for the caller.
+    pub reason: Option<String>,
+    pub shape: Shape,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), reason: None, shape: Shape::Plain }
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Invalid authorization").with_reason(reason)
+    }
+
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn shaped(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// A failure of ours: logged with its cause, answered as a bare 500.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Unavailable(reason) => {
+                tracing::warn!(%reason, "ledger unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "ledger unavailable").with_reason(reason)
+            }
+            LedgerError::Rejected(reason) => Self::bad_request(reason),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let error = match self.shape {
+            Shape::List => json!([self.message]),
+            Shape::Plain => json!(self.message),
+        };
+        let body = match self.reason {
+            Some(reason) => json!({ "error": error, "reason": reason }),
+            None => json!({ "error": error }),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,194 @@
+//! Start-up: configuration checks, store, ledger, router, listener (HTTP or HTTPS).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use axum_server::Handle;
+use sms_chain::Ledger;
+use sms_chain::dev::DevLedger;
+use sms_store::postgres::PostgresBackend;
+use sms_store::sqlite::SqliteBackend;
+use sms_store::{Backend, MasterKey, Store};
+use thiserror::Error;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServerConfig;
+use crate::dev_wallets::{self, DevWallet};
+use crate::state::AppState;
+
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("store: {0}")]
+    Store(#[from] sms_store::StoreError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] sms_chain::LedgerError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    pub local_addr: SocketAddr,
+    pub tls: bool,
+    pub data_dir: PathBuf,
+    pub store_description: String,
+    pub ledger_description: String,
+    /// Dev wallets (only with `--dev`).
+    pub dev_wallets: Vec<DevWallet>,
+    /// Whether the master key file was created by this start.
+    pub master_key_created: bool,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    pub async fn start(config: ServerConfig) -> Result<Self, StartupError> {
+        sms_client::install_crypto_provider();
+        check_listen_policy(&config)?;
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| StartupError::Io(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+
+        let (master, master_key_created) = match std::env::var("SMS_MASTER_KEY") {
+            Ok(text) => (MasterKey::from_base64(&text)?, false),
+            Err(_) => MasterKey::load_or_create(&config.master_key_file())?,
+        };
+        let backend: Arc<dyn Backend> = match &config.database_url {
+            Some(url) => Arc::new(PostgresBackend::connect(url, config.database_max_connections).await?),
+            None => Arc::new(SqliteBackend::open(&data_dir.join("sms.db")).await?),
+        };
+        let store_description = backend.describe();
+        let store = Store::open(backend, master).await?;
+
+        let (ledger, dev_ledger): (Arc<dyn Ledger>, Option<Arc<DevLedger>>) = if config.dev {
+            let dev = Arc::new(DevLedger::open(data_dir.join("dev-ledger.json"))?);
+            (dev.clone(), Some(dev))
+        } else {
+            return Err(StartupError::Config(
+                "no ledger: pass --chain-rpc and --hub to read the iExec contracts, or --dev for the embedded dev ledger".into(),
+            ));
+        };
+        let dev_wallets = if config.dev {
+            dev_wallets::load_or_create(&data_dir).map_err(|e| StartupError::Io(format!("dev wallets: {e}")))?
+        } else {
+            Vec::new()
+        };
+
+        let metrics = crate::metrics_layer::recorder().map_err(StartupError::Config)?;
+        let state = AppState {
+            store,
+            ledger: ledger.clone(),
+            dev_ledger,
+            max_secret_bytes: config.max_secret_bytes,
+            metrics,
+        };
+        crate::routes::secrets::publish_counts(&state).await?;
+        let app = with_layers(crate::routes::router(state));
+
+        let handle: Handle<SocketAddr> = Handle::new();
+        let listener = std::net::TcpListener::bind(config.listen)
+            .map_err(|e| StartupError::Listen { addr: config.listen, reason: e.to_string() })?;
+        listener.set_nonblocking(true).map_err(|e| StartupError::Io(e.to_string()))?;
+        let local_addr = listener.local_addr().map_err(|e| StartupError::Io(e.to_string()))?;
+        let service = app.into_make_service();
+        let tls = config.tls_cert.is_some();
+        let task = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| StartupError::Config(format!("TLS certificate or key: {e}")))?;
+                let server = axum_server::from_tcp_rustls(listener, tls_config)
+                    .map_err(|e| StartupError::Listen { addr: config.listen, reason: e.to_string() })?
+                    .handle(handle.clone());
+                tokio::spawn(server.serve(service))
+            }
+            _ => {
+                let server = axum_server::from_tcp(listener)
+                    .map_err(|e| StartupError::Listen { addr: config.listen, reason: e.to_string() })?
+                    .handle(handle.clone());
+                tokio::spawn(server.serve(service))
+            }
+        };
+        Ok(Self {
+            local_addr,
+            tls,
+            data_dir,
+            store_description,
+            ledger_description: ledger.describe(),
+            dev_wallets,
+            master_key_created,
+            handle,
+            task,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), and waits.
+    pub async fn shutdown(self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops by itself (it normally does not).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Outside --dev, plain HTTP only on loopback unless explicitly allowed.
+fn check_listen_policy(config: &ServerConfig) -> Result<(), StartupError> {
+    if config.tls_cert.is_none() && !config.listen.ip().is_loopback() && !config.dev && !config.insecure_http {
+        return Err(StartupError::Config(format!(
+            "refusing to serve secrets over plain HTTP on {}: give --tls-cert and --tls-key, listen on loopback, \
+             or pass --insecure-http if a TLS proxy terminates connections in front of this server",
+            config.listen
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Default)]
+struct RequestIds {
+    prefix: u32,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:08x}-{n}", self.prefix).parse().ok().map(RequestId::new)
+    }
+}
+
+fn with_layers(router: Router) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let ids = RequestIds { prefix: rand::random(), counter: Arc::default() };
+    // Spans carry method, route and request id; bodies and headers are never logged.
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| req.uri().path().to_owned());
+        tracing::info_span!("request", id = %id, method = %req.method(), route = %route)
+    });
+    router
+        .layer(axum::middleware::from_fn(crate::metrics_layer::track))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, ids))
+}

@@ -1,0 +1,17 @@
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sms_chain::Ledger;
+use sms_chain::dev::DevLedger;
+use sms_store::Store;
+
+/// Shared by every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub ledger: Arc<dyn Ledger>,
+    /// Present only in `--dev`: the writable embedded ledger behind `/dev/*`.
+    pub dev_ledger: Option<Arc<DevLedger>>,
+    pub max_secret_bytes: usize,
+    pub metrics: PrometheusHandle,
+}

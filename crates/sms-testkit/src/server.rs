@@ -1,0 +1,79 @@
+//! An SMS server started in process on a loopback port, with its own temporary data dir.
+
+// Test support: a failure to set up the fixture is a test failure, so panics are intended.
+#![allow(clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use sms_client::{ClientOptions, SmsClient};
+use sms_server::{Server, ServerConfig};
+
+pub struct TestServer {
+    server: Option<Server>,
+    config: ServerConfig,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A `--dev` server in a fresh temporary directory.
+    pub async fn dev() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = ServerConfig::dev_in(dir.path().to_path_buf());
+        Self::with_config(config, Some(dir)).await
+    }
+
+    /// A server with `config`; `dir` (if any) is removed when the server is dropped.
+    pub async fn with_config(config: ServerConfig, dir: Option<tempfile::TempDir>) -> Self {
+        let server = Server::start(config.clone()).await.expect("the test server starts");
+        Self { server: Some(server), config, _dir: dir }
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("server running")
+    }
+
+    pub fn url(&self) -> String {
+        self.server().url()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.server().data_dir.clone()
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn client(&self) -> SmsClient {
+        SmsClient::new(&self.url(), &ClientOptions::default()).expect("client")
+    }
+
+    /// Stops the server and starts it again on the same data dir (and the same port).
+    pub async fn restart(&mut self) {
+        let old = self.server.take().expect("server running");
+        let addr = old.local_addr;
+        old.shutdown().await;
+        let mut config = self.config.clone();
+        config.listen = addr;
+        self.server = Some(Server::start(config).await.expect("the test server restarts"));
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { stack.push(path) } else { out.push(path) }
+        }
+    }
+    out
+}

@@ -1,0 +1,246 @@
+//! Secret commands, mirroring `iexec app|requester|dataset|result push-secret/check-secret`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use sms_client::Web2Write;
+use sms_core::Address;
+use sms_core::secret::{RESULT_ENCRYPTION_PUBLIC_KEY, parse_address};
+
+use super::{SmsArgs, WalletArgs};
+use crate::output::Output;
+
+fn address(text: &str) -> anyhow::Result<Address> {
+    Ok(parse_address(text)?)
+}
+
+#[derive(Args)]
+pub struct Signed {
+    #[command(flatten)]
+    sms: SmsArgs,
+    #[command(flatten)]
+    wallet: WalletArgs,
+}
+
+/// Secret value from the option, the terminal (hidden), or standard input.
+fn secret_value(given: Option<String>) -> anyhow::Result<String> {
+    use std::io::{IsTerminal, Read};
+    if let Some(v) = given {
+        return Ok(v);
+    }
+    if std::io::stdin().is_terminal() {
+        return super::prompt_hidden("Paste your secret: ");
+    }
+    let mut value = String::new();
+    std::io::stdin().read_to_string(&mut value).context("cannot read the secret from standard input")?;
+    Ok(value.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn pushed(out: &Output) {
+    out.done("Secret successfully pushed", json!({ "isPushed": true }));
+}
+
+fn checked(out: &Output, exists: bool, what: String) {
+    let human = if exists { format!("Secret exists for {what}") } else { format!("No secret found for {what}") };
+    out.done(human, json!({ "isSecretSet": exists }));
+}
+
+// ---- app ----
+
+#[derive(Subcommand)]
+pub enum AppCommand {
+    /// Push the app developer secret (once; it cannot be updated). Signed by the app owner.
+    PushSecret {
+        /// App address.
+        app: String,
+        /// The secret (prompted for, or read from standard input, when absent).
+        #[arg(long)]
+        secret_value: Option<String>,
+        #[command(flatten)]
+        signed: Signed,
+    },
+    /// Check whether the app has a developer secret.
+    CheckSecret {
+        app: String,
+        #[command(flatten)]
+        sms: SmsArgs,
+    },
+}
+
+pub async fn run_app(cmd: AppCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        AppCommand::PushSecret { app, secret_value: value, signed } => {
+            let app = address(&app)?;
+            let client = signed.sms.client()?;
+            let signer = signed.wallet.signer()?;
+            let value = secret_value(value)?;
+            client.push_app_secret(&signer, app, &value).await?;
+            pushed(out);
+        }
+        AppCommand::CheckSecret { app, sms } => {
+            let app = address(&app)?;
+            let exists = sms.client()?.app_secret_exists(app).await?;
+            checked(out, exists, format!("app {app}"));
+        }
+    }
+    Ok(())
+}
+
+// ---- requester ----
+
+#[derive(Subcommand)]
+pub enum RequesterCommand {
+    /// Push a named requester secret (once; names are case-sensitive, [A-Za-z0-9_-]{1,64}).
+    PushSecret {
+        /// Secret name, used in `--secret <n>=<name>` when running an app.
+        name: String,
+        #[arg(long)]
+        secret_value: Option<String>,
+        #[command(flatten)]
+        signed: Signed,
+    },
+    /// Check whether a requester secret exists (default requester: your wallet).
+    CheckSecret {
+        name: String,
+        /// Requester address (default: the wallet's address).
+        address: Option<String>,
+        #[command(flatten)]
+        sms: SmsArgs,
+        #[command(flatten)]
+        wallet: WalletArgs,
+    },
+}
+
+/// An explicit address, or the wallet's (read from the keystore without decrypting it).
+fn address_or_wallet(given: Option<String>, wallet: &WalletArgs) -> anyhow::Result<Address> {
+    if let Some(a) = given {
+        return address(&a);
+    }
+    let path = wallet.path();
+    match sms_client::wallet::address_of(&path)? {
+        Some(a) => address(&a),
+        None => Ok(wallet.signer()?.address()),
+    }
+}
+
+pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        RequesterCommand::PushSecret { name, secret_value: value, signed } => {
+            sms_core::secret::RequesterSecretName::parse(&name)?;
+            let client = signed.sms.client()?;
+            let signer = signed.wallet.signer()?;
+            let value = secret_value(value)?;
+            client.push_requester_secret(&signer, &name, &value).await?;
+            pushed(out);
+        }
+        RequesterCommand::CheckSecret { name, address, sms, wallet } => {
+            sms_core::secret::RequesterSecretName::parse(&name)?;
+            let requester = address_or_wallet(address, &wallet)?;
+            let exists = sms.client()?.requester_secret_exists(requester, &name).await?;
+            checked(out, exists, format!("requester {requester} and name \"{name}\""));
+        }
+    }
+    Ok(())
+}
+
+// ---- dataset ----
+
+#[derive(Subcommand)]
+pub enum DatasetCommand {
+    /// Push the encryption key of a dataset (once). Signed by the dataset owner.
+    PushSecret {
+        dataset: String,
+        /// File holding the base64 key (trimmed).
+        #[arg(long, default_value = ".secrets/datasets/dataset.key")]
+        secret_path: PathBuf,
+        #[command(flatten)]
+        signed: Signed,
+    },
+    /// Check whether a dataset has its key in the SMS.
+    CheckSecret {
+        dataset: String,
+        #[command(flatten)]
+        sms: SmsArgs,
+    },
+}
+
+pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        DatasetCommand::PushSecret { dataset, secret_path, signed } => {
+            let dataset = address(&dataset)?;
+            let key = std::fs::read_to_string(&secret_path)
+                .with_context(|| format!("cannot read the dataset key file {}", secret_path.display()))?;
+            let key = key.trim();
+            sms_worker::dataset::DatasetKey::from_base64(key)
+                .with_context(|| format!("{} does not hold a dataset key", secret_path.display()))?;
+            let client = signed.sms.client()?;
+            let signer = signed.wallet.signer()?;
+            client.push_dataset_secret(&signer, dataset, key).await?;
+            pushed(out);
+        }
+        DatasetCommand::CheckSecret { dataset, sms } => {
+            let dataset = address(&dataset)?;
+            let exists = sms.client()?.dataset_secret_exists(dataset).await?;
+            checked(out, exists, format!("dataset {dataset}"));
+        }
+    }
+    Ok(())
+}
+
+// ---- result encryption key ----
+
+#[derive(Subcommand)]
+pub enum ResultCommand {
+    /// Push your result encryption public key (RSA, SPKI PEM) for the tasks you are beneficiary of.
+    #[command(alias = "push-secret")]
+    PushEncryptionKey {
+        /// Replace the key if one is already set.
+        #[arg(long)]
+        force_update: bool,
+        /// Public key file (default: .secrets/beneficiary/<address>_key.pub).
+        #[arg(long)]
+        secret_path: Option<PathBuf>,
+        #[command(flatten)]
+        signed: Signed,
+    },
+    /// Check whether a beneficiary has a result encryption key (default: your wallet).
+    #[command(alias = "check-secret")]
+    CheckEncryptionKey {
+        address: Option<String>,
+        #[command(flatten)]
+        sms: SmsArgs,
+        #[command(flatten)]
+        wallet: WalletArgs,
+    },
+}
+
+pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        ResultCommand::PushEncryptionKey { force_update, secret_path, signed } => {
+            let client = signed.sms.client()?;
+            let signer = signed.wallet.signer()?;
+            let owner = signer.address();
+            let path = secret_path
+                .unwrap_or_else(|| PathBuf::from(format!(".secrets/beneficiary/{owner}_key.pub")));
+            let pem = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the public key file {}", path.display()))?;
+            let value = sms_worker::result_archive::format_encryption_key(pem.trim());
+            let exists = client.web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY).await?;
+            if exists && !force_update {
+                anyhow::bail!("Secret already exists for {owner} and can't be updated without --force-update");
+            }
+            let mode = if exists { Web2Write::Update } else { Web2Write::Create };
+            client.push_web2_secret(&signer, RESULT_ENCRYPTION_PUBLIC_KEY, &value, mode).await?;
+            let human = if exists { "Encryption key successfully updated" } else { "Encryption key successfully pushed" };
+            out.done(human, json!({ "isPushed": true, "isUpdated": exists }));
+        }
+        ResultCommand::CheckEncryptionKey { address, sms, wallet } => {
+            let owner = address_or_wallet(address, &wallet)?;
+            let exists = sms.client()?.web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY).await?;
+            checked(out, exists, format!("beneficiary {owner}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+use clap::Args;
+use serde_json::json;
+use sms_server::config::LogFormat;
+use sms_server::{Server, ServerConfig};
+
+use crate::output::Output;
+
+#[derive(Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub config: ServerConfig,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SMS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
+    init_logs(args.config.log_format);
+    let dev = args.config.dev;
+    let server = Server::start(args.config).await?;
+    if dev {
+        tracing::warn!("DEVELOPMENT MODE: embedded dev ledger, dev wallets; never store real secrets here");
+    }
+    let wallets: Vec<_> = server
+        .dev_wallets
+        .iter()
+        .map(|w| json!({ "name": w.name, "address": w.address, "privateKey": w.private_key, "walletFile": w.keystore, "password": sms_server::dev_wallets::DEV_WALLET_PASSWORD }))
+        .collect();
+    let mut human = format!(
+        "SMS {} listening on {}\n  data directory: {}\n  store:          {}\n  ledger:         {}",
+        env!("CARGO_PKG_VERSION"),
+        server.url(),
+        server.data_dir.display(),
+        server.store_description,
+        server.ledger_description,
+    );
+    if server.master_key_created {
+        human.push_str("\n  master key:     created (back it up: without it the store cannot be read)");
+    }
+    if !server.dev_wallets.is_empty() {
+        human.push_str(&format!(
+            "\n\nDev wallets (keystore password \"{}\"):",
+            sms_server::dev_wallets::DEV_WALLET_PASSWORD
+        ));
+        for w in &server.dev_wallets {
+            human.push_str(&format!(
+                "\n  {:<11} {}  key {}\n              --wallet-file {}",
+                w.name,
+                w.address,
+                w.private_key,
+                w.keystore.display()
+            ));
+        }
+        human.push_str(&format!("\n\nTry: export SMS_URL={} SMS_WALLET_PASSWORD=dev", server.url()));
+    }
+    out.done(
+        human,
+        json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "devWallets": wallets }),
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
