@@ -1,6 +1,8 @@
 //! The iExec secret API over HTTP against an in-process `--dev` server: every route, every
 //! status, the check order, persistence and encryption at rest.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use alloy_signer_local::PrivateKeySigner;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

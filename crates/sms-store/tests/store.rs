@@ -2,6 +2,8 @@
 //! (a fresh database on the cluster named by `SMS_TEST_POSTGRES_URL`, which scripts/test.sh
 //! provides; the PostgreSQL tests fail without it, they never skip).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use sms_core::secret::SecretValue;
