@@ -63,7 +63,15 @@ pub struct ServerConfig {
     /// Log format.
     #[arg(long, env = "SMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub chain: ChainArgs,
 }
+
+/// Where the iExec PoCo contracts are read (production ledger).
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "Chain")]
+pub struct ChainArgs {}
 
 fn parse_max_secret_bytes(text: &str) -> Result<usize, String> {
     let n: usize = text.parse().map_err(|_| format!("'{text}' is not a number of bytes"))?;
@@ -89,6 +97,7 @@ impl ServerConfig {
             insecure_http: false,
             dev: true,
             log_format: LogFormat::Text,
+            chain: ChainArgs::default(),
         }
     }
 

@@ -4,11 +4,12 @@
 pub mod config;
 pub mod dev_wallets;
 mod error;
+mod ledger;
 mod metrics_layer;
 mod routes;
 mod server;
 mod state;
 
-pub use config::ServerConfig;
+pub use config::{ChainArgs, ServerConfig};
 pub use server::{Server, StartupError};
 pub use state::AppState;

@@ -8,8 +8,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use axum_server::Handle;
-use sms_chain::Ledger;
-use sms_chain::dev::DevLedger;
 use sms_store::postgres::PostgresBackend;
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, MasterKey, Store};
@@ -74,14 +72,7 @@ impl Server {
         let store_description = backend.describe();
         let store = Store::open(backend, master).await?;
 
-        let (ledger, dev_ledger): (Arc<dyn Ledger>, Option<Arc<DevLedger>>) = if config.dev {
-            let dev = Arc::new(DevLedger::open(data_dir.join("dev-ledger.json"))?);
-            (dev.clone(), Some(dev))
-        } else {
-            return Err(StartupError::Config(
-                "no ledger: pass --chain-rpc and --hub to read the iExec contracts, or --dev for the embedded dev ledger".into(),
-            ));
-        };
+        let (ledger, dev_ledger) = crate::ledger::build(&config, &data_dir).await?;
         let dev_wallets = if config.dev {
             dev_wallets::load_or_create(&data_dir).map_err(|e| StartupError::Io(format!("dev wallets: {e}")))?
         } else {
