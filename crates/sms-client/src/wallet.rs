@@ -55,7 +55,20 @@ pub fn save(path: &Path, signer: &PrivateKeySigner, password: &str) -> Result<()
     let key = Zeroizing::new(signer.to_bytes().0);
     PrivateKeySigner::encrypt_keystore(&dir, &mut rng, key.as_slice(), password, Some(name))
         .map_err(|e| write_err(e.to_string()))?;
-    restrict(path).map_err(|e| write_err(e.to_string()))
+    restrict(path).map_err(|e| write_err(e.to_string()))?;
+    add_address(path, signer).map_err(write_err)
+}
+
+/// Records the (public) address in the keystore, as ethers and geth do, so commands that only
+/// need the address do not ask for the password.
+fn add_address(path: &Path, signer: &PrivateKeySigner) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    json["address"] = serde_json::Value::String(format!("{:x}", signer.address()));
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json.to_string()).map_err(|e| e.to_string())?;
+    restrict(&tmp).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
 }
 
 #[cfg(unix)]

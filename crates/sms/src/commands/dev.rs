@@ -88,7 +88,12 @@ pub enum DevWorkerpoolCommand {
 
 async fn deploy(sms: &SmsArgs, path: &str, body: Value, what: &str, out: &Output) -> anyhow::Result<()> {
     let answer: Value = sms.client()?.post_json(path, &body).await?;
-    let address = answer.get("address").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let address = answer
+        .get("address")
+        .and_then(Value::as_str)
+        .and_then(|a| sms_core::secret::parse_address(a).ok())
+        .ok_or_else(|| anyhow::anyhow!("the SMS answered without an address: {answer}"))?
+        .to_string();
     out.done(format!("Deployed new {what} at address {address}"), json!({ "address": address }));
     Ok(())
 }

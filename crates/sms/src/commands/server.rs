@@ -31,7 +31,7 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     let wallets: Vec<_> = server
         .dev_wallets
         .iter()
-        .map(|w| json!({ "name": w.name, "address": w.address, "privateKey": w.private_key, "walletFile": w.keystore, "password": sms_server::dev_wallets::DEV_WALLET_PASSWORD }))
+        .map(|w| json!({ "name": w.name, "address": w.address.to_string(), "privateKey": w.private_key, "walletFile": w.keystore, "password": sms_server::dev_wallets::DEV_WALLET_PASSWORD }))
         .collect();
     let mut human = format!(
         "SMS {} listening on {}\n  data directory: {}\n  store:          {}\n  ledger:         {}",

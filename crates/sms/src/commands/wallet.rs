@@ -50,7 +50,7 @@ fn save(args: &WalletArgs, signer: &PrivateKeySigner, out: &Output, verb: &str) 
     wallet::save(&path, signer, &password)?;
     out.done(
         format!("Wallet {verb}\naddress: {}\nwallet file: {}", signer.address(), path.display()),
-        json!({ "address": signer.address(), "walletFile": path }),
+        json!({ "address": signer.address().to_string(), "walletFile": path }),
     );
     Ok(())
 }
@@ -66,7 +66,7 @@ pub fn run(cmd: WalletCommand, out: &Output) -> anyhow::Result<()> {
             let path = wallet.path();
             let signer = wallet.signer().with_context(|| format!("wallet {}", path.display()))?;
             let key = sms_core::hex::encode_prefixed(signer.to_bytes());
-            let mut data = json!({ "address": signer.address(), "walletFile": path });
+            let mut data = json!({ "address": signer.address().to_string(), "walletFile": path });
             let mut human = format!("address: {}\nwallet file: {}", signer.address(), path.display());
             if show_private_key {
                 data["privateKey"] = json!(key);
