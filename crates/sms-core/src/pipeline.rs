@@ -378,6 +378,21 @@ impl Pipelines {
         self.framework
     }
 
+    /// A list of exactly one already-built pipeline (e.g. a built-in default resolved for the
+    /// version an app asks for). Its version must not be blank.
+    pub fn single(framework: TeeFramework, pipeline: Pipeline) -> Result<Self, PipelineConfigError> {
+        if pipeline.version.trim().is_empty() {
+            return Err(PipelineConfigError::Fields(vec![FieldError {
+                path: "pipelines[0].version".into(),
+                expected: "a non-empty string".into(),
+            }]));
+        }
+        Ok(Self {
+            framework,
+            items: vec![pipeline],
+        })
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Pipeline> {
         self.items.iter()
     }
@@ -508,6 +523,21 @@ heap-size = "512 mb"
             entrypoint: format!("/{kind}"),
             heap_size_bytes: heap,
         }
+    }
+
+    #[test]
+    fn single_pipeline() {
+        let p = Pipeline {
+            version: "any".into(),
+            pre_compute: stage("pre", "any", FP_PRE, 1),
+            post_compute: stage("post", "any", FP_POST, 1),
+        };
+        let list = Pipelines::single(TeeFramework::Scone, p.clone()).unwrap();
+        assert_eq!(list.find("any"), Some(&p));
+        assert_eq!(list.default_pipeline(), &p);
+        let blank = Pipeline { version: " ".into(), ..p };
+        let e = Pipelines::single(TeeFramework::Tdx, blank).unwrap_err();
+        assert_eq!(e.field_errors()[0].path, "pipelines[0].version");
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct ServerConfig {
 
     #[command(flatten)]
     pub chain: ChainArgs,
+
+    #[command(flatten)]
+    pub tee: crate::tee::args::TeeArgs,
 }
 
 /// Where the iExec PoCo contracts are read (production ledger).
@@ -98,6 +101,7 @@ impl ServerConfig {
             dev: true,
             log_format: LogFormat::Text,
             chain: ChainArgs::default(),
+            tee: crate::tee::args::TeeArgs::defaults(),
         }
     }
 

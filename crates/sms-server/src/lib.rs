@@ -9,6 +9,7 @@ mod metrics_layer;
 mod routes;
 mod server;
 mod state;
+pub mod tee;
 
 pub use config::{ChainArgs, ServerConfig};
 pub use server::{Server, StartupError};

@@ -80,12 +80,14 @@ impl Server {
         };
 
         let metrics = crate::metrics_layer::recorder().map_err(StartupError::Config)?;
+        let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
         let state = AppState {
             store,
             ledger: ledger.clone(),
             dev_ledger,
             max_secret_bytes: config.max_secret_bytes,
             metrics,
+            tee: tee.clone(),
         };
         crate::routes::secrets::publish_counts(&state).await?;
         let app = with_layers(crate::routes::router(state));
@@ -95,6 +97,8 @@ impl Server {
             .map_err(|e| StartupError::Listen { addr: config.listen, reason: e.to_string() })?;
         listener.set_nonblocking(true).map_err(|e| StartupError::Io(e.to_string()))?;
         let local_addr = listener.local_addr().map_err(|e| StartupError::Io(e.to_string()))?;
+        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+        tee.set_listen_url(&format!("{scheme}://{local_addr}"));
         let service = app.into_make_service();
         let tls = config.tls_cert.is_some();
         let task = match (&config.tls_cert, &config.tls_key) {

@@ -14,4 +14,6 @@ pub struct AppState {
     pub dev_ledger: Option<Arc<DevLedger>>,
     pub max_secret_bytes: usize,
     pub metrics: PrometheusHandle,
+    /// TEE framework, pipelines, session settings (`/tee/*`).
+    pub tee: Arc<crate::tee::TeeState>,
 }

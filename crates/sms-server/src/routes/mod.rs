@@ -5,8 +5,10 @@ use axum::routing::{get, head, post};
 use crate::state::AppState;
 
 mod dev;
+mod dev_deals;
 mod ops;
 pub(crate) mod secrets;
+mod tee;
 
 /// Bodies above this are refused before anything else (memory bound); smaller oversized
 /// values are refused after authorization, with the iExec status codes.
@@ -28,12 +30,22 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/actuator/health", get(ops::health))
         .route("/metrics", get(ops::metrics));
+    if state.tee.enabled {
+        router = router
+            .route("/tee/framework", get(tee::framework))
+            .route("/tee/properties/{framework}", get(tee::properties_default))
+            .route("/tee/properties/{framework}/{version}", get(tee::properties))
+            .route("/tee/challenges/{task}", post(tee::challenge))
+            .route("/tee/sessions", post(tee::create_session));
+    }
     if state.dev_ledger.is_some() {
         router = router
             .route("/dev/apps", post(dev::deploy_app))
             .route("/dev/datasets", post(dev::deploy_dataset))
             .route("/dev/workerpools", post(dev::deploy_workerpool))
-            .route("/dev/transfer", post(dev::transfer));
+            .route("/dev/transfer", post(dev::transfer))
+            .route("/dev/deals", post(dev_deals::create_deal))
+            .route("/dev/tasks/{task}/status", post(dev_deals::set_task_status));
     }
     router.layer(DefaultBodyLimit::max(cap)).with_state(state)
 }

@@ -1,0 +1,154 @@
+//! `/tee/*`: framework, pipeline properties, enclave challenges and sessions (reference: SMS
+//! behaviour §1.4, §4, §5). Session errors answer `{"error": "<CODE>", "reason": "…"}`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sms_core::tag::TeeFramework;
+use sms_core::tee_error::SessionError;
+
+use crate::state::AppState;
+use crate::tee::session::{self, ChallengeFailure};
+
+fn error(status: StatusCode, code: &str, reason: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": code, "reason": reason.into() })),
+    )
+        .into_response()
+}
+
+pub async fn framework(State(state): State<AppState>) -> Response {
+    Json(state.tee.framework).into_response()
+}
+
+/// The refusal for a framework path segment other than the one served, if any.
+fn framework_refusal(state: &AppState, text: &str) -> Option<Response> {
+    let asked: TeeFramework = match text.parse() {
+        Ok(f) => f,
+        Err(e) => {
+            let e: sms_core::tag::UnknownFramework = e;
+            return Some(error(
+                StatusCode::BAD_REQUEST,
+                "UNKNOWN_TEE_FRAMEWORK",
+                e.to_string(),
+            ));
+        }
+    };
+    (asked != state.tee.framework).then(|| {
+        error(
+            StatusCode::CONFLICT,
+            "TEE_FRAMEWORK_MISMATCH",
+            format!("this SMS serves {}, not {asked}", state.tee.framework),
+        )
+    })
+}
+
+fn properties_answer(state: &AppState, pipeline: &sms_core::pipeline::Pipeline) -> Response {
+    match state.tee.properties(pipeline) {
+        Some(p) => ([(header::CONTENT_TYPE, "application/json")], p.to_json()).into_response(),
+        None => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "PROPERTIES_UNAVAILABLE",
+            "the LAS image is not configured",
+        ),
+    }
+}
+
+pub async fn properties(
+    State(state): State<AppState>,
+    Path((framework, version)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = framework_refusal(&state, &framework) {
+        return r;
+    }
+    match state.tee.pipelines.find(&version) {
+        Some(p) => properties_answer(&state, &p),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "UNKNOWN_PIPELINE_VERSION",
+            format!(
+                "no {} pipeline for version '{}'",
+                state.tee.framework,
+                version.chars().take(64).collect::<String>()
+            ),
+        ),
+    }
+}
+
+/// Deprecated: the first configured pipeline.
+pub async fn properties_default(
+    State(state): State<AppState>,
+    Path(framework): Path<String>,
+) -> Response {
+    if let Some(r) = framework_refusal(&state, &framework) {
+        return r;
+    }
+    properties_answer(&state, &state.tee.pipelines.default_pipeline())
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+pub async fn challenge(
+    State(state): State<AppState>,
+    Path(task): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match session::challenge(&state, &task, authorization(&headers)).await {
+        Ok(address) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            sms_core::hex::encode_prefixed(address),
+        )
+            .into_response(),
+        Err(ChallengeFailure::BadTaskId(r)) => error(StatusCode::BAD_REQUEST, "INVALID_TASK_ID", r),
+        Err(ChallengeFailure::Unauthorized(r)) => {
+            tracing::info!(reason = %r, "enclave challenge refused");
+            error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", r)
+        }
+        Err(ChallengeFailure::FrameworkMismatch(r)) => {
+            error(StatusCode::CONFLICT, "TEE_FRAMEWORK_MISMATCH", r)
+        }
+        Err(ChallengeFailure::LedgerUnavailable(r)) => {
+            tracing::warn!(reason = %r, "ledger unavailable");
+            error(StatusCode::SERVICE_UNAVAILABLE, "LEDGER_UNAVAILABLE", r)
+        }
+        Err(ChallengeFailure::NotCreated(r)) => {
+            tracing::error!(reason = %r, "enclave challenge not created");
+            error(StatusCode::NOT_FOUND, "CHALLENGE_NOT_CREATED", r)
+        }
+    }
+}
+
+fn session_error(e: SessionError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::error!(code = %e.code, detail = %e.detail, "TEE session not created");
+    } else {
+        tracing::info!(code = %e.code, detail = %e.detail, "TEE session refused");
+    }
+    error(status, e.code.as_str(), e.detail)
+}
+
+pub async fn create_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match session::create(&state, authorization(&headers), &body).await {
+        Ok(created) => Json(json!({
+            "data": {
+                "sessionId": created.session_id,
+                "secretProvisioningUrl": created.secret_provisioning_url,
+            }
+        }))
+        .into_response(),
+        Err(e) => session_error(e),
+    }
+}

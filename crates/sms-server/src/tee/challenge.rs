@@ -1,0 +1,142 @@
+//! Enclave challenges: one secp256k1 key per task, created once and kept sealed in the store
+//! under `RecordKey("tee-challenge", "", <taskId>)` until the task's final deadline.
+//!
+//! Uniqueness comes from the store's primary key: concurrent first calls each generate a key
+//! and try to insert it; one insert wins, the others re-read the winner.
+
+use std::time::Duration;
+
+use alloy_signer_local::PrivateKeySigner;
+use sms_core::secret::SecretValue;
+use sms_core::stored_session::SESSION_NAMESPACE;
+use sms_core::{Address, B256};
+use sms_store::{Insert, RecordKey, Store, StoreError};
+use zeroize::Zeroizing;
+
+/// Store namespace of enclave-challenge keys.
+pub const CHALLENGE_NAMESPACE: &str = "tee-challenge";
+/// Expiry used when the ledger gives no final deadline (upstream's retention, 5 days).
+pub const MISSING_DEADLINE_RETENTION_SECS: u64 = 5 * 86_400;
+
+pub fn record_key(task_id: &B256) -> RecordKey {
+    RecordKey::new(
+        CHALLENGE_NAMESPACE,
+        "",
+        sms_core::hex::encode_prefixed(task_id),
+    )
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// The signer of a stored key (hex text of 32 bytes, `0x` optional), `None` if unusable.
+pub fn signer_of(value: &SecretValue) -> Option<PrivateKeySigner> {
+    let text = std::str::from_utf8(value.as_bytes()).ok()?.trim();
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    let mut raw = Zeroizing::new([0u8; 32]);
+    alloy_primitives_hex_decode(digits, raw.as_mut_slice())?;
+    PrivateKeySigner::from_slice(raw.as_slice()).ok()
+}
+
+fn alloy_primitives_hex_decode(digits: &str, out: &mut [u8]) -> Option<()> {
+    if digits.len() != out.len() * 2 {
+        return None;
+    }
+    let bytes = sms_core::hex::decode_lenient(digits).ok()?;
+    let bytes = Zeroizing::new(bytes);
+    if bytes.len() != out.len() {
+        return None;
+    }
+    out.copy_from_slice(&bytes);
+    Some(())
+}
+
+/// The issued challenge of a task: its stored key (possibly unusable), if any.
+pub async fn get(store: &Store, task_id: &B256) -> Result<Option<SecretValue>, StoreError> {
+    Ok(store.get(&record_key(task_id)).await?.map(|v| v.value))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChallengeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored enclave challenge of the task is not a usable key")]
+    Corrupt,
+}
+
+/// Gets or creates the challenge of a task; returns its address.
+pub async fn get_or_create(
+    store: &Store,
+    task_id: &B256,
+    expires_at: u64,
+) -> Result<Address, ChallengeError> {
+    let key = record_key(task_id);
+    if let Some(existing) = store.get(&key).await? {
+        return signer_of(&existing.value)
+            .map(|s| s.address())
+            .ok_or(ChallengeError::Corrupt);
+    }
+    let signer = PrivateKeySigner::random();
+    let hex = Zeroizing::new(sms_core::hex::encode_prefixed(signer.to_bytes()));
+    let value = SecretValue::new(hex.as_bytes().to_vec());
+    let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
+    match store.insert(&key, &value, Some(expires)).await? {
+        Insert::Inserted => {
+            metrics::counter!("sms_tee_challenges_created_total").increment(1);
+            Ok(signer.address())
+        }
+        Insert::AlreadyExists => {
+            // Lost the race: the winner's key is the task's challenge.
+            let winner = store.get(&key).await?.ok_or(ChallengeError::Corrupt)?;
+            signer_of(&winner.value)
+                .map(|s| s.address())
+                .ok_or(ChallengeError::Corrupt)
+        }
+    }
+}
+
+/// Deletes expired challenges and sessions once; returns how many rows went.
+pub async fn sweep_once(store: &Store, now: u64) -> Result<u64, StoreError> {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let challenges = store.delete_expired(CHALLENGE_NAMESPACE, now).await?;
+    let sessions = store.delete_expired(SESSION_NAMESPACE, now).await?;
+    Ok(challenges + sessions)
+}
+
+/// Runs [`sweep_once`] every `interval` (first run after one interval).
+pub fn spawn_sweeper(store: Store, interval: Duration) -> tokio::task::AbortHandle {
+    let task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match sweep_once(&store, unix_now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    deleted = n,
+                    "expired enclave challenges and sessions deleted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "challenge sweep failed"),
+            }
+        }
+    });
+    task.abort_handle()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_round_trip() {
+        let s = PrivateKeySigner::random();
+        let v = SecretValue::new(sms_core::hex::encode_prefixed(s.to_bytes()).into_bytes());
+        assert_eq!(signer_of(&v).map(|x| x.address()), Some(s.address()));
+        assert!(signer_of(&SecretValue::new(Vec::new())).is_none());
+        assert!(signer_of(&SecretValue::new(b"0x1234".to_vec())).is_none());
+    }
+}

@@ -1,0 +1,1257 @@
+//! `/tee/*` over HTTP against an in-process `--dev` server: challenges (idempotence,
+//! concurrency, sweep), properties, every session error code, and the stored session of each
+//! task shape (whole env maps read back from the store).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use alloy_signer_local::PrivateKeySigner;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sms_client::Web2Write;
+use sms_core::authorization::WorkerpoolAuthorization;
+use sms_core::challenge;
+use sms_core::hex::encode_prefixed;
+use sms_core::signature::sign_eip191;
+use sms_core::stored_session::{SESSION_NAMESPACE, StoredSession};
+use sms_core::{Address, B256};
+use sms_server::ServerConfig;
+use sms_store::sqlite::SqliteBackend;
+use sms_store::{MasterKey, RecordKey, Store};
+use sms_testkit::server::TestServer;
+
+const APP_FP: &str = "2d4b9efd066d0bb058b8da79bf8551be7d244779bc41d03a12201a4004779609";
+const APP_IMAGE: &str = "docker.io/example/app:1.0.0";
+
+fn scone_config(version: &str) -> String {
+    format!(
+        r#"{{"framework":"SCONE","version":"{version}","entrypoint":"python /app/app.py","heapSize":1073741824,"fingerprint":"{APP_FP}"}}"#
+    )
+}
+
+struct World {
+    server: TestServer,
+    http: reqwest::Client,
+    store: Store,
+    app_owner: PrivateKeySigner,
+    app: Address,
+    pool_owner: PrivateKeySigner,
+    pool: Address,
+    requester: PrivateKeySigner,
+    worker: PrivateKeySigner,
+}
+
+async fn open_store(server: &TestServer) -> Store {
+    let dir = server.data_dir();
+    let (master, _) = MasterKey::load_or_create(&dir.join("master.key")).unwrap();
+    let backend = SqliteBackend::open(&dir.join("sms.db")).await.unwrap();
+    Store::open(std::sync::Arc::new(backend), master)
+        .await
+        .unwrap()
+}
+
+impl World {
+    async fn new() -> Self {
+        Self::with_server(TestServer::dev().await).await
+    }
+
+    async fn with_config(f: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::dev_in(dir.path().to_path_buf());
+        f(&mut config);
+        Self::with_server(TestServer::with_config(config, Some(dir)).await).await
+    }
+
+    async fn with_server(server: TestServer) -> Self {
+        let store = open_store(&server).await;
+        let http = reqwest::Client::new();
+        let app_owner = PrivateKeySigner::random();
+        let pool_owner = PrivateKeySigner::random();
+        let mut w = Self {
+            server,
+            http,
+            store,
+            app: Address::ZERO,
+            app_owner,
+            pool: Address::ZERO,
+            pool_owner,
+            requester: PrivateKeySigner::random(),
+            worker: PrivateKeySigner::random(),
+        };
+        w.app = w.deploy_app(&scone_config("v5")).await;
+        w.pool = w
+            .post_ok(
+                "/dev/workerpools",
+                json!({ "owner": w.pool_owner.address() }),
+            )
+            .await["address"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        w
+    }
+
+    async fn deploy_app(&self, mrenclave: &str) -> Address {
+        let body = json!({
+            "owner": self.app_owner.address(), "name": "app", "multiaddr": APP_IMAGE,
+            "checksum": format!("0x{}", "ab".repeat(32)), "mrenclave": mrenclave,
+        });
+        self.post_ok("/dev/apps", body).await["address"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.server.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (
+            status,
+            serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post_ok(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.post(path, body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        answer
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.server.url()))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (
+            status,
+            serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A deal of this world's app and pool; `extra` overrides fields. Returns the task ids.
+    async fn deal(&self, extra: Value) -> Vec<B256> {
+        let mut body = json!({
+            "app": self.app, "workerpool": self.pool, "requester": self.requester.address(),
+            "tag": "tee,scone", "volume": 1,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let answer = self.post_ok("/dev/deals", body).await;
+        answer["taskIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    async fn task(&self, extra: Value) -> B256 {
+        self.deal(extra).await[0]
+    }
+
+    async fn challenge_as(
+        &self,
+        task: B256,
+        signer: Option<&PrivateKeySigner>,
+    ) -> (StatusCode, String) {
+        let mut req = self
+            .http
+            .post(format!("{}/tee/challenges/{task}", self.server.url()));
+        if let Some(s) = signer {
+            req = req.header(
+                "Authorization",
+                sign_eip191(s, &challenge::enclave_challenge_request(&task)).to_hex(),
+            );
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+
+    async fn challenge(&self, task: B256) -> Address {
+        let (status, text) = self.challenge_as(task, Some(&self.pool_owner)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(text, text.to_lowercase());
+        text.parse().unwrap()
+    }
+
+    fn authorization(
+        &self,
+        task: B256,
+        enclave: Address,
+        pool_signer: &PrivateKeySigner,
+    ) -> (String, String) {
+        let hash = challenge::workerpool_authorization(&self.worker.address(), &task, &enclave);
+        let auth = WorkerpoolAuthorization {
+            chain_task_id: task,
+            deal_id: B256::ZERO,
+            task_index: 0,
+            worker_wallet: self.worker.address(),
+            enclave_challenge: enclave,
+            signature: sign_eip191(pool_signer, &hash),
+        };
+        (auth.to_json(), sign_eip191(&self.worker, &hash).to_hex())
+    }
+
+    async fn raw_session(&self, header: Option<&str>, body: &str) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/tee/sessions", self.server.url()))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        if let Some(h) = header {
+            req = req.header("Authorization", h);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (
+            status,
+            serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn session_with(&self, task: B256, enclave: Address) -> (StatusCode, Value) {
+        let (body, header) = self.authorization(task, enclave, &self.pool_owner);
+        self.raw_session(Some(&header), &body).await
+    }
+
+    /// Issues the challenge and asks for a session; returns the error code or the stored session.
+    async fn session(&self, task: B256) -> Result<StoredSession, (StatusCode, String)> {
+        let enclave = self.challenge(task).await;
+        let (status, answer) = self.session_with(task, enclave).await;
+        if status != StatusCode::OK {
+            return Err((
+                status,
+                answer["error"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        assert_eq!(
+            answer["data"]["secretProvisioningUrl"],
+            json!(self.server.url())
+        );
+        let id = answer["data"]["sessionId"].as_str().unwrap();
+        assert_eq!(id.len(), 80);
+        assert!(id.ends_with(&format!("0000{task}")));
+        let stored = self
+            .store
+            .get(&RecordKey::new(SESSION_NAMESPACE, "", id))
+            .await
+            .unwrap()
+            .unwrap();
+        let session: StoredSession = serde_json::from_slice(stored.value.as_bytes()).unwrap();
+        assert_eq!(session.session_id, id);
+        assert_eq!(session.worker, self.worker.address());
+        Ok(session)
+    }
+
+    async fn expect_error(&self, task: B256, status: StatusCode, code: &str) {
+        let err = self
+            .session(task)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("expected {code}"));
+        assert_eq!(err, (status, code.to_owned()));
+    }
+
+    async fn challenge_key(&self, task: B256) -> String {
+        let key = RecordKey::new("tee-challenge", "", encode_prefixed(task));
+        let v = self.store.get(&key).await.unwrap().unwrap();
+        String::from_utf8(v.value.as_bytes().to_vec()).unwrap()
+    }
+
+    fn client(&self) -> sms_client::SmsClient {
+        self.server.client()
+    }
+}
+
+type Env = BTreeMap<String, String>;
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn service_env(s: &StoredSession, name: &str) -> Env {
+    s.services
+        .iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .env
+        .clone()
+}
+
+fn names(s: &StoredSession) -> Vec<&str> {
+    s.services.iter().map(|x| x.name.as_str()).collect()
+}
+
+impl World {
+    fn app_base(&self, task: B256) -> Env {
+        let zero = encode_prefixed(Address::ZERO);
+        let mut e = env(&[
+            ("IEXEC_TASK_INDEX", "0"),
+            ("IEXEC_IN", "/iexec_in"),
+            ("IEXEC_OUT", "/iexec_out"),
+            ("IEXEC_BOT_SIZE", "1"),
+            ("IEXEC_BOT_FIRST_INDEX", "0"),
+            ("IEXEC_BOT_TASK_INDEX", "0"),
+            ("IEXEC_DATASET_ADDRESS", &zero),
+            ("IEXEC_DATASET_FILENAME", &zero),
+            ("IEXEC_INPUT_FILES_NUMBER", "0"),
+        ]);
+        e.insert("IEXEC_TASK_ID".into(), encode_prefixed(task));
+        e
+    }
+
+    async fn sign_tokens(&self, task: B256) -> Env {
+        let mut e = Env::new();
+        e.insert("IEXEC_TASK_ID".into(), encode_prefixed(task));
+        e.insert(
+            "SIGN_WORKER_ADDRESS".into(),
+            self.worker.address().to_checksum(None),
+        );
+        e.insert(
+            "SIGN_TEE_CHALLENGE_PRIVATE_KEY".into(),
+            self.challenge_key(task).await,
+        );
+        e
+    }
+
+    async fn post_env(&self, task: B256, pairs: &[(&str, &str)]) -> Env {
+        let mut e = self.sign_tokens(task).await;
+        e.extend(env(pairs));
+        e
+    }
+}
+
+/// The deal id is the only value of the env the test does not choose: take it from the session.
+fn with_deal_id(mut e: Env, s: &StoredSession) -> Env {
+    let deal = service_env(s, "app")["IEXEC_DEAL_ID"].clone();
+    e.insert("IEXEC_DEAL_ID".into(), deal);
+    e
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session plans
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn plan_app_secret_only() {
+    let w = World::new().await;
+    w.client()
+        .push_app_secret(&w.app_owner, w.app, "app-secret")
+        .await
+        .unwrap();
+    w.client()
+        .push_web2_secret(
+            &w.requester,
+            "iexec-result-iexec-ipfs-token",
+            " req-token ",
+            Web2Write::Create,
+        )
+        .await
+        .unwrap();
+    let task = w
+        .task(
+            json!({ "params": { "iexec_result_storage_provider": "ipfs", "iexec_args": "--x 1" } }),
+        )
+        .await;
+    let s = w.session(task).await.unwrap();
+    assert_eq!(names(&s), ["app", "post-compute"]);
+    let mut app = w.app_base(task);
+    app.insert("IEXEC_APP_DEVELOPER_SECRET".into(), "app-secret".into());
+    app.insert("IEXEC_APP_DEVELOPER_SECRET_1".into(), "app-secret".into());
+    assert_eq!(service_env(&s, "app"), with_deal_id(app, &s));
+    let post = w
+        .post_env(
+            task,
+            &[
+                ("RESULT_ENCRYPTION", "false"),
+                ("RESULT_ENCRYPTION_PUBLIC_KEY", ""),
+                ("RESULT_STORAGE_CALLBACK", "false"),
+                ("RESULT_STORAGE_PROVIDER", "ipfs"),
+                ("RESULT_STORAGE_PROXY", ""),
+                ("RESULT_STORAGE_TOKEN", "req-token"),
+            ],
+        )
+        .await;
+    assert_eq!(service_env(&s, "post-compute"), post);
+    let app_service = s.services.iter().find(|x| x.name == "app").unwrap();
+    assert_eq!(app_service.measurement, APP_FP);
+    assert_eq!(
+        app_service.command.as_deref(),
+        Some("python /app/app.py --x 1")
+    );
+    let post_service = s
+        .services
+        .iter()
+        .find(|x| x.name == "post-compute")
+        .unwrap();
+    assert_eq!(
+        post_service.measurement,
+        sms_server::tee::DEV_POST_COMPUTE_FINGERPRINT
+    );
+    assert_eq!(
+        post_service.command.as_deref(),
+        Some("sms worker post-compute")
+    );
+    // A fresh id per call.
+    let again = w.session(task).await.unwrap();
+    assert_ne!(again.session_id, s.session_id);
+}
+
+#[tokio::test]
+async fn plan_requester_secrets_1_and_3() {
+    let w = World::new().await;
+    let c = w.client();
+    c.push_requester_secret(&w.requester, "foo", "foo-value")
+        .await
+        .unwrap();
+    c.push_requester_secret(&w.requester, "bar", "bar-value")
+        .await
+        .unwrap();
+    c.push_web2_secret(
+        &w.requester,
+        "iexec-result-iexec-ipfs-token",
+        "t",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    let task = w
+        .task(json!({ "params": { "iexec_secrets": { "1": "foo", "3": "bar" } } }))
+        .await;
+    let s = w.session(task).await.unwrap();
+    let mut app = w.app_base(task);
+    app.insert("IEXEC_REQUESTER_SECRET_1".into(), "foo-value".into());
+    app.insert("IEXEC_REQUESTER_SECRET_3".into(), "bar-value".into());
+    assert_eq!(service_env(&s, "app"), with_deal_id(app, &s));
+    assert!(!service_env(&s, "app").contains_key("IEXEC_REQUESTER_SECRET_2"));
+}
+
+#[tokio::test]
+async fn plan_dataset() {
+    let w = World::new().await;
+    let owner = PrivateKeySigner::random();
+    let checksum = format!("0x{}", "cd".repeat(32));
+    let dataset: Address = w
+        .post_ok("/dev/datasets", json!({ "owner": owner.address(), "multiaddr": "/ipfs/QmDataset", "checksum": checksum }))
+        .await["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    w.client()
+        .push_dataset_secret(&owner, dataset, "ZGF0YXNldC1rZXk=")
+        .await
+        .unwrap();
+    w.client()
+        .push_web2_secret(
+            &w.requester,
+            "iexec-result-iexec-ipfs-token",
+            "t",
+            Web2Write::Create,
+        )
+        .await
+        .unwrap();
+    let task = w.task(json!({ "dataset": dataset })).await;
+    let s = w.session(task).await.unwrap();
+    assert_eq!(names(&s), ["pre-compute", "app", "post-compute"]);
+    let d = encode_prefixed(dataset);
+    let mut pre = w.sign_tokens(task).await;
+    pre.extend(env(&[
+        ("IEXEC_PRE_COMPUTE_OUT", "/iexec_in"),
+        ("IS_DATASET_REQUIRED", "true"),
+        ("IEXEC_DATASET_KEY", "ZGF0YXNldC1rZXk="),
+        ("IEXEC_DATASET_URL", "/ipfs/QmDataset"),
+        ("IEXEC_DATASET_FILENAME", &d),
+        ("IEXEC_DATASET_CHECKSUM", &checksum),
+        ("IEXEC_TASK_INDEX", "0"),
+        ("IEXEC_INPUT_FILES_NUMBER", "0"),
+    ]));
+    assert_eq!(service_env(&s, "pre-compute"), with_deal_id(pre, &s));
+    let mut app = w.app_base(task);
+    app.insert("IEXEC_DATASET_ADDRESS".into(), d.clone());
+    app.insert("IEXEC_DATASET_FILENAME".into(), d);
+    assert_eq!(service_env(&s, "app"), with_deal_id(app, &s));
+    let pre_service = &s.services[0];
+    assert_eq!(
+        pre_service.measurement,
+        sms_server::tee::DEV_PRE_COMPUTE_FINGERPRINT
+    );
+
+    // Without the dataset key: PRE_COMPUTE_GET_DATASET_SECRET_FAILED.
+    let bare: Address = w
+        .post_ok("/dev/datasets", json!({ "owner": owner.address() }))
+        .await["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let task = w.task(json!({ "dataset": bare })).await;
+    w.expect_error(
+        task,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "PRE_COMPUTE_GET_DATASET_SECRET_FAILED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn plan_input_files() {
+    let w = World::new().await;
+    w.client()
+        .push_web2_secret(
+            &w.requester,
+            "iexec-result-iexec-ipfs-token",
+            "t",
+            Web2Write::Create,
+        )
+        .await
+        .unwrap();
+    let urls = ["https://example.com/foo.txt", "https://example.com/bar.txt"];
+    let task = w
+        .task(json!({ "params": { "iexec_input_files": urls } }))
+        .await;
+    let s = w.session(task).await.unwrap();
+    assert_eq!(names(&s), ["pre-compute", "app", "post-compute"]);
+    let mut pre = w.sign_tokens(task).await;
+    pre.extend(env(&[
+        ("IEXEC_PRE_COMPUTE_OUT", "/iexec_in"),
+        ("IS_DATASET_REQUIRED", "false"),
+        ("IEXEC_TASK_INDEX", "0"),
+        ("IEXEC_INPUT_FILES_NUMBER", "2"),
+        ("IEXEC_INPUT_FILES_FOLDER", "/iexec_in"),
+        ("IEXEC_INPUT_FILE_URL_1", urls[0]),
+        ("IEXEC_INPUT_FILE_URL_2", urls[1]),
+    ]));
+    assert_eq!(service_env(&s, "pre-compute"), with_deal_id(pre, &s));
+    let mut app = w.app_base(task);
+    app.extend(env(&[
+        ("IEXEC_INPUT_FILES_NUMBER", "2"),
+        ("IEXEC_INPUT_FILES_FOLDER", "/iexec_in"),
+        (
+            "IEXEC_INPUT_FILE_NAME_1",
+            "0x5aaad10112bc2296b5b64fdad4da1bfb2e774da7523ca918b3e0c020a7fb61b6",
+        ),
+    ]));
+    app.insert(
+        "IEXEC_INPUT_FILE_NAME_2".into(),
+        encode_prefixed(sms_core::hash::sha256(urls[1].as_bytes())),
+    );
+    assert_eq!(service_env(&s, "app"), with_deal_id(app, &s));
+}
+
+#[tokio::test]
+async fn plan_result_encryption_on_and_missing_key() {
+    let w = World::new().await;
+    let beneficiary = PrivateKeySigner::random();
+    let c = w.client();
+    c.push_web2_secret(
+        &w.requester,
+        "iexec-result-iexec-ipfs-token",
+        "t",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    let params =
+        json!({ "iexec_result_encryption": true, "iexec_result_storage_provider": "ipfs" });
+    let task = w
+        .task(json!({ "params": params, "beneficiary": beneficiary.address() }))
+        .await;
+    w.expect_error(
+        task,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "POST_COMPUTE_GET_ENCRYPTION_TOKENS_FAILED_EMPTY_BENEFICIARY_KEY",
+    )
+    .await;
+    c.push_web2_secret(
+        &beneficiary,
+        "iexec-result-encryption-public-key",
+        "  UFVCS0VZ\n",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    let s = w.session(task).await.unwrap();
+    let post = w
+        .post_env(
+            task,
+            &[
+                ("RESULT_ENCRYPTION", "true"),
+                ("RESULT_ENCRYPTION_PUBLIC_KEY", "UFVCS0VZ"),
+                ("RESULT_STORAGE_CALLBACK", "false"),
+                ("RESULT_STORAGE_PROVIDER", "ipfs"),
+                ("RESULT_STORAGE_PROXY", ""),
+                ("RESULT_STORAGE_TOKEN", "t"),
+            ],
+        )
+        .await;
+    assert_eq!(service_env(&s, "post-compute"), post);
+}
+
+#[tokio::test]
+async fn plan_callback() {
+    let w = World::new().await;
+    let callback = Address::repeat_byte(0xcb);
+    let task = w
+        .task(
+            json!({ "callback": callback, "params": { "iexec_result_storage_provider": "ipfs" } }),
+        )
+        .await;
+    // No storage token is needed with a callback.
+    let s = w.session(task).await.unwrap();
+    let post = w
+        .post_env(
+            task,
+            &[
+                ("RESULT_ENCRYPTION", "false"),
+                ("RESULT_ENCRYPTION_PUBLIC_KEY", ""),
+                ("RESULT_STORAGE_CALLBACK", "true"),
+                ("RESULT_STORAGE_PROVIDER", ""),
+                ("RESULT_STORAGE_PROXY", ""),
+                ("RESULT_STORAGE_TOKEN", ""),
+            ],
+        )
+        .await;
+    assert_eq!(service_env(&s, "post-compute"), post);
+}
+
+#[tokio::test]
+async fn plan_dropbox() {
+    let w = World::new().await;
+    let c = w.client();
+    // The worker's IPFS token must not be used for dropbox.
+    c.push_web2_secret(
+        &w.worker,
+        "iexec-result-iexec-ipfs-token",
+        "worker-ipfs",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    let task = w
+        .task(json!({ "params": { "iexec_result_storage_provider": "dropbox" } }))
+        .await;
+    w.expect_error(
+        task,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "POST_COMPUTE_GET_STORAGE_TOKENS_FAILED",
+    )
+    .await;
+    c.push_web2_secret(
+        &w.requester,
+        "iexec-result-dropbox-token",
+        "dropbox-token",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    let s = w.session(task).await.unwrap();
+    let post = w
+        .post_env(
+            task,
+            &[
+                ("RESULT_ENCRYPTION", "false"),
+                ("RESULT_ENCRYPTION_PUBLIC_KEY", ""),
+                ("RESULT_STORAGE_CALLBACK", "false"),
+                ("RESULT_STORAGE_PROVIDER", "dropbox"),
+                ("RESULT_STORAGE_PROXY", ""),
+                ("RESULT_STORAGE_TOKEN", "dropbox-token"),
+            ],
+        )
+        .await;
+    assert_eq!(service_env(&s, "post-compute"), post);
+}
+
+#[tokio::test]
+async fn plan_workerpool_proxy_fallback() {
+    let w = World::new().await;
+    let c = w.client();
+    c.push_web2_secret(
+        &w.requester,
+        "iexec-result-iexec-ipfs-token",
+        "req-token",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    c.push_web2_secret(
+        &w.worker,
+        "iexec-result-iexec-ipfs-token",
+        "worker-token",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    c.push_web2_secret(
+        &w.pool_owner,
+        "iexec-result-iexec-result-proxy-url",
+        "https://proxy.pool.example ",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    let task = w
+        .task(json!({ "params": { "iexec_result_storage_provider": "ipfs" } }))
+        .await;
+    let s = w.session(task).await.unwrap();
+    let expected = |proxy: &str| {
+        vec![
+            ("RESULT_ENCRYPTION", "false".to_owned()),
+            ("RESULT_ENCRYPTION_PUBLIC_KEY", String::new()),
+            ("RESULT_STORAGE_CALLBACK", "false".to_owned()),
+            ("RESULT_STORAGE_PROVIDER", "ipfs".to_owned()),
+            ("RESULT_STORAGE_PROXY", proxy.to_owned()),
+            ("RESULT_STORAGE_TOKEN", "worker-token".to_owned()),
+        ]
+    };
+    let mut post = w.sign_tokens(task).await;
+    post.extend(
+        expected("https://proxy.pool.example")
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+    );
+    assert_eq!(service_env(&s, "post-compute"), post);
+    // A proxy in the params wins over the pool's.
+    let task = w
+        .task(json!({ "params": { "iexec_result_storage_provider": "ipfs", "iexec_result_storage_proxy": "https://mine" } }))
+        .await;
+    let s = w.session(task).await.unwrap();
+    let mut post = w.sign_tokens(task).await;
+    post.extend(
+        expected("https://mine")
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+    );
+    assert_eq!(service_env(&s, "post-compute"), post);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session error codes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn session_error_codes() {
+    let w = World::new().await;
+    let c = w.client();
+    c.push_web2_secret(
+        &w.requester,
+        "iexec-result-iexec-ipfs-token",
+        "t",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    let task = w.task(json!({})).await;
+    let enclave = w.challenge(task).await;
+    let (body, header) = w.authorization(task, enclave, &w.pool_owner);
+    let code = |v: &Value| v["error"].as_str().unwrap_or_default().to_owned();
+
+    // Malformed body: 400 with a reason naming the field.
+    let (s, v) = w.raw_session(Some(&header), "not json").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "MALFORMED_SESSION_REQUEST".into())
+    );
+    assert!(v["reason"].as_str().unwrap().contains("JSON"), "{v}");
+    let mut bad: Value = serde_json::from_str(&body).unwrap();
+    bad["workerWallet"] = json!("0x12");
+    let (s, v) = w.raw_session(Some(&header), &bad.to_string()).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "MALFORMED_SESSION_REQUEST".into())
+    );
+    assert!(
+        v["reason"].as_str().unwrap().contains("workerWallet"),
+        "{v}"
+    );
+    let (s, v) = w.raw_session(Some(&header), "").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "MALFORMED_SESSION_REQUEST".into())
+    );
+    // No chainTaskId.
+    let mut empty: Value = serde_json::from_str(&body).unwrap();
+    empty.as_object_mut().unwrap().remove("chainTaskId");
+    let (s, v) = w.raw_session(Some(&header), &empty.to_string()).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::UNAUTHORIZED,
+            "EXECUTION_NOT_AUTHORIZED_EMPTY_PARAMS_UNAUTHORIZED".into()
+        )
+    );
+    // Worker signature: missing, malformed, wrong signer.
+    let wrong = sign_eip191(&w.pool_owner, &B256::ZERO).to_hex();
+    for h in [None, Some("0x1234"), Some(wrong.as_str())] {
+        let (s, v) = w.raw_session(h, &body).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::UNAUTHORIZED, "INVALID_AUTHORIZATION".into()),
+            "{h:?}"
+        );
+    }
+    // Unknown task.
+    let unknown = B256::repeat_byte(0x42);
+    let (s, v) = w.session_with(unknown, enclave).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::UNAUTHORIZED,
+            "EXECUTION_NOT_AUTHORIZED_GET_CHAIN_TASK_FAILED".into()
+        )
+    );
+    // Body signed by someone else than the pool owner.
+    let (other_body, other_header) = w.authorization(task, enclave, &w.requester);
+    let (s, v) = w.raw_session(Some(&other_header), &other_body).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::UNAUTHORIZED,
+            "EXECUTION_NOT_AUTHORIZED_INVALID_SIGNATURE".into()
+        )
+    );
+    // Enclave challenge other than the issued one.
+    let (s, v) = w.session_with(task, Address::repeat_byte(0x77)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::UNAUTHORIZED,
+            "EXECUTION_NOT_AUTHORIZED_ENCLAVE_CHALLENGE_MISMATCH".into()
+        )
+    );
+    // Zero enclave challenge.
+    let (s, v) = w.session_with(task, Address::ZERO).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "GET_SIGNATURE_TOKENS_FAILED_EMPTY_PUBLIC_ENCLAVE_CHALLENGE".into()
+        )
+    );
+    // The good request works, then the task stops being ACTIVE.
+    let (s, v) = w.raw_session(Some(&header), &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for status in ["COMPLETED", "REVEALING", "FAILED", "UNSET"] {
+        w.post_ok(
+            &format!("/dev/tasks/{task}/status"),
+            json!({ "status": status }),
+        )
+        .await;
+        let (s, v) = w.raw_session(Some(&header), &body).await;
+        assert_eq!(
+            (s, code(&v)),
+            (
+                StatusCode::UNAUTHORIZED,
+                "EXECUTION_NOT_AUTHORIZED_TASK_NOT_ACTIVE".into()
+            )
+        );
+    }
+
+    // Deal start time 0.
+    let t = w.task(json!({ "startTime": 0 })).await;
+    let (s, v) = w.session_with(t, Address::repeat_byte(1)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::UNAUTHORIZED,
+            "EXECUTION_NOT_AUTHORIZED_GET_CHAIN_DEAL_FAILED".into()
+        )
+    );
+    // Tag without a framework.
+    let t = w.task(json!({ "tag": "tee" })).await;
+    let (s, v) = w.session_with(t, Address::repeat_byte(1)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::UNAUTHORIZED,
+            "EXECUTION_NOT_AUTHORIZED_NO_MATCH_ONCHAIN_TYPE".into()
+        )
+    );
+    // Another framework than the one served.
+    let t = w.task(json!({ "tag": "tee,gramine" })).await;
+    let (s, v) = w.session_with(t, Address::repeat_byte(1)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::CONFLICT,
+            "EXECUTION_NOT_AUTHORIZED_TEE_FRAMEWORK_MISMATCH".into()
+        )
+    );
+    // No challenge issued for the task.
+    let t = w.task(json!({})).await;
+    let (s, v) = w.session_with(t, Address::repeat_byte(1)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "GET_SIGNATURE_TOKENS_FAILED_EMPTY_TEE_CHALLENGE".into()
+        )
+    );
+    // A stored challenge key that is empty.
+    let t = w.task(json!({})).await;
+    let key = RecordKey::new("tee-challenge", "", encode_prefixed(t));
+    w.store
+        .insert(&key, &sms_core::secret::SecretValue::new(Vec::new()), None)
+        .await
+        .unwrap();
+    let (s, v) = w.session_with(t, Address::repeat_byte(1)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "GET_SIGNATURE_TOKENS_FAILED_EMPTY_TEE_CREDENTIALS".into()
+        )
+    );
+    // The deal's "app" is a workerpool: the task description cannot be read.
+    let t = w.task(json!({ "app": w.pool })).await;
+    w.expect_error(
+        t,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "GET_TASK_DESCRIPTION_FAILED",
+    )
+    .await;
+    // Apps without or with a bad enclave configuration.
+    let no_config = w.deploy_app("").await;
+    let t = w.task(json!({ "app": no_config })).await;
+    w.expect_error(
+        t,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "APP_COMPUTE_NO_ENCLAVE_CONFIG",
+    )
+    .await;
+    let bad_config = w
+        .deploy_app(r#"{"framework":"SCONE","version":"v5","entrypoint":"x","heapSize":1,"fingerprint":"abcd"}"#)
+        .await;
+    let t = w.task(json!({ "app": bad_config })).await;
+    w.expect_error(
+        t,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "APP_COMPUTE_INVALID_ENCLAVE_CONFIG",
+    )
+    .await;
+    // No storage token at all.
+    let other = World::new().await;
+    let t = other.task(json!({})).await;
+    other
+        .expect_error(
+            t,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "POST_COMPUTE_GET_STORAGE_TOKENS_FAILED",
+        )
+        .await;
+    // Bulk processing is not implemented.
+    let t = w.task(json!({ "params": { "bulk_cid": "QmBulk" } })).await;
+    w.expect_error(
+        t,
+        StatusCode::NOT_IMPLEMENTED,
+        "PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Challenges
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn challenge_is_authorized_and_idempotent() {
+    let w = World::new().await;
+    let task = w.task(json!({})).await;
+    let (s, _) = w.challenge_as(task, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = w.challenge_as(task, Some(&w.requester)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let first = w.challenge(task).await;
+    assert_eq!(w.challenge(task).await, first);
+    // The stored key is the challenge's, sealed at rest.
+    let key = w.challenge_key(task).await;
+    let signer: PrivateKeySigner = key.trim_start_matches("0x").parse().unwrap();
+    assert_eq!(signer.address(), first);
+    for file in sms_testkit::server::files_under(&w.server.data_dir()) {
+        let raw = std::fs::read(&file).unwrap();
+        assert!(
+            !raw.windows(key.len()).any(|x| x == key.as_bytes()),
+            "{}",
+            file.display()
+        );
+    }
+    // Unknown task, bad id, other framework, inactive task.
+    let (s, _) = w
+        .challenge_as(B256::repeat_byte(9), Some(&w.pool_owner))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let resp = w
+        .http
+        .post(format!("{}/tee/challenges/0x12", w.server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let gramine = w.task(json!({ "tag": "tee,gramine" })).await;
+    assert_eq!(
+        w.challenge_as(gramine, Some(&w.pool_owner)).await.0,
+        StatusCode::CONFLICT
+    );
+    let no_tee = w
+        .task(
+            json!({ "tag": "0x0000000000000000000000000000000000000000000000000000000000000001" }),
+        )
+        .await;
+    assert_eq!(
+        w.challenge_as(no_tee, Some(&w.pool_owner)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    w.post_ok(
+        &format!("/dev/tasks/{task}/status"),
+        json!({ "status": "COMPLETED" }),
+    )
+    .await;
+    assert_eq!(
+        w.challenge_as(task, Some(&w.pool_owner)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn fifty_parallel_first_challenges_give_one_address() {
+    let w = World::new().await;
+    let task = w.task(json!({})).await;
+    let header = sign_eip191(&w.pool_owner, &challenge::enclave_challenge_request(&task)).to_hex();
+    let url = format!("{}/tee/challenges/{task}", w.server.url());
+    let calls = (0..50).map(|_| {
+        let (http, url, header) = (w.http.clone(), url.clone(), header.clone());
+        tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .header("Authorization", header)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.text().await.unwrap()
+        })
+    });
+    let mut addresses = std::collections::BTreeSet::new();
+    for c in calls.collect::<Vec<_>>() {
+        addresses.insert(c.await.unwrap());
+    }
+    assert_eq!(addresses.len(), 1, "{addresses:?}");
+}
+
+#[tokio::test]
+async fn sweep_deletes_expired_challenges() {
+    let w =
+        World::with_config(|c| c.tee.challenge_sweep_interval = Duration::from_millis(200)).await;
+    // Category XS (300 s): final deadline = start + 3000 s, long past.
+    let old = w
+        .task(json!({ "startTime": 1_000_000, "category": 0 }))
+        .await;
+    let live = w.task(json!({})).await;
+    let old_address = w.challenge(old).await;
+    w.challenge(live).await;
+    let key = |t: B256| RecordKey::new("tee-challenge", "", encode_prefixed(t));
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if w.store.get(&key(old)).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the expired challenge was not swept");
+    assert!(w.store.get(&key(live)).await.unwrap().is_some());
+    // A new call creates a new key.
+    assert_ne!(w.challenge(old).await, old_address);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Framework and properties
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dev_framework_and_properties() {
+    let w = World::new().await;
+    assert_eq!(
+        w.get("/tee/framework").await,
+        (StatusCode::OK, json!("SCONE"))
+    );
+    let (s, p) = w.get("/tee/properties/scone/v5.9").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["teeFramework"], "SCONE");
+    assert_eq!(p["teeFrameworkVersion"], "v5.9");
+    assert_eq!(
+        p["preComputeProperties"]["image"],
+        sms_server::tee::DEV_PRE_COMPUTE_IMAGE
+    );
+    assert_eq!(
+        p["preComputeProperties"]["entrypoint"],
+        "sms worker pre-compute"
+    );
+    assert_eq!(
+        p["postComputeProperties"]["fingerprint"],
+        sms_server::tee::DEV_POST_COMPUTE_FINGERPRINT
+    );
+    assert!(p["lasImage"].is_string());
+    assert_eq!(w.get("/tee/properties/SCONE").await.0, StatusCode::OK);
+    assert_eq!(
+        w.get("/tee/properties/gramine/v5").await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        w.get("/tee/properties/sgx/v5").await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn configured_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipelines.toml");
+    let fp = "11".repeat(32);
+    std::fs::write(
+        &file,
+        format!(
+            "[[pipelines]]\nversion = \"v1\"\n[pipelines.pre-compute]\nimage = \"pre:1\"\nfingerprint = \"{fp}\"\nentrypoint = \"/pre\"\nheap-size = \"1GB\"\n[pipelines.post-compute]\nimage = \"post:1\"\nfingerprint = \"{fp}\"\nentrypoint = \"/post\"\nheap-size = 1024\n"
+        ),
+    )
+    .unwrap();
+    let path = file.clone();
+    let w = World::with_config(move |c| {
+        c.tee.tee_framework = Some(sms_server::tee::args::FrameworkArg::Gramine);
+        c.tee.pipelines = Some(path);
+    })
+    .await;
+    assert_eq!(
+        w.get("/tee/framework").await,
+        (StatusCode::OK, json!("GRAMINE"))
+    );
+    let (s, p) = w.get("/tee/properties/GRAMINE/v1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        p,
+        json!({
+            "teeFramework": "GRAMINE", "teeFrameworkVersion": "v1",
+            "preComputeProperties": { "image": "pre:1", "fingerprint": fp, "entrypoint": "/pre", "heapSizeInBytes": 1u64 << 30 },
+            "postComputeProperties": { "image": "post:1", "fingerprint": fp, "entrypoint": "/post", "heapSizeInBytes": 1024 },
+        })
+    );
+    assert_eq!(
+        w.get("/tee/properties/gramine/v2").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        w.get("/tee/properties/gramine").await.1["teeFrameworkVersion"],
+        "v1"
+    );
+
+    // A bad file stops the start-up, naming the field.
+    std::fs::write(&file, "[[pipelines]]\nversion = \"v1\"\n").unwrap();
+    let mut config = ServerConfig::dev_in(dir.path().join("data"));
+    config.tee.pipelines = Some(file);
+    let err = sms_server::Server::start(config)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("pipelines[0].pre-compute"), "{err}");
+}
+
+#[tokio::test]
+async fn provisioning_url_is_configurable() {
+    let w = World::with_config(|c| c.tee.public_url = Some("https://sms.example/".into())).await;
+    w.client()
+        .push_web2_secret(
+            &w.requester,
+            "iexec-result-iexec-ipfs-token",
+            "t",
+            Web2Write::Create,
+        )
+        .await
+        .unwrap();
+    let task = w.task(json!({})).await;
+    let enclave = w.challenge(task).await;
+    let (s, v) = w.session_with(task, enclave).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["secretProvisioningUrl"], "https://sms.example");
+}
+
+#[tokio::test]
+async fn dev_deals_follow_poco_ids_and_deadlines() {
+    let w = World::new().await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let answer = w
+        .post_ok(
+            "/dev/deals",
+            json!({ "app": w.app, "workerpool": w.pool, "requester": w.requester.address(), "volume": 3, "category": 2,
+                    "params": "plain args" }),
+        )
+        .await;
+    let deal: B256 = answer["dealId"].as_str().unwrap().parse().unwrap();
+    let tasks: Vec<B256> = answer["taskIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        tasks,
+        (0..3)
+            .map(|i| sms_core::ledger::task_id(&deal, i))
+            .collect::<Vec<_>>()
+    );
+    let again = w
+        .post_ok(
+            "/dev/deals",
+            json!({ "app": w.app, "workerpool": w.pool, "requester": w.requester.address() }),
+        )
+        .await;
+    assert_ne!(again["dealId"], answer["dealId"]);
+    let ledger =
+        sms_chain::dev::DevLedger::open(w.server.data_dir().join("dev-ledger.json")).unwrap();
+    use sms_chain::Ledger;
+    let t = ledger.task(tasks[2]).await.unwrap().unwrap();
+    assert_eq!(t.index, 2);
+    assert_eq!(t.status, sms_core::ledger::TaskStatus::Active);
+    assert!(t.final_deadline >= before + 36_000 && t.final_deadline <= before + 36_100);
+    let d = ledger.deal(deal).await.unwrap().unwrap();
+    assert_eq!(d.params, "plain args");
+    assert_eq!(d.tag[31], 0x03);
+    assert_eq!(d.workerpool.owner, w.pool_owner.address());
+    // Bad inputs are 400 with a reason.
+    for bad in [
+        json!({ "app": w.app, "workerpool": w.pool, "requester": w.requester.address(), "tag": "tee,sgx" }),
+        json!({ "app": w.app, "workerpool": w.pool, "requester": w.requester.address(), "volume": 0 }),
+        json!({ "app": Address::repeat_byte(5), "workerpool": w.pool, "requester": w.requester.address() }),
+        json!({ "app": w.app, "workerpool": w.app, "requester": w.requester.address() }),
+    ] {
+        let (s, v) = w.post("/dev/deals", bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    }
+    let (s, _) = w
+        .post(
+            &format!("/dev/tasks/{}/status", tasks[0]),
+            json!({ "status": "DONE" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
