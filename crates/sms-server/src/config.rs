@@ -69,6 +69,9 @@ pub struct ServerConfig {
 
     #[command(flatten)]
     pub tee: crate::tee::args::TeeArgs,
+
+    #[command(flatten)]
+    pub attest: crate::attest_args::AttestArgs,
 }
 
 /// Where the iExec PoCo contracts are read (production ledger).
@@ -102,6 +105,7 @@ impl ServerConfig {
             log_format: LogFormat::Text,
             chain: ChainArgs::default(),
             tee: crate::tee::args::TeeArgs::defaults(),
+            attest: crate::attest_args::AttestArgs::default(),
         }
     }
 

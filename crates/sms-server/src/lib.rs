@@ -1,11 +1,13 @@
 //! The SMS HTTP server: the iExec-compatible secret API, operational endpoints, and (in
 //! `--dev`) the dev ledger API. Start with [`Server::start`]; see `sms server --help`.
 
+pub mod attest_args;
 pub mod config;
 pub mod dev_wallets;
 mod error;
 mod ledger;
 mod metrics_layer;
+pub mod provision;
 mod routes;
 mod server;
 mod state;

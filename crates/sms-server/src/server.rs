@@ -44,6 +44,8 @@ pub struct Server {
     pub dev_wallets: Vec<DevWallet>,
     /// Whether the master key file was created by this start.
     pub master_key_created: bool,
+    /// The store this server uses (tests seed it directly).
+    pub store: Store,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -81,6 +83,8 @@ impl Server {
 
         let metrics = crate::metrics_layer::recorder().map_err(StartupError::Config)?;
         let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
+        let provisioner = Arc::new(crate::provision::Provisioner::build(&config.attest, config.dev)?);
+        let server_store = store.clone();
         let state = AppState {
             store,
             ledger: ledger.clone(),
@@ -88,6 +92,7 @@ impl Server {
             max_secret_bytes: config.max_secret_bytes,
             metrics,
             tee: tee.clone(),
+            provisioner,
         };
         crate::routes::secrets::publish_counts(&state).await?;
         let app = with_layers(crate::routes::router(state));
@@ -126,6 +131,7 @@ impl Server {
             ledger_description: ledger.describe(),
             dev_wallets,
             master_key_created,
+            store: server_store,
             handle,
             task,
         })

@@ -16,4 +16,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// TEE framework, pipelines, session settings (`/tee/*`).
     pub tee: Arc<crate::tee::TeeState>,
+    /// The built-in attested provisioner (`/tee/provisioning`).
+    pub provisioner: Arc<crate::provision::Provisioner>,
 }

@@ -28,7 +28,7 @@ impl TestServer {
         Self { server: Some(server), config, _dir: dir }
     }
 
-    fn server(&self) -> &Server {
+    pub fn server(&self) -> &Server {
         self.server.as_ref().expect("server running")
     }
 

@@ -7,6 +7,7 @@ use crate::state::AppState;
 mod dev;
 mod dev_deals;
 mod ops;
+mod provision;
 pub(crate) mod secrets;
 mod tee;
 
@@ -38,6 +39,9 @@ pub fn router(state: AppState) -> Router {
             .route("/tee/challenges/{task}", post(tee::challenge))
             .route("/tee/sessions", post(tee::create_session));
     }
+    router = router
+        .route("/tee/provisioning/{session}/{service}/nonce", post(provision::nonce))
+        .route("/tee/provisioning/{session}/{service}/release", post(provision::release));
     if state.dev_ledger.is_some() {
         router = router
             .route("/dev/apps", post(dev::deploy_app))

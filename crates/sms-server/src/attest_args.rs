@@ -1,0 +1,139 @@
+//! Configuration of the built-in attested provisioner (`/tee/provisioning`): which evidence is
+//! accepted, against which policy and collateral, how often a service's environment may be
+//! released, how long a nonce lives. Flattened into `ServerConfig`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use sms_attest::TcbStatus;
+
+/// iExec's name for the advisories to ignore, read when neither `--ignored-advisories` nor
+/// `SMS_IGNORED_ADVISORIES` is given.
+pub const IEXEC_IGNORED_ADVISORIES_ENV: &str = "IEXEC_IGNORED_SGX_ADVISORIES";
+
+pub const DEFAULT_RELEASE_LIMIT: u32 = 1;
+pub const DEFAULT_NONCE_TTL_SECS: u64 = 60;
+
+/// The provisioner's clock, in unix milliseconds. The system clock unless a test injects one.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    pub fn new(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now_ms))
+    }
+
+    pub fn system() -> Self {
+        Clock::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Attested provisioner")]
+pub struct AttestArgs {
+    /// Accept simulated TEE evidence (a bare claim of measurement and report data, which proves
+    /// nothing). Implied by --dev; logged loudly at start-up. Without it simulated evidence is
+    /// refused with SIMULATED_EVIDENCE_REFUSED. `--allow-simulated-tee=false` refuses it even
+    /// with --dev (to try real SGX/TDX evidence against a dev server).
+    #[arg(long, env = "SMS_ALLOW_SIMULATED_TEE", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub allow_simulated_tee: Option<bool>,
+
+    /// JSON appraisal policy: {"accepted_tcb_statuses": [...], "ignored_advisories": [...],
+    /// "rejected_advisories": [...], "dangerous_allow_debug": false}. Default: accept UpToDate
+    /// and SWHardeningNeeded, refuse debug enclaves. The two options below add to it.
+    #[arg(long, env = "SMS_ATTEST_POLICY", value_name = "FILE")]
+    pub attest_policy: Option<PathBuf>,
+
+    /// TCB statuses accepted besides the policy's, comma-separated (Intel's names, e.g.
+    /// ConfigurationAndSWHardeningNeeded).
+    #[arg(
+        long,
+        env = "SMS_ACCEPT_TCB_STATUS",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub accept_tcb_status: Vec<TcbStatus>,
+
+    /// Intel advisory ids to ignore, comma-separated (e.g. INTEL-SA-00615): an advisory-only
+    /// status whose advisories are all ignored is accepted. Env fallback:
+    /// IEXEC_IGNORED_SGX_ADVISORIES.
+    #[arg(
+        long,
+        env = "SMS_IGNORED_ADVISORIES",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub ignored_advisories: Vec<String>,
+
+    /// PCCS (or Intel PCS) base URL to fetch DCAP collateral from, cached per FMSPC until it
+    /// expires.
+    #[arg(
+        long,
+        env = "SMS_PCCS_URL",
+        value_name = "URL",
+        conflicts_with = "collateral_dir"
+    )]
+    pub pccs_url: Option<String>,
+
+    /// Offline DCAP collateral: a JSON file or a directory of them (one per TEE and FMSPC).
+    /// Without this and --pccs-url, SGX and TDX evidence is refused with COLLATERAL_MISSING.
+    #[arg(long, env = "SMS_COLLATERAL_DIR", value_name = "PATH")]
+    pub collateral_dir: Option<PathBuf>,
+
+    /// How many times the environment of one service of one session may be released. A
+    /// restarted enclave needs a new session when the limit is reached. 1 to 100.
+    #[arg(long, env = "SMS_RELEASE_LIMIT", value_name = "N", default_value_t = DEFAULT_RELEASE_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub release_limit: u32,
+
+    /// Lifetime of a provisioning nonce, in seconds. 1 to 3600.
+    #[arg(long, env = "SMS_NONCE_TTL_SECS", value_name = "SECONDS", default_value_t = DEFAULT_NONCE_TTL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub nonce_ttl_secs: u64,
+
+    /// Injected clock (tests); the system clock when `None`.
+    #[arg(skip)]
+    pub clock: Option<Clock>,
+}
+
+impl AttestArgs {
+    /// Whether simulated evidence is accepted: the flag when given, else `dev`.
+    pub fn simulated_allowed(&self, dev: bool) -> bool {
+        self.allow_simulated_tee.unwrap_or(dev)
+    }
+}
+
+impl Default for AttestArgs {
+    fn default() -> Self {
+        AttestArgs {
+            allow_simulated_tee: None,
+            attest_policy: None,
+            accept_tcb_status: Vec::new(),
+            ignored_advisories: Vec::new(),
+            pccs_url: None,
+            collateral_dir: None,
+            release_limit: DEFAULT_RELEASE_LIMIT,
+            nonce_ttl_secs: DEFAULT_NONCE_TTL_SECS,
+            clock: None,
+        }
+    }
+}

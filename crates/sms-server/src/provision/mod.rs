@@ -1,0 +1,431 @@
+//! The built-in attested provisioner: releases the environment of one service of a stored TEE
+//! session to an enclave that proves, by remote attestation, that it runs the measurement the
+//! session expects and holds the key the environment is sealed to. Protocol: docs/provisioning.md.
+
+mod records;
+pub mod refusal;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+use sms_attest::pccs::{PccsClient, PccsConfig};
+use sms_attest::{
+    CollateralSource, Evidence, Policy, TeeKind, VerifiedReport, Verifier, VerifyError,
+};
+use sms_client::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, ReleasedEnv};
+use sms_core::session_plan::EnclaveRole;
+use sms_core::stored_session::{SESSION_NAMESPACE, StoredService, StoredSession};
+use sms_store::{RecordKey, Store};
+use zeroize::Zeroizing;
+
+use crate::attest_args::{AttestArgs, Clock, IEXEC_IGNORED_ADVISORIES_ENV};
+use crate::server::StartupError;
+pub use records::{NONCE_NAMESPACE, RELEASE_NAMESPACE, ReleaseEntry, ReleaseLog};
+use records::{NonceRecord, Reserve};
+pub use refusal::Refusal;
+
+/// Random bytes in a nonce.
+pub const NONCE_LEN: usize = 32;
+
+/// How often expired nonces are swept (opportunistically, when nonces are issued).
+const SWEEP_EVERY_MS: u64 = 60_000;
+
+pub struct Provisioner {
+    verifier: Verifier,
+    collateral: Option<CollateralSource>,
+    release_limit: u32,
+    nonce_ttl_ms: u64,
+    clock: Clock,
+    last_sweep_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("allow_simulated", &self.verifier.allows_simulated())
+            .field("policy", self.verifier.policy())
+            .field("release_limit", &self.release_limit)
+            .field("nonce_ttl_ms", &self.nonce_ttl_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The policy from the file (if any) plus the flags; `env` reads the iExec fallback variable.
+pub fn policy_from_args(
+    args: &AttestArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Policy, String> {
+    let mut policy = match &args.attest_policy {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .map_err(|e| format!("cannot read policy {}: {e}", path.display()))?;
+            serde_json::from_slice::<Policy>(&text)
+                .map_err(|e| format!("policy {} is not a valid policy: {e}", path.display()))?
+        }
+        None => Policy::default(),
+    };
+    for status in &args.accept_tcb_status {
+        policy = policy.accept_status(*status);
+    }
+    let ignored: Vec<String> = if args.ignored_advisories.is_empty() {
+        env(IEXEC_IGNORED_ADVISORIES_ENV)
+            .map(|list| Policy::parse_advisory_list(&list).into_iter().collect())
+            .unwrap_or_default()
+    } else {
+        args.ignored_advisories
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    Ok(policy.ignore_advisories(ignored))
+}
+
+impl Provisioner {
+    /// Builds the provisioner from its flags; `dev` implies simulated evidence.
+    pub fn build(args: &AttestArgs, dev: bool) -> Result<Self, StartupError> {
+        let policy = policy_from_args(args, |name| std::env::var(name).ok())
+            .map_err(StartupError::Config)?;
+        let mut verifier = Verifier::new(policy);
+        if args.simulated_allowed(dev) {
+            verifier = verifier.dangerous_allow_simulated();
+        }
+        let collateral = match (&args.pccs_url, &args.collateral_dir) {
+            (Some(url), _) => Some(CollateralSource::Pccs(
+                PccsClient::new(PccsConfig::new(url.clone()))
+                    .map_err(|e| StartupError::Config(format!("--pccs-url: {e}")))?,
+            )),
+            (None, Some(dir)) => Some(CollateralSource::offline(dir).map_err(|e| {
+                StartupError::Config(format!("--collateral-dir {}: {e}", dir.display()))
+            })?),
+            (None, None) => None,
+        };
+        let provisioner = Provisioner {
+            verifier,
+            collateral,
+            release_limit: args.release_limit.max(1),
+            nonce_ttl_ms: args.nonce_ttl_secs.saturating_mul(1000),
+            clock: args.clock.clone().unwrap_or_else(Clock::system),
+            last_sweep_ms: AtomicU64::new(0),
+        };
+        provisioner.announce();
+        Ok(provisioner)
+    }
+
+    fn announce(&self) {
+        if self.verifier.allows_simulated() {
+            tracing::warn!(
+                "!!! SIMULATED TEE EVIDENCE IS ACCEPTED: /tee/provisioning releases secrets to ANY caller claiming a \
+                 measurement, with no hardware proof. Development only: never run with real secrets !!!"
+            );
+        }
+        let collateral = match &self.collateral {
+            Some(CollateralSource::Offline(bundle)) => {
+                format!("offline bundle ({} entries)", bundle.len())
+            }
+            Some(CollateralSource::Pccs(client)) => format!("PCCS {}", client.config().url),
+            None => "none (SGX/TDX evidence refused with COLLATERAL_MISSING)".into(),
+        };
+        tracing::info!(
+            collateral = %collateral,
+            policy = ?self.verifier.policy(),
+            release_limit = self.release_limit,
+            nonce_ttl_ms = self.nonce_ttl_ms,
+            "attested provisioner ready"
+        );
+        self.publish_collateral_expiry(self.clock.now_ms() / 1000);
+    }
+
+    pub fn allows_simulated(&self) -> bool {
+        self.verifier.allows_simulated()
+    }
+
+    fn publish_collateral_expiry(&self, now: u64) {
+        if let Some(secs) = self
+            .collateral
+            .as_ref()
+            .and_then(|c| c.seconds_until_expiry(now))
+        {
+            metrics::gauge!("sms_attest_collateral_days_until_expiry").set(secs as f64 / 86_400.0);
+            let expires_at = i64::try_from(now).unwrap_or(i64::MAX).saturating_add(secs);
+            metrics::gauge!("sms_attest_collateral_expires_at_seconds").set(expires_at as f64);
+        }
+    }
+
+    /// Issues a fresh nonce for `(session_id, service)` once the session and service exist.
+    pub async fn issue_nonce(
+        &self,
+        store: &Store,
+        session_id: &str,
+        service: &str,
+    ) -> Result<NonceAnswer, Refusal> {
+        let now_ms = self.clock.now_ms();
+        self.maybe_sweep(store, now_ms).await;
+        let session = load_session(store, session_id, now_ms).await?;
+        find_service(&session, service)?;
+        // A service already released up to its limit gets no more nonces (saves an attestation).
+        if let Some(log) = records::release_log(store, session_id, service).await?
+            && log.count() >= self.release_limit
+        {
+            return Err(Refusal::ReleaseLimitReached {
+                limit: self.release_limit,
+            });
+        }
+
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let expires_at_ms = now_ms.saturating_add(self.nonce_ttl_ms);
+        let record = NonceRecord {
+            session_id: session_id.to_owned(),
+            service: service.to_owned(),
+            expires_at_ms,
+        };
+        if !records::insert_nonce(store, &nonce, &record).await? {
+            return Err(Refusal::Internal("nonce collision".into()));
+        }
+        metrics::counter!("sms_provision_nonces_total").increment(1);
+        Ok(NonceAnswer {
+            session_id: session_id.to_owned(),
+            service: service.to_owned(),
+            nonce: STANDARD.encode(nonce),
+            expires_at: expires_at_ms.div_ceil(1000),
+        })
+    }
+
+    /// Checks everything and answers the service's environment sealed to the request's key.
+    pub async fn release(
+        &self,
+        store: &Store,
+        session_id: &str,
+        service: &str,
+        request: &ReleaseRequest,
+    ) -> Result<ReleaseAnswer, Refusal> {
+        // Decode first: a malformed request does not burn its nonce.
+        let nonce = STANDARD
+            .decode(request.nonce.trim())
+            .map_err(|e| Refusal::RequestMalformed(format!("nonce is not base64: {e}")))?;
+        if nonce.len() != NONCE_LEN {
+            return Err(Refusal::RequestMalformed(format!(
+                "nonce must be {NONCE_LEN} bytes"
+            )));
+        }
+        let public_key = STANDARD
+            .decode(request.public_key.trim())
+            .map_err(|e| Refusal::RequestMalformed(format!("publicKey is not base64: {e}")))?;
+        sms_attest::seal::parse_public_key(&public_key)
+            .map_err(|e| Refusal::RequestMalformed(format!("publicKey: {e}")))?;
+
+        // 1. The nonce: single-use (taken whatever happens next), unexpired, for this service.
+        let now_ms = self.clock.now_ms();
+        let record = records::take_nonce(store, &nonce)
+            .await?
+            .ok_or(Refusal::NonceUnknown)?;
+        if now_ms >= record.expires_at_ms {
+            return Err(Refusal::NonceExpired {
+                expired_at_ms: record.expires_at_ms,
+            });
+        }
+        if record.session_id != session_id || record.service != service {
+            return Err(Refusal::NonceMismatch);
+        }
+
+        // 2. The session and the service.
+        let session = load_session(store, session_id, now_ms).await?;
+        let stored = find_service(&session, service)?;
+        let expected = sms_core::hex::decode_lenient(&stored.measurement).map_err(|e| {
+            Refusal::Internal(format!(
+                "session {session_id} service {service}: measurement: {e}"
+            ))
+        })?;
+
+        // 3. The evidence.
+        let now = now_ms / 1000;
+        let binding = sms_attest::report_data_binding(&nonce, &public_key);
+        let report = self
+            .verify(&request.evidence, &expected, &binding, now)
+            .await?;
+
+        // 4. The release counter, then the record.
+        let entry = ReleaseEntry {
+            number: 0,
+            at: now,
+            worker: format!("{:#x}", session.worker),
+            task_id: format!("{:#x}", session.task_id),
+            tee: report.tee.as_str().to_owned(),
+            measurement: report.measurement_hex(),
+            tcb_status: report.tcb_status.map(|s| s.as_str().to_owned()),
+            advisory_ids: report.advisory_ids.clone(),
+            public_key_sha256: hex_sha256(&public_key),
+        };
+        let number =
+            match records::reserve_release(store, session_id, service, self.release_limit, entry)
+                .await?
+            {
+                Reserve::Recorded(number) => number,
+                Reserve::LimitReached => {
+                    return Err(Refusal::ReleaseLimitReached {
+                        limit: self.release_limit,
+                    });
+                }
+                Reserve::Busy => return Err(Refusal::Busy),
+            };
+
+        // 5. Seal.
+        let payload = ReleasedEnv {
+            env: stored.env.clone(),
+            command: stored.command.clone(),
+        };
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(&payload)
+                .map_err(|e| Refusal::Internal(format!("environment encoding: {e}")))?,
+        );
+        let sealed = sms_attest::seal::seal(
+            &public_key,
+            &sms_attest::release_info(session_id, service),
+            &plaintext,
+        )
+        .map_err(|e| Refusal::Internal(format!("sealing: {e}")))?;
+
+        metrics::counter!("sms_provision_releases_total", "service" => service_label(service), "tee" => report.tee.as_str())
+            .increment(1);
+        tracing::info!(
+            session = %session_id,
+            task = %format!("{:#x}", session.task_id),
+            worker = %format!("{:#x}", session.worker),
+            service = %service,
+            tee = %report.tee,
+            measurement = %report.measurement_hex(),
+            tcb_status = ?report.tcb_status,
+            release = number,
+            limit = self.release_limit,
+            variables = stored.env.len(),
+            "environment released"
+        );
+        Ok(ReleaseAnswer {
+            session_id: session_id.to_owned(),
+            service: service.to_owned(),
+            release: number,
+            limit: self.release_limit,
+            tee: report.tee.as_str().to_owned(),
+            measurement: report.measurement_hex(),
+            sealed,
+        })
+    }
+
+    async fn verify(
+        &self,
+        evidence: &Evidence,
+        expected_measurement: &[u8],
+        binding: &[u8; 64],
+        now: u64,
+    ) -> Result<VerifiedReport, Refusal> {
+        let result = match (evidence, &self.collateral) {
+            (Evidence::Simulated { .. }, _) => {
+                self.verifier
+                    .verify(evidence, None, expected_measurement, binding, now)
+            }
+            (_, Some(source)) => {
+                let result = self
+                    .verifier
+                    .verify_with_source(evidence, source, expected_measurement, binding, now)
+                    .await;
+                self.publish_collateral_expiry(now);
+                result
+            }
+            (_, None) => Err(VerifyError::CollateralMissing(evidence.tee())),
+        };
+        if evidence.tee() == TeeKind::Simulated {
+            let outcome = if result.is_ok() {
+                "accepted"
+            } else {
+                "refused"
+            };
+            metrics::counter!("sms_attest_simulated_evidence_total", "outcome" => outcome)
+                .increment(1);
+        }
+        Ok(result?)
+    }
+
+    async fn maybe_sweep(&self, store: &Store, now_ms: u64) {
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < SWEEP_EVERY_MS
+            || self
+                .last_sweep_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        match store.delete_expired(NONCE_NAMESPACE, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "expired provisioning nonces deleted"),
+            Err(e) => tracing::warn!(error = %e, "provisioning nonce sweep failed"),
+        }
+    }
+}
+
+fn service_label(service: &str) -> &'static str {
+    [
+        EnclaveRole::PreCompute,
+        EnclaveRole::App,
+        EnclaveRole::PostCompute,
+    ]
+    .into_iter()
+    .map(EnclaveRole::name)
+    .find(|name| *name == service)
+    .unwrap_or("other")
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Stores `session` as `/tee/sessions` does (sealed JSON under `RecordKey("tee-session", "",
+/// id)`, expiring with it), for tests and tools seeding a server; false if the id exists.
+pub async fn store_session(
+    store: &Store,
+    session: &StoredSession,
+) -> Result<bool, sms_store::StoreError> {
+    let json = Zeroizing::new(
+        serde_json::to_vec(session)
+            .map_err(|e| sms_store::StoreError::Key(format!("session encoding: {e}")))?,
+    );
+    let value = sms_core::secret::SecretValue::new(json.to_vec());
+    let key = RecordKey::new(SESSION_NAMESPACE, "", session.session_id.as_str());
+    let expires = i64::try_from(session.expires_at).unwrap_or(i64::MAX);
+    Ok(store.insert(&key, &value, Some(expires)).await? == sms_store::Insert::Inserted)
+}
+
+async fn load_session(
+    store: &Store,
+    session_id: &str,
+    now_ms: u64,
+) -> Result<StoredSession, Refusal> {
+    let key = RecordKey::new(SESSION_NAMESPACE, "", session_id);
+    let stored = store.get(&key).await?.ok_or(Refusal::SessionUnknown)?;
+    let session: StoredSession = serde_json::from_slice(stored.value.as_bytes()).map_err(|e| {
+        Refusal::Internal(format!("stored session {session_id} is not decodable: {e}"))
+    })?;
+    if now_ms / 1000 >= session.expires_at {
+        return Err(Refusal::SessionExpired {
+            expired_at: session.expires_at,
+        });
+    }
+    Ok(session)
+}
+
+fn find_service<'a>(
+    session: &'a StoredSession,
+    service: &str,
+) -> Result<&'a StoredService, Refusal> {
+    session
+        .services
+        .iter()
+        .find(|s| s.name == service)
+        .ok_or_else(|| Refusal::ServiceUnknown(service.chars().take(64).collect()))
+}

@@ -1,0 +1,716 @@
+//! The built-in attested provisioner over HTTP against an in-process `--dev` server: the
+//! release with simulated evidence, and every refusal with its code, nothing released.
+//! Sessions are seeded directly into the server's store, as `/tee/sessions` stores them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sms_attest::{EphemeralKey, Evidence, SealError, TcbStatus, report_data_binding};
+use sms_client::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, open_release};
+use sms_core::stored_session::{StoredService, StoredSession};
+use sms_core::tag::TeeFramework;
+use sms_core::{Address, B256};
+use sms_server::ServerConfig;
+use sms_server::attest_args::Clock;
+use sms_server::provision::{RELEASE_NAMESPACE, ReleaseLog, store_session};
+use sms_store::{RecordKey, Store};
+use sms_testkit::server::{TestServer, files_under};
+
+const APP_MEASUREMENT: [u8; 32] = [0xa1; 32];
+const POST_MEASUREMENT: [u8; 32] = [0xb2; 32];
+/// A harmless test value standing for a secret.
+const TEST_SECRET: &str = "provisioning-test-value-7f3e";
+/// 2025-07-01T00:00:00Z, inside the DCAP fixtures' collateral windows.
+const FIXTURE_NOW_MS: u64 = 1_751_328_000_000;
+
+struct Prov {
+    server: TestServer,
+    http: reqwest::Client,
+    clock: Arc<AtomicU64>,
+}
+
+fn real_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Prov {
+    async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::dev_in(dir.path().to_path_buf());
+        let clock = Arc::new(AtomicU64::new(real_now_ms()));
+        let c = clock.clone();
+        config.attest.clock = Some(Clock::new(move || c.load(Ordering::SeqCst)));
+        configure(&mut config);
+        if let Some(ms) = config.attest.clock.as_ref().map(|c| c.now_ms()) {
+            clock.store(ms, Ordering::SeqCst);
+        }
+        Self {
+            server: TestServer::with_config(config, Some(dir)).await,
+            http: reqwest::Client::new(),
+            clock,
+        }
+    }
+
+    fn store(&self) -> Store {
+        self.server.server().store.clone()
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.load(Ordering::SeqCst) / 1000
+    }
+
+    fn advance_ms(&self, ms: u64) {
+        self.clock.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Stores a session with an `app` and a `post-compute` service; returns its id.
+    async fn seed(&self, id: &str, expires_at: u64, app_measurement: &[u8]) -> String {
+        let env = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let session = StoredSession {
+            session_id: id.to_owned(),
+            task_id: B256::repeat_byte(7),
+            framework: TeeFramework::Gramine,
+            worker: Address::repeat_byte(9),
+            expires_at,
+            services: vec![
+                StoredService {
+                    name: "app".into(),
+                    measurement: hex(app_measurement),
+                    command: Some("python3 /app/main.py".into()),
+                    env: env(&[
+                        ("IEXEC_TASK_ID", "0x07"),
+                        ("IEXEC_APP_DEVELOPER_SECRET", TEST_SECRET),
+                    ]),
+                },
+                StoredService {
+                    name: "post-compute".into(),
+                    measurement: hex(&POST_MEASUREMENT),
+                    command: None,
+                    env: env(&[("RESULT_STORAGE_TOKEN", "post-value")]),
+                },
+            ],
+        };
+        assert!(store_session(&self.store(), &session).await.unwrap());
+        id.to_owned()
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.server.url()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn nonce(&self, session: &str, service: &str) -> NonceAnswer {
+        let (status, body) = self
+            .post(
+                &format!("/tee/provisioning/{session}/{service}/nonce"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    async fn nonce_refused(&self, session: &str, service: &str) -> (StatusCode, String) {
+        let (status, body) = self
+            .post(
+                &format!("/tee/provisioning/{session}/{service}/nonce"),
+                None,
+            )
+            .await;
+        (status, body["code"].as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn release_raw(
+        &self,
+        session: &str,
+        service: &str,
+        request: &ReleaseRequest,
+    ) -> (StatusCode, Value) {
+        let body = serde_json::to_value(request).unwrap();
+        self.post(
+            &format!("/tee/provisioning/{session}/{service}/release"),
+            Some(body),
+        )
+        .await
+    }
+
+    async fn release(
+        &self,
+        session: &str,
+        service: &str,
+        request: &ReleaseRequest,
+    ) -> ReleaseAnswer {
+        let (status, body) = self.release_raw(session, service, request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Asserts a refusal: status, code, a message, and nothing in the body but the refusal.
+    async fn refused(
+        &self,
+        session: &str,
+        service: &str,
+        request: &ReleaseRequest,
+        status: StatusCode,
+        code: &str,
+    ) {
+        let (got, body) = self.release_raw(session, service, request).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+        assert!(body["error"].is_string(), "{body}");
+        assert!(body.get("sealed").is_none(), "{body}");
+        assert!(!body.to_string().contains(TEST_SECRET));
+    }
+
+    async fn release_log(&self, session: &str, service: &str) -> Option<ReleaseLog> {
+        let v = self
+            .store()
+            .get(&RecordKey::new(RELEASE_NAMESPACE, session, service))
+            .await
+            .unwrap()?;
+        Some(serde_json::from_slice(v.value.as_bytes()).unwrap())
+    }
+
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.server.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A release request with simulated evidence of `measurement`, bound to `nonce` and `bound_key`,
+/// carrying `sent_key`.
+fn simulated(
+    nonce: &NonceAnswer,
+    measurement: &[u8],
+    bound_key: &EphemeralKey,
+    sent_key: &EphemeralKey,
+) -> ReleaseRequest {
+    let report_data = report_data_binding(&nonce.nonce_bytes().unwrap(), bound_key.public_key());
+    ReleaseRequest {
+        nonce: nonce.nonce.clone(),
+        public_key: sent_key.public_key_base64(),
+        evidence: Evidence::Simulated {
+            measurement: measurement.to_vec(),
+            report_data,
+            debug: false,
+        },
+    }
+}
+
+fn good(nonce: &NonceAnswer, measurement: &[u8], key: &EphemeralKey) -> ReleaseRequest {
+    simulated(nonce, measurement, key, key)
+}
+
+#[tokio::test]
+async fn simulated_release_opens_to_the_service_env_and_is_recorded() {
+    let p = Prov::new().await;
+    let sid = p.seed("s-ok", p.now() + 600, &APP_MEASUREMENT).await;
+    let nonce = p.nonce(&sid, "app").await;
+    assert_eq!(nonce.nonce_bytes().unwrap().len(), 32);
+    assert!(nonce.expires_at > p.now() && nonce.expires_at <= p.now() + 61);
+
+    let key = EphemeralKey::generate();
+    let answer = p
+        .release(&sid, "app", &good(&nonce, &APP_MEASUREMENT, &key))
+        .await;
+    assert_eq!((answer.release, answer.limit), (1, 1));
+    assert_eq!(answer.tee, "simulated");
+    assert_eq!(answer.measurement, hex(&APP_MEASUREMENT));
+    assert!(
+        !serde_json::to_string(&answer)
+            .unwrap()
+            .contains(TEST_SECRET)
+    );
+
+    let opened = open_release(&key, &sid, "app", &answer).unwrap();
+    assert_eq!(
+        opened
+            .env
+            .get("IEXEC_APP_DEVELOPER_SECRET")
+            .map(String::as_str),
+        Some(TEST_SECRET)
+    );
+    assert_eq!(
+        opened.env.get("IEXEC_TASK_ID").map(String::as_str),
+        Some("0x07")
+    );
+    assert_eq!(opened.env.len(), 2);
+    assert_eq!(opened.command.as_deref(), Some("python3 /app/main.py"));
+    assert!(!format!("{opened:?}").contains(TEST_SECRET));
+
+    // (c) Another key, or the right key for another service, does not open it.
+    let other = EphemeralKey::generate();
+    assert!(matches!(
+        open_release(&other, &sid, "app", &answer),
+        Err(sms_client::provision::ProvisionError::Open(SealError::Open))
+    ));
+    assert!(open_release(&key, &sid, "post-compute", &answer).is_err());
+
+    // Recorded: who, which measurement, when; never a value.
+    let log = p.release_log(&sid, "app").await.unwrap();
+    assert_eq!(log.count(), 1);
+    let entry = &log.releases[0];
+    assert_eq!((entry.number, entry.tee.as_str()), (1, "simulated"));
+    assert_eq!(entry.measurement, hex(&APP_MEASUREMENT));
+    assert_eq!(entry.worker, format!("{:#x}", Address::repeat_byte(9)));
+    assert_eq!(entry.at, p.now());
+    assert!(!serde_json::to_string(&log).unwrap().contains(TEST_SECRET));
+    // The other service is untouched and gets its own env.
+    assert!(p.release_log(&sid, "post-compute").await.is_none());
+    let nonce = p.nonce(&sid, "post-compute").await;
+    let answer = p
+        .release(&sid, "post-compute", &good(&nonce, &POST_MEASUREMENT, &key))
+        .await;
+    let opened = open_release(&key, &sid, "post-compute", &answer).unwrap();
+    assert_eq!(
+        opened.env.keys().collect::<Vec<_>>(),
+        ["RESULT_STORAGE_TOKEN"]
+    );
+    assert_eq!(opened.command, None);
+
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains("sms_provision_releases_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sms_attest_simulated_evidence_total"),
+        "{metrics}"
+    );
+    // Nothing in the data dir holds the value in clear.
+    for file in files_under(&p.server.data_dir()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes
+                .windows(TEST_SECRET.len())
+                .any(|w| w == TEST_SECRET.as_bytes()),
+            "{}",
+            file.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_refusal_has_its_code_and_releases_nothing() {
+    let p = Prov::new().await;
+    let sid = p.seed("s-refusals", p.now() + 600, &APP_MEASUREMENT).await;
+    let key = EphemeralKey::generate();
+
+    // Wrong measurement.
+    let nonce = p.nonce(&sid, "app").await;
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &[0xee; 32], &key),
+        StatusCode::FORBIDDEN,
+        "MEASUREMENT_MISMATCH",
+    )
+    .await;
+    // The nonce was consumed by the refused attempt.
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::UNAUTHORIZED,
+        "NONCE_UNKNOWN",
+    )
+    .await;
+
+    // Report data bound to another key than the one sent.
+    let nonce = p.nonce(&sid, "app").await;
+    let attacker = EphemeralKey::generate();
+    let unbound = simulated(&nonce, &APP_MEASUREMENT, &key, &attacker);
+    p.refused(
+        &sid,
+        "app",
+        &unbound,
+        StatusCode::UNAUTHORIZED,
+        "REPORT_DATA_MISMATCH",
+    )
+    .await;
+    // Report data bound to another nonce.
+    let nonce = p.nonce(&sid, "app").await;
+    let stale = p.nonce(&sid, "app").await;
+    let mut request = good(&stale, &APP_MEASUREMENT, &key);
+    request.nonce = nonce.nonce.clone();
+    p.refused(
+        &sid,
+        "app",
+        &request,
+        StatusCode::UNAUTHORIZED,
+        "REPORT_DATA_MISMATCH",
+    )
+    .await;
+
+    // Expired nonce (TTL 60 s by default).
+    let nonce = p.nonce(&sid, "app").await;
+    p.advance_ms(60_001);
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::UNAUTHORIZED,
+        "NONCE_EXPIRED",
+    )
+    .await;
+
+    // A nonce of one service used for another.
+    let nonce = p.nonce(&sid, "post-compute").await;
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::UNAUTHORIZED,
+        "NONCE_MISMATCH",
+    )
+    .await;
+
+    // Debug enclaves are refused by the default policy.
+    let nonce = p.nonce(&sid, "app").await;
+    let mut request = good(&nonce, &APP_MEASUREMENT, &key);
+    if let Evidence::Simulated { debug, .. } = &mut request.evidence {
+        *debug = true;
+    }
+    p.refused(
+        &sid,
+        "app",
+        &request,
+        StatusCode::FORBIDDEN,
+        "DEBUG_ENCLAVE",
+    )
+    .await;
+
+    // Malformed requests do not burn the nonce.
+    let nonce = p.nonce(&sid, "app").await;
+    let mut request = good(&nonce, &APP_MEASUREMENT, &key);
+    request.public_key = STANDARD.encode([1u8; 31]);
+    p.refused(
+        &sid,
+        "app",
+        &request,
+        StatusCode::BAD_REQUEST,
+        "REQUEST_MALFORMED",
+    )
+    .await;
+    let (status, body) = p
+        .post(
+            &format!("/tee/provisioning/{sid}/app/release"),
+            Some(json!({ "nonce": 1 })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("REQUEST_MALFORMED")),
+        "{body}"
+    );
+
+    // Unknown session and service, on both endpoints.
+    assert_eq!(
+        p.nonce_refused("nope", "app").await,
+        (StatusCode::NOT_FOUND, "SESSION_UNKNOWN".into())
+    );
+    assert_eq!(
+        p.nonce_refused(&sid, "pre-compute").await,
+        (StatusCode::NOT_FOUND, "SERVICE_UNKNOWN".into())
+    );
+    assert_eq!(
+        p.nonce_refused(&sid, "shell").await,
+        (StatusCode::NOT_FOUND, "SERVICE_UNKNOWN".into())
+    );
+
+    // None of this released anything; the good nonce left above still works.
+    assert!(p.release_log(&sid, "app").await.is_none());
+    let answer = p
+        .release(&sid, "app", &good(&nonce, &APP_MEASUREMENT, &key))
+        .await;
+    assert_eq!(answer.release, 1);
+
+    let metrics = p.metrics().await;
+    for code in [
+        "MEASUREMENT_MISMATCH",
+        "NONCE_EXPIRED",
+        "REPORT_DATA_MISMATCH",
+    ] {
+        assert!(
+            metrics.contains(&format!("code=\"{code}\"")),
+            "{code} missing from metrics"
+        );
+    }
+}
+
+#[tokio::test]
+async fn replayed_nonce_and_second_release_over_the_limit_are_refused() {
+    let p = Prov::new().await;
+    let sid = p.seed("s-limit", p.now() + 600, &APP_MEASUREMENT).await;
+    let key = EphemeralKey::generate();
+    let first = p.nonce(&sid, "app").await;
+    let second = p.nonce(&sid, "app").await;
+    let request = good(&first, &APP_MEASUREMENT, &key);
+    p.release(&sid, "app", &request).await;
+
+    // The same request again: the nonce is gone.
+    p.refused(
+        &sid,
+        "app",
+        &request,
+        StatusCode::UNAUTHORIZED,
+        "NONCE_UNKNOWN",
+    )
+    .await;
+    // A nonce obtained before the release: refused at release time.
+    p.refused(
+        &sid,
+        "app",
+        &good(&second, &APP_MEASUREMENT, &key),
+        StatusCode::CONFLICT,
+        "RELEASE_LIMIT_REACHED",
+    )
+    .await;
+    // And no new nonce for a service at its limit.
+    assert_eq!(
+        p.nonce_refused(&sid, "app").await,
+        (StatusCode::CONFLICT, "RELEASE_LIMIT_REACHED".into())
+    );
+    assert_eq!(p.release_log(&sid, "app").await.unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_releases_never_exceed_the_limit() {
+    let p = Prov::with(|c| c.attest.release_limit = 2).await;
+    let sid = p.seed("s-race", p.now() + 600, &APP_MEASUREMENT).await;
+    let mut requests = Vec::new();
+    for _ in 0..6 {
+        let key = EphemeralKey::generate();
+        let nonce = p.nonce(&sid, "app").await;
+        requests.push(good(&nonce, &APP_MEASUREMENT, &key));
+    }
+    let results = futures_join(&p, &sid, &requests).await;
+    let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let limit = results
+        .iter()
+        .filter(|(_, c)| c == "RELEASE_LIMIT_REACHED")
+        .count();
+    assert_eq!((ok, limit), (2, 4), "{results:?}");
+    let log = p.release_log(&sid, "app").await.unwrap();
+    assert_eq!(
+        log.releases.iter().map(|e| e.number).collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+async fn futures_join(
+    p: &Prov,
+    sid: &str,
+    requests: &[ReleaseRequest],
+) -> Vec<(StatusCode, String)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for request in requests {
+        let (http, url) = (
+            p.http.clone(),
+            format!("{}/tee/provisioning/{sid}/app/release", p.server.url()),
+        );
+        let body = serde_json::to_value(request).unwrap();
+        tasks.spawn(async move {
+            let resp = http.post(url).json(&body).send().await.unwrap();
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap();
+            (status, body["code"].as_str().unwrap_or_default().to_owned())
+        });
+    }
+    tasks.join_all().await
+}
+
+#[tokio::test]
+async fn expired_session_is_refused() {
+    let p = Prov::new().await;
+    let sid = p.seed("s-expiring", p.now() + 30, &APP_MEASUREMENT).await;
+    let key = EphemeralKey::generate();
+    let nonce = p.nonce(&sid, "app").await;
+    p.advance_ms(30_000);
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::GONE,
+        "SESSION_EXPIRED",
+    )
+    .await;
+    assert_eq!(
+        p.nonce_refused(&sid, "app").await,
+        (StatusCode::GONE, "SESSION_EXPIRED".into())
+    );
+    assert!(p.release_log(&sid, "app").await.is_none());
+}
+
+#[tokio::test]
+async fn simulated_evidence_is_refused_when_not_enabled() {
+    let p = Prov::with(|c| c.attest.allow_simulated_tee = Some(false)).await;
+    let sid = p.seed("s-real-only", p.now() + 600, &APP_MEASUREMENT).await;
+    let key = EphemeralKey::generate();
+    let nonce = p.nonce(&sid, "app").await;
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::FORBIDDEN,
+        "SIMULATED_EVIDENCE_REFUSED",
+    )
+    .await;
+    assert!(p.release_log(&sid, "app").await.is_none());
+    assert!(
+        p.metrics()
+            .await
+            .contains("sms_attest_simulated_evidence_total{outcome=\"refused\"}")
+    );
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/dcap-qvl")
+        .join(name);
+    assert!(path.is_file(), "DCAP fixture missing: {}", path.display());
+    path
+}
+
+/// The real Intel SGX quote over HTTP, with offline collateral at a pinned time: the quote
+/// verifies (signatures, collateral, measurement, policy) and is then refused because its
+/// report data does not bind our nonce and key, which no replayed quote can.
+#[tokio::test]
+async fn real_sgx_quote_goes_through_dcap_and_is_refused_for_its_report_data() {
+    let quote = std::fs::read(fixture("sgx_quote")).unwrap();
+    let mr_enclave = quote[112..144].to_vec();
+    let request = |nonce: &NonceAnswer, key: &EphemeralKey| ReleaseRequest {
+        nonce: nonce.nonce.clone(),
+        public_key: key.public_key_base64(),
+        evidence: Evidence::SgxDcap {
+            quote: quote.clone(),
+        },
+    };
+    let key = EphemeralKey::generate();
+    let pinned = || Some(Clock::new(|| FIXTURE_NOW_MS));
+
+    // No collateral configured.
+    let p = Prov::with(|c| c.attest.clock = pinned()).await;
+    let sid = p.seed("s-sgx", p.now() + 600, &mr_enclave).await;
+    let nonce = p.nonce(&sid, "app").await;
+    p.refused(
+        &sid,
+        "app",
+        &request(&nonce, &key),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "COLLATERAL_MISSING",
+    )
+    .await;
+    drop(p);
+
+    // Offline collateral, default policy: the fixture's status is not accepted.
+    let collateral = fixture("sgx_quote_collateral.json");
+    let p = Prov::with(|c| {
+        c.attest.clock = pinned();
+        c.attest.collateral_dir = Some(collateral.clone());
+    })
+    .await;
+    let sid = p.seed("s-sgx", p.now() + 600, &mr_enclave).await;
+    let nonce = p.nonce(&sid, "app").await;
+    p.refused(
+        &sid,
+        "app",
+        &request(&nonce, &key),
+        StatusCode::FORBIDDEN,
+        "TCB_STATUS_REJECTED",
+    )
+    .await;
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains("sms_attest_collateral_days_until_expiry"),
+        "{metrics}"
+    );
+    drop(p);
+
+    // Status accepted (or its advisories ignored): the quote passes everything but the binding.
+    for configure in [
+        (|c: &mut ServerConfig| {
+            c.attest.accept_tcb_status = vec![TcbStatus::ConfigurationAndSWHardeningNeeded]
+        }) as fn(&mut ServerConfig),
+        |c: &mut ServerConfig| {
+            c.attest.ignored_advisories = vec!["INTEL-SA-00289".into(), "INTEL-SA-00615".into()]
+        },
+    ] {
+        let p = Prov::with(|c| {
+            c.attest.clock = pinned();
+            c.attest.collateral_dir = Some(collateral.clone());
+            configure(c);
+        })
+        .await;
+        let sid = p.seed("s-sgx", p.now() + 600, &mr_enclave).await;
+        let nonce = p.nonce(&sid, "app").await;
+        p.refused(
+            &sid,
+            "app",
+            &request(&nonce, &key),
+            StatusCode::UNAUTHORIZED,
+            "REPORT_DATA_MISMATCH",
+        )
+        .await;
+        // With another expected measurement, that is what fails first.
+        let sid = p.seed("s-sgx-other", p.now() + 600, &APP_MEASUREMENT).await;
+        let nonce = p.nonce(&sid, "app").await;
+        p.refused(
+            &sid,
+            "app",
+            &request(&nonce, &key),
+            StatusCode::FORBIDDEN,
+            "MEASUREMENT_MISMATCH",
+        )
+        .await;
+        // One flipped byte in the signed report body.
+        let mut flipped = request(&p.nonce(&sid, "app").await, &key);
+        if let Evidence::SgxDcap { quote } = &mut flipped.evidence {
+            quote[120] ^= 1;
+        }
+        p.refused(
+            &sid,
+            "app",
+            &flipped,
+            StatusCode::UNAUTHORIZED,
+            "QUOTE_INVALID",
+        )
+        .await;
+        assert!(p.release_log(&sid, "app").await.is_none());
+    }
+}
