@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{dev, secrets, server, wallet};
+use crate::commands::{bench, dev, secrets, server, wallet};
 use crate::output::Output;
 
 #[derive(Parser)]
@@ -44,6 +44,8 @@ enum Command {
     /// Register apps, datasets and workerpools on a `--dev` server's embedded ledger.
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Measure this service against the limits of the machine (loopback only; see BENCHMARKS.md).
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
             Command::Dataset(cmd) => secrets::run_dataset(cmd, &out).await,
             Command::Result(cmd) => secrets::run_result(cmd, &out).await,
             Command::Dev(cmd) => dev::run(cmd, &out).await,
+            Command::Bench(args) => bench::run(*args, cli.json, &out).await,
         }
     });
     match result {

@@ -1,0 +1,211 @@
+//! Child processes of the bench (the SMS server, the bare axum handler), their start-up line,
+//! their resident memory, and the loopback-only target check.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// A child process that printed `{"url": ...}` on its first JSON line.
+pub struct Spawned {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    /// From spawn to the start-up line.
+    pub ready_after: Duration,
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Spawned {
+    /// `sms --json <args…>` with a clean `SMS_*` environment; stderr goes to `log`.
+    pub async fn start(args: &[&str], log: &Path) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the sms executable")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--json").args(args);
+        for (key, _) in std::env::vars_os() {
+            if let Some(k) = key.to_str()
+                && k.starts_with("SMS_")
+                && k != "SMS_LOG"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .kill_on_drop(true);
+        let start = Instant::now();
+        let mut child = cmd.spawn().context("cannot start a child sms process")?;
+        let pid = child.id().context("child exited at once")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).await? == 0 {
+                    return Ok::<_, std::io::Error>(None);
+                }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim())
+                    && let Some(url) = v.get("url").and_then(|u| u.as_str())
+                {
+                    return Ok(Some(url.to_owned()));
+                }
+            }
+        })
+        .await;
+        let ready_after = start.elapsed();
+        let url = match read {
+            Ok(Ok(Some(url))) => url,
+            Ok(Ok(None)) => bail!(
+                "`sms {}` exited before printing its URL (log: {})",
+                args.join(" "),
+                log.display()
+            ),
+            Ok(Err(e)) => bail!("reading the start-up line of `sms {}`: {e}", args.join(" ")),
+            Err(_) => bail!(
+                "`sms {}` printed no URL within 60 s (log: {})",
+                args.join(" "),
+                log.display()
+            ),
+        };
+        let addr = loopback_addr(&url)?;
+        Ok(Self {
+            addr,
+            pid,
+            ready_after,
+            child,
+            _stdout: reader,
+        })
+    }
+
+    /// SIGKILL (nothing is flushed on the way out) and reap.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// An SMS server child in `--dev` mode on a loopback port, in `data_dir`.
+pub async fn start_server(data_dir: &Path) -> anyhow::Result<Spawned> {
+    let dir = data_dir.to_str().context("data dir is not UTF-8")?;
+    let log = data_dir.join("server.log");
+    std::fs::create_dir_all(data_dir)?;
+    Spawned::start(
+        &[
+            "server",
+            "--dev",
+            "--data-dir",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &log,
+    )
+    .await
+}
+
+/// The `sms bench --serve-bare` child: a trivial axum handler, the HTTP ceiling.
+pub async fn start_bare(work: &Path) -> anyhow::Result<Spawned> {
+    Spawned::start(&["bench", "--serve-bare"], &work.join("bare.log")).await
+}
+
+/// The socket address of an `http://` URL, refused unless it is loopback.
+pub fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!(
+            "--sms-url must be http:// on loopback (the bench measures the server, not TLS): {url}"
+        );
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let with_port =
+        if (authority.starts_with('[') && !authority.contains("]:")) || !authority.contains(':') {
+            format!("{authority}:80")
+        } else {
+            authority.to_owned()
+        };
+    let addrs: Vec<SocketAddr> = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {authority}"))?
+        .collect();
+    let Some(addr) = addrs.first().copied() else {
+        bail!("{authority} resolves to no address")
+    };
+    if !addrs.iter().all(|a| a.ip().is_loopback()) {
+        bail!(
+            "refusing to load {url}: the bench only targets loopback addresses (127.0.0.0/8, ::1)"
+        );
+    }
+    Ok(addr)
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
+pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// The process listening on `addr` (best effort, Linux): used for the RSS of a `--sms-url`.
+pub fn pid_listening_on(addr: SocketAddr) -> Option<u32> {
+    let tables = if addr.is_ipv4() {
+        ["/proc/net/tcp"]
+    } else {
+        ["/proc/net/tcp6"]
+    };
+    let port = format!("{:04X}", addr.port());
+    let mut inode = None;
+    for table in tables {
+        let text = std::fs::read_to_string(table).ok()?;
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT, st 0A is LISTEN, inode is column 9.
+            if cols.len() > 9 && cols[1].ends_with(&format!(":{port}")) && cols[3] == "0A" {
+                inode = Some(cols[9].to_owned());
+            }
+        }
+    }
+    let target = format!("socket:[{}]", inode?);
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// Root of the bench's temporary data directories (kept on the same file system as TMPDIR).
+pub fn work_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("sms-bench-")
+        .tempdir()
+        .context("cannot create a temporary directory")
+}
