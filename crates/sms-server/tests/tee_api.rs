@@ -1255,3 +1255,29 @@ async fn dev_deals_follow_poco_ids_and_deadlines() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn failed_export_is_storage_call_failed() {
+    // Nothing listens on port 9 of localhost: the export fails, the session is refused.
+    let w = World::with_config(|c| {
+        c.tee.session_export = sms_server::tee::args::SessionExport::SconeCas;
+        c.tee.session_export_url = Some("https://localhost:9".into());
+    })
+    .await;
+    w.client()
+        .push_web2_secret(
+            &w.requester,
+            "iexec-result-iexec-ipfs-token",
+            "t",
+            Web2Write::Create,
+        )
+        .await
+        .unwrap();
+    let task = w.task(json!({})).await;
+    w.expect_error(
+        task,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "SECURE_SESSION_STORAGE_CALL_FAILED",
+    )
+    .await;
+}

@@ -17,6 +17,12 @@ pub enum DevCommand {
     /// Workerpools of the dev ledger.
     #[command(subcommand)]
     Workerpool(DevWorkerpoolCommand),
+    /// Deals of the dev ledger (their tasks are ACTIVE at once).
+    #[command(subcommand)]
+    Deal(DevDealCommand),
+    /// Tasks of the dev ledger.
+    #[command(subcommand)]
+    Task(DevTaskCommand),
     /// Transfer an app, dataset or workerpool to a new owner (like the ERC-721 transfer).
     Transfer {
         /// Entry address.
@@ -119,6 +125,14 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
             let body = json!({ "owner": owned.owner, "description": description });
             deploy(&owned.sms, "/dev/workerpools", body, "workerpool", out).await
         }
+        DevCommand::Deal(DevDealCommand::Create(deal)) => create_deal(deal, out).await,
+        DevCommand::Task(DevTaskCommand::SetStatus { task, status, sms }) => {
+            let status = status.to_ascii_uppercase();
+            let path = format!("/dev/tasks/{task}/status");
+            let answer: Value = sms.client()?.post_json(&path, &json!({ "status": status })).await?;
+            out.done(format!("Task {task} is now {status}"), answer);
+            Ok(())
+        }
         DevCommand::Transfer { entry, to, sms } => {
             let answer: Value = sms.client()?.post_json("/dev/transfer", &json!({ "entry": entry, "to": to })).await?;
             let kind = answer.get("kind").and_then(Value::as_str).unwrap_or("entry");
@@ -126,4 +140,89 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+#[derive(Subcommand)]
+pub enum DevDealCommand {
+    /// Record a deal and its tasks (ids as PoCo computes them); prints the deal and task ids.
+    Create(NewDeal),
+}
+
+#[derive(Args)]
+pub struct NewDeal {
+    /// App address (registered with `sms dev app deploy`).
+    #[arg(long)]
+    app: String,
+    /// Dataset address.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Workerpool address.
+    #[arg(long)]
+    workerpool: String,
+    /// Requester address.
+    #[arg(long)]
+    requester: String,
+    /// Beneficiary address (default: the requester).
+    #[arg(long)]
+    beneficiary: Option<String>,
+    /// Callback address (default: none).
+    #[arg(long)]
+    callback: Option<String>,
+    /// Tag: comma-separated names (tee, scone, gramine, tdx, gpu) or a 0x bytes32.
+    #[arg(long, default_value = "tee,scone")]
+    tag: String,
+    /// Deal params: a JSON object such as '{"iexec_args":"x","iexec_secrets":{"1":"foo"}}',
+    /// or any other string, stored verbatim.
+    #[arg(long)]
+    params: Option<String>,
+    /// Number of tasks.
+    #[arg(long, default_value_t = 1)]
+    volume: u64,
+    /// Category 0 (XS, 300 s) to 4 (XL, 36000 s): the deadlines' time reference.
+    #[arg(long, default_value_t = 0)]
+    category: u64,
+    #[command(flatten)]
+    sms: SmsArgs,
+}
+
+#[derive(Subcommand)]
+pub enum DevTaskCommand {
+    /// Set a task's status.
+    SetStatus {
+        /// Task id (0x + 64 hex).
+        task: String,
+        /// UNSET, ACTIVE, REVEALING, COMPLETED or FAILED.
+        #[arg(value_parser = ["UNSET", "ACTIVE", "REVEALING", "COMPLETED", "FAILED"], ignore_case = true)]
+        status: String,
+        #[command(flatten)]
+        sms: SmsArgs,
+    },
+}
+
+async fn create_deal(deal: NewDeal, out: &Output) -> anyhow::Result<()> {
+    let mut body = json!({
+        "app": deal.app, "workerpool": deal.workerpool, "requester": deal.requester,
+        "tag": deal.tag, "volume": deal.volume, "category": deal.category,
+    });
+    for (key, value) in [("dataset", deal.dataset), ("beneficiary", deal.beneficiary), ("callback", deal.callback)] {
+        if let Some(v) = value {
+            body[key] = json!(v);
+        }
+    }
+    if let Some(params) = deal.params {
+        body["params"] = match serde_json::from_str::<Value>(&params) {
+            Ok(object @ Value::Object(_)) => object,
+            _ => json!(params),
+        };
+    }
+    let answer: Value = deal.sms.client()?.post_json("/dev/deals", &body).await?;
+    let deal_id = answer.get("dealId").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let tasks: Vec<String> = answer
+        .get("taskIds")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let human = format!("Created deal {deal_id} with task(s):\n{}", tasks.join("\n"));
+    out.done(human, json!({ "dealId": deal_id, "taskIds": tasks }));
+    Ok(())
 }
