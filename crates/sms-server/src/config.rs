@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use sms_core::secret::{DEFAULT_MAX_SECRET_BYTES, MAX_SECRET_BYTES_LIMIT};
+use sms_core::Address;
+use sms_core::secret::{DEFAULT_MAX_SECRET_BYTES, MAX_SECRET_BYTES_LIMIT, parse_address};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -69,15 +70,78 @@ pub struct ServerConfig {
 
     #[command(flatten)]
     pub tee: crate::tee::args::TeeArgs,
-
-    #[command(flatten)]
-    pub attest: crate::attest_args::AttestArgs,
 }
 
-/// Where the iExec PoCo contracts are read (production ledger).
-#[derive(Clone, Debug, Default, Args)]
+/// Where the iExec PoCo contracts are read (the production ledger). See docs/chain.md.
+///
+/// clap reads only the `SMS_*` variables; the iExec names (`IEXEC_BLOCKCHAIN_NODE_ADDRESS`,
+/// `IEXEC_HUB_ADDRESS`, `IEXEC_CHAIN_ID`) are applied at start-up when neither the flag nor its
+/// `SMS_*` variable is given.
+#[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Chain")]
-pub struct ChainArgs {}
+pub struct ChainArgs {
+    /// JSON-RPC endpoint (http or https) of the chain holding the iExec PoCo contracts; never
+    /// logged whole (it may carry an API key). Needs --hub. Env fallback:
+    /// IEXEC_BLOCKCHAIN_NODE_ADDRESS. With --dev, the chain replaces the embedded dev ledger:
+    /// dev wallets stay, but the /dev ledger API is not served (it cannot write the chain).
+    #[arg(long, env = "SMS_CHAIN_RPC", value_name = "URL")]
+    pub chain_rpc: Option<String>,
+
+    /// Address of the PoCo hub (the diamond proxy); start-up checks that it holds a contract.
+    /// Needs --chain-rpc. Env fallback: IEXEC_HUB_ADDRESS.
+    #[arg(long, env = "SMS_HUB", value_name = "ADDRESS", value_parser = parse_hub)]
+    pub hub: Option<Address>,
+
+    /// Chain id the RPC must serve; a mismatch stops start-up. Env fallback: IEXEC_CHAIN_ID.
+    /// Default: 134 (Bellecour)
+    #[arg(long, env = "SMS_CHAIN_ID", value_name = "ID")]
+    pub chain_id: Option<u64>,
+
+    /// Upper bound of one ledger read, retries included, in milliseconds: past it the request
+    /// gets 503 with the reason. 1 to 60000.
+    #[arg(long, env = "SMS_CHAIN_TIMEOUT_MS", value_name = "MS", default_value_t = DEFAULT_CHAIN_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub chain_timeout_ms: u64,
+
+    /// Extra attempts after a failed RPC request (connection refused, garbage answer), within
+    /// --chain-timeout-ms. 0 to 10.
+    #[arg(long, env = "SMS_CHAIN_RETRIES", value_name = "N", default_value_t = DEFAULT_CHAIN_RETRIES,
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub chain_retries: u32,
+
+    /// Maximum age, in milliseconds, of an entry owner or a task status served from memory.
+    /// The default, 1000, is less than one block of Bellecour (5 s blocks); use a lower value on
+    /// faster chains, 0 to read them from the chain on every request. Immutable facts (deals,
+    /// app checksum and enclave configuration, final task statuses) are cached without expiry
+    /// in a bounded cache.
+    #[arg(long, env = "SMS_CHAIN_FRESH_MS", value_name = "MS", default_value_t = DEFAULT_CHAIN_FRESH_MS,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub chain_fresh_ms: u64,
+}
+
+/// `--chain-id` when neither it, SMS_CHAIN_ID nor IEXEC_CHAIN_ID is given (Bellecour).
+pub const DEFAULT_CHAIN_ID: u64 = 134;
+pub const DEFAULT_CHAIN_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_CHAIN_RETRIES: u32 = 2;
+pub const DEFAULT_CHAIN_FRESH_MS: u64 = 1000;
+
+impl Default for ChainArgs {
+    fn default() -> Self {
+        Self {
+            chain_rpc: None,
+            hub: None,
+            chain_id: None,
+            chain_timeout_ms: DEFAULT_CHAIN_TIMEOUT_MS,
+            chain_retries: DEFAULT_CHAIN_RETRIES,
+            chain_fresh_ms: DEFAULT_CHAIN_FRESH_MS,
+        }
+    }
+}
+
+/// A 0x-prefixed, 40-hex-digit address (any letter case).
+pub(crate) fn parse_hub(text: &str) -> Result<Address, String> {
+    parse_address(text.trim()).map_err(|_| format!("'{text}' is not an address (0x followed by 40 hex digits)"))
+}
 
 fn parse_max_secret_bytes(text: &str) -> Result<usize, String> {
     let n: usize = text.parse().map_err(|_| format!("'{text}' is not a number of bytes"))?;
@@ -105,7 +169,6 @@ impl ServerConfig {
             log_format: LogFormat::Text,
             chain: ChainArgs::default(),
             tee: crate::tee::args::TeeArgs::defaults(),
-            attest: crate::attest_args::AttestArgs::default(),
         }
     }
 
