@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{bench, dev, secrets, server, wallet};
+use crate::commands::{bench, dev, secrets, server, wallet, worker};
 use crate::output::Output;
 
 #[derive(Parser)]
@@ -35,10 +35,10 @@ enum Command {
     /// Requester secrets (IEXEC_REQUESTER_SECRET_<n>, mapped with --secret n=name).
     #[command(subcommand)]
     Requester(secrets::RequesterCommand),
-    /// Dataset encryption keys.
+    /// Dataset files (encrypt, decrypt) and their encryption keys.
     #[command(subcommand)]
     Dataset(secrets::DatasetCommand),
-    /// Result encryption key of a beneficiary.
+    /// Result encryption keys of a beneficiary and encrypted result archives.
     #[command(subcommand)]
     Result(secrets::ResultCommand),
     /// Register apps, datasets and workerpools on a `--dev` server's embedded ledger.
@@ -46,6 +46,9 @@ enum Command {
     Dev(dev::DevCommand),
     /// Measure this service against the limits of the machine (loopback only; see BENCHMARKS.md).
     Bench(Box<bench::BenchArgs>),
+    /// The local worker and its built-in pre-compute and post-compute stages.
+    #[command(subcommand)]
+    Worker(worker::WorkerCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             Command::Result(cmd) => secrets::run_result(cmd, &out).await,
             Command::Dev(cmd) => dev::run(cmd, &out).await,
             Command::Bench(args) => bench::run(*args, cli.json, &out).await,
+            Command::Worker(cmd) => worker::run(cmd, &out).await,
         }
     });
     match result {

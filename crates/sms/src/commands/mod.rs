@@ -1,8 +1,11 @@
 pub mod bench;
+pub mod dataset_files;
 pub mod dev;
+pub mod result_files;
 pub mod secrets;
 pub mod server;
 pub mod wallet;
+pub mod worker;
 
 use std::path::PathBuf;
 

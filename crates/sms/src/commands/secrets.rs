@@ -149,6 +149,10 @@ pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Resul
 
 #[derive(Subcommand)]
 pub enum DatasetCommand {
+    /// Encrypt files in the iExec dataset format (one new key per file).
+    Encrypt(super::dataset_files::EncryptArgs),
+    /// Decrypt a file encrypted by `sms dataset encrypt` (or the iExec SDK).
+    Decrypt(super::dataset_files::DecryptArgs),
     /// Push the encryption key of a dataset (once). Signed by the dataset owner.
     PushSecret {
         dataset: String,
@@ -168,6 +172,8 @@ pub enum DatasetCommand {
 
 pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
+        DatasetCommand::Encrypt(args) => super::dataset_files::encrypt(args, out)?,
+        DatasetCommand::Decrypt(args) => super::dataset_files::decrypt(args, out)?,
         DatasetCommand::PushSecret { dataset, secret_path, signed } => {
             let dataset = address(&dataset)?;
             let key = std::fs::read_to_string(&secret_path)
@@ -193,6 +199,11 @@ pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()
 
 #[derive(Subcommand)]
 pub enum ResultCommand {
+    /// Generate a beneficiary RSA-4096 key pair to encrypt your results.
+    #[command(alias = "generate-keys")]
+    GenerateEncryptionKeypair(super::result_files::KeypairArgs),
+    /// Decrypt an encrypted result archive with your private key.
+    Decrypt(super::result_files::DecryptArgs),
     /// Push your result encryption public key (RSA, SPKI PEM) for the tasks you are beneficiary of.
     #[command(alias = "push-secret")]
     PushEncryptionKey {
@@ -218,6 +229,8 @@ pub enum ResultCommand {
 
 pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
+        ResultCommand::GenerateEncryptionKeypair(args) => super::result_files::generate_keypair(args, out)?,
+        ResultCommand::Decrypt(args) => super::result_files::decrypt(args, out)?,
         ResultCommand::PushEncryptionKey { force_update, secret_path, signed } => {
             let client = signed.sms.client()?;
             let signer = signed.wallet.signer()?;

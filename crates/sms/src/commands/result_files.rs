@@ -1,0 +1,158 @@
+//! `sms result generate-encryption-keypair` and `sms result decrypt`: beneficiary RSA-4096 keys
+//! and the iExec encrypted result archive (zip of `iexec_out.zip.aes` + `aes-key.rsa`).
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+use sms_worker::result_archive::{self, ResultPrivateKey};
+
+use super::WalletArgs;
+use super::dataset_files::{PendingFile, ProgressBar, write_private};
+use crate::output::Output;
+
+/// Default directory of beneficiary keys (the iExec SDK's).
+pub const DEFAULT_KEY_DIR: &str = ".secrets/beneficiary";
+
+#[derive(Args)]
+#[command(after_help = "\
+Writes <key-dir>/<address>_key (private, PKCS#8 PEM, readable by you only) and
+<key-dir>/<address>_key.pub (public, SPKI PEM), with the checksummed beneficiary address
+taken from --address or from the wallet file (read without its password). Then push the
+public key: sms result push-encryption-key. Run tasks with --encrypt-result, and decrypt
+their archives with: sms result decrypt <archive>.")]
+pub struct KeypairArgs {
+    /// Beneficiary address (default: the wallet's).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Directory of the key files.
+    #[arg(long, default_value = DEFAULT_KEY_DIR)]
+    pub key_dir: PathBuf,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub wallet: WalletArgs,
+    /// RSA key size (tests only; the iExec format is 4096 bits).
+    #[arg(long, default_value_t = result_archive::RSA_BITS, hide = true)]
+    pub bits: usize,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+The archive is the zip a task with --encrypt-result stores (it holds iexec_out.zip.aes and
+aes-key.rsa). The output is the plain result zip (computed.json and the app's files); it is
+written under a temporary name and renamed once complete.")]
+pub struct DecryptArgs {
+    /// Encrypted result archive.
+    #[arg(default_value = "encryptedResults.zip")]
+    pub archive: PathBuf,
+    /// Private key PEM (default: .secrets/beneficiary/<wallet address>_key).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Output zip.
+    #[arg(long, default_value = "results.zip")]
+    pub out: PathBuf,
+    /// Overwrite the output file.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub wallet: WalletArgs,
+}
+
+/// The address given, or the wallet's, checksummed.
+fn beneficiary(address: Option<&str>, wallet: &WalletArgs) -> anyhow::Result<String> {
+    let text = match address {
+        Some(a) => a.to_owned(),
+        None => {
+            let path = wallet.path();
+            match sms_client::wallet::address_of(&path)? {
+                Some(a) => a,
+                None => wallet.signer()?.address().to_string(),
+            }
+        }
+    };
+    Ok(sms_core::secret::parse_address(&text)?.to_string())
+}
+
+pub fn generate_keypair(args: KeypairArgs, out: &Output) -> anyhow::Result<()> {
+    let address = beneficiary(args.address.as_deref(), &args.wallet)?;
+    let private_path = args.key_dir.join(format!("{address}_key"));
+    let public_path = args.key_dir.join(format!("{address}_key.pub"));
+    if !args.force {
+        for p in [&private_path, &public_path] {
+            anyhow::ensure!(
+                !p.exists(),
+                "{} already exists (use --force to overwrite it)",
+                p.display()
+            );
+        }
+    }
+    let pair = result_archive::generate_key_pair_with_bits(args.bits)?;
+    write_private(&private_path, pair.private_pem.as_bytes(), args.force)?;
+    let (pending, mut file) = PendingFile::create(&public_path, args.force, false)?;
+    file.write_all(pair.public_pem.as_bytes())
+        .with_context(|| format!("cannot write {}", public_path.display()))?;
+    drop(file);
+    pending.commit()?;
+    out.done(
+        format!(
+            "Generated an RSA-{} result encryption key pair for {address}\n  private key: {}\n  public key:  {}\nNext: sms result push-encryption-key --secret-path {}",
+            args.bits,
+            private_path.display(),
+            public_path.display(),
+            public_path.display()
+        ),
+        json!({ "address": address, "secretPath": private_path, "publicKeyPath": public_path }),
+    );
+    Ok(())
+}
+
+fn default_key_path(wallet: &WalletArgs) -> anyhow::Result<PathBuf> {
+    let address = beneficiary(None, wallet)
+        .context("no --key given and no wallet to find the default key")?;
+    Ok(Path::new(DEFAULT_KEY_DIR).join(format!("{address}_key")))
+}
+
+pub fn decrypt(args: DecryptArgs, out: &Output) -> anyhow::Result<()> {
+    let key_path = match &args.key {
+        Some(k) => k.clone(),
+        None => default_key_path(&args.wallet)?,
+    };
+    let pem = fs::read_to_string(&key_path)
+        .with_context(|| format!("cannot read the key file {}", key_path.display()))?;
+    let key = ResultPrivateKey::from_pem(&pem)?;
+    drop(pem);
+    let archive = fs::File::open(&args.archive)
+        .with_context(|| format!("cannot open {}", args.archive.display()))?;
+    let total = archive.metadata().map(|m| m.len()).unwrap_or(0);
+    let (pending, output) = PendingFile::create(&args.out, args.force, false)?;
+    let mut writer = BufWriter::with_capacity(256 * 1024, output);
+    let mut bar = ProgressBar::new("decrypting result", total);
+    let result = result_archive::decrypt_result_archive_with_progress(
+        std::io::BufReader::new(archive),
+        &key,
+        &mut writer,
+        &mut |n| bar.update(n),
+    );
+    bar.finish();
+    let written = result.with_context(|| format!("cannot decrypt {}", args.archive.display()))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", args.out.display(), e.error()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    drop(file);
+    let target = pending.commit()?;
+    out.done(
+        format!(
+            "Results decrypted to {} ({written} bytes)",
+            target.display()
+        ),
+        json!({ "archive": args.archive, "decrypted": target, "size": written }),
+    );
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! `sms worker …`: the built-in pipeline stages and the local worker.
+
+use clap::Subcommand;
+use serde_json::json;
+use sms_worker::stage::{
+    ENV_EXIT_CAUSE_FILE, ENV_LOCAL_IEXEC_IN, ENV_LOCAL_IEXEC_OUT, ENV_RESULT_DIR, ExitCode,
+    ProcessEnv,
+};
+
+use crate::output::Output;
+
+#[derive(Subcommand)]
+pub enum WorkerCommand {
+    /// Built-in pre-compute stage: fetch, verify and decrypt the dataset, fetch input files.
+    #[command(after_help = STAGE_HELP)]
+    PreCompute,
+    /// Built-in post-compute stage: digest, enclave signature, zip, encryption, storage.
+    #[command(after_help = STAGE_HELP)]
+    PostCompute,
+}
+
+const STAGE_HELP: &str = "\
+Reads only its environment: the session variables of the upstream stage (IEXEC_TASK_ID,
+IEXEC_PRE_COMPUTE_OUT, IS_DATASET_REQUIRED, IEXEC_DATASET_URL/KEY/CHECKSUM/FILENAME,
+IEXEC_INPUT_FILES_NUMBER, IEXEC_INPUT_FILE_URL_<i>, SIGN_WORKER_ADDRESS,
+SIGN_TEE_CHALLENGE_PRIVATE_KEY, RESULT_STORAGE_CALLBACK, RESULT_ENCRYPTION,
+RESULT_ENCRYPTION_PUBLIC_KEY, …), normally released by `sms enclave run`, and these local
+worker variables (no secret in them):
+  SMS_WORKER_IEXEC_IN    real directory standing for /iexec_in
+  SMS_WORKER_IEXEC_OUT   real directory standing for /iexec_out
+  SMS_RESULT_DIR         post-compute stores <taskId>.zip and <taskId>.computed.json there
+                         (the local replacement of the IPFS/Dropbox upload)
+  SMS_POST_COMPUTE_TMP   post-compute scratch directory (default: inside SMS_RESULT_DIR)
+  SMS_EXIT_CAUSE_FILE    receives the failure causes as [{\"cause\",\"message\"}]
+  SMS_DOWNLOAD_TIMEOUT_SECS  download timeout (default 300)
+A failure is printed on standard error as {\"stage\",\"cause\",\"message\"} with the upstream
+cause name. Exit codes: 0 success, 1 failure reported, 2 failure without the sign tokens
+to report it, 3 IEXEC_TASK_ID missing. No secret or variable value is ever printed.";
+
+fn exit_with(code: ExitCode) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code.code())
+}
+
+pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
+    // Referenced so the help text and the code cannot drift apart.
+    let _ = (
+        ENV_LOCAL_IEXEC_IN,
+        ENV_LOCAL_IEXEC_OUT,
+        ENV_RESULT_DIR,
+        ENV_EXIT_CAUSE_FILE,
+    );
+    match cmd {
+        WorkerCommand::PreCompute => {
+            let (code, output) = sms_worker::pre_compute::run(&ProcessEnv).await;
+            if let Some(o) = output {
+                let files: Vec<_> = o
+                    .input_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                out.done(
+                    format!(
+                        "pre-compute done: dataset {}, {} input file(s)",
+                        if o.dataset.is_some() {
+                            "decrypted"
+                        } else {
+                            "none"
+                        },
+                        files.len()
+                    ),
+                    json!({ "stage": "pre-compute", "dataset": o.dataset, "inputFiles": files }),
+                );
+            }
+            if code != ExitCode::Success {
+                exit_with(code);
+            }
+        }
+        WorkerCommand::PostCompute => {
+            let (code, output) = sms_worker::post_compute::run(&ProcessEnv);
+            if let Some(o) = output {
+                out.done(
+                    format!(
+                        "post-compute done\n  result digest:     {}\n  enclave signature: {}\n  archive:           {}{}\n  computed file:     {}",
+                        o.result_digest,
+                        o.enclave_signature,
+                        o.archive.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (callback)".into()),
+                        if o.encrypted { " (encrypted)" } else { "" },
+                        o.computed_file.display()
+                    ),
+                    json!({
+                        "stage": "post-compute",
+                        "taskId": o.task_id,
+                        "resultDigest": o.result_digest,
+                        "enclaveSignature": o.enclave_signature,
+                        "archive": o.archive,
+                        "encrypted": o.encrypted,
+                        "computedFile": o.computed_file,
+                        "callback": o.callback,
+                    }),
+                );
+            }
+            if code != ExitCode::Success {
+                exit_with(code);
+            }
+        }
+    }
+    Ok(())
+}
