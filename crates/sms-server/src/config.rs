@@ -70,6 +70,9 @@ pub struct ServerConfig {
 
     #[command(flatten)]
     pub tee: crate::tee::args::TeeArgs,
+
+    #[command(flatten)]
+    pub attest: crate::attest_args::AttestArgs,
 }
 
 /// Where the iExec PoCo contracts are read (the production ledger). See docs/chain.md.
@@ -169,6 +172,7 @@ impl ServerConfig {
             log_format: LogFormat::Text,
             chain: ChainArgs::default(),
             tee: crate::tee::args::TeeArgs::defaults(),
+            attest: crate::attest_args::AttestArgs::default(),
         }
     }
 

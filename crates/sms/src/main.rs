@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{bench, dev, secrets, server, wallet, worker};
+use crate::commands::{attest, bench, dev, enclave, secrets, server, wallet, worker};
 use crate::output::Output;
 
 #[derive(Parser)]
@@ -44,6 +44,12 @@ enum Command {
     /// Register apps, datasets and workerpools on a `--dev` server's embedded ledger.
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Verify TEE attestation evidence (DCAP quotes) offline.
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
+    /// Run inside an enclave: attest to the SMS and exec the workload with its environment.
+    #[command(subcommand)]
+    Enclave(enclave::EnclaveCommand),
     /// Measure this service against the limits of the machine (loopback only; see BENCHMARKS.md).
     Bench(Box<bench::BenchArgs>),
     /// The local worker and its built-in pre-compute and post-compute stages.
@@ -67,6 +73,8 @@ fn main() -> ExitCode {
             Command::Dataset(cmd) => secrets::run_dataset(cmd, &out).await,
             Command::Result(cmd) => secrets::run_result(cmd, &out).await,
             Command::Dev(cmd) => dev::run(cmd, &out).await,
+            Command::Attest(cmd) => attest::run(cmd, &out, cli.json),
+            Command::Enclave(cmd) => enclave::run(cmd).await,
             Command::Bench(args) => bench::run(*args, cli.json, &out).await,
             Command::Worker(cmd) => worker::run(cmd, &out).await,
         }

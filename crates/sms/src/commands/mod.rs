@@ -1,6 +1,8 @@
 pub mod bench;
 pub mod dataset_files;
+pub mod attest;
 pub mod dev;
+pub mod enclave;
 pub mod result_files;
 pub mod secrets;
 pub mod server;
