@@ -2,6 +2,7 @@
 //! CLI, the local worker and the tests.
 
 pub mod provision;
+pub mod tee;
 pub mod wallet;
 
 use std::path::Path;

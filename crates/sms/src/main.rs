@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{attest, bench, dev, enclave, secrets, server, wallet, worker};
+use crate::commands::{attest, bench, demo, dev, enclave, secrets, server, wallet, worker};
 use crate::output::Output;
 
 #[derive(Parser)]
@@ -55,6 +55,8 @@ enum Command {
     /// The local worker and its built-in pre-compute and post-compute stages.
     #[command(subcommand)]
     Worker(worker::WorkerCommand),
+    /// The requester-secrets tutorial end to end on a throw-away dev server: prints f(2) = 15.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
             Command::Enclave(cmd) => enclave::run(cmd).await,
             Command::Bench(args) => bench::run(*args, cli.json, &out).await,
             Command::Worker(cmd) => worker::run(cmd, &out).await,
+            Command::Demo(args) => demo::run(args, &out).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@ use crate::state::AppState;
 
 mod dev;
 mod dev_deals;
+mod dev_read;
 mod ops;
 mod provision;
 pub(crate) mod secrets;
@@ -49,7 +50,8 @@ pub fn router(state: AppState) -> Router {
             .route("/dev/workerpools", post(dev::deploy_workerpool))
             .route("/dev/transfer", post(dev::transfer))
             .route("/dev/deals", post(dev_deals::create_deal))
-            .route("/dev/tasks/{task}/status", post(dev_deals::set_task_status));
+            .route("/dev/tasks/{task}/status", post(dev_deals::set_task_status))
+            .route("/dev/tasks/{task}", get(dev_read::task_description));
     }
     router.layer(DefaultBodyLimit::max(cap)).with_state(state)
 }

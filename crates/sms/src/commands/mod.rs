@@ -1,7 +1,10 @@
 pub mod bench;
+pub mod app_run;
 pub mod dataset_files;
+pub mod demo;
 pub mod attest;
 pub mod dev;
+pub mod local_worker;
 pub mod enclave;
 pub mod result_files;
 pub mod secrets;

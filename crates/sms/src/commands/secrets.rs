@@ -51,6 +51,8 @@ fn checked(out: &Output, exists: bool, what: String) {
 
 #[derive(Subcommand)]
 pub enum AppCommand {
+    /// Run a confidential app end to end with the local worker (like `iexec app run`).
+    Run(Box<super::app_run::RunArgs>),
     /// Push the app developer secret (once; it cannot be updated). Signed by the app owner.
     PushSecret {
         /// App address.
@@ -71,6 +73,7 @@ pub enum AppCommand {
 
 pub async fn run_app(cmd: AppCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
+        AppCommand::Run(args) => super::app_run::run(*args, out).await?,
         AppCommand::PushSecret { app, secret_value: value, signed } => {
             let app = address(&app)?;
             let client = signed.sms.client()?;

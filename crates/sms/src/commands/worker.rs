@@ -17,6 +17,30 @@ pub enum WorkerCommand {
     /// Built-in post-compute stage: digest, enclave signature, zip, encryption, storage.
     #[command(after_help = STAGE_HELP)]
     PostCompute,
+    /// Run an existing task with the local worker (the SMS must serve `/dev/tasks`: a --dev
+    /// server, possibly reading a chain with --chain-rpc/--hub).
+    Run(Box<RunTaskArgs>),
+    /// Inside the app enclave: point IEXEC_IN/IEXEC_OUT at the local task directories and exec
+    /// the app command (used by the local worker).
+    #[command(hide = true)]
+    ExecApp {
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct RunTaskArgs {
+    /// Task id.
+    #[arg(long)]
+    pub task: String,
+    /// Print the stages as they run.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub sms: super::SmsArgs,
+    #[command(flatten)]
+    pub worker: super::app_run::LocalWorkerArgs,
 }
 
 const STAGE_HELP: &str = "\
@@ -53,6 +77,15 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
         ENV_EXIT_CAUSE_FILE,
     );
     match cmd {
+        WorkerCommand::Run(args) => {
+            let pool =
+                super::app_run::DevPool::load_or_create(args.worker.workerpool_file.as_deref())?;
+            let setup = super::app_run::setup(&args.sms, &pool, &args.worker, args.watch)?;
+            let task = super::local_worker::parse_task_id(&args.task)?;
+            let report = setup.run_task(task).await?;
+            super::app_run::print_report(&report, out)?;
+        }
+        WorkerCommand::ExecApp { command } => exec_app(&command)?,
         WorkerCommand::PreCompute => {
             let (code, output) = sms_worker::pre_compute::run(&ProcessEnv).await;
             if let Some(o) = output {
@@ -108,4 +141,42 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rebases the app's directory variables onto the local task directories, drops the local
+/// worker's own variables, and execs the app command in the current directory.
+fn exec_app(command: &[String]) -> anyhow::Result<()> {
+    use sms_core::session_plan::{IEXEC_IN, IEXEC_INPUT_FILES_FOLDER, IEXEC_OUT};
+    let Some((program, rest)) = command.split_first() else {
+        anyhow::bail!("no app command")
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest);
+    for var in [IEXEC_IN, IEXEC_OUT, IEXEC_INPUT_FILES_FOLDER] {
+        if let Ok(value) = std::env::var(var) {
+            cmd.env(var, sms_worker::stage::local_path(&ProcessEnv, &value));
+        }
+    }
+    for var in [
+        ENV_LOCAL_IEXEC_IN,
+        ENV_LOCAL_IEXEC_OUT,
+        ENV_RESULT_DIR,
+        ENV_EXIT_CAUSE_FILE,
+        sms_worker::stage::ENV_POST_COMPUTE_TMP,
+    ] {
+        cmd.env_remove(var);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = cmd.exec();
+        Err(anyhow::anyhow!("cannot exec {program}: {error}"))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd
+            .status()
+            .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
+        std::process::exit(status.code().unwrap_or(1))
+    }
 }
