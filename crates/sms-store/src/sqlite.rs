@@ -1,8 +1,16 @@
 //! SQLite backend: WAL, `synchronous=FULL`, one writer task that commits queued writes in
 //! groups (one fsync acknowledges many requests), and a pool of readers.
+//!
+//! Existence checks are answered from memory: the writer, the only writer of the file, keeps
+//! the set of record keys (loaded page by page when it is idle, then updated after every
+//! commit, before the writes are acknowledged). Until it is loaded, the database answers. The
+//! database file therefore belongs to one server process (as the group commit already assumes).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +23,56 @@ use crate::{Backend, Insert, RecordKey, SealedRow, StoreError, WrappedDataKey, u
 
 /// Upper bound of writes committed by one transaction.
 const MAX_GROUP: usize = 512;
+/// Rows read per step while loading the key index.
+const INDEX_PAGE: i64 = 5_000;
+
+/// SQLite has RETURNING: the expired keys leave the index too.
+const DELETE_EXPIRED_RETURNING: &str =
+    "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2 RETURNING owner, name";
+const INDEX_PAGE_SQL: &str = "SELECT rowid, namespace, owner, name FROM records WHERE rowid > $1 ORDER BY rowid LIMIT $2";
+
+/// The keys of every row, maintained by the writer.
+#[derive(Default)]
+struct KeyIndex {
+    keys: RwLock<HashSet<Box<str>>>,
+    loaded: AtomicBool,
+}
+
+fn index_key(namespace: &str, owner: &str, name: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + owner.len() + name.len() + 2);
+    for (i, part) in [namespace, owner, name].into_iter().enumerate() {
+        if i > 0 {
+            k.push('\0');
+        }
+        k.push_str(part);
+    }
+    k
+}
+
+impl KeyIndex {
+    /// `None` while the index is still loading.
+    fn contains(&self, key: &RecordKey) -> Option<bool> {
+        if !self.loaded.load(Ordering::Acquire) {
+            return None;
+        }
+        let k = index_key(&key.namespace, &key.owner, &key.name);
+        self.keys.read().ok().map(|set| set.contains(k.as_str()))
+    }
+
+    fn apply(&self, changes: Vec<(bool, String)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let Ok(mut set) = self.keys.write() else { return };
+        for (present, k) in changes {
+            if present {
+                set.insert(k.into_boxed_str());
+            } else {
+                set.remove(k.as_str());
+            }
+        }
+    }
+}
 
 enum Write {
     Insert(SealedRow),
@@ -32,6 +90,7 @@ struct Job {
 pub struct SqliteBackend {
     readers: SqlitePool,
     writer: mpsc::Sender<Job>,
+    index: Arc<KeyIndex>,
     path: String,
 }
 
@@ -55,8 +114,9 @@ impl SqliteBackend {
             .connect_with(options(path)?.read_only(true))
             .await?;
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(write_loop(writer, rx));
-        Ok(Self { readers, writer: tx, path: path.display().to_string() })
+        let index = Arc::new(KeyIndex::default());
+        tokio::spawn(write_loop(writer, rx, index.clone()));
+        Ok(Self { readers, writer: tx, index, path: path.display().to_string() })
     }
 
     async fn submit(&self, write: Write) -> Result<u64, StoreError> {
@@ -66,11 +126,29 @@ impl SqliteBackend {
     }
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, index: Arc<KeyIndex>) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut batch, MAX_GROUP).await > 0 {
+    // Rowid after which the index still has to be read; None once loaded (or given up).
+    let mut cursor = Some(0i64);
+    loop {
+        if let Some(after) = cursor
+            && rx.is_empty()
+        {
+            cursor = match load_index_page(&mut conn, &index, after).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot load the key index; existence checks stay on the database");
+                    None
+                }
+            };
+            continue;
+        }
+        if rx.recv_many(&mut batch, MAX_GROUP).await == 0 {
+            break;
+        }
         match commit_group(&mut conn, &batch).await {
-            Ok(results) => {
+            Ok((results, changes)) => {
+                index.apply(changes);
                 for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.done.send(Ok(result));
                 }
@@ -86,22 +164,56 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn commit_group(conn: &mut SqliteConnection, batch: &[Job]) -> Result<Vec<u64>, sqlx::Error> {
+/// Reads one page of keys into the index; the next cursor, or None when all are read.
+async fn load_index_page(conn: &mut SqliteConnection, index: &KeyIndex, after: i64) -> Result<Option<i64>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, String)> =
+        sqlx::query_as(INDEX_PAGE_SQL).bind(after).bind(INDEX_PAGE).fetch_all(&mut *conn).await?;
+    let last = rows.last().map(|r| r.0);
+    index.apply(rows.into_iter().map(|(_, ns, owner, name)| (true, index_key(&ns, &owner, &name))).collect());
+    match last {
+        Some(rowid) => Ok(Some(rowid)),
+        None => {
+            index.loaded.store(true, Ordering::Release);
+            Ok(None)
+        }
+    }
+}
+
+/// Commits a group; the result of each write, and the key-index changes it made.
+#[allow(clippy::type_complexity)]
+async fn commit_group(conn: &mut SqliteConnection, batch: &[Job]) -> Result<(Vec<u64>, Vec<(bool, String)>), sqlx::Error> {
     let now = unix_now();
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
+    let mut changes = Vec::new();
     for job in batch {
         let affected = match &job.write {
-            Write::Insert(row) => bind_row!(sqlx::query(sql::INSERT), row, now).execute(&mut *tx).await?,
-            Write::Replace(row, expected) => {
-                bind_row!(sqlx::query(sql::REPLACE), row, now).bind(*expected).execute(&mut *tx).await?
+            Write::Insert(row) => {
+                let n = bind_row!(sqlx::query(sql::INSERT), row, now).execute(&mut *tx).await?.rows_affected();
+                if n == 1 {
+                    changes.push((true, index_key(&row.key.namespace, &row.key.owner, &row.key.name)));
+                }
+                n
             }
-            Write::Delete(key, None) => bind_key!(sqlx::query(sql::DELETE), key).execute(&mut *tx).await?,
-            Write::Delete(key, Some(v)) => {
-                bind_key!(sqlx::query(sql::DELETE_VERSION), key).bind(*v).execute(&mut *tx).await?
+            Write::Replace(row, expected) => {
+                bind_row!(sqlx::query(sql::REPLACE), row, now).bind(*expected).execute(&mut *tx).await?.rows_affected()
+            }
+            Write::Delete(key, version) => {
+                let n = match version {
+                    None => bind_key!(sqlx::query(sql::DELETE), key).execute(&mut *tx).await?,
+                    Some(v) => bind_key!(sqlx::query(sql::DELETE_VERSION), key).bind(*v).execute(&mut *tx).await?,
+                }
+                .rows_affected();
+                if n > 0 {
+                    changes.push((false, index_key(&key.namespace, &key.owner, &key.name)));
+                }
+                n
             }
             Write::DeleteExpired(ns, before) => {
-                sqlx::query(sql::DELETE_EXPIRED).bind(ns).bind(*before).execute(&mut *tx).await?
+                let gone: Vec<(String, String)> =
+                    sqlx::query_as(DELETE_EXPIRED_RETURNING).bind(ns).bind(*before).fetch_all(&mut *tx).await?;
+                changes.extend(gone.iter().map(|(owner, name)| (false, index_key(ns, owner, name))));
+                gone.len() as u64
             }
             Write::InsertDataKey(k) => {
                 sqlx::query(sql::INSERT_DATA_KEY)
@@ -112,12 +224,13 @@ async fn commit_group(conn: &mut SqliteConnection, batch: &[Job]) -> Result<Vec<
                     .bind(now)
                     .execute(&mut *tx)
                     .await?
+                    .rows_affected()
             }
         };
-        results.push(affected.rows_affected());
+        results.push(affected);
     }
     tx.commit().await?;
-    Ok(results)
+    Ok((results, changes))
 }
 
 fn inserted(affected: u64) -> Insert {
@@ -140,6 +253,9 @@ impl Backend for SqliteBackend {
     }
 
     async fn exists(&self, key: &RecordKey) -> Result<bool, StoreError> {
+        if let Some(known) = self.index.contains(key) {
+            return Ok(known);
+        }
         let row: Option<(i64,)> = bind_key!(sqlx::query_as(sql::EXISTS), key).fetch_optional(&self.readers).await?;
         Ok(row.is_some())
     }
@@ -168,5 +284,80 @@ impl Backend for SqliteBackend {
 
     fn describe(&self) -> String {
         format!("sqlite {}", self.path)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn row(owner: &str, name: &str, expires_at: Option<i64>) -> SealedRow {
+        SealedRow {
+            key: RecordKey::new("ns", owner, name),
+            key_id: 1,
+            nonce: vec![0; 12],
+            ciphertext: vec![1; 32],
+            version: 1,
+            expires_at,
+        }
+    }
+
+    async fn wait_loaded(b: &SqliteBackend) {
+        for _ in 0..1000 {
+            if b.index.loaded.load(Ordering::Acquire) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the key index never loaded");
+    }
+
+    async fn data_key(b: &SqliteBackend) {
+        let key = WrappedDataKey { id: 1, wrapped: vec![0; 48], nonce: vec![0; 12], master_fingerprint: "f".into() };
+        b.insert_data_key(key).await.unwrap();
+    }
+
+    /// The in-memory answers agree with the database through inserts, deletes, expiry sweeps
+    /// and a reopen with more rows than one index page.
+    #[tokio::test]
+    async fn key_index_follows_every_write_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sms.db");
+        let b = SqliteBackend::open(&path).await.unwrap();
+        data_key(&b).await;
+        wait_loaded(&b).await;
+        assert_eq!(b.insert(row("o", "a", None)).await.unwrap(), Insert::Inserted);
+        assert!(b.exists(&RecordKey::new("ns", "o", "a")).await.unwrap());
+        assert!(!b.exists(&RecordKey::new("ns", "o", "b")).await.unwrap());
+        assert!(!b.exists(&RecordKey::new("other", "o", "a")).await.unwrap());
+        assert_eq!(b.insert(row("o", "a", None)).await.unwrap(), Insert::AlreadyExists);
+        assert!(b.delete(&RecordKey::new("ns", "o", "a"), Some(1)).await.unwrap());
+        assert!(!b.exists(&RecordKey::new("ns", "o", "a")).await.unwrap());
+        b.insert(row("o", "old", Some(100))).await.unwrap();
+        b.insert(row("o", "new", Some(300))).await.unwrap();
+        assert_eq!(b.delete_expired("ns", 200).await.unwrap(), 1);
+        assert!(!b.exists(&RecordKey::new("ns", "o", "old")).await.unwrap());
+        assert!(b.exists(&RecordKey::new("ns", "o", "new")).await.unwrap());
+        let n = 2 * INDEX_PAGE as usize + 7;
+        let mut writes = tokio::task::JoinSet::new();
+        let b = Arc::new(b);
+        for i in 0..n {
+            let b = b.clone();
+            writes.spawn(async move { b.insert(row("p", &format!("k{i}"), None)).await });
+        }
+        while let Some(r) = writes.join_next().await {
+            assert_eq!(r.unwrap().unwrap(), Insert::Inserted);
+        }
+        drop(b);
+
+        let b = SqliteBackend::open(&path).await.unwrap();
+        wait_loaded(&b).await;
+        assert_eq!(b.index.keys.read().unwrap().len(), n + 1);
+        for i in [0, n / 2, n - 1] {
+            assert!(b.exists(&RecordKey::new("ns", "p", format!("k{i}"))).await.unwrap());
+        }
+        assert!(b.exists(&RecordKey::new("ns", "o", "new")).await.unwrap());
+        assert!(!b.exists(&RecordKey::new("ns", "p", format!("k{n}"))).await.unwrap());
     }
 }

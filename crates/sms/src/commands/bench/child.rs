@@ -162,6 +162,44 @@ pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// User + system CPU seconds of a process so far (`/proc/<pid>/stat`, USER_HZ = 100).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU microseconds per operation spent by `pid` (and by this bench) during `f`.
+pub struct CpuMeter {
+    server: Option<(u32, f64)>,
+    client: Option<f64>,
+}
+
+impl CpuMeter {
+    pub fn start(server_pid: Option<u32>) -> Self {
+        let server = server_pid.and_then(|p| cpu_seconds(p).map(|c| (p, c)));
+        Self {
+            server,
+            client: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// (server µs/op, client µs/op).
+    pub fn per_op(&self, ops: u64) -> (Option<f64>, Option<f64>) {
+        let n = ops.max(1) as f64;
+        let server = self
+            .server
+            .and_then(|(p, c0)| cpu_seconds(p).map(|c| (c - c0) * 1e6 / n));
+        let client = self
+            .client
+            .and_then(|c0| cpu_seconds(std::process::id()).map(|c| (c - c0) * 1e6 / n));
+        (server, client)
+    }
+}
+
 /// The process listening on `addr` (best effort, Linux): used for the RSS of a `--sms-url`.
 pub fn pid_listening_on(addr: SocketAddr) -> Option<u32> {
     let tables = if addr.is_ipv4() {

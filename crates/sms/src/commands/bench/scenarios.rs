@@ -38,6 +38,17 @@ fn from_outcome(name: &str, o: &Outcome) -> Report {
     r
 }
 
+/// Records the CPU cost per operation of the server and of this client.
+fn set_cpu(r: &mut Report, meter: &child::CpuMeter, ops: u64) {
+    let (server, client) = meter.per_op(ops);
+    if let Some(us) = server {
+        r.set("server_cpu_us_per_op", round(us));
+    }
+    if let Some(us) = client {
+        r.set("client_cpu_us_per_op", round(us));
+    }
+}
+
 /// A unique prefix per run, so runs against the same `--sms-url` never collide.
 fn run_tag() -> String {
     format!("{:08x}", rand::random::<u32>())
@@ -120,9 +131,11 @@ pub async fn measure_ceilings(ctx: &mut Ctx, scenarios: &[&str]) -> anyhow::Resu
                 duration,
                 max_requests: ctx.max_requests(200_000.0),
             };
+            let meter = child::CpuMeter::start(Some(bare.pid));
             let o = load::run(bare.addr, load, make).await;
             c.bare_head = Some(o.ops_per_s());
             let mut r = from_outcome("ceiling:bare-head", &o);
+            set_cpu(&mut r, &meter, o.ok + o.errors);
             r.server_rss_mib = child::rss_mib(bare.pid).map(|(rss, _)| round(rss));
             r.set("connections", CHECK_CONNECTIONS);
             out.push(r);
@@ -139,9 +152,11 @@ pub async fn measure_ceilings(ctx: &mut Ctx, scenarios: &[&str]) -> anyhow::Resu
                 duration,
                 max_requests: ctx.max_requests(200_000.0),
             };
+            let meter = child::CpuMeter::start(Some(bare.pid));
             let o = load::run(bare.addr, load, make).await;
             c.bare_post = Some(o.ops_per_s());
             let mut r = from_outcome("ceiling:bare-post", &o);
+            set_cpu(&mut r, &meter, o.ok + o.errors);
             r.server_rss_mib = child::rss_mib(bare.pid).map(|(rss, _)| round(rss));
             r.set("connections", ctx.push_connections);
             out.push(r);
@@ -228,6 +243,7 @@ pub async fn check(ctx: &mut Ctx) -> anyhow::Result<Report> {
             Req::head(missing[k].clone(), StatusCode::NOT_FOUND)
         }
     });
+    let meter = child::CpuMeter::start(target.pid);
     let o = load::run(
         addr,
         Load {
@@ -239,6 +255,7 @@ pub async fn check(ctx: &mut Ctx) -> anyhow::Result<Report> {
     )
     .await;
     let mut r = from_outcome("check", &o);
+    set_cpu(&mut r, &meter, o.ok + o.errors);
     r.server_rss_mib = target.rss_mib();
     r.set("connections", CHECK_CONNECTIONS);
     let mut r = r.with_ceiling(ceiling);
@@ -262,6 +279,7 @@ pub async fn push(ctx: &mut Ctx) -> anyhow::Result<Report> {
 
     let target = ctx.target().await?;
     let make = replay(reqs.clone());
+    let meter = child::CpuMeter::start(target.pid);
     let o = load::run(
         target.addr,
         Load {
@@ -273,6 +291,7 @@ pub async fn push(ctx: &mut Ctx) -> anyhow::Result<Report> {
     )
     .await;
     let mut r = from_outcome("push", &o);
+    set_cpu(&mut r, &meter, o.ok + o.errors);
     r.server_rss_mib = target.rss_mib();
     r.set("connections", connections);
     r.set("presigned", max);
@@ -328,7 +347,7 @@ async fn route_exists(ctx: &mut Ctx, path: &str) -> anyhow::Result<bool> {
             duration: Duration::from_secs(10),
             max_requests: 1,
         },
-        { Arc::new(move |_| req.clone()) },
+        Arc::new(move |_| req.clone()),
     )
     .await;
     let text = o.first_error.unwrap_or_default();
@@ -518,8 +537,10 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<Report> {
         duration: ctx.duration,
         max_requests: ctx.max_requests(200_000.0),
     };
+    let meter = child::CpuMeter::start(Some(server.pid));
     let o = load::run(server.addr, load, make).await;
     let mut r = from_outcome("scale", &o);
+    set_cpu(&mut r, &meter, o.ok + o.errors);
     let (rss, peak) =
         child::rss_mib(server.pid).map_or((None, None), |(a, b)| (Some(round(a)), Some(round(b))));
     server.kill().await;
