@@ -177,7 +177,7 @@ async fn checksum_mismatch_is_refused_before_decryption() {
 async fn wrong_key_fails_with_the_upstream_cause() {
     let task = Task::new();
     let file = task.write_vector();
-    let wrong_key = "EREREREREREREREREREREREREREREREREREREREREREREQ=";
+    let wrong_key = "ERERERERERERERERERERERERERERERERERERERERERE=";
     let (code, _) = pre_compute::run(&task.pre_env(&file, wrong_key, VECTOR_CHECKSUM)).await;
     assert_eq!(code, ExitCode::ReportedFailure);
     assert_eq!(

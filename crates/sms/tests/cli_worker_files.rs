@@ -405,7 +405,7 @@ fn stages_report_upstream_causes_and_exit_codes() {
     env.insert("IEXEC_DATASET_CHECKSUM", VECTOR_CHECKSUM.to_owned());
     env.insert(
         "IEXEC_DATASET_KEY",
-        "EREREREREREREREREREREREREREREREREREREREREREREQ=".to_owned(),
+        "ERERERERERERERERERERERERERERERERERERERERERE=".to_owned(),
     );
     env.insert(
         "SMS_EXIT_CAUSE_FILE",
@@ -423,7 +423,7 @@ fn stages_report_upstream_causes_and_exit_codes() {
     assert_eq!(causes[0]["cause"], "PRE_COMPUTE_DATASET_DECRYPTION_FAILED");
     for secret in [
         VECTOR_KEY,
-        "EREREREREREREREREREREREREREREREREREREREREREREQ=",
+        "ERERERERERERERERERERERERERERERERERERERERERE=",
         CHALLENGE_KEY,
     ] {
         assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret));

@@ -1,0 +1,391 @@
+//! `sms app run --dev` and `sms worker run` beyond the examples: encrypted results, input files,
+//! stage-by-stage failure causes, running an existing task.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use sms_testkit::server::TestServer;
+
+struct Env {
+    url: String,
+    home: tempfile::TempDir,
+    data_dir: PathBuf,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", self.stdout, self.stderr))
+    }
+}
+
+impl Env {
+    async fn new() -> (TestServer, Self) {
+        let server = TestServer::dev().await;
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join("ws")).unwrap();
+        let env = Self {
+            url: server.url(),
+            home,
+            data_dir: server.data_dir(),
+        };
+        (server, env)
+    }
+
+    fn wallet(&self, name: &str) -> String {
+        self.data_dir
+            .join("dev-wallets")
+            .join(format!("{name}.json"))
+            .display()
+            .to_string()
+    }
+
+    fn address(&self, name: &str) -> String {
+        let keystore: Value =
+            serde_json::from_slice(&std::fs::read(self.wallet(name)).unwrap()).unwrap();
+        let a = keystore["address"].as_str().unwrap();
+        if a.starts_with("0x") {
+            a.to_owned()
+        } else {
+            format!("0x{a}")
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_sms"))
+            .args(args)
+            .env("SMS_URL", &self.url)
+            .env("HOME", self.home.path())
+            .env("SMS_WALLET_PASSWORD", "dev")
+            .env("SMS_WORKSPACE_ROOT", self.home.path().join("ws"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SMS_WALLET_FILE")
+            .current_dir(self.home.path())
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Value {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "sms {args:?}: {}{}", run.stdout, run.stderr);
+        run.json()
+    }
+
+    fn deploy_app(&self, entrypoint: &str) -> String {
+        let config = json!({
+            "framework": "SCONE", "version": "v5", "entrypoint": entrypoint,
+            "heapSize": 1_073_741_824u64, "fingerprint": "11".repeat(32),
+        });
+        let owner = self.address("owner");
+        self.ok(&[
+            "dev",
+            "app",
+            "deploy",
+            "--owner",
+            &owner,
+            "--mrenclave",
+            &config.to_string(),
+            "--json",
+        ])["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn app_run(&self, app: &str, extra: &[&str]) -> Run {
+        let requester = self.wallet("requester");
+        let mut args = vec![
+            "app",
+            "run",
+            app,
+            "--dev",
+            "--json",
+            "--wallet-file",
+            &requester,
+        ];
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    fn workspaces_left(&self) -> usize {
+        std::fs::read_dir(self.home.path().join("ws"))
+            .unwrap()
+            .count()
+    }
+}
+
+/// An app (shell) listing what it received: the input files and its arguments.
+const LISTING_APP: &str = r#"for f in "$IEXEC_IN"/*; do [ -f "$f" ] && printf '%s %s\n' "$(basename "$f")" "$(cat "$f")"; done > "$IEXEC_OUT/result.txt"
+printf 'args: %s\n' "$*" >> "$IEXEC_OUT/result.txt"
+printf '{"deterministic-output-path":"%s/result.txt"}' "$IEXEC_OUT" > "$IEXEC_OUT/computed.json"
+"#;
+
+fn http_server(body: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn input_files_args_and_encrypted_result() {
+    let (_server, env) = Env::new().await;
+    let dir = env.home.path();
+    let script = dir.join("listing.sh");
+    std::fs::write(&script, LISTING_APP).unwrap();
+    let app = env.deploy_app(&format!("sh {}", script.display()));
+    let url = format!("{}/input.txt", http_server(b"downloaded input"));
+
+    // Beneficiary key: generate, push.
+    let requester = env.wallet("requester");
+    env.ok(&[
+        "result",
+        "generate-encryption-keypair",
+        "--wallet-file",
+        &requester,
+        "--bits",
+        "2048",
+        "--json",
+    ]);
+    env.ok(&[
+        "result",
+        "push-encryption-key",
+        "--wallet-file",
+        &requester,
+        "--json",
+    ]);
+
+    let run = env.app_run(
+        &app,
+        &[
+            "--input-files",
+            &url,
+            "--args",
+            "alpha beta",
+            "--encrypt-result",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(report["encrypted"], true);
+    assert_eq!(report["signatureVerified"], true);
+    assert!(
+        report.get("result").is_none(),
+        "an encrypted result is not shown"
+    );
+    let stages: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["pre-compute", "app", "post-compute"]);
+    assert_eq!(env.workspaces_left(), 0);
+
+    let archive = report["resultArchive"].as_str().unwrap();
+    env.ok(&[
+        "result",
+        "decrypt",
+        archive,
+        "--wallet-file",
+        &requester,
+        "--out",
+        "plain.zip",
+        "--json",
+    ]);
+    let mut zip =
+        zip::ZipArchive::new(std::fs::File::open(dir.join("plain.zip")).unwrap()).unwrap();
+    let mut text = String::new();
+    zip.by_name("result.txt")
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let name = sms_worker::pre_compute::input_file_name(&url);
+    assert_eq!(text, format!("{name} downloaded input\nargs: alpha beta\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stage_failures_name_their_cause() {
+    let (_server, env) = Env::new().await;
+    let dir = env.home.path();
+
+    // The app fails.
+    let failing = env.deploy_app("false");
+    let run = env.app_run(&failing, &[]);
+    assert_eq!(run.code, 1);
+    let report = run.json();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["stages"][0]["stage"], "app");
+    assert_eq!(report["stages"][0]["cause"], "APP_COMPUTE_FAILED");
+    assert_eq!(report["cause"], "app: APP_COMPUTE_FAILED");
+    assert_eq!(env.workspaces_left(), 0);
+
+    // The app writes no computed.json: post-compute's cause.
+    let silent = env.deploy_app("true");
+    let report = env.app_run(&silent, &[]).json();
+    assert_eq!(report["stages"][1]["stage"], "post-compute");
+    assert_eq!(
+        report["stages"][1]["cause"],
+        "POST_COMPUTE_COMPUTED_FILE_NOT_FOUND"
+    );
+
+    // A dataset whose key in the SMS is not its key: decryption fails after the checksum passed.
+    std::fs::write(dir.join("data.txt"), "some data").unwrap();
+    let enc = env.ok(&["dataset", "encrypt", "data.txt", "--json"]);
+    let checksum = enc["encryptedFiles"][0]["checksum"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = dir.join(enc["encryptedFiles"][0]["encrypted"].as_str().unwrap());
+    let owner = env.address("owner");
+    let dataset = env.ok(&[
+        "dev",
+        "dataset",
+        "deploy",
+        "--owner",
+        &owner,
+        "--multiaddr",
+        &file.display().to_string(),
+        "--checksum",
+        &checksum,
+        "--json",
+    ])["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_key = dir.join("other.key");
+    std::fs::write(
+        &other_key,
+        "ERERERERERERERERERERERERERERERERERERERERERE=",
+    )
+    .unwrap();
+    let owner_wallet = env.wallet("owner");
+    env.ok(&[
+        "dataset",
+        "push-secret",
+        &dataset,
+        "--secret-path",
+        &other_key.display().to_string(),
+        "--wallet-file",
+        &owner_wallet,
+        "--json",
+    ]);
+    let app = env.deploy_app("true");
+    let report = env.app_run(&app, &["--dataset", &dataset]).json();
+    assert_eq!(report["stages"][0]["stage"], "pre-compute");
+    assert_eq!(
+        report["stages"][0]["cause"],
+        "PRE_COMPUTE_DATASET_DECRYPTION_FAILED"
+    );
+
+    // Result encryption without a beneficiary key: the session is refused.
+    let report = env.app_run(&app, &["--encrypt-result"]).json();
+    assert_eq!(report["ok"], false);
+    assert_eq!(
+        report["stages"][0]["cause"],
+        "TEE_SESSION_GENERATION_POST_COMPUTE_GET_ENCRYPTION_TOKENS_FAILED_EMPTY_BENEFICIARY_KEY"
+    );
+    assert_eq!(env.workspaces_left(), 0);
+
+    // Without --dev: refused with a pointer to `sms worker run`.
+    let requester = env.wallet("requester");
+    let run = env.run(&["app", "run", &app, "--wallet-file", &requester]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("sms worker run --task"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_runs_an_existing_task() {
+    let (_server, env) = Env::new().await;
+    let dir = env.home.path();
+    let script = dir.join("listing.sh");
+    std::fs::write(&script, LISTING_APP).unwrap();
+    let app = env.deploy_app(&format!("sh {}", script.display()));
+    // A first run creates the dev workerpool (remembered in the config dir).
+    let first = env.app_run(&app, &[]);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let pool_file: Value = serde_json::from_slice(
+        &std::fs::read(dir.join(".config/sms/dev-workerpool.json")).unwrap(),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(".config/sms/dev-workerpool.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let pool = pool_file["workerpools"][env.url.trim_end_matches('/')]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let requester = env.address("requester");
+    let deal = env.ok(&[
+        "dev",
+        "deal",
+        "create",
+        "--app",
+        &app,
+        "--workerpool",
+        &pool,
+        "--requester",
+        &requester,
+        "--params",
+        r#"{"iexec_args":"from the deal"}"#,
+        "--volume",
+        "2",
+        "--json",
+    ]);
+    let task = deal["taskIds"][1].as_str().unwrap();
+    let report = env.ok(&["worker", "run", "--task", task, "--json"]);
+    assert_eq!(report["taskId"], task);
+    assert_eq!(report["result"], "args: from the deal\n");
+    assert!(Path::new(report["resultArchive"].as_str().unwrap()).is_file());
+    // The same task again: the session's environments were released once already, but a new
+    // session is created per run, so it succeeds again.
+    let again = env.ok(&["worker", "run", "--task", task, "--json"]);
+    assert_eq!(again["ok"], true);
+    let missing = env.run(&[
+        "worker",
+        "run",
+        "--task",
+        &format!("0x{}", "12".repeat(32)),
+        "--json",
+    ]);
+    assert_ne!(missing.code, 0);
+}
