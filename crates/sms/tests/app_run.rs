@@ -282,11 +282,7 @@ async fn stage_failures_name_their_cause() {
         .unwrap()
         .to_owned();
     let other_key = dir.join("other.key");
-    std::fs::write(
-        &other_key,
-        "ERERERERERERERERERERERERERERERERERERERERERE=",
-    )
-    .unwrap();
+    std::fs::write(&other_key, "ERERERERERERERERERERERERERERERERERERERERERE=").unwrap();
     let owner_wallet = env.wallet("owner");
     env.ok(&[
         "dataset",
@@ -314,6 +310,28 @@ async fn stage_failures_name_their_cause() {
         "TEE_SESSION_GENERATION_POST_COMPUTE_GET_ENCRYPTION_TOKENS_FAILED_EMPTY_BENEFICIARY_KEY"
     );
     assert_eq!(env.workspaces_left(), 0);
+
+    // A stage over its time limit is ended, with its children.
+    let slow = env.deploy_app("sleep 30");
+    let started = std::time::Instant::now();
+    let report = env.app_run(&slow, &["--stage-timeout", "1"]).json();
+    assert_eq!(report["stages"][0]["cause"], "APP_COMPUTE_TIMEOUT");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(env.workspaces_left(), 0);
+
+    // --show-logs prints the stages' output.
+    let talking = env.deploy_app("echo hello-from-the-app; false");
+    let run = env.app_run(&talking, &["--show-logs"]);
+    assert!(
+        run.stderr.contains("[app] hello-from-the-app"),
+        "{}",
+        run.stderr
+    );
+    let quiet = env.app_run(&talking, &[]);
+    assert!(
+        !quiet.stderr.contains("hello-from-the-app")
+            && !quiet.stdout.contains("hello-from-the-app")
+    );
 
     // Without --dev: refused with a pointer to `sms worker run`.
     let requester = env.wallet("requester");

@@ -37,6 +37,10 @@ pub struct LocalWorkerArgs {
     /// File keeping the dev workerpool and worker wallets (default: <config dir>/dev-workerpool.json).
     #[arg(long, env = "SMS_DEV_WORKERPOOL_FILE")]
     pub workerpool_file: Option<PathBuf>,
+    /// Print each stage's output (the app's included) on stderr after it ends. Off by default:
+    /// the stage logs stay in the workspace and are removed with it.
+    #[arg(long)]
+    pub show_logs: bool,
 }
 
 #[derive(Args)]
@@ -190,6 +194,7 @@ pub fn setup(
         workspace_root: args.workspace_root.clone(),
         stage_timeout: Duration::from_secs(args.stage_timeout.max(1)),
         watch,
+        show_logs: args.show_logs,
     })
 }
 

@@ -51,6 +51,9 @@ pub struct WorkerSetup {
     pub stage_timeout: Duration,
     /// Print each stage as it starts and ends (stderr).
     pub watch: bool,
+    /// Copy each stage's output (the app's included) to stderr after it ends. What an app
+    /// prints is then outside the enclave workspace: apps must not print secrets.
+    pub show_logs: bool,
 }
 
 /// The outcome of one stage.
@@ -491,6 +494,9 @@ impl WorkerSetup {
             .stdout(Stdio::from(log.0))
             .stderr(Stdio::from(log.1))
             .kill_on_drop(true);
+        // Its own process group, so a timeout ends the app's children too.
+        #[cfg(unix)]
+        command.process_group(0);
         for var in PASSED_THROUGH {
             if let Some(v) = std::env::var_os(var) {
                 command.env(var, v);
@@ -512,6 +518,13 @@ impl WorkerSetup {
                 Ok(Ok(status)) => Ok(status),
                 Ok(Err(e)) => Err(format!("cannot wait for the stage: {e}")),
                 Err(_) => {
+                    #[cfg(unix)]
+                    if let Some(pid) = child.id() {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-KILL", &format!("-{pid}")])
+                            .stderr(Stdio::null())
+                            .status();
+                    }
                     let _ = child.kill().await;
                     Err("timeout".to_owned())
                 }
@@ -519,6 +532,14 @@ impl WorkerSetup {
             Err(e) => Err(format!("cannot start the stage: {e}")),
         };
         report.seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+        if self.show_logs {
+            for line in std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .lines()
+            {
+                eprintln!("[{}] {line}", spec.name);
+            }
+        }
         match status {
             Ok(s) if s.success() => report.ok = true,
             Ok(s) => {
