@@ -521,7 +521,7 @@ impl WorkerSetup {
                     #[cfg(unix)]
                     if let Some(pid) = child.id() {
                         let _ = std::process::Command::new("kill")
-                            .args(["-KILL", &format!("-{pid}")])
+                            .args(["-s", "KILL", "--", &format!("-{pid}")])
                             .stderr(Stdio::null())
                             .status();
                     }
