@@ -195,6 +195,7 @@ pub fn setup(
         stage_timeout: Duration::from_secs(args.stage_timeout.max(1)),
         watch,
         show_logs: args.show_logs,
+        chain: None,
     })
 }
 

@@ -54,6 +54,8 @@ pub struct WorkerSetup {
     /// Copy each stage's output (the app's included) to stderr after it ends. What an app
     /// prints is then outside the enclave workspace: apps must not print secrets.
     pub show_logs: bool,
+    /// Read the task from this PoCo ledger instead of the SMS's `GET /dev/tasks`.
+    pub chain: Option<std::sync::Arc<dyn sms_chain::Ledger>>,
 }
 
 /// The outcome of one stage.
@@ -245,6 +247,24 @@ struct StageSpec<'a> {
 
 impl WorkerSetup {
     async fn describe(&self, task_id: B256) -> anyhow::Result<TaskDescription> {
+        if let Some(ledger) = &self.chain {
+            let task = ledger.task(task_id).await?.ok_or_else(|| {
+                anyhow!("task {task_id} is not on the chain (initialize it first)")
+            })?;
+            let deal = ledger
+                .deal(task.deal_id)
+                .await?
+                .ok_or_else(|| anyhow!("deal {} is not on the chain", task.deal_id))?;
+            let app = ledger
+                .app(deal.app.pointer)
+                .await?
+                .ok_or_else(|| anyhow!("app {} is not on the chain", deal.app.pointer))?;
+            return Ok(TaskDescription {
+                task,
+                deal,
+                app_enclave_config: String::from_utf8_lossy(&app.mrenclave).into_owned(),
+            });
+        }
         self.client
             .get_json(&format!("/dev/tasks/{task_id}"))
             .await
@@ -260,6 +280,14 @@ impl WorkerSetup {
         let description = self.describe(task_id).await?;
         let deal = &description.deal;
         let mut report = RunReport::new(task_id, deal.deal_id);
+        if deal.workerpool.owner != self.pool_owner.address() {
+            bail!(
+                "the deal's workerpool {} is owned by {}, not by the workerpool wallet of this worker ({}): put the owner's key in the workerpool file",
+                deal.workerpool.pointer,
+                deal.workerpool.owner,
+                self.pool_owner.address()
+            );
+        }
         let Some(config) =
             TeeEnclaveConfiguration::from_mrenclave(description.app_enclave_config.as_bytes())
                 .map_err(|e| anyhow!("the app's enclave configuration is invalid: {e}"))?

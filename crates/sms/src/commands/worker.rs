@@ -17,8 +17,8 @@ pub enum WorkerCommand {
     /// Built-in post-compute stage: digest, enclave signature, zip, encryption, storage.
     #[command(after_help = STAGE_HELP)]
     PostCompute,
-    /// Run an existing task with the local worker (the SMS must serve `/dev/tasks`: a --dev
-    /// server, possibly reading a chain with --chain-rpc/--hub).
+    /// Run an existing task with the local worker: from the SMS's dev ledger, or from the chain
+    /// with --chain-rpc/--hub (the deal's workerpool must be owned by the worker's pool wallet).
     Run(Box<RunTaskArgs>),
     /// Inside the app enclave: point IEXEC_IN/IEXEC_OUT at the local task directories and exec
     /// the app command (used by the local worker).
@@ -41,6 +41,16 @@ pub struct RunTaskArgs {
     pub sms: super::SmsArgs,
     #[command(flatten)]
     pub worker: super::app_run::LocalWorkerArgs,
+    /// Read the task from the PoCo contracts at this JSON-RPC URL (with --hub) instead of the
+    /// SMS's dev ledger. The SMS must read the same chain.
+    #[arg(long, env = "SMS_CHAIN_RPC", requires = "hub")]
+    pub chain_rpc: Option<String>,
+    /// PoCo hub (diamond proxy) address.
+    #[arg(long, env = "SMS_HUB", requires = "chain_rpc")]
+    pub hub: Option<String>,
+    /// Chain id the RPC must answer.
+    #[arg(long, env = "SMS_CHAIN_ID", default_value_t = 134)]
+    pub chain_id: u64,
 }
 
 const STAGE_HELP: &str = "\
@@ -80,7 +90,15 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
         WorkerCommand::Run(args) => {
             let pool =
                 super::app_run::DevPool::load_or_create(args.worker.workerpool_file.as_deref())?;
-            let setup = super::app_run::setup(&args.sms, &pool, &args.worker, args.watch)?;
+            let mut setup = super::app_run::setup(&args.sms, &pool, &args.worker, args.watch)?;
+            if let (Some(rpc), Some(hub)) = (&args.chain_rpc, &args.hub) {
+                let hub = sms_core::secret::parse_address(hub)?;
+                let config = sms_chain::poco::PocoConfig::new(rpc.clone(), hub, args.chain_id);
+                let ledger = sms_chain::poco::PocoLedger::connect(config)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("chain: {e}"))?;
+                setup.chain = Some(std::sync::Arc::new(ledger));
+            }
             let task = super::local_worker::parse_task_id(&args.task)?;
             let report = setup.run_task(task).await?;
             super::app_run::print_report(&report, out)?;
