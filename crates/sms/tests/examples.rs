@@ -301,8 +301,7 @@ fn counter_server(hits: Arc<AtomicUsize>) -> String {
     format!("http://{addr}")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn app_developer_secret_javascript() {
+async fn app_developer_secret(interpreter: &str, file: &str) {
     let server = TestServer::dev().await;
     let env = Env::new(&server);
     let hits = Arc::new(AtomicUsize::new(0));
@@ -310,8 +309,8 @@ async fn app_developer_secret_javascript() {
         "{}/hit/tutorial-ns-4d2a/secret-key-9b7c",
         counter_server(hits.clone())
     );
-    let source = examples().join("app-developer-secret/js/app.js");
-    let app = env.deploy_app(&format!("node {}", source.display()), &source);
+    let source = examples().join("app-developer-secret").join(file);
+    let app = env.deploy_app(&format!("{interpreter} {}", source.display()), &source);
     let owner = env.wallet("owner");
     env.ok(&[
         "app",
@@ -333,6 +332,16 @@ async fn app_developer_secret_javascript() {
         "the app called the secret endpoint once"
     );
     env.assert_contained(&["tutorial-ns-4d2a/secret-key-9b7c"], &[]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_developer_secret_javascript() {
+    app_developer_secret("node", "js/app.js").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_developer_secret_python() {
+    app_developer_secret("python3", "python/app.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
