@@ -1,6 +1,7 @@
 //! File formats and result-signing primitives of the iExec TEE worker stages.
 //!
-//! Everything here is pure or works on readers, writers and paths handed in by the caller:
+//! The formats are pure or work on readers, writers and paths handed in by the caller; the
+//! stages read their environment and do their own file and network I/O:
 //!
 //! - [`dataset`]: dataset keys and the `IV ‖ AES-256-CBC` dataset file format, with checksum;
 //! - [`result_archive`]: beneficiary RSA keys, zipping `/iexec_out`, encrypted result archives;
