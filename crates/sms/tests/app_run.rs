@@ -406,4 +406,19 @@ async fn worker_runs_an_existing_task() {
         "--json",
     ]);
     assert_ne!(missing.code, 0);
+
+    // A remembered workerpool the server does not know (a new dev server at the same URL) is
+    // deployed again.
+    let file = dir.join(".config/sms/dev-workerpool.json");
+    let stale_pool = json!(format!("0x{}", "34".repeat(20)));
+    let mut stale: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    stale["workerpools"][env.url.trim_end_matches('/')] = stale_pool.clone();
+    std::fs::write(&file, stale.to_string()).unwrap();
+    let run = env.app_run(&app, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let fresh: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_ne!(
+        fresh["workerpools"][env.url.trim_end_matches('/')],
+        stale_pool
+    );
 }
