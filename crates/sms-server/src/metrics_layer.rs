@@ -1,6 +1,6 @@
 //! Request counts and latency per route, and the process-wide Prometheus recorder.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -25,16 +25,47 @@ pub fn recorder() -> Result<PrometheusHandle, String> {
         .clone()
 }
 
+/// Label values without an allocation per request where the value is known in advance.
+fn static_method(method: &axum::http::Method) -> metrics::SharedString {
+    use axum::http::Method;
+    let name: &'static str = match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => return metrics::SharedString::from(method.as_str().to_owned()),
+    };
+    metrics::SharedString::from(name)
+}
+
+fn static_status(status: u16) -> metrics::SharedString {
+    let text: &'static str = match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        413 => "413",
+        500 => "500",
+        503 => "503",
+        _ => return metrics::SharedString::from(status.to_string()),
+    };
+    metrics::SharedString::from(text)
+}
+
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
+    let route: Arc<str> = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or_else(|| Arc::from("unmatched"), |p| Arc::from(p.as_str()));
+    let method = static_method(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = static_status(response.status().as_u16());
     metrics::counter!("sms_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("sms_http_request_duration_seconds", "method" => method, "route" => route)

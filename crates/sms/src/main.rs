@@ -8,6 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: measurably less CPU per request than the system allocator (`sms bench`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::commands::{attest, bench, demo, dev, enclave, secrets, server, wallet, worker};
 use crate::output::Output;
 

@@ -148,6 +148,8 @@ pub async fn sqlite_commits(
 pub struct Ceilings {
     pub bare_head: Option<f64>,
     pub bare_post: Option<f64>,
+    /// Server + client CPU microseconds per bare request.
+    pub bare_head_cpu_us: Option<f64>,
     pub recoveries: Option<f64>,
     pub seals: Option<f64>,
     pub sqlite_single: Option<f64>,

@@ -95,7 +95,11 @@ async fn connect(addr: SocketAddr) -> Result<Conn, String> {
     Ok(Conn { sender })
 }
 
-async fn send(conn: &mut Conn, host: &HeaderValue, req: &Req) -> Result<StatusCode, String> {
+async fn send(
+    conn: &mut Conn,
+    host: &HeaderValue,
+    req: &Req,
+) -> Result<(StatusCode, Bytes), String> {
     let mut builder = Request::builder()
         .method(req.method.clone())
         .uri(req.path.as_str())
@@ -104,7 +108,15 @@ async fn send(conn: &mut Conn, host: &HeaderValue, req: &Req) -> Result<StatusCo
         builder = builder.header("authorization", auth.as_str());
     }
     if !req.body.is_empty() {
-        builder = builder.header("content-type", "text/plain");
+        let json = req.body.first() == Some(&b'{');
+        builder = builder.header(
+            "content-type",
+            if json {
+                "application/json"
+            } else {
+                "text/plain"
+            },
+        );
     }
     let request = builder
         .body(Full::new(req.body.clone()))
@@ -119,12 +131,21 @@ async fn send(conn: &mut Conn, host: &HeaderValue, req: &Req) -> Result<StatusCo
         .await
         .map_err(|e| format!("request: {e}"))?;
     let status = response.status();
-    response
+    let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("body: {e}"))?;
-    Ok(status)
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// One request on its own connection: the status and the body.
+pub async fn probe(addr: SocketAddr, req: &Req) -> Result<(StatusCode, Bytes), String> {
+    let host = HeaderValue::from_str(&addr.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+    let mut conn = connect(addr).await?;
+    send(&mut conn, &host, req).await
 }
 
 struct Worker {
@@ -187,7 +208,7 @@ pub async fn run(addr: SocketAddr, load: Load, make: Arc<MakeReq>) -> Outcome {
                 }
                 let req = make(i);
                 match send(&mut conn, &host, &req).await {
-                    Ok(status) => {
+                    Ok((status, _)) => {
                         w.latencies_us
                             .push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                         if status == req.expect {

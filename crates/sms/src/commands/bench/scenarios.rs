@@ -39,13 +39,25 @@ fn from_outcome(name: &str, o: &Outcome) -> Report {
 }
 
 /// Records the CPU cost per operation of the server and of this client.
-fn set_cpu(r: &mut Report, meter: &child::CpuMeter, ops: u64) {
+/// Returns the total (server + client) CPU microseconds per operation when both are known.
+fn set_cpu(r: &mut Report, meter: &child::CpuMeter, ops: u64) -> Option<f64> {
     let (server, client) = meter.per_op(ops);
     if let Some(us) = server {
         r.set("server_cpu_us_per_op", round(us));
     }
     if let Some(us) = client {
         r.set("client_cpu_us_per_op", round(us));
+    }
+    Some(server? + client?)
+}
+
+/// The ceiling's CPU per operation over the scenario's: a ratio that other processes
+/// competing for the cores disturb much less than the throughput ratio.
+fn set_cpu_ratio(r: &mut Report, ceiling_us: Option<f64>, scenario_us: Option<f64>) {
+    if let (Some(c), Some(s)) = (ceiling_us, scenario_us)
+        && s > 0.0
+    {
+        r.set("cpu_ratio", (c / s * 1000.0).round() / 1000.0);
     }
 }
 
@@ -135,7 +147,7 @@ pub async fn measure_ceilings(ctx: &mut Ctx, scenarios: &[&str]) -> anyhow::Resu
             let o = load::run(bare.addr, load, make).await;
             c.bare_head = Some(o.ops_per_s());
             let mut r = from_outcome("ceiling:bare-head", &o);
-            set_cpu(&mut r, &meter, o.ok + o.errors);
+            c.bare_head_cpu_us = set_cpu(&mut r, &meter, o.ok + o.errors);
             r.server_rss_mib = child::rss_mib(bare.pid).map(|(rss, _)| round(rss));
             r.set("connections", CHECK_CONNECTIONS);
             out.push(r);
@@ -215,6 +227,7 @@ pub async fn measure_ceilings(ctx: &mut Ctx, scenarios: &[&str]) -> anyhow::Resu
 pub async fn check(ctx: &mut Ctx) -> anyhow::Result<Report> {
     let (duration, max) = (ctx.duration, ctx.max_requests(200_000.0));
     let ceiling = ctx.ceilings.bare_head;
+    let ctx_bare_cpu = ctx.ceilings.bare_head_cpu_us;
     let target = ctx.target().await?;
     let addr = target.addr;
     let signer = PrivateKeySigner::random();
@@ -255,7 +268,8 @@ pub async fn check(ctx: &mut Ctx) -> anyhow::Result<Report> {
     )
     .await;
     let mut r = from_outcome("check", &o);
-    set_cpu(&mut r, &meter, o.ok + o.errors);
+    let cpu = set_cpu(&mut r, &meter, o.ok + o.errors);
+    set_cpu_ratio(&mut r, ctx_bare_cpu, cpu);
     r.server_rss_mib = target.rss_mib();
     r.set("connections", CHECK_CONNECTIONS);
     let mut r = r.with_ceiling(ceiling);
@@ -330,7 +344,8 @@ pub async fn push(ctx: &mut Ctx) -> anyhow::Result<Report> {
 
 // ---- session, release (APIs under construction) --------------------------------------------
 
-/// Whether `path` is routed by the target (anything but 404/405 to an empty JSON POST).
+/// Whether `path` is routed by the target: axum answers an unrouted path with an empty 404
+/// (or 405); a handler's refusal of the empty JSON POST has a body.
 async fn route_exists(ctx: &mut Ctx, path: &str) -> anyhow::Result<bool> {
     let target = ctx.target().await?;
     let req = Req {
@@ -340,18 +355,14 @@ async fn route_exists(ctx: &mut Ctx, path: &str) -> anyhow::Result<bool> {
         body: Bytes::from_static(b"{}"),
         expect: StatusCode::OK,
     };
-    let o = load::run(
-        target.addr,
-        Load {
-            connections: 1,
-            duration: Duration::from_secs(10),
-            max_requests: 1,
-        },
-        Arc::new(move |_| req.clone()),
-    )
-    .await;
-    let text = o.first_error.unwrap_or_default();
-    Ok(o.ok == 1 || !(text.contains("404") || text.contains("405")))
+    let (status, body) = load::probe(target.addr, &req)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let unrouted = matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    ) && body.is_empty();
+    Ok(!unrouted)
 }
 
 fn missing(name: &str, reason: String) -> Report {
@@ -374,7 +385,7 @@ pub async fn session(ctx: &mut Ctx) -> anyhow::Result<Report> {
 }
 
 pub async fn release(ctx: &mut Ctx) -> anyhow::Result<Report> {
-    if !route_exists(ctx, "/tee/provisioning/nonce").await? {
+    if !route_exists(ctx, "/tee/provisioning/bench-session/app/nonce").await? {
         return Ok(missing(
             "release",
             "the /tee/provisioning API is not served yet (provisioning issue)".into(),
@@ -540,7 +551,8 @@ pub async fn scale(ctx: &mut Ctx) -> anyhow::Result<Report> {
     let meter = child::CpuMeter::start(Some(server.pid));
     let o = load::run(server.addr, load, make).await;
     let mut r = from_outcome("scale", &o);
-    set_cpu(&mut r, &meter, o.ok + o.errors);
+    let cpu = set_cpu(&mut r, &meter, o.ok + o.errors);
+    set_cpu_ratio(&mut r, ctx.ceilings.bare_head_cpu_us, cpu);
     let (rss, peak) =
         child::rss_mib(server.pid).map_or((None, None), |(a, b)| (Some(round(a)), Some(round(b))));
     server.kill().await;
