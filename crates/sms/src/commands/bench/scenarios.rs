@@ -371,6 +371,169 @@ fn missing(name: &str, reason: String) -> Report {
     r
 }
 
+/// A TEE app (SCONE enclave configuration) and a workerpool on the dev ledger, deals with
+/// `n` fresh tasks, and the worker's result-storage token: what a session needs.
+struct SessionWorld {
+    client: sms_client::SmsClient,
+    pool_owner: PrivateKeySigner,
+    worker: PrivateKeySigner,
+    tasks: Vec<sms_core::B256>,
+}
+
+async fn session_world(url: &str, n: usize) -> anyhow::Result<SessionWorld> {
+    use serde_json::{Value, json};
+    let client = sms_client::SmsClient::new(url, &sms_client::ClientOptions::default())?;
+    let (app_owner, pool_owner, requester, worker) = (
+        PrivateKeySigner::random(),
+        PrivateKeySigner::random(),
+        PrivateKeySigner::random(),
+        PrivateKeySigner::random(),
+    );
+    let mrenclave = json!({
+        "framework": "SCONE", "version": "v5", "entrypoint": "python /app/app.py",
+        "heapSize": 1_073_741_824u64, "fingerprint": "ab".repeat(32),
+    })
+    .to_string();
+    let address = |v: Value| -> anyhow::Result<Address> {
+        v["address"]
+            .as_str()
+            .context("no address in the answer")?
+            .parse()
+            .context("not an address")
+    };
+    let app = address(
+        client
+            .post_json::<Value>(
+                "/dev/apps",
+                &json!({ "owner": app_owner.address(), "name": "bench-app", "multiaddr": "docker.io/bench/app:1.0.0",
+                         "checksum": format!("0x{}", "ab".repeat(32)), "mrenclave": mrenclave }),
+            )
+            .await?,
+    )?;
+    let pool = address(
+        client
+            .post_json::<Value>(
+                "/dev/workerpools",
+                &json!({ "owner": pool_owner.address() }),
+            )
+            .await?,
+    )?;
+    let mut tasks = Vec::with_capacity(n);
+    while tasks.len() < n {
+        let volume = (n - tasks.len()).min(1000);
+        let deal: Value = client
+            .post_json(
+                "/dev/deals",
+                &json!({ "app": app, "workerpool": pool, "requester": requester.address(), "tag": "tee,scone", "volume": volume }),
+            )
+            .await?;
+        for t in deal["taskIds"]
+            .as_array()
+            .context("no taskIds in the deal")?
+        {
+            tasks.push(t.as_str().context("task id")?.parse()?);
+        }
+    }
+    let name = sms_core::session_plan::WEB2_IPFS_TOKEN;
+    if !client.web2_secret_exists(worker.address(), name).await? {
+        client
+            .push_web2_secret(&worker, name, "sms-bench", sms_client::Web2Write::Create)
+            .await?;
+    }
+    Ok(SessionWorld {
+        client,
+        pool_owner,
+        worker,
+        tasks,
+    })
+}
+
+impl SessionWorld {
+    /// Challenge then session for task `i`; the session id.
+    async fn session(&self, i: usize) -> Result<String, String> {
+        let task = self.tasks[i];
+        let enclave = self
+            .client
+            .tee_challenge(&self.pool_owner, task)
+            .await
+            .map_err(|e| format!("challenge: {e}"))?;
+        let mut authorization = sms_core::authorization::WorkerpoolAuthorization {
+            chain_task_id: task,
+            deal_id: sms_core::B256::ZERO,
+            task_index: 0,
+            worker_wallet: self.worker.address(),
+            enclave_challenge: enclave,
+            signature: sign_eip191(&self.pool_owner, &sms_core::B256::ZERO),
+        };
+        authorization.signature = sign_eip191(&self.pool_owner, &authorization.hash());
+        let answer = self
+            .client
+            .tee_session(&self.worker, &authorization)
+            .await
+            .map_err(|e| format!("session: {e}"))?;
+        Ok(answer.session_id)
+    }
+}
+
+/// Runs `op(i)` for i in 0..n on `concurrency` tasks until the deadline: an outcome like the
+/// HTTP load's (latency per operation).
+async fn run_ops<F, Fut>(n: usize, concurrency: usize, duration: Duration, op: F) -> Outcome
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (op, next) = (op.clone(), next.clone());
+        set.spawn(async move {
+            let mut o = Outcome::default();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let t0 = Instant::now();
+                let result = op(i).await;
+                o.latencies_us
+                    .push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                match result {
+                    Ok(()) => {
+                        o.ok += 1;
+                        o.succeeded.push(i as u64);
+                    }
+                    Err(e) => {
+                        o.errors += 1;
+                        o.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            o
+        });
+    }
+    let mut total = Outcome::default();
+    while let Some(joined) = set.join_next().await {
+        if let Ok(o) = joined {
+            total.ok += o.ok;
+            total.errors += o.errors;
+            total.latencies_us.extend(o.latencies_us);
+            total.succeeded.extend(o.succeeded);
+            if total.first_error.is_none() {
+                total.first_error = o.first_error;
+            }
+        }
+    }
+    total.elapsed = start.elapsed();
+    total.latencies_us.sort_unstable();
+    total.succeeded.sort_unstable();
+    total
+}
+
+const SESSION_CONCURRENCY: usize = 32;
+
 pub async fn session(ctx: &mut Ctx) -> anyhow::Result<Report> {
     if !route_exists(ctx, "/tee/sessions").await? {
         return Ok(missing(
@@ -378,10 +541,64 @@ pub async fn session(ctx: &mut Ctx) -> anyhow::Result<Report> {
             "POST /tee/sessions is not served yet (sessions issue)".into(),
         ));
     }
-    Ok(missing(
-        "session",
-        "POST /tee/sessions exists but this bench has no session scenario yet".into(),
-    ))
+    let duration = ctx.duration;
+    let n = ctx.max_requests(3_000.0) as usize;
+    let target = ctx.target().await?;
+    let url = format!("http://{}", target.addr);
+    let setup = Instant::now();
+    let world = Arc::new(session_world(&url, n).await?);
+    let setup = setup.elapsed();
+    let meter = child::CpuMeter::start(target.pid);
+    let w = world.clone();
+    let o = run_ops(n, SESSION_CONCURRENCY, duration, move |i| {
+        let w = w.clone();
+        async move { w.session(i).await.map(|_| ()) }
+    })
+    .await;
+    let mut r = from_outcome("session", &o);
+    set_cpu(&mut r, &meter, o.ok + o.errors);
+    r.server_rss_mib = target.rss_mib();
+    r.set("what", "per op: POST /tee/challenges/{task} then POST /tee/sessions (fresh dev-ledger task, SCONE app)");
+    r.set("connections", SESSION_CONCURRENCY);
+    r.set(
+        "client",
+        "reqwest (sms-client), two signatures per op on the client",
+    );
+    r.set("setup_s", round(setup.as_secs_f64()));
+    r.target = Some("≥ 1000/s".into());
+    r.meets_target = r.ops_per_s.map(|x| x >= 1000.0);
+    Ok(r)
+}
+
+/// One attested release of the app service: nonce, simulated evidence bound to a fresh
+/// X25519 key, release, and opening the sealed environment.
+async fn release_once(client: &sms_client::SmsClient, session_id: &str) -> Result<(), String> {
+    use sms_client::provision::{ReleaseRequest, open_release};
+    let service = "app";
+    let nonce = client
+        .provision_nonce(session_id, service)
+        .await
+        .map_err(|e| format!("nonce: {e}"))?;
+    let key = sms_attest::EphemeralKey::generate();
+    let report_data = sms_attest::report_data_binding(
+        &nonce.nonce_bytes().map_err(|e| e.to_string())?,
+        key.public_key(),
+    );
+    let request = ReleaseRequest {
+        nonce: nonce.nonce.clone(),
+        public_key: key.public_key_base64(),
+        evidence: sms_attest::Evidence::Simulated {
+            measurement: vec![0xab; 32],
+            report_data,
+            debug: false,
+        },
+    };
+    let answer = client
+        .provision_release(session_id, service, &request)
+        .await
+        .map_err(|e| format!("release: {e}"))?;
+    open_release(&key, session_id, service, &answer).map_err(|e| format!("open: {e}"))?;
+    Ok(())
 }
 
 pub async fn release(ctx: &mut Ctx) -> anyhow::Result<Report> {
@@ -391,10 +608,54 @@ pub async fn release(ctx: &mut Ctx) -> anyhow::Result<Report> {
             "the /tee/provisioning API is not served yet (provisioning issue)".into(),
         ));
     }
-    Ok(missing(
-        "release",
-        "/tee/provisioning exists but this bench has no release scenario yet".into(),
-    ))
+    let duration = ctx.duration;
+    // One session per release (a service is released a bounded number of times per session).
+    let n = ctx.max_requests(3_000.0) as usize;
+    let target = ctx.target().await?;
+    let url = format!("http://{}", target.addr);
+    let setup = Instant::now();
+    let world = Arc::new(session_world(&url, n).await?);
+    let ids = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
+    let (w, sink) = (world.clone(), ids.clone());
+    let made = run_ops(n, SESSION_CONCURRENCY, Duration::from_secs(600), move |i| {
+        let (w, sink) = (w.clone(), sink.clone());
+        async move {
+            let id = w.session(i).await?;
+            sink.lock().map_err(|_| "lock".to_owned())?.push(id);
+            Ok(())
+        }
+    })
+    .await;
+    if made.errors > 0 {
+        bail!(
+            "creating sessions for the releases: {}",
+            made.first_error.unwrap_or_default()
+        );
+    }
+    let sessions: Arc<Vec<String>> = Arc::new(std::mem::take(
+        &mut *ids
+            .lock()
+            .map_err(|_| anyhow::anyhow!("session list lock"))?,
+    ));
+    let setup = setup.elapsed();
+    let meter = child::CpuMeter::start(target.pid);
+    let (w, list) = (world.clone(), sessions.clone());
+    let o = run_ops(list.len(), SESSION_CONCURRENCY, duration, move |i| {
+        let (w, list) = (w.clone(), list.clone());
+        async move { release_once(&w.client, &list[i]).await }
+    })
+    .await;
+    let mut r = from_outcome("release", &o);
+    set_cpu(&mut r, &meter, o.ok + o.errors);
+    r.server_rss_mib = target.rss_mib();
+    r.set("what", "per op: POST .../app/nonce, simulated evidence bound to a fresh X25519 key, POST .../app/release, open the sealed env");
+    r.set("connections", SESSION_CONCURRENCY);
+    r.set("client", "reqwest (sms-client)");
+    r.set("sessions_prepared", sessions.len());
+    r.set("setup_s", round(setup.as_secs_f64()));
+    r.target = Some("≥ 1500/s".into());
+    r.meets_target = r.ops_per_s.map(|x| x >= 1500.0);
+    Ok(r)
 }
 
 // ---- dcap ----------------------------------------------------------------------------------
