@@ -28,7 +28,10 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     let dev = args.config.dev;
     let server = Server::start(args.config).await?;
     if dev {
-        tracing::warn!("DEVELOPMENT MODE: embedded dev ledger, dev wallets; never store real secrets here");
+        tracing::warn!(
+            ledger = %server.ledger_description,
+            "DEVELOPMENT MODE: dev wallets, simulated TEE evidence accepted; never store real secrets here"
+        );
     }
     let wallets: Vec<_> = server
         .dev_wallets
