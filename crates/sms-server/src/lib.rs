@@ -15,4 +15,4 @@ pub mod tee;
 
 pub use config::{ChainArgs, ServerConfig};
 pub use server::{Server, StartupError};
-pub use state::AppState;
+pub use state::{AppState, AppStateInner};

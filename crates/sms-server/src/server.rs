@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
 use crate::dev_wallets::{self, DevWallet};
-use crate::state::AppState;
+use crate::state::{AppState, AppStateInner};
 
 #[derive(Debug, Error)]
 pub enum StartupError {
@@ -85,7 +85,7 @@ impl Server {
         let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
         let provisioner = Arc::new(crate::provision::Provisioner::build(&config.attest, config.dev)?);
         let server_store = store.clone();
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             store,
             ledger: ledger.clone(),
             dev_ledger,
@@ -93,7 +93,7 @@ impl Server {
             metrics,
             tee: tee.clone(),
             provisioner,
-        };
+        });
         crate::routes::secrets::publish_counts(&state).await?;
         let app = with_layers(crate::routes::router(state));
 
@@ -183,8 +183,7 @@ fn with_layers(router: Router) -> Router {
         let route = req
             .extensions()
             .get::<axum::extract::MatchedPath>()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| req.uri().path().to_owned());
+            .map_or_else(|| req.uri().path(), |p| p.as_str());
         tracing::info_span!("request", id = %id, method = %req.method(), route = %route)
     });
     router
