@@ -4,7 +4,7 @@
 //!   hangs or answers garbage gives [`LedgerError::Unavailable`], and the next call simply tries
 //!   again (no sticky failure state).
 //! - Cached: facts that never change once on chain (deals, the name/multiaddr/checksum/enclave
-//!   configuration of entries, tasks in a final status) live in a bounded cache; ownership and
+//!   configuration of entries, tasks in a final status, categories) live in a bounded cache; ownership and
 //!   task status are never older than [`PocoConfig::fresh_for`].
 //! - "Does not exist" (`Ok(None)`): an entry that is not registered in its registry (or whose
 //!   calls revert or return nothing), a deal whose app pointer is zero, a task whose deal id is
@@ -98,12 +98,19 @@ sol! {
         bytes resultsCallback;
     }
 
+    struct PocoCategory {
+        string name;
+        string description;
+        uint256 workClockTimeRef;
+    }
+
     interface IexecHub {
         function viewApp(address app) external view returns (AppInfo memory);
         function viewDataset(address dataset) external view returns (DatasetInfo memory);
         function viewWorkerpool(address workerpool) external view returns (WorkerpoolInfo memory);
         function viewDeal(bytes32 id) external view returns (PocoDeal memory);
         function viewTask(bytes32 id) external view returns (PocoTask memory);
+        function viewCategory(uint256 id) external view returns (PocoCategory memory);
         function appregistry() external view returns (address);
         function datasetregistry() external view returns (address);
         function workerpoolregistry() external view returns (address);
@@ -177,6 +184,17 @@ pub enum ConnectError {
     Ledger(#[from] LedgerError),
 }
 
+/// A PoCo category (`viewCategory`): the work clock of its tasks. Categories cannot be changed
+/// once created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Category {
+    pub id: U256,
+    pub name: String,
+    pub description: String,
+    /// `workClockTimeRef`, in seconds: a task's deadlines are multiples of it.
+    pub work_clock_time_ref: u64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum FactKey {
     App(Address),
@@ -184,6 +202,7 @@ enum FactKey {
     Workerpool(Address),
     Deal(B256),
     Task(B256),
+    Category(U256),
 }
 
 /// What never changes once on chain (owners excepted: they are read fresh).
@@ -207,6 +226,7 @@ enum Fact {
     Deal(Box<Deal>),
     /// A task in a final status (COMPLETED or FAILED).
     Task(Box<Task>),
+    Category(Box<Category>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -331,6 +351,38 @@ impl PocoLedger {
 
     pub fn config(&self) -> &PocoConfig {
         &self.config
+    }
+
+    /// `viewCategory(id)`: `Ok(None)` for a category that does not exist (the call reverts).
+    /// Existing categories are cached (they never change); a missing one is asked again.
+    pub async fn category(&self, id: U256) -> Result<Option<Category>, LedgerError> {
+        if let Some(Fact::Category(category)) = self.facts.get(&FactKey::Category(id)) {
+            return Ok(Some(*category));
+        }
+        let deadline = self.deadline();
+        let Answer::Value(raw) = self
+            .call(self.config.hub, IexecHub::viewCategoryCall { id }, deadline)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let work_clock_time_ref = u64::try_from(raw.workClockTimeRef).map_err(|_| {
+            self.unavailable(
+                &format!("viewCategory({id})"),
+                format!("workClockTimeRef {} is out of range", raw.workClockTimeRef),
+            )
+        })?;
+        let category = Category {
+            id,
+            name: raw.name,
+            description: raw.description,
+            work_clock_time_ref,
+        };
+        self.facts.insert(
+            FactKey::Category(id),
+            Fact::Category(Box::new(category.clone())),
+        );
+        Ok(Some(category))
     }
 
     fn deadline(&self) -> Instant {
@@ -492,7 +544,7 @@ impl PocoLedger {
             FactKey::App(a) => (a, self.app_registry),
             FactKey::Dataset(a) => (a, self.dataset_registry),
             FactKey::Workerpool(a) => (a, self.workerpool_registry),
-            FactKey::Deal(_) | FactKey::Task(_) => return Ok(None),
+            FactKey::Deal(_) | FactKey::Task(_) | FactKey::Category(_) => return Ok(None),
         };
         if let Some(fact) = self.facts.get(&key) {
             return Ok(self
@@ -524,7 +576,7 @@ impl PocoLedger {
                 );
                 (registered?, view?.map(|i| (i.owner, workerpool_fact(i))))
             }
-            FactKey::Deal(_) | FactKey::Task(_) => return Ok(None),
+            FactKey::Deal(_) | FactKey::Task(_) | FactKey::Category(_) => return Ok(None),
         };
         let Answer::Value((owner, fact)) = view else {
             return Ok(None);

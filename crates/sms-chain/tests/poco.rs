@@ -9,7 +9,9 @@ use alloy::primitives::{Address, B256, U256, keccak256};
 use sms_chain::poco::{ConnectError, PocoConfig, PocoLedger};
 use sms_chain::{Ledger, LedgerError};
 use sms_core::ledger::{EntryKind, TaskStatus};
-use sms_testkit::chain::{AppSpec, DatasetSpec, LocalChain, SCONE_MRENCLAVE, scone_tag, wallet};
+use sms_testkit::chain::{
+    AppSpec, CATEGORIES, DatasetSpec, LocalChain, SCONE_MRENCLAVE, scone_tag, wallet,
+};
 use sms_testkit::proxy::{Fault, FaultProxy};
 
 /// Always-fresh reads, short timeout: what most tests want.
@@ -47,9 +49,10 @@ async fn assert_bounded_unavailable(ledger: &PocoLedger, label: &str) {
     unavailable(ledger.owner_of(Address::repeat_byte(1)).await);
     unavailable(ledger.app(Address::repeat_byte(2)).await);
     unavailable(ledger.deal(B256::repeat_byte(3)).await);
+    unavailable(ledger.category(U256::from(4)).await);
     assert!(
-        started.elapsed() < bound * 3,
-        "{label}: three calls took {:?}",
+        started.elapsed() < bound * 4,
+        "{label}: four calls took {:?}",
         started.elapsed()
     );
     eprintln!("{label}: Unavailable in {elapsed:?}: {reason}");
@@ -221,6 +224,47 @@ async fn deal_and_tasks_in_every_reachable_status() {
         ledger.task(deal.task_id(4)).await.unwrap(),
         None,
         "outside the deal"
+    );
+}
+
+#[tokio::test]
+async fn categories_created_by_the_fixture_and_a_missing_one() {
+    let chain = LocalChain::start().await;
+    let ledger = ledger(&chain).await;
+    assert_eq!(
+        CATEGORIES.map(|(name, _)| name),
+        ["XS", "S", "M", "L", "XL"]
+    );
+    assert_eq!(
+        CATEGORIES.map(|(_, time_ref)| time_ref),
+        [300, 1200, 3600, 10800, 36000]
+    );
+    for (index, (name, time_ref)) in CATEGORIES.into_iter().enumerate() {
+        let id = U256::from(index);
+        let category = ledger
+            .category(id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("category {index} ({name})"));
+        assert_eq!(category.id, id);
+        assert_eq!(category.name, name);
+        assert_eq!(category.description, "{}", "the fixture's description");
+        assert_eq!(category.work_clock_time_ref, time_ref, "{name}");
+        // Served from the cache the second time.
+        assert_eq!(ledger.category(id).await.unwrap(), Some(category));
+    }
+    let count = U256::from(CATEGORIES.len());
+    assert_eq!(ledger.category(count).await.unwrap(), None);
+    assert_eq!(ledger.category(U256::MAX).await.unwrap(), None);
+
+    // A task's time ref is its category's work clock.
+    let deal = chain.deal(false, 1).await.unwrap();
+    let task = chain.initialize_task(deal.deal_id, 0).await.unwrap();
+    let read = ledger.deal(deal.deal_id).await.unwrap().unwrap();
+    let category = ledger.category(read.category).await.unwrap().unwrap();
+    assert_eq!(
+        ledger.task(task).await.unwrap().unwrap().time_ref,
+        category.work_clock_time_ref
     );
 }
 
