@@ -210,6 +210,8 @@ impl fmt::Display for TeeSessionGenerationError {
 pub struct SessionError {
     pub code: TeeSessionGenerationError,
     pub detail: String,
+    /// The chain could not be read in time: same code, but HTTP 503 so callers retry.
+    pub unavailable: bool,
 }
 
 impl SessionError {
@@ -217,11 +219,24 @@ impl SessionError {
         Self {
             code,
             detail: detail.into(),
+            unavailable: false,
+        }
+    }
+
+    /// A refusal caused by an unreadable ledger rather than by the request.
+    pub fn unavailable(code: TeeSessionGenerationError, detail: impl Into<String>) -> Self {
+        Self {
+            unavailable: true,
+            ..Self::new(code, detail)
         }
     }
 
     pub fn http_status(&self) -> u16 {
-        self.code.http_status()
+        if self.unavailable {
+            503
+        } else {
+            self.code.http_status()
+        }
     }
 }
 

@@ -559,9 +559,9 @@ async fn ready_task(chain: &LocalChain, tee: &Tee) -> (TestDeal, B256, Address) 
     (deal, task, enclave)
 }
 
-/// While the chain cannot be read: the challenge is a 503 and the session a 401
-/// GET_CHAIN_TASK_FAILED (the reference's wire contract for an unreadable task) carrying the
-/// ledger's reason, both within the read bound; the server stays up.
+/// While the chain cannot be read: the challenge is a 503 and the session a 503 carrying the
+/// reference's code for an unreadable task (GET_CHAIN_TASK_FAILED) and the ledger's reason, so
+/// a worker can retry; both within the read bound; the server stays up.
 async fn assert_bounded_refusals(
     tee: &Tee,
     deal: &TestDeal,
@@ -588,7 +588,7 @@ async fn assert_bounded_refusals(
     assert_eq!(
         (status, body["error"].as_str().unwrap_or_default()),
         (
-            StatusCode::UNAUTHORIZED,
+            StatusCode::SERVICE_UNAVAILABLE,
             "EXECUTION_NOT_AUTHORIZED_GET_CHAIN_TASK_FAILED"
         ),
         "{label}: {body}"

@@ -31,6 +31,17 @@ fn fail(code: E, detail: impl Into<String>) -> SessionError {
     SessionError::new(code, detail)
 }
 
+/// A failed ledger read: 503 when the chain could not be read in time (the caller may retry),
+/// the reference's refusal otherwise.
+fn ledger_fail(code: E, what: String, error: sms_chain::LedgerError) -> SessionError {
+    match error {
+        sms_chain::LedgerError::Unavailable(_) => {
+            SessionError::unavailable(code, format!("{what}: {error}"))
+        }
+        sms_chain::LedgerError::Rejected(_) => fail(code, format!("{what}: {error}")),
+    }
+}
+
 pub fn session_key(session_id: &str) -> RecordKey {
     RecordKey::new(SESSION_NAMESPACE, "", session_id)
 }
@@ -97,9 +108,10 @@ pub async fn create(
             ));
         }
         Err(e) => {
-            return Err(fail(
+            return Err(ledger_fail(
                 E::ExecutionNotAuthorizedGetChainTaskFailed,
-                format!("task {task_id}: {e}"),
+                format!("task {task_id}"),
+                e,
             ));
         }
     };
@@ -118,9 +130,10 @@ pub async fn create(
             ));
         }
         Err(e) => {
-            return Err(fail(
+            return Err(ledger_fail(
                 E::ExecutionNotAuthorizedGetChainDealFailed,
-                format!("deal {}: {e}", task.deal_id),
+                format!("deal {}", task.deal_id),
+                e,
             ));
         }
     };
@@ -163,9 +176,10 @@ pub async fn create(
             ));
         }
         Err(e) => {
-            return Err(fail(
+            return Err(ledger_fail(
                 E::GetTaskDescriptionFailed,
-                format!("app {}: {e}", deal.app.pointer),
+                format!("app {}", deal.app.pointer),
+                e,
             ));
         }
     };
@@ -179,9 +193,10 @@ pub async fn create(
                 ));
             }
             Err(e) => {
-                return Err(fail(
+                return Err(ledger_fail(
                     E::GetTaskDescriptionFailed,
-                    format!("dataset {}: {e}", deal.dataset.pointer),
+                    format!("dataset {}", deal.dataset.pointer),
+                    e,
                 ));
             }
         }
