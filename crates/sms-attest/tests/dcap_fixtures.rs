@@ -528,19 +528,3 @@ fn cli_inspection_reports_status_and_judges_it_only_with_a_policy() {
     );
     assert_eq!(s.rtmrs.map(|r| r.len()), Some(4));
 }
-
-/// Release-mode timing of the hot path: `cargo test -p sms-attest --release -- --ignored --nocapture`.
-#[test]
-#[ignore = "timing, run in release mode"]
-fn time_one_verification() {
-    for (name, (quote, collateral)) in [("sgx", sgx()), ("tdx", tdx())] {
-        let parsed = DcapQuote::parse(&quote).unwrap();
-        let rounds = 200u32;
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            parsed.verify(&collateral, NOW).unwrap();
-        }
-        let per = start.elapsed() / rounds;
-        println!("{name}: {per:?} per verification ({rounds} rounds)");
-    }
-}
