@@ -348,15 +348,19 @@ pub async fn run(args: BenchArgs, json: bool, out: &Output) -> anyhow::Result<()
     };
 
     let mut reports = Vec::new();
-    if !args.no_ceilings {
-        let names: Vec<&str> = selected.iter().map(|s| s.name).collect();
-        progress(json, "measuring the ceilings of this machine");
-        for r in scenarios::measure_ceilings(&mut ctx, &names).await? {
-            emit(json, &r);
-            reports.push(r);
-        }
-    }
     for s in &selected {
+        // Each scenario's ceilings are measured just before it, so that a change of load on a
+        // shared machine during the run affects both sides of its ratio alike.
+        if !args.no_ceilings {
+            let measured = scenarios::measure_ceilings(&mut ctx, &[s.name]).await?;
+            if !measured.is_empty() {
+                progress(json, format!("ceilings for {}", s.name));
+            }
+            for r in measured {
+                emit(json, &r);
+                reports.push(r);
+            }
+        }
         progress(
             json,
             format!("scenario {} ({:.1} s)", s.name, ctx.duration.as_secs_f64()),

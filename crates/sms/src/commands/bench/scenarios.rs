@@ -14,7 +14,7 @@ use sms_core::signature::sign_eip191;
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, MasterKey, RecordKey, Store};
 
-use super::ceilings::{self, Ceilings};
+use super::ceilings;
 use super::child;
 use super::load::{self, Load, Outcome, Req};
 use super::{Ctx, Report, round};
@@ -125,7 +125,7 @@ pub async fn measure_ceilings(ctx: &mut Ctx, scenarios: &[&str]) -> anyhow::Resu
     let wants = |names: &[&str]| names.iter().any(|n| scenarios.contains(n));
     let duration = ctx.duration.min(Duration::from_secs(2));
     let mut out = Vec::new();
-    let mut c = Ceilings::default();
+    let mut c = ctx.ceilings.clone();
 
     if wants(&["check", "push", "scale"]) {
         let bare = child::start_bare(&ctx.work).await?;
