@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sms_core::hash::keccak_concat;
-use sms_core::ledger::{AppEntry, DatasetEntry, Deal, EntryKind, Task, TaskStatus, WorkerpoolEntry};
+use sms_core::ledger::{
+    AppEntry, DatasetEntry, Deal, EntryKind, Task, TaskStatus, WorkerpoolEntry,
+};
 use sms_core::{Address, B256};
 
 use crate::{Ledger, LedgerError};
@@ -67,12 +69,23 @@ impl DevLedger {
                 LedgerError::Rejected(format!("dev ledger {} is corrupt: {e}", path.display()))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(LedgerError::Unavailable(format!("cannot read {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(LedgerError::Unavailable(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
         };
-        Ok(Self { path, state: Mutex::new(state) })
+        Ok(Self {
+            path,
+            state: Mutex::new(state),
+        })
     }
 
-    fn update<T>(&self, f: impl FnOnce(&mut State) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+    fn update<T>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         // Apply to a copy so a failed write leaves memory and file in agreement.
         let mut next = guard.clone();
@@ -134,10 +147,21 @@ impl DevLedger {
         })
     }
 
-    pub fn deploy_workerpool(&self, owner: Address, description: String) -> Result<Address, LedgerError> {
+    pub fn deploy_workerpool(
+        &self,
+        owner: Address,
+        description: String,
+    ) -> Result<Address, LedgerError> {
         self.update(|s| {
             let address = Self::next_address(s, EntryKind::Workerpool, owner);
-            s.workerpools.insert(address, WorkerpoolEntry { address, owner, description });
+            s.workerpools.insert(
+                address,
+                WorkerpoolEntry {
+                    address,
+                    owner,
+                    description,
+                },
+            );
             Ok(address)
         })
     }
@@ -157,7 +181,9 @@ impl DevLedger {
                 pool.owner = to;
                 return Ok(EntryKind::Workerpool);
             }
-            Err(LedgerError::Rejected(format!("{entry} is not an app, dataset or workerpool of the dev ledger")))
+            Err(LedgerError::Rejected(format!(
+                "{entry} is not an app, dataset or workerpool of the dev ledger"
+            )))
         })
     }
 
@@ -165,7 +191,10 @@ impl DevLedger {
     pub fn insert_deal(&self, deal: Deal, tasks: Vec<Task>) -> Result<(), LedgerError> {
         self.update(|s| {
             if s.deals.contains_key(&deal.deal_id) {
-                return Err(LedgerError::Rejected(format!("deal {} already exists", deal.deal_id)));
+                return Err(LedgerError::Rejected(format!(
+                    "deal {} already exists",
+                    deal.deal_id
+                )));
             }
             for task in tasks {
                 s.tasks.insert(task.task_id, task);
@@ -178,10 +207,9 @@ impl DevLedger {
     /// Sets a task's status (dev only: lets tests walk a task through its life cycle).
     pub fn set_task_status(&self, task_id: B256, status: TaskStatus) -> Result<(), LedgerError> {
         self.update(|s| {
-            let task = s
-                .tasks
-                .get_mut(&task_id)
-                .ok_or_else(|| LedgerError::Rejected(format!("no task {task_id} in the dev ledger")))?;
+            let task = s.tasks.get_mut(&task_id).ok_or_else(|| {
+                LedgerError::Rejected(format!("no task {task_id} in the dev ledger"))
+            })?;
             task.status = status;
             Ok(())
         })
@@ -197,8 +225,11 @@ impl DevLedger {
 }
 
 fn persist(path: &Path, state: &State) -> Result<(), LedgerError> {
-    let io = |e: std::io::Error| LedgerError::Unavailable(format!("cannot write {}: {e}", path.display()));
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+    let io = |e: std::io::Error| {
+        LedgerError::Unavailable(format!("cannot write {}: {e}", path.display()))
+    };
+    let bytes =
+        serde_json::to_vec_pretty(state).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
     let tmp = path.with_extension("json.tmp");
     {
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
@@ -207,7 +238,9 @@ fn persist(path: &Path, state: &State) -> Result<(), LedgerError> {
     }
     std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
     }
     Ok(())
 }
@@ -261,7 +294,12 @@ mod tests {
         let bob = Address::repeat_byte(0xb0);
         let app = {
             let ledger = DevLedger::open(&path).unwrap();
-            let app = ledger.deploy_app(NewApp { owner: alice, ..Default::default() }).unwrap();
+            let app = ledger
+                .deploy_app(NewApp {
+                    owner: alice,
+                    ..Default::default()
+                })
+                .unwrap();
             assert_eq!(ledger.owner_of(app).await.unwrap(), Some(alice));
             assert_eq!(ledger.transfer(app, bob).unwrap(), EntryKind::App);
             app

@@ -27,17 +27,27 @@ pub enum ClientError {
     #[error("Secret already exists for {target} and can't be updated")]
     AlreadyExists { target: String },
     #[error("Wallet {signer} is not allowed to set secret for {target}{}", reason_suffix(.reason))]
-    NotAllowed { signer: Address, target: String, reason: Option<String> },
+    NotAllowed {
+        signer: Address,
+        target: String,
+        reason: Option<String>,
+    },
     #[error("Server at {url} encountered an internal error")]
     Internal { url: String },
     #[error("SMS answered with unexpected status: {status}{}", reason_suffix(.reason))]
-    Unexpected { status: StatusCode, reason: Option<String> },
+    Unexpected {
+        status: StatusCode,
+        reason: Option<String>,
+    },
     #[error("invalid answer from the SMS: {0}")]
     Decode(String),
 }
 
 fn reason_suffix(reason: &Option<String>) -> String {
-    reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+    reason
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default()
 }
 
 /// Installs the ring crypto provider for rustls once (reqwest is built without a provider).
@@ -91,7 +101,9 @@ impl SmsClient {
         if let Some(path) = &options.ca_cert {
             builder = builder.tls_certs_merge([load_ca(path)?]);
         }
-        let http = builder.build().map_err(|e| ClientError::Url(format!("{url}: {e}")))?;
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Url(format!("{url}: {e}")))?;
         Ok(Self { base, http })
     }
 
@@ -107,19 +119,27 @@ impl SmsClient {
         signature: Option<String>,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).query(query);
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query);
         if let Some(sig) = signature {
             request = request.header("Authorization", sig);
         }
         if let Some(body) = body {
             request = request.header("Content-Type", "text/plain").body(body);
         }
-        let network = |e: reqwest::Error| ClientError::Network { url: self.base.clone(), reason: error_chain(&e) };
+        let network = |e: reqwest::Error| ClientError::Network {
+            url: self.base.clone(),
+            reason: error_chain(&e),
+        };
         let response = request.send().await.map_err(network)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(network)?;
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            return Err(ClientError::Internal { url: self.base.clone() });
+            return Err(ClientError::Internal {
+                url: self.base.clone(),
+            });
         }
         Ok((status, bytes.to_vec()))
     }
@@ -129,29 +149,55 @@ impl SmsClient {
         match status {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            s => Err(ClientError::Unexpected { status: s, reason: reason_of(&body) }),
+            s => Err(ClientError::Unexpected {
+                status: s,
+                reason: reason_of(&body),
+            }),
         }
     }
 
     async fn push(&self, push: Push<'_>) -> Result<(), ClientError> {
-        let Push { method, path, query, signer, digest, value, target } = push;
+        let Push {
+            method,
+            path,
+            query,
+            signer,
+            digest,
+            value,
+            target,
+        } = push;
         let signature = sign_eip191(signer, &digest).to_hex();
-        let (status, body) =
-            self.send(method, &path, &query, Some(signature), Some(value.as_bytes().to_vec())).await?;
+        let (status, body) = self
+            .send(
+                method,
+                &path,
+                &query,
+                Some(signature),
+                Some(value.as_bytes().to_vec()),
+            )
+            .await?;
         match status {
             s if s.is_success() => Ok(()),
             StatusCode::CONFLICT => Err(ClientError::AlreadyExists { target }),
-            StatusCode::UNAUTHORIZED => {
-                Err(ClientError::NotAllowed { signer: signer.address(), target, reason: reason_of(&body) })
-            }
-            s => Err(ClientError::Unexpected { status: s, reason: reason_of(&body) }),
+            StatusCode::UNAUTHORIZED => Err(ClientError::NotAllowed {
+                signer: signer.address(),
+                target,
+                reason: reason_of(&body),
+            }),
+            s => Err(ClientError::Unexpected {
+                status: s,
+                reason: reason_of(&body),
+            }),
         }
     }
 
     pub async fn version(&self) -> Result<String, ClientError> {
         let (status, body) = self.send(Method::GET, "/version", &[], None, None).await?;
         if !status.is_success() {
-            return Err(ClientError::Unexpected { status, reason: reason_of(&body) });
+            return Err(ClientError::Unexpected {
+                status,
+                reason: reason_of(&body),
+            });
         }
         String::from_utf8(body).map_err(|e| ClientError::Decode(e.to_string()))
     }
@@ -162,43 +208,101 @@ impl SmsClient {
         self.exists(&format!("/apps/{app}/secrets"), &[]).await
     }
 
-    pub async fn push_app_secret(&self, signer: &PrivateKeySigner, app: Address, value: &str) -> Result<(), ClientError> {
+    pub async fn push_app_secret(
+        &self,
+        signer: &PrivateKeySigner,
+        app: Address,
+        value: &str,
+    ) -> Result<(), ClientError> {
         let digest = challenge::app_developer_secret(&app, value.as_bytes());
         let path = format!("/apps/{app}/secrets");
-        self.push(Push { method: Method::POST, path, query: vec![], signer, digest, value, target: app.to_string() }).await
+        self.push(Push {
+            method: Method::POST,
+            path,
+            query: vec![],
+            signer,
+            digest,
+            value,
+            target: app.to_string(),
+        })
+        .await
     }
 
     // ---- requester secrets ----
 
-    pub async fn requester_secret_exists(&self, requester: Address, name: &str) -> Result<bool, ClientError> {
-        self.exists(&format!("/requesters/{requester}/secrets/{name}"), &[]).await
+    pub async fn requester_secret_exists(
+        &self,
+        requester: Address,
+        name: &str,
+    ) -> Result<bool, ClientError> {
+        self.exists(&format!("/requesters/{requester}/secrets/{name}"), &[])
+            .await
     }
 
-    pub async fn push_requester_secret(&self, signer: &PrivateKeySigner, name: &str, value: &str) -> Result<(), ClientError> {
+    pub async fn push_requester_secret(
+        &self,
+        signer: &PrivateKeySigner,
+        name: &str,
+        value: &str,
+    ) -> Result<(), ClientError> {
         let requester = signer.address();
         let digest = challenge::named_secret(requester.as_slice(), name, value.as_bytes());
         let path = format!("/requesters/{requester}/secrets/{name}");
-        self.push(Push { method: Method::POST, path, query: vec![], signer, digest, value, target: requester.to_string() })
-            .await
+        self.push(Push {
+            method: Method::POST,
+            path,
+            query: vec![],
+            signer,
+            digest,
+            value,
+            target: requester.to_string(),
+        })
+        .await
     }
 
     // ---- dataset keys (web3) ----
 
     pub async fn dataset_secret_exists(&self, dataset: Address) -> Result<bool, ClientError> {
-        self.exists("/secrets/web3", &[("secretAddress", dataset.to_string())]).await
+        self.exists("/secrets/web3", &[("secretAddress", dataset.to_string())])
+            .await
     }
 
-    pub async fn push_dataset_secret(&self, signer: &PrivateKeySigner, dataset: Address, value: &str) -> Result<(), ClientError> {
+    pub async fn push_dataset_secret(
+        &self,
+        signer: &PrivateKeySigner,
+        dataset: Address,
+        value: &str,
+    ) -> Result<(), ClientError> {
         let digest = challenge::web3_secret(dataset.as_slice(), value.as_bytes());
         let query = vec![("secretAddress", dataset.to_string())];
         let path = "/secrets/web3".to_owned();
-        self.push(Push { method: Method::POST, path, query, signer, digest, value, target: dataset.to_string() }).await
+        self.push(Push {
+            method: Method::POST,
+            path,
+            query,
+            signer,
+            digest,
+            value,
+            target: dataset.to_string(),
+        })
+        .await
     }
 
     // ---- web2 (owner-named) ----
 
-    pub async fn web2_secret_exists(&self, owner: Address, name: &str) -> Result<bool, ClientError> {
-        self.exists("/secrets/web2", &[("ownerAddress", owner.to_string()), ("secretName", name.to_owned())]).await
+    pub async fn web2_secret_exists(
+        &self,
+        owner: Address,
+        name: &str,
+    ) -> Result<bool, ClientError> {
+        self.exists(
+            "/secrets/web2",
+            &[
+                ("ownerAddress", owner.to_string()),
+                ("secretName", name.to_owned()),
+            ],
+        )
+        .await
     }
 
     pub async fn push_web2_secret(
@@ -210,18 +314,41 @@ impl SmsClient {
     ) -> Result<(), ClientError> {
         let owner = signer.address();
         let digest = challenge::named_secret(owner.as_slice(), name, value.as_bytes());
-        let query = vec![("ownerAddress", owner.to_string()), ("secretName", name.to_owned())];
-        let method = if mode == Web2Write::Create { Method::POST } else { Method::PUT };
+        let query = vec![
+            ("ownerAddress", owner.to_string()),
+            ("secretName", name.to_owned()),
+        ];
+        let method = if mode == Web2Write::Create {
+            Method::POST
+        } else {
+            Method::PUT
+        };
         let path = "/secrets/web2".to_owned();
-        self.push(Push { method, path, query, signer, digest, value, target: owner.to_string() }).await
+        self.push(Push {
+            method,
+            path,
+            query,
+            signer,
+            digest,
+            value,
+            target: owner.to_string(),
+        })
+        .await
     }
 
     // ---- JSON APIs (dev ledger, TEE) ----
 
     /// POSTs a JSON body and decodes the JSON answer.
-    pub async fn post_json<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> Result<T, ClientError> {
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ClientError> {
         let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let network = |e: reqwest::Error| ClientError::Network { url: self.base.clone(), reason: error_chain(&e) };
+        let network = |e: reqwest::Error| ClientError::Network {
+            url: self.base.clone(),
+            reason: error_chain(&e),
+        };
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -239,14 +366,20 @@ impl SmsClient {
                     reason: Some("this SMS has no dev API: start it with --dev".into()),
                 });
             }
-            return Err(ClientError::Unexpected { status, reason: reason_of(&body) });
+            return Err(ClientError::Unexpected {
+                status,
+                reason: reason_of(&body),
+            });
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
     }
 }
 
 fn load_ca(path: &Path) -> Result<reqwest::Certificate, ClientError> {
-    let err = |reason: String| ClientError::CaCert { path: path.display().to_string(), reason };
+    let err = |reason: String| ClientError::CaCert {
+        path: path.display().to_string(),
+        reason,
+    };
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     reqwest::Certificate::from_pem(&pem).map_err(|e| err(e.to_string()))
 }
@@ -256,10 +389,15 @@ fn reason_of(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let pick = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(items) => items.first().and_then(|i| i.as_str()).map(str::to_owned),
+        serde_json::Value::Array(items) => {
+            items.first().and_then(|i| i.as_str()).map(str::to_owned)
+        }
         _ => None,
     };
-    value.get("reason").and_then(pick).or_else(|| value.get("error").and_then(pick))
+    value
+        .get("reason")
+        .and_then(pick)
+        .or_else(|| value.get("error").and_then(pick))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -8,7 +8,9 @@ use zeroize::Zeroizing;
 
 #[derive(Debug, Error)]
 pub enum WalletError {
-    #[error("no wallet at {0}: create one with `sms wallet create` or `sms wallet import <private-key>`")]
+    #[error(
+        "no wallet at {0}: create one with `sms wallet create` or `sms wallet import <private-key>`"
+    )]
     Missing(PathBuf),
     #[error("a wallet already exists at {0}: choose another --wallet-file")]
     Exists(PathBuf),
@@ -44,12 +46,18 @@ pub fn save(path: &Path, signer: &PrivateKeySigner, password: &str) -> Result<()
     if path.exists() {
         return Err(WalletError::Exists(path.to_owned()));
     }
-    let write_err = |reason: String| WalletError::Write { path: path.to_owned(), reason };
+    let write_err = |reason: String| WalletError::Write {
+        path: path.to_owned(),
+        reason,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| write_err("not a file name".into()))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| write_err("not a file name".into()))?;
     std::fs::create_dir_all(&dir).map_err(|e| write_err(e.to_string()))?;
     let mut rng = rand08::thread_rng();
     let key = Zeroizing::new(signer.to_bytes().0);
@@ -90,7 +98,9 @@ pub fn load(path: &Path, password: &str) -> Result<PrivateKeySigner, WalletError
     PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| WalletError::Open {
         path: path.to_owned(),
         reason: match e.to_string() {
-            s if s.contains("Mac Mismatch") || s.contains("MacMismatch") => "wrong password".to_owned(),
+            s if s.contains("Mac Mismatch") || s.contains("MacMismatch") => {
+                "wrong password".to_owned()
+            }
             s => s,
         },
     })
@@ -99,9 +109,14 @@ pub fn load(path: &Path, password: &str) -> Result<PrivateKeySigner, WalletError
 /// The address recorded in a keystore file, without decrypting it.
 pub fn address_of(path: &Path) -> Result<Option<String>, WalletError> {
     let text = std::fs::read_to_string(path).map_err(|_| WalletError::Missing(path.to_owned()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| WalletError::Open { path: path.to_owned(), reason: e.to_string() })?;
-    Ok(json.get("address").and_then(|a| a.as_str()).map(|a| format!("0x{}", a.trim_start_matches("0x"))))
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| WalletError::Open {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(json
+        .get("address")
+        .and_then(|a| a.as_str())
+        .map(|a| format!("0x{}", a.trim_start_matches("0x"))))
 }
 
 #[cfg(test)]
@@ -115,15 +130,24 @@ mod tests {
         let signer = PrivateKeySigner::random();
         save(&path, &signer, "pw").unwrap();
         assert_eq!(load(&path, "pw").unwrap().address(), signer.address());
-        assert!(matches!(save(&path, &signer, "pw"), Err(WalletError::Exists(_))));
+        assert!(matches!(
+            save(&path, &signer, "pw"),
+            Err(WalletError::Exists(_))
+        ));
         let err = load(&path, "nope").unwrap_err().to_string();
         assert!(err.contains("wrong password"), "{err}");
     }
 
     #[test]
     fn private_keys() {
-        assert!(parse_private_key("0x564a9db84969c8159f7aa3d5393c5ecd014fce6a375842a45b12af6677b12407").is_ok());
-        assert!(parse_private_key("564a9db84969c8159f7aa3d5393c5ecd014fce6a375842a45b12af6677b12407").is_ok());
+        assert!(
+            parse_private_key("0x564a9db84969c8159f7aa3d5393c5ecd014fce6a375842a45b12af6677b12407")
+                .is_ok()
+        );
+        assert!(
+            parse_private_key("564a9db84969c8159f7aa3d5393c5ecd014fce6a375842a45b12af6677b12407")
+                .is_ok()
+        );
         assert!(parse_private_key("0x1234").is_err());
     }
 }

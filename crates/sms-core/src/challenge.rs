@@ -16,7 +16,11 @@ fn domain_hash() -> B256 {
 
 /// Dataset key (web3 secret): `keccak(K(DOMAIN) ‖ address ‖ keccak(value))`.
 pub fn web3_secret(address: &[u8], value: &[u8]) -> B256 {
-    keccak_concat(&[domain_hash().as_slice(), address, keccak256(value).as_slice()])
+    keccak_concat(&[
+        domain_hash().as_slice(),
+        address,
+        keccak256(value).as_slice(),
+    ])
 }
 
 /// Named secrets (web2, requester, app developer):
@@ -41,8 +45,16 @@ pub fn enclave_challenge_request(task_id: &B256) -> B256 {
 }
 
 /// WorkerpoolAuthorization hash: `keccak(worker ‖ taskId ‖ enclaveChallenge)` (72 bytes).
-pub fn workerpool_authorization(worker: &Address, task_id: &B256, enclave_challenge: &Address) -> B256 {
-    keccak_concat(&[worker.as_slice(), task_id.as_slice(), enclave_challenge.as_slice()])
+pub fn workerpool_authorization(
+    worker: &Address,
+    task_id: &B256,
+    enclave_challenge: &Address,
+) -> B256 {
+    keccak_concat(&[
+        worker.as_slice(),
+        task_id.as_slice(),
+        enclave_challenge.as_slice(),
+    ])
 }
 
 #[cfg(test)]
@@ -61,13 +73,19 @@ mod tests {
     // reference/iexec-sms-behaviour.md §2.5
     #[test]
     fn domain_constant() {
-        assert_eq!(domain_hash(), h("0x0a26923d45a019b77e856d0001681f98ab9707ec15b2b98048cc91eed00b6793"));
+        assert_eq!(
+            domain_hash(),
+            h("0x0a26923d45a019b77e856d0001681f98ab9707ec15b2b98048cc91eed00b6793")
+        );
     }
 
     #[test]
     fn requester_challenge_of_empty_values() {
         let c = named_secret(&[], "0", b"");
-        assert_eq!(c, h("0x31991eefc2731228bdd25dbc5a242722eda3869f9b06536dbd96a774e5228509"));
+        assert_eq!(
+            c,
+            h("0x31991eefc2731228bdd25dbc5a242722eda3869f9b06536dbd96a774e5228509")
+        );
         assert_eq!(
             eip191_hash_message(c.as_slice()),
             h("0xba970593c25cb2e1c0a4a8dc1e1eeeedf88a75e905b88c9dd739cee4f413c0da")
@@ -77,7 +95,10 @@ mod tests {
     #[test]
     fn web3_challenge_with_odd_length_address() {
         let c = web3_secret(&decode_lenient("0x123").unwrap(), b"ghijk");
-        assert_eq!(c, h("0x8d0b92aaf96f66f172d7615b81f257ebdece2278b7da6c60127cad45852eaaf6"));
+        assert_eq!(
+            c,
+            h("0x8d0b92aaf96f66f172d7615b81f257ebdece2278b7da6c60127cad45852eaaf6")
+        );
         assert_eq!(
             eip191_hash_message(c.as_slice()),
             h("0x7fe1a81f547c6b0f73bddccb13dbf462e7b0b9ad5ce3200c7f39049a1ac99c62")
@@ -88,7 +109,11 @@ mod tests {
     fn web2_and_app_challenges() {
         let owner = a("0x123790ae4E14865B972ee04a5f9FD5fB153Cd5e7");
         assert_eq!(
-            named_secret(owner.as_slice(), "iexec-result-iexec-ipfs-token", b"my-token"),
+            named_secret(
+                owner.as_slice(),
+                "iexec-result-iexec-ipfs-token",
+                b"my-token"
+            ),
             h("0x95515db816cf766e6db15d919f8db45c82b8dfcda3421c650f8a03b8072e7807")
         );
         assert_eq!(
@@ -132,11 +157,20 @@ mod tests {
     fn sdk_wallet_signatures() {
         use crate::signature::sign_eip191;
         let signer: alloy_signer_local::PrivateKeySigner =
-            "0x564a9db84969c8159f7aa3d5393c5ecd014fce6a375842a45b12af6677b12407".parse().unwrap();
-        assert_eq!(signer.address(), a("0x7bd4783FDCAD405A28052a0d1f11236A741da593"));
+            "0x564a9db84969c8159f7aa3d5393c5ecd014fce6a375842a45b12af6677b12407"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            signer.address(),
+            a("0x7bd4783FDCAD405A28052a0d1f11236A741da593")
+        );
         let cases = [
             (
-                named_secret(signer.address().as_slice(), "iexec-result-encryption-public-key", b"LS0tLS1CRUdJTg=="),
+                named_secret(
+                    signer.address().as_slice(),
+                    "iexec-result-encryption-public-key",
+                    b"LS0tLS1CRUdJTg==",
+                ),
                 "0x150e5431c6c457171bca15d49853b2243b6b73c18c4fa2f78c6be056a5b8c79d",
                 "0x6234f697d47abc3ae877adf38124f70a331dee26d7efda48b9cbe4ec3be7f0f63139814805bedddfcb349d63604ae71fdac03ac4bcc86d11622cf21adf93f1bc1b",
             ),
@@ -154,7 +188,10 @@ mod tests {
                 "0x2a62f0105e6185568760bc83b88c657ca9196e8077f9262ebaf6e1b8712fa45e0459b534a3dd2aa6bd99ee4822b4afe57a958d246d5f5fa8084ec87e358769031b",
             ),
             (
-                app_developer_secret(&a("0x76fE91568d50C5fF9411223df5A0c50Ec5fa326A"), b"my-app-secret"),
+                app_developer_secret(
+                    &a("0x76fE91568d50C5fF9411223df5A0c50Ec5fa326A"),
+                    b"my-app-secret",
+                ),
                 "0x765109d8317d9d57836e3b00556c9b284c84d647bfe22529d44fe5f3daa999d1",
                 "0x8727d28ddb5e60d2fa8b38c5360b55ab276653cc91afd0c4c7429f37bf4647132a1ed0810ffb29ec57225610942d96bc8ed86ae4723cb404ad31d659bacaf6e01c",
             ),

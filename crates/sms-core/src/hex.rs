@@ -11,8 +11,13 @@ pub struct HexError {
 /// Decodes hex the way iExec's "concatenate and hash" helper does: optional `0x`, any case,
 /// an odd length is read as if left-padded with one `0` nibble, and `""` is zero bytes.
 pub fn decode_lenient(input: &str) -> Result<Vec<u8>, HexError> {
-    let digits = input.strip_prefix("0x").or_else(|| input.strip_prefix("0X")).unwrap_or(input);
-    let err = || HexError { input: input.chars().take(80).collect() };
+    let digits = input
+        .strip_prefix("0x")
+        .or_else(|| input.strip_prefix("0X"))
+        .unwrap_or(input);
+    let err = || HexError {
+        input: input.chars().take(80).collect(),
+    };
     let nibble = |c: u8| -> Result<u8, HexError> {
         match c {
             b'0'..=b'9' => Ok(c - b'0'),
@@ -23,7 +28,11 @@ pub fn decode_lenient(input: &str) -> Result<Vec<u8>, HexError> {
     };
     let bytes = digits.as_bytes();
     let mut out = Vec::with_capacity(bytes.len().div_ceil(2));
-    let (head, rest) = if bytes.len() % 2 == 1 { bytes.split_at(1) } else { bytes.split_at(0) };
+    let (head, rest) = if bytes.len() % 2 == 1 {
+        bytes.split_at(1)
+    } else {
+        bytes.split_at(0)
+    };
     for &c in head {
         out.push(nibble(c)?);
     }

@@ -63,7 +63,15 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     pub fn from_index(i: u8) -> Option<Self> {
-        [Self::Unset, Self::Active, Self::Revealing, Self::Completed, Self::Failed].get(usize::from(i)).copied()
+        [
+            Self::Unset,
+            Self::Active,
+            Self::Revealing,
+            Self::Completed,
+            Self::Failed,
+        ]
+        .get(usize::from(i))
+        .copied()
     }
 }
 
@@ -133,10 +141,14 @@ mod tests {
 
     #[test]
     fn task_id_vector() {
-        let deal: B256 = "0xa0b0fd396b0f79f14e4d6b34af7180bd9e80e2d86afda91c6127c5c17a268e66".parse().unwrap();
+        let deal: B256 = "0xa0b0fd396b0f79f14e4d6b34af7180bd9e80e2d86afda91c6127c5c17a268e66"
+            .parse()
+            .unwrap();
         assert_eq!(
             task_id(&deal, 0),
-            "0xe06c86d6bb750dbd9be9e002482854b3b3f21550dbe37236767b9cac29e3ce28".parse::<B256>().unwrap()
+            "0xe06c86d6bb750dbd9be9e002482854b3b3f21550dbe37236767b9cac29e3ce28"
+                .parse::<B256>()
+                .unwrap()
         );
     }
 }

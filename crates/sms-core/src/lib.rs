@@ -11,8 +11,8 @@ pub mod ledger;
 pub mod pipeline;
 pub mod secret;
 pub mod session_plan;
-pub mod stored_session;
 pub mod signature;
+pub mod stored_session;
 pub mod tag;
 pub mod tee_error;
 

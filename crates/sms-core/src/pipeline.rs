@@ -380,7 +380,10 @@ impl Pipelines {
 
     /// A list of exactly one already-built pipeline (e.g. a built-in default resolved for the
     /// version an app asks for). Its version must not be blank.
-    pub fn single(framework: TeeFramework, pipeline: Pipeline) -> Result<Self, PipelineConfigError> {
+    pub fn single(
+        framework: TeeFramework,
+        pipeline: Pipeline,
+    ) -> Result<Self, PipelineConfigError> {
         if pipeline.version.trim().is_empty() {
             return Err(PipelineConfigError::Fields(vec![FieldError {
                 path: "pipelines[0].version".into(),
@@ -535,7 +538,10 @@ heap-size = "512 mb"
         let list = Pipelines::single(TeeFramework::Scone, p.clone()).unwrap();
         assert_eq!(list.find("any"), Some(&p));
         assert_eq!(list.default_pipeline(), &p);
-        let blank = Pipeline { version: " ".into(), ..p };
+        let blank = Pipeline {
+            version: " ".into(),
+            ..p
+        };
         let e = Pipelines::single(TeeFramework::Tdx, blank).unwrap_err();
         assert_eq!(e.field_errors()[0].path, "pipelines[0].version");
     }

@@ -70,8 +70,14 @@ pub struct RequesterSecretName(String);
 impl RequesterSecretName {
     pub fn parse(name: &str) -> Result<Self, NameError> {
         let valid = (1..=64).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if valid { Ok(Self(name.to_owned())) } else { Err(NameError::Requester) }
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(NameError::Requester)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -90,7 +96,11 @@ pub struct SecretId {
 
 impl SecretId {
     pub fn web3(dataset: Address) -> Self {
-        Self { kind: SecretKind::Web3, owner: dataset, name: String::new() }
+        Self {
+            kind: SecretKind::Web3,
+            owner: dataset,
+            name: String::new(),
+        }
     }
 
     pub fn app_developer(app: Address) -> Self {
@@ -102,7 +112,11 @@ impl SecretId {
     }
 
     pub fn requester(requester: Address, name: &RequesterSecretName) -> Self {
-        Self { kind: SecretKind::Requester, owner: requester, name: name.as_str().to_owned() }
+        Self {
+            kind: SecretKind::Requester,
+            owner: requester,
+            name: name.as_str().to_owned(),
+        }
     }
 
     /// Web2 names are case-insensitive: the stored name is lowercased.
@@ -110,7 +124,11 @@ impl SecretId {
         if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
             return Err(NameError::Web2);
         }
-        Ok(Self { kind: SecretKind::Web2, owner, name: name.to_lowercase() })
+        Ok(Self {
+            kind: SecretKind::Web2,
+            owner,
+            name: name.to_lowercase(),
+        })
     }
 
     /// Lowercase 0x-hex owner, as stored.
@@ -180,7 +198,10 @@ pub struct AddressError(pub String);
 /// Parses `0x` + 40 hex characters, any case (EIP-55 checksums are not enforced, as upstream).
 pub fn parse_address(s: &str) -> Result<Address, AddressError> {
     let err = || AddressError(s.chars().take(64).collect());
-    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).ok_or_else(err)?;
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .ok_or_else(err)?;
     if digits.len() != 40 {
         return Err(err());
     }
@@ -202,21 +223,35 @@ mod tests {
         for bad in [":", "!", "*", "~", "a b", "é"] {
             assert!(RequesterSecretName::parse(bad).is_err(), "{bad}");
         }
-        assert_ne!(RequesterSecretName::parse("Foo").unwrap(), RequesterSecretName::parse("foo").unwrap());
+        assert_ne!(
+            RequesterSecretName::parse("Foo").unwrap(),
+            RequesterSecretName::parse("foo").unwrap()
+        );
     }
 
     #[test]
     fn web2_names_are_lowercased() {
         let owner = Address::repeat_byte(1);
-        assert_eq!(SecretId::web2(owner, "My-Key").unwrap(), SecretId::web2(owner, "my-key").unwrap());
+        assert_eq!(
+            SecretId::web2(owner, "My-Key").unwrap(),
+            SecretId::web2(owner, "my-key").unwrap()
+        );
         assert!(SecretId::web2(owner, "").is_err());
     }
 
     #[test]
     fn addresses() {
         let a = parse_address("0x7bd4783FDCAD405A28052a0d1f11236A741da593").unwrap();
-        assert_eq!(a, parse_address("0x7bd4783fdcad405a28052a0d1f11236a741da593").unwrap());
-        for bad in ["", "0x123", "7bd4783fdcad405a28052a0d1f11236a741da593", "0xzzd4783fdcad405a28052a0d1f11236a741da593"] {
+        assert_eq!(
+            a,
+            parse_address("0x7bd4783fdcad405a28052a0d1f11236a741da593").unwrap()
+        );
+        for bad in [
+            "",
+            "0x123",
+            "7bd4783fdcad405a28052a0d1f11236a741da593",
+            "0xzzd4783fdcad405a28052a0d1f11236a741da593",
+        ] {
             assert!(parse_address(bad).is_err(), "{bad}");
         }
     }

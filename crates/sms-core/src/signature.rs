@@ -7,7 +7,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SignatureError {
-    #[error("signature must be 0x followed by 130 hex characters (65 bytes r||s||v), got {0} characters")]
+    #[error(
+        "signature must be 0x followed by 130 hex characters (65 bytes r||s||v), got {0} characters"
+    )]
     Length(usize),
     #[error("signature is not hexadecimal")]
     NotHex,
@@ -30,7 +32,8 @@ impl EthSignature {
             return Err(SignatureError::Length(header.trim().len()));
         }
         let mut raw = [0u8; 65];
-        alloy_primitives::hex::decode_to_slice(digits, &mut raw).map_err(|_| SignatureError::NotHex)?;
+        alloy_primitives::hex::decode_to_slice(digits, &mut raw)
+            .map_err(|_| SignatureError::NotHex)?;
         let v = raw[64];
         let parity = match v {
             27 => false,
@@ -44,7 +47,9 @@ impl EthSignature {
     /// Recovers the signer of `keccak256("\x19Ethereum Signed Message:\n32" ‖ digest)`.
     pub fn recover_eip191(&self, digest: &B256) -> Result<Address, SignatureError> {
         let prehash = eip191_hash_message(digest.as_slice());
-        self.0.recover_address_from_prehash(&prehash).map_err(|_| SignatureError::Unrecoverable)
+        self.0
+            .recover_address_from_prehash(&prehash)
+            .map_err(|_| SignatureError::Unrecoverable)
     }
 
     /// `0x` + r ‖ s ‖ v with v = 27/28, lowercase.
@@ -65,7 +70,9 @@ impl From<Signature> for EthSignature {
 
 /// True when `signature` is a valid EIP-191 signature of `digest` by `expected`.
 pub fn is_signed_by(signature: &EthSignature, digest: &B256, expected: Address) -> bool {
-    signature.recover_eip191(digest).is_ok_and(|signer| signer == expected)
+    signature
+        .recover_eip191(digest)
+        .is_ok_and(|signer| signer == expected)
 }
 
 /// Signs the 32 raw bytes of `digest` with the EIP-191 prefix (ethers `signMessage(getBytes(d))`).
@@ -86,19 +93,29 @@ mod tests {
     fn recovers_commons_poco_vector() {
         // reference/iexec-client-chain.md §14
         let sig = EthSignature::parse("0x7e78fbf387024f96211345c9caae47bafccf9a992fbf7924b3473d133f73c02a32204b44309bb2eaba2fcfa3be726c2c1d19f4ca560ba0c82dbd18b724ea52a11b").unwrap();
-        let digest: B256 = "0xe6fe0ad9cc7e30e83c9f9b6ce818ad20d576a496dd332cb1a257e85a7ebf2ca3".parse().unwrap();
-        let expected: Address = "0x043B9300356351419d9F63E818054E99e6c831b2".parse().unwrap();
+        let digest: B256 = "0xe6fe0ad9cc7e30e83c9f9b6ce818ad20d576a496dd332cb1a257e85a7ebf2ca3"
+            .parse()
+            .unwrap();
+        let expected: Address = "0x043B9300356351419d9F63E818054E99e6c831b2"
+            .parse()
+            .unwrap();
         assert!(is_signed_by(&sig, &digest, expected));
     }
 
     #[test]
     fn refuses_malformed_headers() {
-        assert_eq!(EthSignature::parse("0x1234"), Err(SignatureError::Length(6)));
+        assert_eq!(
+            EthSignature::parse("0x1234"),
+            Err(SignatureError::Length(6))
+        );
         let non_hex = format!("0x{}", "zz".repeat(65));
         assert_eq!(EthSignature::parse(&non_hex), Err(SignatureError::NotHex));
         for v in ["00", "01", "1d"] {
             let sig = format!("0x{}{}", "11".repeat(64), v);
-            assert!(matches!(EthSignature::parse(&sig), Err(SignatureError::RecoveryByte(_))));
+            assert!(matches!(
+                EthSignature::parse(&sig),
+                Err(SignatureError::RecoveryByte(_))
+            ));
         }
     }
 

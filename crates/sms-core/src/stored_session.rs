@@ -61,17 +61,33 @@ pub struct StoredSession {
 }
 
 impl StoredSession {
-    pub fn from_plan(session_id: String, plan: &SessionPlan, worker: Address, expires_at: u64) -> Self {
+    pub fn from_plan(
+        session_id: String,
+        plan: &SessionPlan,
+        worker: Address,
+        expires_at: u64,
+    ) -> Self {
         let services = plan
             .enclaves()
             .map(|e| StoredService {
                 name: e.role.name().to_owned(),
                 measurement: e.measurement.as_hex().to_owned(),
                 command: e.command.clone(),
-                env: e.env.iter_exposed().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                env: e
+                    .env
+                    .iter_exposed()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
             })
             .collect();
-        Self { session_id, task_id: plan.task_id, framework: plan.framework, worker, expires_at, services }
+        Self {
+            session_id,
+            task_id: plan.task_id,
+            framework: plan.framework,
+            worker,
+            expires_at,
+            services,
+        }
     }
 
     pub fn service(&self, role: EnclaveRole) -> Option<&StoredService> {

@@ -61,11 +61,19 @@ impl FromStr for TeeFramework {
     }
 }
 
-const TAG_BITS: [(&str, u32); 5] = [("tee", 0), ("scone", 1), ("gramine", 2), ("tdx", 3), ("gpu", 8)];
+const TAG_BITS: [(&str, u32); 5] = [
+    ("tee", 0),
+    ("scone", 1),
+    ("gramine", 2),
+    ("tdx", 3),
+    ("gpu", 8),
+];
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TagError {
-    #[error("unknown tag '{0}' (expected a comma-separated list of tee, scone, gramine, tdx, gpu or a 0x-prefixed bytes32)")]
+    #[error(
+        "unknown tag '{0}' (expected a comma-separated list of tee, scone, gramine, tdx, gpu or a 0x-prefixed bytes32)"
+    )]
     UnknownName(String),
     #[error("'{0}' is not a bytes32 hex tag")]
     BadHex(String),
@@ -75,7 +83,9 @@ pub enum TagError {
 pub fn parse_tag(input: &str) -> Result<B256, TagError> {
     let input = input.trim();
     if input.starts_with("0x") {
-        return input.parse::<B256>().map_err(|_| TagError::BadHex(input.to_owned()));
+        return input
+            .parse::<B256>()
+            .map_err(|_| TagError::BadHex(input.to_owned()));
     }
     let mut tag = B256::ZERO;
     for name in input.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -111,9 +121,18 @@ mod tests {
             t[31] = b;
             t
         };
-        assert_eq!(TeeFramework::from_tag(&tag(0x03)), Some(TeeFramework::Scone));
-        assert_eq!(TeeFramework::from_tag(&tag(0xf3)), Some(TeeFramework::Scone));
-        assert_eq!(TeeFramework::from_tag(&tag(0x05)), Some(TeeFramework::Gramine));
+        assert_eq!(
+            TeeFramework::from_tag(&tag(0x03)),
+            Some(TeeFramework::Scone)
+        );
+        assert_eq!(
+            TeeFramework::from_tag(&tag(0xf3)),
+            Some(TeeFramework::Scone)
+        );
+        assert_eq!(
+            TeeFramework::from_tag(&tag(0x05)),
+            Some(TeeFramework::Gramine)
+        );
         assert_eq!(TeeFramework::from_tag(&tag(0x09)), Some(TeeFramework::Tdx));
         assert_eq!(TeeFramework::from_tag(&tag(0x01)), None);
         assert_eq!(TeeFramework::from_tag(&tag(0x0f)), None);

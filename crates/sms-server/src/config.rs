@@ -143,15 +143,20 @@ impl Default for ChainArgs {
 
 /// A 0x-prefixed, 40-hex-digit address (any letter case).
 pub(crate) fn parse_hub(text: &str) -> Result<Address, String> {
-    parse_address(text.trim()).map_err(|_| format!("'{text}' is not an address (0x followed by 40 hex digits)"))
+    parse_address(text.trim())
+        .map_err(|_| format!("'{text}' is not an address (0x followed by 40 hex digits)"))
 }
 
 fn parse_max_secret_bytes(text: &str) -> Result<usize, String> {
-    let n: usize = text.parse().map_err(|_| format!("'{text}' is not a number of bytes"))?;
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of bytes"))?;
     if (1..=MAX_SECRET_BYTES_LIMIT).contains(&n) {
         Ok(n)
     } else {
-        Err(format!("must be between 1 and {MAX_SECRET_BYTES_LIMIT} (the Linux limit of one environment variable)"))
+        Err(format!(
+            "must be between 1 and {MAX_SECRET_BYTES_LIMIT} (the Linux limit of one environment variable)"
+        ))
     }
 }
 
@@ -188,6 +193,8 @@ impl ServerConfig {
     }
 
     pub fn master_key_file(&self) -> PathBuf {
-        self.master_key_file.clone().unwrap_or_else(|| self.data_dir().join("master.key"))
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("master.key"))
     }
 }

@@ -25,10 +25,12 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<Vec<DevWallet>> {
     for name in NAMES {
         let keystore = dir.join(format!("{name}.json"));
         let signer = if keystore.exists() {
-            sms_client::wallet::load(&keystore, DEV_WALLET_PASSWORD).map_err(std::io::Error::other)?
+            sms_client::wallet::load(&keystore, DEV_WALLET_PASSWORD)
+                .map_err(std::io::Error::other)?
         } else {
             let signer = PrivateKeySigner::random();
-            sms_client::wallet::save(&keystore, &signer, DEV_WALLET_PASSWORD).map_err(std::io::Error::other)?;
+            sms_client::wallet::save(&keystore, &signer, DEV_WALLET_PASSWORD)
+                .map_err(std::io::Error::other)?;
             signer
         };
         wallets.push(DevWallet {

@@ -30,7 +30,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), reason: None, shape: Shape::Plain }
+        Self {
+            status,
+            message: message.into(),
+            reason: None,
+            shape: Shape::Plain,
+        }
     }
 
     pub fn bad_request(reason: impl Into<String>) -> Self {

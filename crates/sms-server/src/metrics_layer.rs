@@ -19,7 +19,9 @@ pub fn recorder() -> Result<PrometheusHandle, String> {
             PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("duration_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
                 )
                 .map_err(|e| e.to_string())?
                 .install_recorder()
@@ -112,7 +114,8 @@ pub async fn track(request: Request, next: Next) -> Response {
             let (m, r) = (method.as_str().to_owned(), route_str.to_owned());
             metrics::counter!("sms_http_requests_total", "method" => m.clone(), "route" => r.clone(), "status" => status_label(status))
                 .increment(1);
-            metrics::histogram!("sms_http_request_duration_seconds", "method" => m, "route" => r).record(seconds);
+            metrics::histogram!("sms_http_request_duration_seconds", "method" => m, "route" => r)
+                .record(seconds);
         }
     }
     response

@@ -12,7 +12,9 @@ use sms_store::postgres::PostgresBackend;
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, MasterKey, Store};
 use thiserror::Error;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
@@ -60,15 +62,21 @@ impl Server {
         sms_client::install_crypto_provider();
         check_listen_policy(&config)?;
         let data_dir = config.data_dir();
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| StartupError::Io(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            StartupError::Io(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
 
         let (master, master_key_created) = match std::env::var("SMS_MASTER_KEY") {
             Ok(text) => (MasterKey::from_base64(&text)?, false),
             Err(_) => MasterKey::load_or_create(&config.master_key_file())?,
         };
         let backend: Arc<dyn Backend> = match &config.database_url {
-            Some(url) => Arc::new(PostgresBackend::connect(url, config.database_max_connections).await?),
+            Some(url) => {
+                Arc::new(PostgresBackend::connect(url, config.database_max_connections).await?)
+            }
             None => Arc::new(SqliteBackend::open(&data_dir.join("sms.db")).await?),
         };
         let store_description = backend.describe();
@@ -76,14 +84,18 @@ impl Server {
 
         let (ledger, dev_ledger) = crate::ledger::build(&config, &data_dir).await?;
         let dev_wallets = if config.dev {
-            dev_wallets::load_or_create(&data_dir).map_err(|e| StartupError::Io(format!("dev wallets: {e}")))?
+            dev_wallets::load_or_create(&data_dir)
+                .map_err(|e| StartupError::Io(format!("dev wallets: {e}")))?
         } else {
             Vec::new()
         };
 
         let metrics = crate::metrics_layer::recorder().map_err(StartupError::Config)?;
         let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
-        let provisioner = Arc::new(crate::provision::Provisioner::build(&config.attest, config.dev)?);
+        let provisioner = Arc::new(crate::provision::Provisioner::build(
+            &config.attest,
+            config.dev,
+        )?);
         let server_store = store.clone();
         let state = AppState::new(AppStateInner {
             store,
@@ -98,11 +110,22 @@ impl Server {
         let app = with_layers(crate::routes::router(state));
 
         let handle: Handle<SocketAddr> = Handle::new();
-        let listener = std::net::TcpListener::bind(config.listen)
-            .map_err(|e| StartupError::Listen { addr: config.listen, reason: e.to_string() })?;
-        listener.set_nonblocking(true).map_err(|e| StartupError::Io(e.to_string()))?;
-        let local_addr = listener.local_addr().map_err(|e| StartupError::Io(e.to_string()))?;
-        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|e| StartupError::Listen {
+                addr: config.listen,
+                reason: e.to_string(),
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| StartupError::Io(e.to_string()))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| StartupError::Io(e.to_string()))?;
+        let scheme = if config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tee.set_listen_url(&format!("{scheme}://{local_addr}"));
         let service = app.into_make_service();
         let tls = config.tls_cert.is_some();
@@ -112,13 +135,19 @@ impl Server {
                     .await
                     .map_err(|e| StartupError::Config(format!("TLS certificate or key: {e}")))?;
                 let server = axum_server::from_tcp_rustls(listener, tls_config)
-                    .map_err(|e| StartupError::Listen { addr: config.listen, reason: e.to_string() })?
+                    .map_err(|e| StartupError::Listen {
+                        addr: config.listen,
+                        reason: e.to_string(),
+                    })?
                     .handle(handle.clone());
                 tokio::spawn(server.serve(service))
             }
             _ => {
                 let server = axum_server::from_tcp(listener)
-                    .map_err(|e| StartupError::Listen { addr: config.listen, reason: e.to_string() })?
+                    .map_err(|e| StartupError::Listen {
+                        addr: config.listen,
+                        reason: e.to_string(),
+                    })?
                     .handle(handle.clone());
                 tokio::spawn(server.serve(service))
             }
@@ -151,7 +180,11 @@ impl Server {
 
 /// Outside --dev, plain HTTP only on loopback unless explicitly allowed.
 fn check_listen_policy(config: &ServerConfig) -> Result<(), StartupError> {
-    if config.tls_cert.is_none() && !config.listen.ip().is_loopback() && !config.dev && !config.insecure_http {
+    if config.tls_cert.is_none()
+        && !config.listen.ip().is_loopback()
+        && !config.dev
+        && !config.insecure_http
+    {
         return Err(StartupError::Config(format!(
             "refusing to serve secrets over plain HTTP on {}: give --tls-cert and --tls-key, listen on loopback, \
              or pass --insecure-http if a TLS proxy terminates connections in front of this server",
@@ -169,17 +202,29 @@ struct RequestIds {
 
 impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{:08x}-{n}", self.prefix).parse().ok().map(RequestId::new)
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:08x}-{n}", self.prefix)
+            .parse()
+            .ok()
+            .map(RequestId::new)
     }
 }
 
 fn with_layers(router: Router) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
-    let ids = RequestIds { prefix: rand::random(), counter: Arc::default() };
+    let ids = RequestIds {
+        prefix: rand::random(),
+        counter: Arc::default(),
+    };
     // Spans carry method, route and request id; bodies and headers are never logged.
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-        let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
         let route = req
             .extensions()
             .get::<axum::extract::MatchedPath>()

@@ -29,7 +29,10 @@ impl MasterKey {
                 .map_err(|e| StoreError::Key(format!("master key is not base64: {e}")))?,
         );
         let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            StoreError::Key(format!("master key must decode to 32 bytes, got {}", bytes.len()))
+            StoreError::Key(format!(
+                "master key must decode to 32 bytes, got {}",
+                bytes.len()
+            ))
         })?;
         Ok(Self(Zeroizing::new(key)))
     }
@@ -43,7 +46,12 @@ impl MasterKey {
     /// Reads the key file, or creates it (mode 0600, `create_new`) when absent.
     /// Returns the key and whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), StoreError> {
-        let io = |what: &str, e: std::io::Error| StoreError::Key(format!("cannot {what} master key file {}: {e}", path.display()));
+        let io = |what: &str, e: std::io::Error| {
+            StoreError::Key(format!(
+                "cannot {what} master key file {}: {e}",
+                path.display()
+            ))
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 check_permissions(path)?;
@@ -57,7 +65,8 @@ impl MasterKey {
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(path).map_err(|e| io("create", e))?;
                 let encoded = Zeroizing::new(B64.encode(key.0.as_slice()));
-                file.write_all(encoded.as_bytes()).map_err(|e| io("write", e))?;
+                file.write_all(encoded.as_bytes())
+                    .map_err(|e| io("write", e))?;
                 file.sync_all().map_err(|e| io("sync", e))?;
                 Ok((key, true))
             }
@@ -67,7 +76,8 @@ impl MasterKey {
 
     /// A short public fingerprint, safe to log and store.
     pub fn fingerprint(&self) -> String {
-        let digest = Sha256::digest([b"sms-master-key-fingerprint".as_slice(), self.0.as_slice()].concat());
+        let digest =
+            Sha256::digest([b"sms-master-key-fingerprint".as_slice(), self.0.as_slice()].concat());
         alloy_hex(&digest[..8])
     }
 
@@ -113,8 +123,9 @@ fn random_nonce() -> [u8; NONCE_LEN] {
 }
 
 fn nonce_of(bytes: &[u8]) -> Result<Nonce<aes_gcm::aead::consts::U12>, StoreError> {
-    let array: [u8; NONCE_LEN] =
-        bytes.try_into().map_err(|_| StoreError::Integrity(format!("nonce of {} bytes", bytes.len())))?;
+    let array: [u8; NONCE_LEN] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Integrity(format!("nonce of {} bytes", bytes.len())))?;
     Ok(Nonce::from(array))
 }
 
@@ -125,7 +136,10 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    pub async fn load_or_create(backend: &dyn Backend, master: MasterKey) -> Result<Self, StoreError> {
+    pub async fn load_or_create(
+        backend: &dyn Backend,
+        master: MasterKey,
+    ) -> Result<Self, StoreError> {
         let fingerprint = master.fingerprint();
         let wrapper = master.cipher();
         let mut stored = backend.data_keys().await?;
@@ -134,9 +148,20 @@ impl KeyRing {
             rand::rng().fill_bytes(key.as_mut());
             let nonce = random_nonce();
             let wrapped = wrapper
-                .encrypt(&Nonce::from(nonce), Payload { msg: key.as_slice(), aad: &data_key_aad(1) })
+                .encrypt(
+                    &Nonce::from(nonce),
+                    Payload {
+                        msg: key.as_slice(),
+                        aad: &data_key_aad(1),
+                    },
+                )
                 .map_err(|_| StoreError::Key("cannot wrap the data key".into()))?;
-            let row = WrappedDataKey { id: 1, wrapped, nonce: nonce.to_vec(), master_fingerprint: fingerprint.clone() };
+            let row = WrappedDataKey {
+                id: 1,
+                wrapped,
+                nonce: nonce.to_vec(),
+                master_fingerprint: fingerprint.clone(),
+            };
             // Two replicas starting at once: the loser of the race simply loads the winner's key.
             if backend.insert_data_key(row).await? == Insert::AlreadyExists {
                 tracing::info!("another instance created the data key first");
@@ -160,13 +185,19 @@ impl KeyRing {
                 .map_err(|_| StoreError::Key(format!("data key {} has a bad length", row.id)))?;
             keys.insert(row.id, cipher);
         }
-        let current = *keys.keys().next_back().ok_or_else(|| StoreError::Key("no data key".into()))?;
+        let current = *keys
+            .keys()
+            .next_back()
+            .ok_or_else(|| StoreError::Key("no data key".into()))?;
         Ok(Self { keys, current })
     }
 
     /// Seals `value` under the current data key; returns (key id, nonce, ciphertext‖tag).
     pub fn seal(&self, aad: &[u8], value: &[u8]) -> Result<(i64, Vec<u8>, Vec<u8>), StoreError> {
-        let cipher = self.keys.get(&self.current).ok_or_else(|| StoreError::Key("current data key missing".into()))?;
+        let cipher = self
+            .keys
+            .get(&self.current)
+            .ok_or_else(|| StoreError::Key("current data key missing".into()))?;
         let nonce = random_nonce();
         let ciphertext = cipher
             .encrypt(&Nonce::from(nonce), Payload { msg: value, aad })
@@ -174,10 +205,25 @@ impl KeyRing {
         Ok((self.current, nonce.to_vec(), ciphertext))
     }
 
-    pub fn open(&self, key_id: i64, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Result<sms_core::secret::SecretValue, StoreError> {
-        let cipher = self.keys.get(&key_id).ok_or_else(|| StoreError::Key(format!("unknown data key {key_id}")))?;
+    pub fn open(
+        &self,
+        key_id: i64,
+        aad: &[u8],
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<sms_core::secret::SecretValue, StoreError> {
+        let cipher = self
+            .keys
+            .get(&key_id)
+            .ok_or_else(|| StoreError::Key(format!("unknown data key {key_id}")))?;
         let plain = cipher
-            .decrypt(&nonce_of(nonce)?, Payload { msg: ciphertext, aad })
+            .decrypt(
+                &nonce_of(nonce)?,
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
             .map_err(|_| StoreError::Integrity(String::new()))?;
         Ok(sms_core::secret::SecretValue::new(plain))
     }
@@ -200,7 +246,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let (k2, created) = MasterKey::load_or_create(&path).unwrap();
         assert!(!created);

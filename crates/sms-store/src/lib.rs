@@ -8,8 +8,8 @@
 //!   and [`postgres::PostgresBackend`] (shared by several replicas).
 
 pub mod crypto;
-mod sql;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -30,8 +30,16 @@ pub struct RecordKey {
 }
 
 impl RecordKey {
-    pub fn new(namespace: impl Into<String>, owner: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), owner: owner.into(), name: name.into() }
+    pub fn new(
+        namespace: impl Into<String>,
+        owner: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            owner: owner.into(),
+            name: name.into(),
+        }
     }
 
     /// Associated data binding a ciphertext to this identity.
@@ -105,7 +113,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError>;
     async fn exists(&self, key: &RecordKey) -> Result<bool, StoreError>;
     /// Deletes the row (only at `expected_version` when given); true if a row was deleted.
-    async fn delete(&self, key: &RecordKey, expected_version: Option<i64>) -> Result<bool, StoreError>;
+    async fn delete(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError>;
     /// Deletes rows of `namespace` whose expiry is before `now`; returns how many.
     async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError>;
     /// Number of rows per namespace.
@@ -133,34 +145,63 @@ impl Store {
     /// Loads (or creates, on first start) the data keys, checking the master key.
     pub async fn open(backend: Arc<dyn Backend>, master: MasterKey) -> Result<Self, StoreError> {
         let keys = KeyRing::load_or_create(backend.as_ref(), master).await?;
-        Ok(Self { backend, keys: Arc::new(keys) })
+        Ok(Self {
+            backend,
+            keys: Arc::new(keys),
+        })
     }
 
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
     }
 
-    fn seal(&self, key: &RecordKey, value: &[u8], version: i64, expires_at: Option<i64>) -> Result<SealedRow, StoreError> {
+    fn seal(
+        &self,
+        key: &RecordKey,
+        value: &[u8],
+        version: i64,
+        expires_at: Option<i64>,
+    ) -> Result<SealedRow, StoreError> {
         let (key_id, nonce, ciphertext) = self.keys.seal(&key.binding(), value)?;
-        Ok(SealedRow { key: key.clone(), key_id, nonce, ciphertext, version, expires_at })
-    }
-
-    fn open_row(&self, row: &SealedRow) -> Result<SecretValue, StoreError> {
-        self.keys.open(row.key_id, &row.key.binding(), &row.nonce, &row.ciphertext).map_err(|e| match e {
-            StoreError::Integrity(_) => StoreError::Integrity(format!("{}/{}/{}", row.key.namespace, row.key.owner, row.key.name)),
-            other => other,
+        Ok(SealedRow {
+            key: key.clone(),
+            key_id,
+            nonce,
+            ciphertext,
+            version,
+            expires_at,
         })
     }
 
+    fn open_row(&self, row: &SealedRow) -> Result<SecretValue, StoreError> {
+        self.keys
+            .open(row.key_id, &row.key.binding(), &row.nonce, &row.ciphertext)
+            .map_err(|e| match e {
+                StoreError::Integrity(_) => StoreError::Integrity(format!(
+                    "{}/{}/{}",
+                    row.key.namespace, row.key.owner, row.key.name
+                )),
+                other => other,
+            })
+    }
+
     /// Inserts once: a second insert of the same key is `AlreadyExists`, whatever the value.
-    pub async fn insert(&self, key: &RecordKey, value: &SecretValue, expires_at: Option<i64>) -> Result<Insert, StoreError> {
+    pub async fn insert(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expires_at: Option<i64>,
+    ) -> Result<Insert, StoreError> {
         let row = self.seal(key, value.as_bytes(), 1, expires_at)?;
         self.backend.insert(row).await
     }
 
     pub async fn get(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
         match self.backend.get(key).await? {
-            Some(row) => Ok(Some(Versioned { value: self.open_row(&row)?, version: row.version })),
+            Some(row) => Ok(Some(Versioned {
+                value: self.open_row(&row)?,
+                version: row.version,
+            })),
             None => Ok(None),
         }
     }
@@ -173,7 +214,9 @@ impl Store {
     pub async fn update(&self, key: &RecordKey, value: &SecretValue) -> Result<Update, StoreError> {
         // Check-and-set loop: a concurrent writer makes us re-read, never lose an update silently.
         for _ in 0..8 {
-            let Some(current) = self.backend.get(key).await? else { return Ok(Update::NotFound) };
+            let Some(current) = self.backend.get(key).await? else {
+                return Ok(Update::NotFound);
+            };
             if self.open_row(&current)? == *value {
                 return Ok(Update::Unchanged);
             }
@@ -183,7 +226,10 @@ impl Store {
                 return Ok(Update::Updated { version });
             }
         }
-        Err(StoreError::Key(format!("too much contention updating {}/{}", key.owner, key.name)))
+        Err(StoreError::Key(format!(
+            "too much contention updating {}/{}",
+            key.owner, key.name
+        )))
     }
 
     /// Replaces the value only if the stored version is still `expected_version`.
@@ -200,11 +246,16 @@ impl Store {
 
     /// Removes and returns a value atomically (single-use tokens).
     pub async fn take(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
-        let Some(row) = self.backend.get(key).await? else { return Ok(None) };
+        let Some(row) = self.backend.get(key).await? else {
+            return Ok(None);
+        };
         if !self.backend.delete(key, Some(row.version)).await? {
             return Ok(None);
         }
-        Ok(Some(Versioned { value: self.open_row(&row)?, version: row.version }))
+        Ok(Some(Versioned {
+            value: self.open_row(&row)?,
+            version: row.version,
+        }))
     }
 
     pub async fn delete(&self, key: &RecordKey) -> Result<bool, StoreError> {

@@ -33,51 +33,85 @@ impl PostgresBackend {
 }
 
 fn inserted(affected: u64) -> Insert {
-    if affected == 1 { Insert::Inserted } else { Insert::AlreadyExists }
+    if affected == 1 {
+        Insert::Inserted
+    } else {
+        Insert::AlreadyExists
+    }
 }
 
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn insert(&self, row: SealedRow) -> Result<Insert, StoreError> {
-        let r = bind_row!(sqlx::query(sql::INSERT), row, unix_now()).execute(&self.pool).await?;
+        let r = bind_row!(sqlx::query(sql::INSERT), row, unix_now())
+            .execute(&self.pool)
+            .await?;
         Ok(inserted(r.rows_affected()))
     }
 
     async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError> {
-        let r = bind_row!(sqlx::query(sql::REPLACE), row, unix_now()).bind(expected_version).execute(&self.pool).await?;
+        let r = bind_row!(sqlx::query(sql::REPLACE), row, unix_now())
+            .bind(expected_version)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {
-        let row: Option<sql::RowRecord> = bind_key!(sqlx::query_as(sql::GET), key).fetch_optional(&self.pool).await?;
+        let row: Option<sql::RowRecord> = bind_key!(sqlx::query_as(sql::GET), key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(Into::into))
     }
 
     async fn exists(&self, key: &RecordKey) -> Result<bool, StoreError> {
-        let row: Option<(i32,)> = bind_key!(sqlx::query_as(sql::EXISTS), key).fetch_optional(&self.pool).await?;
+        let row: Option<(i32,)> = bind_key!(sqlx::query_as(sql::EXISTS), key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 
-    async fn delete(&self, key: &RecordKey, expected_version: Option<i64>) -> Result<bool, StoreError> {
+    async fn delete(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let r = match expected_version {
-            None => bind_key!(sqlx::query(sql::DELETE), key).execute(&self.pool).await?,
-            Some(v) => bind_key!(sqlx::query(sql::DELETE_VERSION), key).bind(v).execute(&self.pool).await?,
+            None => {
+                bind_key!(sqlx::query(sql::DELETE), key)
+                    .execute(&self.pool)
+                    .await?
+            }
+            Some(v) => {
+                bind_key!(sqlx::query(sql::DELETE_VERSION), key)
+                    .bind(v)
+                    .execute(&self.pool)
+                    .await?
+            }
         };
         Ok(r.rows_affected() > 0)
     }
 
     async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query(sql::DELETE_EXPIRED).bind(namespace).bind(now).execute(&self.pool).await?;
+        let r = sqlx::query(sql::DELETE_EXPIRED)
+            .bind(namespace)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected())
     }
 
     async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(sql::COUNT).fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(ns, n)| (ns, n.max(0) as u64)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(ns, n)| (ns, n.max(0) as u64))
+            .collect())
     }
 
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError> {
-        let rows: Vec<sql::DataKeyRecord> = sqlx::query_as(sql::DATA_KEYS).fetch_all(&self.pool).await?;
+        let rows: Vec<sql::DataKeyRecord> =
+            sqlx::query_as(sql::DATA_KEYS).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 

@@ -8,8 +8,10 @@ pub const GET: &str = "SELECT namespace, owner, name, key_id, nonce, ciphertext,
      WHERE namespace = $1 AND owner = $2 AND name = $3";
 pub const EXISTS: &str = "SELECT 1 FROM records WHERE namespace = $1 AND owner = $2 AND name = $3";
 pub const DELETE: &str = "DELETE FROM records WHERE namespace = $1 AND owner = $2 AND name = $3";
-pub const DELETE_VERSION: &str = "DELETE FROM records WHERE namespace = $1 AND owner = $2 AND name = $3 AND version = $4";
-pub const DELETE_EXPIRED: &str = "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2";
+pub const DELETE_VERSION: &str =
+    "DELETE FROM records WHERE namespace = $1 AND owner = $2 AND name = $3 AND version = $4";
+pub const DELETE_EXPIRED: &str =
+    "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2";
 pub const COUNT: &str = "SELECT namespace, COUNT(*) AS n FROM records GROUP BY namespace";
 pub const DATA_KEYS: &str = "SELECT id, wrapped, nonce, master_fp FROM data_keys ORDER BY id";
 pub const INSERT_DATA_KEY: &str = "INSERT INTO data_keys (id, wrapped, nonce, master_fp, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -50,7 +52,12 @@ pub struct DataKeyRecord {
 
 impl From<DataKeyRecord> for crate::WrappedDataKey {
     fn from(r: DataKeyRecord) -> Self {
-        Self { id: r.id, wrapped: r.wrapped, nonce: r.nonce, master_fingerprint: r.master_fp }
+        Self {
+            id: r.id,
+            wrapped: r.wrapped,
+            nonce: r.nonce,
+            master_fingerprint: r.master_fp,
+        }
     }
 }
 
@@ -74,7 +81,10 @@ pub(crate) use bind_row;
 /// Binds a record key ($1..$3).
 macro_rules! bind_key {
     ($query:expr, $key:expr) => {
-        $query.bind(&$key.namespace).bind(&$key.owner).bind(&$key.name)
+        $query
+            .bind(&$key.namespace)
+            .bind(&$key.owner)
+            .bind(&$key.name)
     };
 }
 pub(crate) use bind_key;

@@ -27,9 +27,9 @@ const MAX_GROUP: usize = 512;
 const INDEX_PAGE: i64 = 5_000;
 
 /// SQLite has RETURNING: the expired keys leave the index too.
-const DELETE_EXPIRED_RETURNING: &str =
-    "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2 RETURNING owner, name";
-const INDEX_PAGE_SQL: &str = "SELECT rowid, namespace, owner, name FROM records WHERE rowid > $1 ORDER BY rowid LIMIT $2";
+const DELETE_EXPIRED_RETURNING: &str = "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2 RETURNING owner, name";
+const INDEX_PAGE_SQL: &str =
+    "SELECT rowid, namespace, owner, name FROM records WHERE rowid > $1 ORDER BY rowid LIMIT $2";
 
 /// The keys of every row, maintained by the writer.
 #[derive(Default)]
@@ -63,7 +63,9 @@ impl KeyIndex {
         if changes.is_empty() {
             return;
         }
-        let Ok(mut set) = self.keys.write() else { return };
+        let Ok(mut set) = self.keys.write() else {
+            return;
+        };
         for (present, k) in changes {
             if present {
                 set.insert(k.into_boxed_str());
@@ -95,13 +97,15 @@ pub struct SqliteBackend {
 }
 
 fn options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
-    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL in WAL mode: a commit is on disk before it is acknowledged.
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
-        .foreign_keys(true))
+    Ok(
+        SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL in WAL mode: a commit is on disk before it is acknowledged.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true),
+    )
 }
 
 impl SqliteBackend {
@@ -116,12 +120,20 @@ impl SqliteBackend {
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
         let index = Arc::new(KeyIndex::default());
         tokio::spawn(write_loop(writer, rx, index.clone()));
-        Ok(Self { readers, writer: tx, index, path: path.display().to_string() })
+        Ok(Self {
+            readers,
+            writer: tx,
+            index,
+            path: path.display().to_string(),
+        })
     }
 
     async fn submit(&self, write: Write) -> Result<u64, StoreError> {
         let (done, wait) = oneshot::channel();
-        self.writer.send(Job { write, done }).await.map_err(|_| StoreError::WriterGone)?;
+        self.writer
+            .send(Job { write, done })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         wait.await.map_err(|_| StoreError::WriterGone)?
     }
 }
@@ -157,7 +169,9 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ind
                 tracing::error!(error = %e, writes = batch.len(), "group commit failed");
                 let reason = e.to_string();
                 for job in batch.drain(..) {
-                    let _ = job.done.send(Err(StoreError::Key(format!("write not committed: {reason}"))));
+                    let _ = job.done.send(Err(StoreError::Key(format!(
+                        "write not committed: {reason}"
+                    ))));
                 }
             }
         }
@@ -165,11 +179,22 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ind
 }
 
 /// Reads one page of keys into the index; the next cursor, or None when all are read.
-async fn load_index_page(conn: &mut SqliteConnection, index: &KeyIndex, after: i64) -> Result<Option<i64>, sqlx::Error> {
-    let rows: Vec<(i64, String, String, String)> =
-        sqlx::query_as(INDEX_PAGE_SQL).bind(after).bind(INDEX_PAGE).fetch_all(&mut *conn).await?;
+async fn load_index_page(
+    conn: &mut SqliteConnection,
+    index: &KeyIndex,
+    after: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(INDEX_PAGE_SQL)
+        .bind(after)
+        .bind(INDEX_PAGE)
+        .fetch_all(&mut *conn)
+        .await?;
     let last = rows.last().map(|r| r.0);
-    index.apply(rows.into_iter().map(|(_, ns, owner, name)| (true, index_key(&ns, &owner, &name))).collect());
+    index.apply(
+        rows.into_iter()
+            .map(|(_, ns, owner, name)| (true, index_key(&ns, &owner, &name)))
+            .collect(),
+    );
     match last {
         Some(rowid) => Ok(Some(rowid)),
         None => {
@@ -181,7 +206,10 @@ async fn load_index_page(conn: &mut SqliteConnection, index: &KeyIndex, after: i
 
 /// Commits a group; the result of each write, and the key-index changes it made.
 #[allow(clippy::type_complexity)]
-async fn commit_group(conn: &mut SqliteConnection, batch: &[Job]) -> Result<(Vec<u64>, Vec<(bool, String)>), sqlx::Error> {
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    batch: &[Job],
+) -> Result<(Vec<u64>, Vec<(bool, String)>), sqlx::Error> {
     let now = unix_now();
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
@@ -189,19 +217,36 @@ async fn commit_group(conn: &mut SqliteConnection, batch: &[Job]) -> Result<(Vec
     for job in batch {
         let affected = match &job.write {
             Write::Insert(row) => {
-                let n = bind_row!(sqlx::query(sql::INSERT), row, now).execute(&mut *tx).await?.rows_affected();
+                let n = bind_row!(sqlx::query(sql::INSERT), row, now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 if n == 1 {
-                    changes.push((true, index_key(&row.key.namespace, &row.key.owner, &row.key.name)));
+                    changes.push((
+                        true,
+                        index_key(&row.key.namespace, &row.key.owner, &row.key.name),
+                    ));
                 }
                 n
             }
-            Write::Replace(row, expected) => {
-                bind_row!(sqlx::query(sql::REPLACE), row, now).bind(*expected).execute(&mut *tx).await?.rows_affected()
-            }
+            Write::Replace(row, expected) => bind_row!(sqlx::query(sql::REPLACE), row, now)
+                .bind(*expected)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
             Write::Delete(key, version) => {
                 let n = match version {
-                    None => bind_key!(sqlx::query(sql::DELETE), key).execute(&mut *tx).await?,
-                    Some(v) => bind_key!(sqlx::query(sql::DELETE_VERSION), key).bind(*v).execute(&mut *tx).await?,
+                    None => {
+                        bind_key!(sqlx::query(sql::DELETE), key)
+                            .execute(&mut *tx)
+                            .await?
+                    }
+                    Some(v) => {
+                        bind_key!(sqlx::query(sql::DELETE_VERSION), key)
+                            .bind(*v)
+                            .execute(&mut *tx)
+                            .await?
+                    }
                 }
                 .rows_affected();
                 if n > 0 {
@@ -210,22 +255,26 @@ async fn commit_group(conn: &mut SqliteConnection, batch: &[Job]) -> Result<(Vec
                 n
             }
             Write::DeleteExpired(ns, before) => {
-                let gone: Vec<(String, String)> =
-                    sqlx::query_as(DELETE_EXPIRED_RETURNING).bind(ns).bind(*before).fetch_all(&mut *tx).await?;
-                changes.extend(gone.iter().map(|(owner, name)| (false, index_key(ns, owner, name))));
+                let gone: Vec<(String, String)> = sqlx::query_as(DELETE_EXPIRED_RETURNING)
+                    .bind(ns)
+                    .bind(*before)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                changes.extend(
+                    gone.iter()
+                        .map(|(owner, name)| (false, index_key(ns, owner, name))),
+                );
                 gone.len() as u64
             }
-            Write::InsertDataKey(k) => {
-                sqlx::query(sql::INSERT_DATA_KEY)
-                    .bind(k.id)
-                    .bind(&k.wrapped)
-                    .bind(&k.nonce)
-                    .bind(&k.master_fingerprint)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            }
+            Write::InsertDataKey(k) => sqlx::query(sql::INSERT_DATA_KEY)
+                .bind(k.id)
+                .bind(&k.wrapped)
+                .bind(&k.nonce)
+                .bind(&k.master_fingerprint)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
         };
         results.push(affected);
     }
@@ -234,7 +283,11 @@ async fn commit_group(conn: &mut SqliteConnection, batch: &[Job]) -> Result<(Vec
 }
 
 fn inserted(affected: u64) -> Insert {
-    if affected == 1 { Insert::Inserted } else { Insert::AlreadyExists }
+    if affected == 1 {
+        Insert::Inserted
+    } else {
+        Insert::AlreadyExists
+    }
 }
 
 #[async_trait]
@@ -248,7 +301,9 @@ impl Backend for SqliteBackend {
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {
-        let row: Option<sql::RowRecord> = bind_key!(sqlx::query_as(sql::GET), key).fetch_optional(&self.readers).await?;
+        let row: Option<sql::RowRecord> = bind_key!(sqlx::query_as(sql::GET), key)
+            .fetch_optional(&self.readers)
+            .await?;
         Ok(row.map(Into::into))
     }
 
@@ -256,25 +311,40 @@ impl Backend for SqliteBackend {
         if let Some(known) = self.index.contains(key) {
             return Ok(known);
         }
-        let row: Option<(i64,)> = bind_key!(sqlx::query_as(sql::EXISTS), key).fetch_optional(&self.readers).await?;
+        let row: Option<(i64,)> = bind_key!(sqlx::query_as(sql::EXISTS), key)
+            .fetch_optional(&self.readers)
+            .await?;
         Ok(row.is_some())
     }
 
-    async fn delete(&self, key: &RecordKey, expected_version: Option<i64>) -> Result<bool, StoreError> {
-        Ok(self.submit(Write::Delete(key.clone(), expected_version)).await? > 0)
+    async fn delete(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .submit(Write::Delete(key.clone(), expected_version))
+            .await?
+            > 0)
     }
 
     async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {
-        self.submit(Write::DeleteExpired(namespace.to_owned(), now)).await
+        self.submit(Write::DeleteExpired(namespace.to_owned(), now))
+            .await
     }
 
     async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(sql::COUNT).fetch_all(&self.readers).await?;
-        Ok(rows.into_iter().map(|(ns, n)| (ns, n.max(0) as u64)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(ns, n)| (ns, n.max(0) as u64))
+            .collect())
     }
 
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError> {
-        let rows: Vec<sql::DataKeyRecord> = sqlx::query_as(sql::DATA_KEYS).fetch_all(&self.readers).await?;
+        let rows: Vec<sql::DataKeyRecord> = sqlx::query_as(sql::DATA_KEYS)
+            .fetch_all(&self.readers)
+            .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -314,7 +384,12 @@ mod tests {
     }
 
     async fn data_key(b: &SqliteBackend) {
-        let key = WrappedDataKey { id: 1, wrapped: vec![0; 48], nonce: vec![0; 12], master_fingerprint: "f".into() };
+        let key = WrappedDataKey {
+            id: 1,
+            wrapped: vec![0; 48],
+            nonce: vec![0; 12],
+            master_fingerprint: "f".into(),
+        };
         b.insert_data_key(key).await.unwrap();
     }
 
@@ -327,12 +402,22 @@ mod tests {
         let b = SqliteBackend::open(&path).await.unwrap();
         data_key(&b).await;
         wait_loaded(&b).await;
-        assert_eq!(b.insert(row("o", "a", None)).await.unwrap(), Insert::Inserted);
+        assert_eq!(
+            b.insert(row("o", "a", None)).await.unwrap(),
+            Insert::Inserted
+        );
         assert!(b.exists(&RecordKey::new("ns", "o", "a")).await.unwrap());
         assert!(!b.exists(&RecordKey::new("ns", "o", "b")).await.unwrap());
         assert!(!b.exists(&RecordKey::new("other", "o", "a")).await.unwrap());
-        assert_eq!(b.insert(row("o", "a", None)).await.unwrap(), Insert::AlreadyExists);
-        assert!(b.delete(&RecordKey::new("ns", "o", "a"), Some(1)).await.unwrap());
+        assert_eq!(
+            b.insert(row("o", "a", None)).await.unwrap(),
+            Insert::AlreadyExists
+        );
+        assert!(
+            b.delete(&RecordKey::new("ns", "o", "a"), Some(1))
+                .await
+                .unwrap()
+        );
         assert!(!b.exists(&RecordKey::new("ns", "o", "a")).await.unwrap());
         b.insert(row("o", "old", Some(100))).await.unwrap();
         b.insert(row("o", "new", Some(300))).await.unwrap();
@@ -355,9 +440,17 @@ mod tests {
         wait_loaded(&b).await;
         assert_eq!(b.index.keys.read().unwrap().len(), n + 1);
         for i in [0, n / 2, n - 1] {
-            assert!(b.exists(&RecordKey::new("ns", "p", format!("k{i}"))).await.unwrap());
+            assert!(
+                b.exists(&RecordKey::new("ns", "p", format!("k{i}")))
+                    .await
+                    .unwrap()
+            );
         }
         assert!(b.exists(&RecordKey::new("ns", "o", "new")).await.unwrap());
-        assert!(!b.exists(&RecordKey::new("ns", "p", format!("k{n}"))).await.unwrap());
+        assert!(
+            !b.exists(&RecordKey::new("ns", "p", format!("k{n}")))
+                .await
+                .unwrap()
+        );
     }
 }

@@ -22,7 +22,11 @@ async fn sqlite() -> Fixture {
     let path = dir.path().join("sms.db");
     let backend = Arc::new(SqliteBackend::open(&path).await.unwrap());
     let store = Store::open(backend, MasterKey::generate()).await.unwrap();
-    Fixture { store, _dir: dir, db_file: Some(path) }
+    Fixture {
+        store,
+        _dir: dir,
+        db_file: Some(path),
+    }
 }
 
 /// A fresh, uniquely named database on the test cluster.
@@ -32,45 +36,96 @@ pub async fn postgres_url() -> String {
     );
     use sqlx::Connection;
     let name = format!("sms_test_{}_{}", std::process::id(), rand_suffix());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL cluster");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-    let (base, query) = admin.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((&admin, String::new()));
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to the test PostgreSQL cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, query) = admin
+        .split_once('?')
+        .map(|(b, q)| (b, format!("?{q}")))
+        .unwrap_or((&admin, String::new()));
     let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
     format!("{base}/{name}{query}")
 }
 
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
 }
 
 async fn postgres() -> Fixture {
-    let backend = Arc::new(PostgresBackend::connect(&postgres_url().await, 8).await.unwrap());
+    let backend = Arc::new(
+        PostgresBackend::connect(&postgres_url().await, 8)
+            .await
+            .unwrap(),
+    );
     let store = Store::open(backend, MasterKey::generate()).await.unwrap();
-    Fixture { store, _dir: tempfile::tempdir().unwrap(), db_file: None }
+    Fixture {
+        store,
+        _dir: tempfile::tempdir().unwrap(),
+        db_file: None,
+    }
 }
 
 fn key(name: &str) -> RecordKey {
-    RecordKey::new("requester", "0x00000000000000000000000000000000000000aa", name)
+    RecordKey::new(
+        "requester",
+        "0x00000000000000000000000000000000000000aa",
+        name,
+    )
 }
 
 async fn insert_once(f: Fixture) {
     let v = SecretValue::from("value-1");
-    assert_eq!(f.store.insert(&key("a"), &v, None).await.unwrap(), Insert::Inserted);
-    assert_eq!(f.store.insert(&key("a"), &SecretValue::from("other"), None).await.unwrap(), Insert::AlreadyExists);
+    assert_eq!(
+        f.store.insert(&key("a"), &v, None).await.unwrap(),
+        Insert::Inserted
+    );
+    assert_eq!(
+        f.store
+            .insert(&key("a"), &SecretValue::from("other"), None)
+            .await
+            .unwrap(),
+        Insert::AlreadyExists
+    );
     assert_eq!(f.store.get(&key("a")).await.unwrap().unwrap().value, v);
     assert!(f.store.exists(&key("a")).await.unwrap());
-    assert!(!f.store.exists(&key("A")).await.unwrap(), "names are case-sensitive at this layer");
+    assert!(
+        !f.store.exists(&key("A")).await.unwrap(),
+        "names are case-sensitive at this layer"
+    );
     assert!(f.store.get(&key("missing")).await.unwrap().is_none());
 }
 
 async fn update_semantics(f: Fixture) {
     let k = key("web2");
-    assert_eq!(f.store.update(&k, &SecretValue::from("x")).await.unwrap(), Update::NotFound);
-    f.store.insert(&k, &SecretValue::from("x"), None).await.unwrap();
-    assert_eq!(f.store.update(&k, &SecretValue::from("x")).await.unwrap(), Update::Unchanged);
-    assert_eq!(f.store.update(&k, &SecretValue::from("y")).await.unwrap(), Update::Updated { version: 2 });
-    assert_eq!(f.store.get(&k).await.unwrap().unwrap().value, SecretValue::from("y"));
+    assert_eq!(
+        f.store.update(&k, &SecretValue::from("x")).await.unwrap(),
+        Update::NotFound
+    );
+    f.store
+        .insert(&k, &SecretValue::from("x"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.update(&k, &SecretValue::from("x")).await.unwrap(),
+        Update::Unchanged
+    );
+    assert_eq!(
+        f.store.update(&k, &SecretValue::from("y")).await.unwrap(),
+        Update::Updated { version: 2 }
+    );
+    assert_eq!(
+        f.store.get(&k).await.unwrap().unwrap().value,
+        SecretValue::from("y")
+    );
 }
 
 async fn concurrent_first_inserts_yield_one_winner(f: Fixture) {
@@ -78,7 +133,14 @@ async fn concurrent_first_inserts_yield_one_winner(f: Fixture) {
     for i in 0..50 {
         let store = f.store.clone();
         tasks.push(tokio::spawn(async move {
-            store.insert(&key("race"), &SecretValue::from(format!("v{i}").as_str()), None).await.unwrap()
+            store
+                .insert(
+                    &key("race"),
+                    &SecretValue::from(format!("v{i}").as_str()),
+                    None,
+                )
+                .await
+                .unwrap()
         }));
     }
     let mut winners = 0;
@@ -92,19 +154,42 @@ async fn concurrent_first_inserts_yield_one_winner(f: Fixture) {
 
 async fn take_is_single_use_and_expiry_sweeps(f: Fixture) {
     let k = RecordKey::new("nonce", "s", "n1");
-    f.store.insert(&k, &SecretValue::from("t"), Some(100)).await.unwrap();
+    f.store
+        .insert(&k, &SecretValue::from("t"), Some(100))
+        .await
+        .unwrap();
     assert!(f.store.take(&k).await.unwrap().is_some());
     assert!(f.store.take(&k).await.unwrap().is_none());
-    f.store.insert(&RecordKey::new("nonce", "s", "old"), &SecretValue::from("t"), Some(100)).await.unwrap();
-    f.store.insert(&RecordKey::new("nonce", "s", "new"), &SecretValue::from("t"), Some(300)).await.unwrap();
+    f.store
+        .insert(
+            &RecordKey::new("nonce", "s", "old"),
+            &SecretValue::from("t"),
+            Some(100),
+        )
+        .await
+        .unwrap();
+    f.store
+        .insert(
+            &RecordKey::new("nonce", "s", "new"),
+            &SecretValue::from("t"),
+            Some(300),
+        )
+        .await
+        .unwrap();
     assert_eq!(f.store.delete_expired("nonce", 200).await.unwrap(), 1);
     let counts = f.store.count_by_namespace().await.unwrap();
     assert_eq!(counts, vec![("nonce".to_owned(), 1)]);
 }
 
 async fn swapped_rows_do_not_decrypt(f: Fixture) {
-    f.store.insert(&key("one"), &SecretValue::from("1"), None).await.unwrap();
-    f.store.insert(&key("two"), &SecretValue::from("2"), None).await.unwrap();
+    f.store
+        .insert(&key("one"), &SecretValue::from("1"), None)
+        .await
+        .unwrap();
+    f.store
+        .insert(&key("two"), &SecretValue::from("2"), None)
+        .await
+        .unwrap();
     let backend = f.store.backend();
     let one = backend.get(&key("one")).await.unwrap().unwrap();
     let two = backend.get(&key("two")).await.unwrap().unwrap();
@@ -137,7 +222,10 @@ async fn sqlite_file_never_holds_plaintext() {
     let f = sqlite().await;
     let marker = "PLAINTEXT-MARKER-7f3a9c";
     for i in 0..20 {
-        f.store.insert(&key(&format!("k{i}")), &SecretValue::from(marker), None).await.unwrap();
+        f.store
+            .insert(&key(&format!("k{i}")), &SecretValue::from(marker), None)
+            .await
+            .unwrap();
     }
     let dir = f.db_file.as_ref().unwrap().parent().unwrap();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -151,8 +239,14 @@ async fn reopening_with_another_master_key_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sms.db");
     let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(&path).await.unwrap());
-    Store::open(backend.clone(), MasterKey::generate()).await.unwrap();
-    let err = Store::open(backend, MasterKey::generate()).await.err().unwrap().to_string();
+    Store::open(backend.clone(), MasterKey::generate())
+        .await
+        .unwrap();
+    let err = Store::open(backend, MasterKey::generate())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("cannot unwrap data key"), "{err}");
 }
 
@@ -163,11 +257,21 @@ async fn values_survive_reopen_with_the_key_file() {
     let key_file = dir.path().join("master.key");
     {
         let (master, _) = MasterKey::load_or_create(&key_file).unwrap();
-        let store = Store::open(Arc::new(SqliteBackend::open(&path).await.unwrap()), master).await.unwrap();
-        store.insert(&key("durable"), &SecretValue::from("kept"), None).await.unwrap();
+        let store = Store::open(Arc::new(SqliteBackend::open(&path).await.unwrap()), master)
+            .await
+            .unwrap();
+        store
+            .insert(&key("durable"), &SecretValue::from("kept"), None)
+            .await
+            .unwrap();
     }
     let (master, created) = MasterKey::load_or_create(&key_file).unwrap();
     assert!(!created);
-    let store = Store::open(Arc::new(SqliteBackend::open(&path).await.unwrap()), master).await.unwrap();
-    assert_eq!(store.get(&key("durable")).await.unwrap().unwrap().value, SecretValue::from("kept"));
+    let store = Store::open(Arc::new(SqliteBackend::open(&path).await.unwrap()), master)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&key("durable")).await.unwrap().unwrap().value,
+        SecretValue::from("kept")
+    );
 }

@@ -24,8 +24,14 @@ impl TestServer {
 
     /// A server with `config`; `dir` (if any) is removed when the server is dropped.
     pub async fn with_config(config: ServerConfig, dir: Option<tempfile::TempDir>) -> Self {
-        let server = Server::start(config.clone()).await.expect("the test server starts");
-        Self { server: Some(server), config, _dir: dir }
+        let server = Server::start(config.clone())
+            .await
+            .expect("the test server starts");
+        Self {
+            server: Some(server),
+            config,
+            _dir: dir,
+        }
     }
 
     pub fn server(&self) -> &Server {
@@ -55,7 +61,11 @@ impl TestServer {
         old.shutdown().await;
         let mut config = self.config.clone();
         config.listen = addr;
-        self.server = Some(Server::start(config).await.expect("the test server restarts"));
+        self.server = Some(
+            Server::start(config)
+                .await
+                .expect("the test server restarts"),
+        );
     }
 
     pub async fn stop(mut self) {
@@ -72,7 +82,11 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let path = entry.path();
-            if path.is_dir() { stack.push(path) } else { out.push(path) }
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                out.push(path)
+            }
         }
     }
     out

@@ -401,10 +401,7 @@ fn post_compute_web2_digests_zip_and_storage() {
         "0x6ae8a75555209fd6c44157c0aed8016e763ff435a19cf186f76863140143ff72"
     );
     let archive = out.archive.unwrap();
-    assert_eq!(
-        archive,
-        task.path("results").join(format!("{TASK_32}.zip"))
-    );
+    assert_eq!(archive, task.path("results").join(format!("{TASK_32}.zip")));
     let mut zip = zip::ZipArchive::new(fs::File::open(&archive).unwrap()).unwrap();
     let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
     names.sort();

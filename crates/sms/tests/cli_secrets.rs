@@ -22,7 +22,8 @@ struct Run {
 
 impl Run {
     fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
 }
 
@@ -46,7 +47,11 @@ impl Cli {
 
     fn ok(&self, args: &[&str]) -> Value {
         let run = self.run(args);
-        assert_eq!(run.code, 0, "sms {args:?} failed: {}{}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code, 0,
+            "sms {args:?} failed: {}{}",
+            run.stdout, run.stderr
+        );
         run.json()
     }
 
@@ -64,53 +69,194 @@ fn signed<'a>(wallet: &'a str, args: &[&'a str]) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_commands_round_trip() {
     let server = TestServer::dev().await;
-    let cli = Cli { url: server.url(), home: tempfile::tempdir().unwrap() };
-    let (dev_w, req_w, other_w) = (cli.wallet("dev.json"), cli.wallet("requester.json"), cli.wallet("other.json"));
+    let cli = Cli {
+        url: server.url(),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let (dev_w, req_w, other_w) = (
+        cli.wallet("dev.json"),
+        cli.wallet("requester.json"),
+        cli.wallet("other.json"),
+    );
 
     // Wallets: create, show, import; never overwrite.
-    let created = cli.ok(&["wallet", "create", "--wallet-file", &dev_w, "--password", "pw", "--json"]);
+    let created = cli.ok(&[
+        "wallet",
+        "create",
+        "--wallet-file",
+        &dev_w,
+        "--password",
+        "pw",
+        "--json",
+    ]);
     let dev = created["address"].as_str().unwrap().to_owned();
-    assert_eq!(cli.ok(&["wallet", "show", "--wallet-file", &dev_w, "--password", "pw", "--json"])["address"], dev.as_str());
-    let again = cli.run(&["wallet", "create", "--wallet-file", &dev_w, "--password", "pw"]);
+    assert_eq!(
+        cli.ok(&[
+            "wallet",
+            "show",
+            "--wallet-file",
+            &dev_w,
+            "--password",
+            "pw",
+            "--json"
+        ])["address"],
+        dev.as_str()
+    );
+    let again = cli.run(&[
+        "wallet",
+        "create",
+        "--wallet-file",
+        &dev_w,
+        "--password",
+        "pw",
+    ]);
     assert_ne!(again.code, 0);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
-    let wrong = cli.run(&["wallet", "show", "--wallet-file", &dev_w, "--password", "nope"]);
+    let wrong = cli.run(&[
+        "wallet",
+        "show",
+        "--wallet-file",
+        &dev_w,
+        "--password",
+        "nope",
+    ]);
     assert!(wrong.stderr.contains("wrong password"), "{}", wrong.stderr);
     let imported = cli.ok(&[
-        "wallet", "import", "0x564a9db84969c8159f7aa3d5393c5ecd014fce6a375842a45b12af6677b12407",
-        "--wallet-file", &req_w, "--password", "pw", "--json",
+        "wallet",
+        "import",
+        "0x564a9db84969c8159f7aa3d5393c5ecd014fce6a375842a45b12af6677b12407",
+        "--wallet-file",
+        &req_w,
+        "--password",
+        "pw",
+        "--json",
     ]);
-    assert_eq!(imported["address"], "0x7bd4783FDCAD405A28052a0d1f11236A741da593");
-    cli.ok(&["wallet", "create", "--wallet-file", &other_w, "--password", "pw", "--json"]);
+    assert_eq!(
+        imported["address"],
+        "0x7bd4783FDCAD405A28052a0d1f11236A741da593"
+    );
+    cli.ok(&[
+        "wallet",
+        "create",
+        "--wallet-file",
+        &other_w,
+        "--password",
+        "pw",
+        "--json",
+    ]);
 
     // App developer secret, owned on the dev ledger.
-    let app = cli.ok(&["dev", "app", "deploy", "--owner", &dev, "--json"])["address"].as_str().unwrap().to_owned();
-    assert_eq!(cli.ok(&["app", "check-secret", &app, "--json"])["isSecretSet"], false);
-    assert_eq!(cli.ok(&signed(&dev_w, &["app", "push-secret", &app, "--secret-value", "1;1;1;1"]))["isPushed"], true);
-    assert_eq!(cli.ok(&["app", "check-secret", &app, "--json"])["isSecretSet"], true);
-    let dup = cli.run(&signed(&dev_w, &["app", "push-secret", &app, "--secret-value", "1;1;1;1"]));
+    let app = cli.ok(&["dev", "app", "deploy", "--owner", &dev, "--json"])["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cli.ok(&["app", "check-secret", &app, "--json"])["isSecretSet"],
+        false
+    );
+    assert_eq!(
+        cli.ok(&signed(
+            &dev_w,
+            &["app", "push-secret", &app, "--secret-value", "1;1;1;1"]
+        ))["isPushed"],
+        true
+    );
+    assert_eq!(
+        cli.ok(&["app", "check-secret", &app, "--json"])["isSecretSet"],
+        true
+    );
+    let dup = cli.run(&signed(
+        &dev_w,
+        &["app", "push-secret", &app, "--secret-value", "1;1;1;1"],
+    ));
     assert_ne!(dup.code, 0);
-    assert!(dup.json()["error"].as_str().unwrap().contains("Secret already exists"), "{}", dup.stdout);
-    let app2 = cli.ok(&["dev", "app", "deploy", "--owner", &dev, "--json"])["address"].as_str().unwrap().to_owned();
-    let stranger = cli.run(&signed(&other_w, &["app", "push-secret", &app2, "--secret-value", "x"]));
-    assert!(stranger.json()["error"].as_str().unwrap().contains("is not allowed to set secret"), "{}", stranger.stdout);
+    assert!(
+        dup.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Secret already exists"),
+        "{}",
+        dup.stdout
+    );
+    let app2 = cli.ok(&["dev", "app", "deploy", "--owner", &dev, "--json"])["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stranger = cli.run(&signed(
+        &other_w,
+        &["app", "push-secret", &app2, "--secret-value", "x"],
+    ));
+    assert!(
+        stranger.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not allowed to set secret"),
+        "{}",
+        stranger.stdout
+    );
 
     // Transfer app2 to the other wallet: the old owner is refused, the new one accepted.
-    let other = cli.ok(&["wallet", "show", "--wallet-file", &other_w, "--password", "pw", "--json"])["address"]
+    let other = cli.ok(&[
+        "wallet",
+        "show",
+        "--wallet-file",
+        &other_w,
+        "--password",
+        "pw",
+        "--json",
+    ])["address"]
         .as_str()
         .unwrap()
         .to_owned();
     cli.ok(&["dev", "transfer", &app2, "--to", &other, "--json"]);
-    assert_ne!(cli.run(&signed(&dev_w, &["app", "push-secret", &app2, "--secret-value", "x"])).code, 0);
-    cli.ok(&signed(&other_w, &["app", "push-secret", &app2, "--secret-value", "x"]));
+    assert_ne!(
+        cli.run(&signed(
+            &dev_w,
+            &["app", "push-secret", &app2, "--secret-value", "x"]
+        ))
+        .code,
+        0
+    );
+    cli.ok(&signed(
+        &other_w,
+        &["app", "push-secret", &app2, "--secret-value", "x"],
+    ));
 
     // Requester secrets; check defaults to the wallet's address.
-    cli.ok(&signed(&req_w, &["requester", "push-secret", "x1", "--secret-value", "2"]));
-    let check = cli.ok(&["requester", "check-secret", "x1", "--wallet-file", &req_w, "--json"]);
+    cli.ok(&signed(
+        &req_w,
+        &["requester", "push-secret", "x1", "--secret-value", "2"],
+    ));
+    let check = cli.ok(&[
+        "requester",
+        "check-secret",
+        "x1",
+        "--wallet-file",
+        &req_w,
+        "--json",
+    ]);
     assert_eq!(check["isSecretSet"], true);
-    let by_address = cli.ok(&["requester", "check-secret", "X1", "0x7bd4783FDCAD405A28052a0d1f11236A741da593", "--json"]);
-    assert_eq!(by_address["isSecretSet"], false, "requester names are case-sensitive");
-    let bad_name = cli.run(&signed(&req_w, &["requester", "push-secret", "bad:name", "--secret-value", "2"]));
+    let by_address = cli.ok(&[
+        "requester",
+        "check-secret",
+        "X1",
+        "0x7bd4783FDCAD405A28052a0d1f11236A741da593",
+        "--json",
+    ]);
+    assert_eq!(
+        by_address["isSecretSet"], false,
+        "requester names are case-sensitive"
+    );
+    let bad_name = cli.run(&signed(
+        &req_w,
+        &[
+            "requester",
+            "push-secret",
+            "bad:name",
+            "--secret-value",
+            "2",
+        ],
+    ));
     assert_ne!(bad_name.code, 0);
 
     // Secret value from standard input.
@@ -122,49 +268,158 @@ async fn secret_commands_round_trip() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"piped-value\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped-value\n")
+        .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
 
     // Dataset key from a key file.
-    let dataset = cli.ok(&["dev", "dataset", "deploy", "--owner", &dev, "--json"])["address"].as_str().unwrap().to_owned();
+    let dataset = cli.ok(&["dev", "dataset", "deploy", "--owner", &dev, "--json"])["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let key_file = cli.home.path().join("dataset.key");
     std::fs::write(&key_file, "ubA6H9emVPJT91/flYAmnKHC0phSV3cfuqsLxQfgow0=\n").unwrap();
     let key_path = key_file.display().to_string();
-    assert_eq!(cli.ok(&["dataset", "check-secret", &dataset, "--json"])["isSecretSet"], false);
-    cli.ok(&signed(&dev_w, &["dataset", "push-secret", &dataset, "--secret-path", &key_path]));
-    assert_eq!(cli.ok(&["dataset", "check-secret", &dataset, "--json"])["isSecretSet"], true);
+    assert_eq!(
+        cli.ok(&["dataset", "check-secret", &dataset, "--json"])["isSecretSet"],
+        false
+    );
+    cli.ok(&signed(
+        &dev_w,
+        &[
+            "dataset",
+            "push-secret",
+            &dataset,
+            "--secret-path",
+            &key_path,
+        ],
+    ));
+    assert_eq!(
+        cli.ok(&["dataset", "check-secret", &dataset, "--json"])["isSecretSet"],
+        true
+    );
     std::fs::write(&key_file, "not a key").unwrap();
-    assert_ne!(cli.run(&signed(&dev_w, &["dataset", "push-secret", &dataset, "--secret-path", &key_path])).code, 0);
+    assert_ne!(
+        cli.run(&signed(
+            &dev_w,
+            &[
+                "dataset",
+                "push-secret",
+                &dataset,
+                "--secret-path",
+                &key_path
+            ]
+        ))
+        .code,
+        0
+    );
 
     // Result encryption key: push, refuse without --force-update, update with it.
-    let pem = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sms-worker/tests/fixtures/result_archive");
-    let public = std::fs::read_dir(&pem).unwrap().flatten().map(|e| e.path()).find(|p| {
-        std::fs::read_to_string(p).map(|t| t.contains("BEGIN PUBLIC KEY")).unwrap_or(false)
-    });
-    let public = public.expect("a public key PEM in the result archive fixture").display().to_string();
-    assert_eq!(cli.ok(&["result", "check-encryption-key", "--wallet-file", &req_w, "--json"])["isSecretSet"], false);
-    let pushed = cli.ok(&signed(&req_w, &["result", "push-encryption-key", "--secret-path", &public]));
-    assert_eq!((pushed["isPushed"].as_bool(), pushed["isUpdated"].as_bool()), (Some(true), Some(false)));
-    let refused = cli.run(&signed(&req_w, &["result", "push-encryption-key", "--secret-path", &public]));
-    assert!(refused.json()["error"].as_str().unwrap().contains("--force-update"));
-    let updated = cli.ok(&signed(&req_w, &["result", "push-encryption-key", "--force-update", "--secret-path", &public]));
+    let pem =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sms-worker/tests/fixtures/result_archive");
+    let public = std::fs::read_dir(&pem)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .map(|t| t.contains("BEGIN PUBLIC KEY"))
+                .unwrap_or(false)
+        });
+    let public = public
+        .expect("a public key PEM in the result archive fixture")
+        .display()
+        .to_string();
+    assert_eq!(
+        cli.ok(&[
+            "result",
+            "check-encryption-key",
+            "--wallet-file",
+            &req_w,
+            "--json"
+        ])["isSecretSet"],
+        false
+    );
+    let pushed = cli.ok(&signed(
+        &req_w,
+        &["result", "push-encryption-key", "--secret-path", &public],
+    ));
+    assert_eq!(
+        (pushed["isPushed"].as_bool(), pushed["isUpdated"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let refused = cli.run(&signed(
+        &req_w,
+        &["result", "push-encryption-key", "--secret-path", &public],
+    ));
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("--force-update")
+    );
+    let updated = cli.ok(&signed(
+        &req_w,
+        &[
+            "result",
+            "push-encryption-key",
+            "--force-update",
+            "--secret-path",
+            &public,
+        ],
+    ));
     assert_eq!(updated["isUpdated"], true);
-    assert_eq!(cli.ok(&["result", "check-encryption-key", "0x7bd4783FDCAD405A28052a0d1f11236A741da593", "--json"])["isSecretSet"], true);
+    assert_eq!(
+        cli.ok(&[
+            "result",
+            "check-encryption-key",
+            "0x7bd4783FDCAD405A28052a0d1f11236A741da593",
+            "--json"
+        ])["isSecretSet"],
+        true
+    );
 
     // Human-readable errors: one line on stderr, non-zero exit.
     let bad = cli.run(&["app", "check-secret", "0x123"]);
     assert_ne!(bad.code, 0);
-    assert!(bad.stderr.starts_with("Error: ") && bad.stderr.trim().lines().count() == 1, "{}", bad.stderr);
-    let down = Cli { url: "http://127.0.0.1:9".into(), home: tempfile::tempdir().unwrap() };
+    assert!(
+        bad.stderr.starts_with("Error: ") && bad.stderr.trim().lines().count() == 1,
+        "{}",
+        bad.stderr
+    );
+    let down = Cli {
+        url: "http://127.0.0.1:9".into(),
+        home: tempfile::tempdir().unwrap(),
+    };
     let run = down.run(&["app", "check-secret", &app]);
-    assert!(run.stderr.contains("failed with a network error"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("failed with a network error"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn help_teaches_every_command() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sms")).args(["server", "--help"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sms"))
+        .args(["server", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "SMS_LISTEN", "--data-dir", "--database-url", "--max-secret-bytes", "--tls-cert", "--insecure-http", "--dev"] {
+    for flag in [
+        "--listen",
+        "SMS_LISTEN",
+        "--data-dir",
+        "--database-url",
+        "--max-secret-bytes",
+        "--tls-cert",
+        "--insecure-http",
+        "--dev",
+    ] {
         assert!(help.contains(flag), "sms server --help lacks {flag}");
     }
 }

@@ -14,15 +14,22 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 fn ledger(state: &AppState) -> Result<&DevLedger, ApiError> {
-    state.dev_ledger.as_deref().ok_or_else(|| ApiError::bad_request("the dev API exists only with --dev"))
+    state
+        .dev_ledger
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("the dev API exists only with --dev"))
 }
 
 /// JSON body parsing whose errors name the field (serde's message) and answer 400.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-pub async fn deploy_app(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn deploy_app(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let app: NewApp = parse(&body)?;
     if !app.mrenclave.is_empty() {
         serde_json::from_str::<Value>(&app.mrenclave)
@@ -32,7 +39,10 @@ pub async fn deploy_app(State(state): State<AppState>, body: Bytes) -> Result<Js
     Ok(Json(json!({ "address": address })))
 }
 
-pub async fn deploy_dataset(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn deploy_dataset(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let dataset: NewDataset = parse(&body)?;
     let address = ledger(&state)?.deploy_dataset(dataset)?;
     Ok(Json(json!({ "address": address })))
@@ -46,7 +56,10 @@ struct NewWorkerpool {
     description: String,
 }
 
-pub async fn deploy_workerpool(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn deploy_workerpool(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let pool: NewWorkerpool = parse(&body)?;
     let address = ledger(&state)?.deploy_workerpool(pool.owner, pool.description)?;
     Ok(Json(json!({ "address": address })))
@@ -62,5 +75,7 @@ struct Transfer {
 pub async fn transfer(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let t: Transfer = parse(&body)?;
     let kind = ledger(&state)?.transfer(t.entry, t.to)?;
-    Ok(Json(json!({ "entry": t.entry, "kind": kind, "owner": t.to })))
+    Ok(Json(
+        json!({ "entry": t.entry, "kind": kind, "owner": t.to }),
+    ))
 }

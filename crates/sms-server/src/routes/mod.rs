@@ -21,9 +21,20 @@ fn body_cap(max_secret_bytes: usize) -> usize {
 pub fn router(state: AppState) -> Router {
     let cap = body_cap(state.max_secret_bytes);
     let mut router = Router::new()
-        .route("/secrets/web3", head(secrets::check_web3).post(secrets::push_web3))
-        .route("/secrets/web2", head(secrets::check_web2).post(secrets::push_web2).put(secrets::update_web2))
-        .route("/apps/{app}/secrets", head(secrets::check_app).post(secrets::push_app))
+        .route(
+            "/secrets/web3",
+            head(secrets::check_web3).post(secrets::push_web3),
+        )
+        .route(
+            "/secrets/web2",
+            head(secrets::check_web2)
+                .post(secrets::push_web2)
+                .put(secrets::update_web2),
+        )
+        .route(
+            "/apps/{app}/secrets",
+            head(secrets::check_app).post(secrets::push_app),
+        )
         .route(
             "/requesters/{requester}/secrets/{name}",
             head(secrets::check_requester).post(secrets::push_requester),
@@ -36,13 +47,22 @@ pub fn router(state: AppState) -> Router {
         router = router
             .route("/tee/framework", get(tee::framework))
             .route("/tee/properties/{framework}", get(tee::properties_default))
-            .route("/tee/properties/{framework}/{version}", get(tee::properties))
+            .route(
+                "/tee/properties/{framework}/{version}",
+                get(tee::properties),
+            )
             .route("/tee/challenges/{task}", post(tee::challenge))
             .route("/tee/sessions", post(tee::create_session));
     }
     router = router
-        .route("/tee/provisioning/{session}/{service}/nonce", post(provision::nonce))
-        .route("/tee/provisioning/{session}/{service}/release", post(provision::release));
+        .route(
+            "/tee/provisioning/{session}/{service}/nonce",
+            post(provision::nonce),
+        )
+        .route(
+            "/tee/provisioning/{session}/{service}/release",
+            post(provision::release),
+        );
     if state.dev_ledger.is_some() {
         router = router
             .route("/dev/apps", post(dev::deploy_app))

@@ -18,11 +18,17 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         Ok(_) => (StatusCode::OK, Json(json!({ "status": "UP" }))),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "DOWN", "reason": "store unavailable" })))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "DOWN", "reason": "store unavailable" })),
+            )
         }
     }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

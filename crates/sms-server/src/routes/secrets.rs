@@ -32,18 +32,27 @@ fn query_param<'a>(query: &'a HashMap<String, String>, name: &str) -> Result<&'a
 fn recover_signer(headers: &HeaderMap, digest: &B256) -> Result<Address, ApiError> {
     let header = headers
         .get("authorization")
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization header (expected the 0x-hex EIP-191 signature)"))?
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing Authorization header (expected the 0x-hex EIP-191 signature)",
+            )
+        })?
         .to_str()
         .map_err(|_| ApiError::unauthorized("Authorization header is not ASCII"))?;
-    let signature = EthSignature::parse(header).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    signature.recover_eip191(digest).map_err(|e| ApiError::unauthorized(e.to_string()))
+    let signature =
+        EthSignature::parse(header).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    signature
+        .recover_eip191(digest)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))
 }
 
 /// Verifies the `Authorization` header signs `digest` and recovers to `expected`.
 fn authorize(headers: &HeaderMap, digest: &B256, expected: Address) -> Result<(), ApiError> {
     let signer = recover_signer(headers, digest)?;
     if signer != expected {
-        return Err(ApiError::unauthorized(format!("signer {signer} is not {expected}")));
+        return Err(ApiError::unauthorized(format!(
+            "signer {signer} is not {expected}"
+        )));
     }
     Ok(())
 }
@@ -58,30 +67,45 @@ async fn authorize_entry_owner(
     what: &str,
 ) -> Result<(), ApiError> {
     let signer = recover_signer(headers, digest)?;
-    let owner = state
-        .ledger
-        .owner_of(entry)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized(format!("{entry} is not a {what} known to {}", state.ledger.describe())))?;
+    let owner = state.ledger.owner_of(entry).await?.ok_or_else(|| {
+        ApiError::unauthorized(format!(
+            "{entry} is not a {what} known to {}",
+            state.ledger.describe()
+        ))
+    })?;
     if signer != owner {
-        return Err(ApiError::unauthorized(format!("signer {signer} is not {owner}, the owner of {what} {entry}")));
+        return Err(ApiError::unauthorized(format!(
+            "signer {signer} is not {owner}, the owner of {what} {entry}"
+        )));
     }
     Ok(())
 }
 
 /// Size (after authorization) and UTF-8 checks of a pushed value.
-fn checked_value(state: &AppState, body: &Bytes, too_large: StatusCode) -> Result<SecretValue, ApiError> {
+fn checked_value(
+    state: &AppState,
+    body: &Bytes,
+    too_large: StatusCode,
+) -> Result<SecretValue, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::bad_request("the request body (the secret value) is empty"));
+        return Err(ApiError::bad_request(
+            "the request body (the secret value) is empty",
+        ));
     }
     if body.len() > state.max_secret_bytes {
         let message = if state.max_secret_bytes == sms_core::secret::DEFAULT_MAX_SECRET_BYTES {
             "Secret size should not exceed 4 Kb".to_owned()
         } else {
-            format!("Secret size should not exceed {} bytes", state.max_secret_bytes)
+            format!(
+                "Secret size should not exceed {} bytes",
+                state.max_secret_bytes
+            )
         };
-        return Err(ApiError::new(too_large, message)
-            .with_reason(format!("the value has {} bytes, the limit is {}", body.len(), state.max_secret_bytes)));
+        return Err(ApiError::new(too_large, message).with_reason(format!(
+            "the value has {} bytes, the limit is {}",
+            body.len(),
+            state.max_secret_bytes
+        )));
     }
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::bad_request("the secret value must be UTF-8 text"));
@@ -90,7 +114,11 @@ fn checked_value(state: &AppState, body: &Bytes, too_large: StatusCode) -> Resul
 }
 
 async fn insert(state: &AppState, id: &SecretId, value: &SecretValue) -> Reply {
-    match state.store.insert(&RecordKey::from(id), value, None).await? {
+    match state
+        .store
+        .insert(&RecordKey::from(id), value, None)
+        .await?
+    {
         Insert::Inserted => {
             metrics::gauge!("sms_secrets_stored", "kind" => id.kind.as_str()).increment(1.0);
             tracing::info!(secret = %id, "secret stored");
@@ -111,7 +139,10 @@ async fn exists(state: &AppState, id: &SecretId) -> Reply {
 
 // ---- web3: dataset keys -------------------------------------------------------------------
 
-pub async fn check_web3(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Reply {
+pub async fn check_web3(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Reply {
     let dataset = address(query_param(&q, "secretAddress")?, "secretAddress")?;
     exists(&state, &SecretId::web3(dataset)).await
 }
@@ -131,18 +162,30 @@ pub async fn push_web3(
 
 // ---- web2: owner-named secrets ------------------------------------------------------------
 
-pub async fn check_web2(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Reply {
+pub async fn check_web2(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Reply {
     let owner = address(query_param(&q, "ownerAddress")?, "ownerAddress")?;
     let name = query_param(&q, "secretName")?;
-    let id = SecretId::web2(owner, name).map_err(|e| ApiError::bad_request(format!("secretName: {e}")))?;
+    let id = SecretId::web2(owner, name)
+        .map_err(|e| ApiError::bad_request(format!("secretName: {e}")))?;
     exists(&state, &id).await
 }
 
 /// Authorization of a web2 write: the owner signs the name exactly as sent.
-fn authorize_web2(q: &HashMap<String, String>, headers: &HeaderMap, body: &Bytes) -> Result<SecretId, ApiError> {
+fn authorize_web2(
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<SecretId, ApiError> {
     let owner = address(query_param(q, "ownerAddress")?, "ownerAddress")?;
     let name = query_param(q, "secretName")?;
-    authorize(headers, &challenge::named_secret(owner.as_slice(), name, body), owner)?;
+    authorize(
+        headers,
+        &challenge::named_secret(owner.as_slice(), name, body),
+        owner,
+    )?;
     SecretId::web2(owner, name).map_err(|e| ApiError::bad_request(format!("secretName: {e}")))
 }
 
@@ -183,7 +226,12 @@ pub async fn check_app(State(state): State<AppState>, Path(app): Path<String>) -
     exists(&state, &SecretId::app_developer(app)).await
 }
 
-pub async fn push_app(State(state): State<AppState>, Path(app): Path<String>, headers: HeaderMap, body: Bytes) -> Reply {
+pub async fn push_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
     let push = async {
         let app = address(&app, "appAddress")?;
         let digest = challenge::app_developer_secret(&app, &body);
@@ -196,10 +244,14 @@ pub async fn push_app(State(state): State<AppState>, Path(app): Path<String>, he
 
 // ---- requester secrets --------------------------------------------------------------------
 
-pub async fn check_requester(State(state): State<AppState>, Path((requester, name)): Path<(String, String)>) -> Reply {
+pub async fn check_requester(
+    State(state): State<AppState>,
+    Path((requester, name)): Path<(String, String)>,
+) -> Reply {
     let check = async {
         let requester = address(&requester, "requesterAddress")?;
-        let name = RequesterSecretName::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let name =
+            RequesterSecretName::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
         exists(&state, &SecretId::requester(requester, &name)).await
     };
     check.await.map_err(|e| e.shaped(Shape::List))
@@ -213,8 +265,13 @@ pub async fn push_requester(
 ) -> Reply {
     let push = async {
         let requester = address(&requester, "requesterAddress")?;
-        authorize(&headers, &challenge::named_secret(requester.as_slice(), &name, &body), requester)?;
-        let name = RequesterSecretName::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        authorize(
+            &headers,
+            &challenge::named_secret(requester.as_slice(), &name, &body),
+            requester,
+        )?;
+        let name =
+            RequesterSecretName::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
         // iExec answers 400, not 413, for an oversized requester secret.
         let value = checked_value(&state, &body, StatusCode::BAD_REQUEST)?;
         insert(&state, &SecretId::requester(requester, &name), &value).await
@@ -226,7 +283,10 @@ pub async fn push_requester(
 pub async fn publish_counts(state: &AppState) -> Result<(), sms_store::StoreError> {
     let counts = state.store.count_by_namespace().await?;
     for kind in SecretKind::ALL {
-        let n = counts.iter().find(|(ns, _)| ns == kind.as_str()).map_or(0, |(_, n)| *n);
+        let n = counts
+            .iter()
+            .find(|(ns, _)| ns == kind.as_str())
+            .map_or(0, |(_, n)| *n);
         metrics::gauge!("sms_secrets_stored", "kind" => kind.as_str()).set(n as f64);
     }
     Ok(())

@@ -92,7 +92,13 @@ pub enum DevWorkerpoolCommand {
     },
 }
 
-async fn deploy(sms: &SmsArgs, path: &str, body: Value, what: &str, out: &Output) -> anyhow::Result<()> {
+async fn deploy(
+    sms: &SmsArgs,
+    path: &str,
+    body: Value,
+    what: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
     let answer: Value = sms.client()?.post_json(path, &body).await?;
     let address = answer
         .get("address")
@@ -100,7 +106,10 @@ async fn deploy(sms: &SmsArgs, path: &str, body: Value, what: &str, out: &Output
         .and_then(|a| sms_core::secret::parse_address(a).ok())
         .ok_or_else(|| anyhow::anyhow!("the SMS answered without an address: {answer}"))?
         .to_string();
-    out.done(format!("Deployed new {what} at address {address}"), json!({ "address": address }));
+    out.done(
+        format!("Deployed new {what} at address {address}"),
+        json!({ "address": address }),
+    );
     Ok(())
 }
 
@@ -113,13 +122,38 @@ fn with_checksum(mut body: Value, checksum: Option<String>) -> Value {
 
 pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        DevCommand::App(DevAppCommand::Deploy { owned, name, mrenclave, multiaddr, checksum }) => {
+        DevCommand::App(DevAppCommand::Deploy {
+            owned,
+            name,
+            mrenclave,
+            multiaddr,
+            checksum,
+        }) => {
             let body = json!({ "owner": owned.owner, "name": name, "mrenclave": mrenclave, "multiaddr": multiaddr });
-            deploy(&owned.sms, "/dev/apps", with_checksum(body, checksum), "app", out).await
+            deploy(
+                &owned.sms,
+                "/dev/apps",
+                with_checksum(body, checksum),
+                "app",
+                out,
+            )
+            .await
         }
-        DevCommand::Dataset(DevDatasetCommand::Deploy { owned, name, multiaddr, checksum }) => {
+        DevCommand::Dataset(DevDatasetCommand::Deploy {
+            owned,
+            name,
+            multiaddr,
+            checksum,
+        }) => {
             let body = json!({ "owner": owned.owner, "name": name, "multiaddr": multiaddr });
-            deploy(&owned.sms, "/dev/datasets", with_checksum(body, checksum), "dataset", out).await
+            deploy(
+                &owned.sms,
+                "/dev/datasets",
+                with_checksum(body, checksum),
+                "dataset",
+                out,
+            )
+            .await
         }
         DevCommand::Workerpool(DevWorkerpoolCommand::Deploy { owned, description }) => {
             let body = json!({ "owner": owned.owner, "description": description });
@@ -129,13 +163,22 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
         DevCommand::Task(DevTaskCommand::SetStatus { task, status, sms }) => {
             let status = status.to_ascii_uppercase();
             let path = format!("/dev/tasks/{task}/status");
-            let answer: Value = sms.client()?.post_json(&path, &json!({ "status": status })).await?;
+            let answer: Value = sms
+                .client()?
+                .post_json(&path, &json!({ "status": status }))
+                .await?;
             out.done(format!("Task {task} is now {status}"), answer);
             Ok(())
         }
         DevCommand::Transfer { entry, to, sms } => {
-            let answer: Value = sms.client()?.post_json("/dev/transfer", &json!({ "entry": entry, "to": to })).await?;
-            let kind = answer.get("kind").and_then(Value::as_str).unwrap_or("entry");
+            let answer: Value = sms
+                .client()?
+                .post_json("/dev/transfer", &json!({ "entry": entry, "to": to }))
+                .await?;
+            let kind = answer
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("entry");
             out.done(format!("Transferred {kind} {entry} to {to}"), answer);
             Ok(())
         }
@@ -204,7 +247,11 @@ async fn create_deal(deal: NewDeal, out: &Output) -> anyhow::Result<()> {
         "app": deal.app, "workerpool": deal.workerpool, "requester": deal.requester,
         "tag": deal.tag, "volume": deal.volume, "category": deal.category,
     });
-    for (key, value) in [("dataset", deal.dataset), ("beneficiary", deal.beneficiary), ("callback", deal.callback)] {
+    for (key, value) in [
+        ("dataset", deal.dataset),
+        ("beneficiary", deal.beneficiary),
+        ("callback", deal.callback),
+    ] {
         if let Some(v) = value {
             body[key] = json!(v);
         }
@@ -216,11 +263,20 @@ async fn create_deal(deal: NewDeal, out: &Output) -> anyhow::Result<()> {
         };
     }
     let answer: Value = deal.sms.client()?.post_json("/dev/deals", &body).await?;
-    let deal_id = answer.get("dealId").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let deal_id = answer
+        .get("dealId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let tasks: Vec<String> = answer
         .get("taskIds")
         .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let human = format!("Created deal {deal_id} with task(s):\n{}", tasks.join("\n"));
     out.done(human, json!({ "dealId": deal_id, "taskIds": tasks }));

@@ -1,11 +1,11 @@
-pub mod bench;
 pub mod app_run;
+pub mod attest;
+pub mod bench;
 pub mod dataset_files;
 pub mod demo;
-pub mod attest;
 pub mod dev;
-pub mod local_worker;
 pub mod enclave;
+pub mod local_worker;
 pub mod result_files;
 pub mod secrets;
 pub mod server;
@@ -31,7 +31,10 @@ pub struct SmsArgs {
 
 impl SmsArgs {
     pub fn client(&self) -> anyhow::Result<SmsClient> {
-        let options = ClientOptions { ca_cert: self.ca_cert.clone(), timeout: None };
+        let options = ClientOptions {
+            ca_cert: self.ca_cert.clone(),
+            timeout: None,
+        };
         Ok(SmsClient::new(&self.sms_url, &options)?)
     }
 }
@@ -49,7 +52,9 @@ pub struct WalletArgs {
 
 impl WalletArgs {
     pub fn path(&self) -> PathBuf {
-        self.wallet_file.clone().unwrap_or_else(sms_client::wallet::default_path)
+        self.wallet_file
+            .clone()
+            .unwrap_or_else(sms_client::wallet::default_path)
     }
 
     pub fn password(&self, prompt: &str) -> anyhow::Result<String> {
@@ -73,7 +78,10 @@ impl WalletArgs {
 pub fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!("{} needed but no terminal is attached: pass it as an option or environment variable", prompt.trim_end_matches([':', ' ']));
+        anyhow::bail!(
+            "{} needed but no terminal is attached: pass it as an option or environment variable",
+            prompt.trim_end_matches([':', ' '])
+        );
     }
     rpassword::prompt_password(prompt).context("cannot read from the terminal")
 }

@@ -34,7 +34,9 @@ fn secret_value(given: Option<String>) -> anyhow::Result<String> {
         return super::prompt_hidden("Paste your secret: ");
     }
     let mut value = String::new();
-    std::io::stdin().read_to_string(&mut value).context("cannot read the secret from standard input")?;
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .context("cannot read the secret from standard input")?;
     Ok(value.trim_end_matches(['\n', '\r']).to_owned())
 }
 
@@ -43,7 +45,11 @@ fn pushed(out: &Output) {
 }
 
 fn checked(out: &Output, exists: bool, what: String) {
-    let human = if exists { format!("Secret exists for {what}") } else { format!("No secret found for {what}") };
+    let human = if exists {
+        format!("Secret exists for {what}")
+    } else {
+        format!("No secret found for {what}")
+    };
     out.done(human, json!({ "isSecretSet": exists }));
 }
 
@@ -74,7 +80,11 @@ pub enum AppCommand {
 pub async fn run_app(cmd: AppCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         AppCommand::Run(args) => super::app_run::run(*args, out).await?,
-        AppCommand::PushSecret { app, secret_value: value, signed } => {
+        AppCommand::PushSecret {
+            app,
+            secret_value: value,
+            signed,
+        } => {
             let app = address(&app)?;
             let client = signed.sms.client()?;
             let signer = signed.wallet.signer()?;
@@ -130,7 +140,11 @@ fn address_or_wallet(given: Option<String>, wallet: &WalletArgs) -> anyhow::Resu
 
 pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        RequesterCommand::PushSecret { name, secret_value: value, signed } => {
+        RequesterCommand::PushSecret {
+            name,
+            secret_value: value,
+            signed,
+        } => {
             sms_core::secret::RequesterSecretName::parse(&name)?;
             let client = signed.sms.client()?;
             let signer = signed.wallet.signer()?;
@@ -138,11 +152,23 @@ pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Resul
             client.push_requester_secret(&signer, &name, &value).await?;
             pushed(out);
         }
-        RequesterCommand::CheckSecret { name, address, sms, wallet } => {
+        RequesterCommand::CheckSecret {
+            name,
+            address,
+            sms,
+            wallet,
+        } => {
             sms_core::secret::RequesterSecretName::parse(&name)?;
             let requester = address_or_wallet(address, &wallet)?;
-            let exists = sms.client()?.requester_secret_exists(requester, &name).await?;
-            checked(out, exists, format!("requester {requester} and name \"{name}\""));
+            let exists = sms
+                .client()?
+                .requester_secret_exists(requester, &name)
+                .await?;
+            checked(
+                out,
+                exists,
+                format!("requester {requester} and name \"{name}\""),
+            );
         }
     }
     Ok(())
@@ -177,13 +203,19 @@ pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()
     match cmd {
         DatasetCommand::Encrypt(args) => super::dataset_files::encrypt(args, out)?,
         DatasetCommand::Decrypt(args) => super::dataset_files::decrypt(args, out)?,
-        DatasetCommand::PushSecret { dataset, secret_path, signed } => {
+        DatasetCommand::PushSecret {
+            dataset,
+            secret_path,
+            signed,
+        } => {
             let dataset = address(&dataset)?;
-            let key = std::fs::read_to_string(&secret_path)
-                .with_context(|| format!("cannot read the dataset key file {}", secret_path.display()))?;
+            let key = std::fs::read_to_string(&secret_path).with_context(|| {
+                format!("cannot read the dataset key file {}", secret_path.display())
+            })?;
             let key = key.trim();
-            sms_worker::dataset::DatasetKey::from_base64(key)
-                .with_context(|| format!("{} does not hold a dataset key", secret_path.display()))?;
+            sms_worker::dataset::DatasetKey::from_base64(key).with_context(|| {
+                format!("{} does not hold a dataset key", secret_path.display())
+            })?;
             let client = signed.sms.client()?;
             let signer = signed.wallet.signer()?;
             client.push_dataset_secret(&signer, dataset, key).await?;
@@ -232,9 +264,15 @@ pub enum ResultCommand {
 
 pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        ResultCommand::GenerateEncryptionKeypair(args) => super::result_files::generate_keypair(args, out)?,
+        ResultCommand::GenerateEncryptionKeypair(args) => {
+            super::result_files::generate_keypair(args, out)?
+        }
         ResultCommand::Decrypt(args) => super::result_files::decrypt(args, out)?,
-        ResultCommand::PushEncryptionKey { force_update, secret_path, signed } => {
+        ResultCommand::PushEncryptionKey {
+            force_update,
+            secret_path,
+            signed,
+        } => {
             let client = signed.sms.client()?;
             let signer = signed.wallet.signer()?;
             let owner = signer.address();
@@ -243,18 +281,39 @@ pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> 
             let pem = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read the public key file {}", path.display()))?;
             let value = sms_worker::result_archive::format_encryption_key(pem.trim());
-            let exists = client.web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY).await?;
+            let exists = client
+                .web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY)
+                .await?;
             if exists && !force_update {
-                anyhow::bail!("Secret already exists for {owner} and can't be updated without --force-update");
+                anyhow::bail!(
+                    "Secret already exists for {owner} and can't be updated without --force-update"
+                );
             }
-            let mode = if exists { Web2Write::Update } else { Web2Write::Create };
-            client.push_web2_secret(&signer, RESULT_ENCRYPTION_PUBLIC_KEY, &value, mode).await?;
-            let human = if exists { "Encryption key successfully updated" } else { "Encryption key successfully pushed" };
+            let mode = if exists {
+                Web2Write::Update
+            } else {
+                Web2Write::Create
+            };
+            client
+                .push_web2_secret(&signer, RESULT_ENCRYPTION_PUBLIC_KEY, &value, mode)
+                .await?;
+            let human = if exists {
+                "Encryption key successfully updated"
+            } else {
+                "Encryption key successfully pushed"
+            };
             out.done(human, json!({ "isPushed": true, "isUpdated": exists }));
         }
-        ResultCommand::CheckEncryptionKey { address, sms, wallet } => {
+        ResultCommand::CheckEncryptionKey {
+            address,
+            sms,
+            wallet,
+        } => {
             let owner = address_or_wallet(address, &wallet)?;
-            let exists = sms.client()?.web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY).await?;
+            let exists = sms
+                .client()?
+                .web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY)
+                .await?;
             checked(out, exists, format!("beneficiary {owner}"));
         }
     }

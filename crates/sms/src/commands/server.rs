@@ -16,7 +16,10 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log files stay plain (and formatting costs less per request).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -47,7 +50,9 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
         server.ledger_description,
     );
     if server.master_key_created {
-        human.push_str("\n  master key:     created (back it up: without it the store cannot be read)");
+        human.push_str(
+            "\n  master key:     created (back it up: without it the store cannot be read)",
+        );
     }
     if !server.dev_wallets.is_empty() {
         human.push_str(&format!(
@@ -63,7 +68,10 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
                 w.keystore.display()
             ));
         }
-        human.push_str(&format!("\n\nTry: export SMS_URL={} SMS_WALLET_PASSWORD=dev", server.url()));
+        human.push_str(&format!(
+            "\n\nTry: export SMS_URL={} SMS_WALLET_PASSWORD=dev",
+            server.url()
+        ));
     }
     out.done(
         human,
@@ -79,13 +87,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

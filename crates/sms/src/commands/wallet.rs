@@ -41,7 +41,12 @@ fn new_password(args: &WalletArgs) -> anyhow::Result<String> {
     Ok(first)
 }
 
-fn save(args: &WalletArgs, signer: &PrivateKeySigner, out: &Output, verb: &str) -> anyhow::Result<()> {
+fn save(
+    args: &WalletArgs,
+    signer: &PrivateKeySigner,
+    out: &Output,
+    verb: &str,
+) -> anyhow::Result<()> {
     let path = args.path();
     if path.exists() {
         return Err(wallet::WalletError::Exists(path).into());
@@ -49,7 +54,11 @@ fn save(args: &WalletArgs, signer: &PrivateKeySigner, out: &Output, verb: &str) 
     let password = new_password(args)?;
     wallet::save(&path, signer, &password)?;
     out.done(
-        format!("Wallet {verb}\naddress: {}\nwallet file: {}", signer.address(), path.display()),
+        format!(
+            "Wallet {verb}\naddress: {}\nwallet file: {}",
+            signer.address(),
+            path.display()
+        ),
         json!({ "address": signer.address().to_string(), "walletFile": path }),
     );
     Ok(())
@@ -57,17 +66,31 @@ fn save(args: &WalletArgs, signer: &PrivateKeySigner, out: &Output, verb: &str) 
 
 pub fn run(cmd: WalletCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        WalletCommand::Create { wallet } => save(&wallet, &PrivateKeySigner::random(), out, "created"),
-        WalletCommand::Import { private_key, wallet } => {
+        WalletCommand::Create { wallet } => {
+            save(&wallet, &PrivateKeySigner::random(), out, "created")
+        }
+        WalletCommand::Import {
+            private_key,
+            wallet,
+        } => {
             let signer = wallet::parse_private_key(&private_key)?;
             save(&wallet, &signer, out, "imported")
         }
-        WalletCommand::Show { show_private_key, wallet } => {
+        WalletCommand::Show {
+            show_private_key,
+            wallet,
+        } => {
             let path = wallet.path();
-            let signer = wallet.signer().with_context(|| format!("wallet {}", path.display()))?;
+            let signer = wallet
+                .signer()
+                .with_context(|| format!("wallet {}", path.display()))?;
             let key = sms_core::hex::encode_prefixed(signer.to_bytes());
             let mut data = json!({ "address": signer.address().to_string(), "walletFile": path });
-            let mut human = format!("address: {}\nwallet file: {}", signer.address(), path.display());
+            let mut human = format!(
+                "address: {}\nwallet file: {}",
+                signer.address(),
+                path.display()
+            );
             if show_private_key {
                 data["privateKey"] = json!(key);
                 human.push_str(&format!("\nprivate key: {key}"));
