@@ -5,86 +5,29 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::{Value, json};
 use sms_testkit::server::TestServer;
 
-struct Env {
-    url: String,
-    home: tempfile::TempDir,
-    data_dir: PathBuf,
-}
+mod common;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use common::{DevCli, Run};
 
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", self.stdout, self.stderr))
+struct Env(DevCli);
+
+impl std::ops::Deref for Env {
+    type Target = DevCli;
+    fn deref(&self) -> &DevCli {
+        &self.0
     }
 }
 
 impl Env {
     async fn new() -> (TestServer, Self) {
         let server = TestServer::dev().await;
-        let home = tempfile::tempdir().unwrap();
-        std::fs::create_dir(home.path().join("ws")).unwrap();
-        let env = Self {
-            url: server.url(),
-            home,
-            data_dir: server.data_dir(),
-        };
+        let env = Self(DevCli::new(&server));
         (server, env)
-    }
-
-    fn wallet(&self, name: &str) -> String {
-        self.data_dir
-            .join("dev-wallets")
-            .join(format!("{name}.json"))
-            .display()
-            .to_string()
-    }
-
-    fn address(&self, name: &str) -> String {
-        let keystore: Value =
-            serde_json::from_slice(&std::fs::read(self.wallet(name)).unwrap()).unwrap();
-        let a = keystore["address"].as_str().unwrap();
-        if a.starts_with("0x") {
-            a.to_owned()
-        } else {
-            format!("0x{a}")
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_sms"))
-            .args(args)
-            .env("SMS_URL", &self.url)
-            .env("HOME", self.home.path())
-            .env("SMS_WALLET_PASSWORD", "dev")
-            .env("SMS_WORKSPACE_ROOT", self.home.path().join("ws"))
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("SMS_WALLET_FILE")
-            .current_dir(self.home.path())
-            .output()
-            .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> Value {
-        let run = self.run(args);
-        assert_eq!(run.code, 0, "sms {args:?}: {}{}", run.stdout, run.stderr);
-        run.json()
     }
 
     fn deploy_app(&self, entrypoint: &str) -> String {

@@ -14,18 +14,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Value, json};
 use sms_testkit::server::{TestServer, files_under};
 
-struct Env {
-    url: String,
-    home: tempfile::TempDir,
-    data_dir: PathBuf,
-    /// Everything the CLI printed.
-    printed: std::cell::RefCell<String>,
-}
+mod common;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+use common::{DevCli, Run};
+
+struct Env(DevCli);
+
+impl std::ops::Deref for Env {
+    type Target = DevCli;
+    fn deref(&self) -> &DevCli {
+        &self.0
+    }
 }
 
 fn examples() -> PathBuf {
@@ -37,62 +36,7 @@ fn examples() -> PathBuf {
 
 impl Env {
     fn new(server: &TestServer) -> Self {
-        let home = tempfile::tempdir().unwrap();
-        std::fs::create_dir(home.path().join("ws")).unwrap();
-        Self {
-            url: server.url(),
-            home,
-            data_dir: server.data_dir(),
-            printed: Default::default(),
-        }
-    }
-
-    fn wallet(&self, name: &str) -> String {
-        self.data_dir
-            .join("dev-wallets")
-            .join(format!("{name}.json"))
-            .display()
-            .to_string()
-    }
-
-    fn address(&self, name: &str) -> String {
-        let keystore: Value =
-            serde_json::from_slice(&std::fs::read(self.wallet(name)).unwrap()).unwrap();
-        let a = keystore["address"].as_str().unwrap();
-        if a.starts_with("0x") {
-            a.to_owned()
-        } else {
-            format!("0x{a}")
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_sms"))
-            .args(args)
-            .env("SMS_URL", &self.url)
-            .env("HOME", self.home.path())
-            .env("SMS_WALLET_PASSWORD", "dev")
-            .env("SMS_WORKSPACE_ROOT", self.home.path().join("ws"))
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("SMS_WALLET_FILE")
-            .current_dir(self.home.path())
-            .output()
-            .unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        self.printed.borrow_mut().push_str(&run.stdout);
-        self.printed.borrow_mut().push_str(&run.stderr);
-        run
-    }
-
-    fn ok(&self, args: &[&str]) -> Value {
-        let run = self.run(args);
-        assert_eq!(run.code, 0, "sms {args:?}: {}{}", run.stdout, run.stderr);
-        serde_json::from_str(run.stdout.trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
+        Self(DevCli::new(server))
     }
 
     /// Registers an app whose enclave runs `entrypoint`; the fingerprint is the source's sha256.
