@@ -12,7 +12,7 @@ use sms_testkit::server::TestServer;
 
 mod common;
 
-use common::{DevCli, Run};
+use common::DevCli;
 
 struct Env(DevCli);
 
@@ -31,39 +31,7 @@ impl Env {
     }
 
     fn deploy_app(&self, entrypoint: &str) -> String {
-        let config = json!({
-            "framework": "SCONE", "version": "v5", "entrypoint": entrypoint,
-            "heapSize": 1_073_741_824u64, "fingerprint": "11".repeat(32),
-        });
-        let owner = self.address("owner");
-        self.ok(&[
-            "dev",
-            "app",
-            "deploy",
-            "--owner",
-            &owner,
-            "--mrenclave",
-            &config.to_string(),
-            "--json",
-        ])["address"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn app_run(&self, app: &str, extra: &[&str]) -> Run {
-        let requester = self.wallet("requester");
-        let mut args = vec![
-            "app",
-            "run",
-            app,
-            "--dev",
-            "--json",
-            "--wallet-file",
-            &requester,
-        ];
-        args.extend(extra);
-        self.run(&args)
+        self.deploy_scone_app(entrypoint, &"11".repeat(32))
     }
 
     fn workspaces_left(&self) -> usize {

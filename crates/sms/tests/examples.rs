@@ -11,12 +11,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sms_testkit::server::{TestServer, files_under};
 
 mod common;
 
-use common::{DevCli, Run};
+use common::DevCli;
 
 struct Env(DevCli);
 
@@ -25,6 +25,10 @@ impl std::ops::Deref for Env {
     fn deref(&self) -> &DevCli {
         &self.0
     }
+}
+
+fn hex_digits(bytes: &[u8]) -> String {
+    sms_core::hex::encode_prefixed(bytes)[2..].to_owned()
 }
 
 fn examples() -> PathBuf {
@@ -41,42 +45,8 @@ impl Env {
 
     /// Registers an app whose enclave runs `entrypoint`; the fingerprint is the source's sha256.
     fn deploy_app(&self, entrypoint: &str, source: &Path) -> String {
-        let fingerprint =
-            sms_core::hex::encode_prefixed(sms_core::hash::sha256(&std::fs::read(source).unwrap()));
-        let config = json!({
-            "framework": "SCONE", "version": "v5", "entrypoint": entrypoint,
-            "heapSize": 1_073_741_824u64, "fingerprint": &fingerprint[2..],
-        });
-        let owner = self.address("owner");
-        let mrenclave = config.to_string();
-        self.ok(&[
-            "dev",
-            "app",
-            "deploy",
-            "--owner",
-            &owner,
-            "--mrenclave",
-            &mrenclave,
-            "--json",
-        ])["address"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn app_run(&self, app: &str, extra: &[&str]) -> Run {
-        let requester = self.wallet("requester");
-        let mut args = vec![
-            "app",
-            "run",
-            app,
-            "--dev",
-            "--json",
-            "--wallet-file",
-            &requester,
-        ];
-        args.extend(extra);
-        self.run(&args)
+        let fingerprint = sms_core::hash::sha256(&std::fs::read(source).unwrap());
+        self.deploy_scone_app(entrypoint, &hex_digits(fingerprint.as_slice()))
     }
 
     /// No file under the home directory (results, config, keys of the test) nor anything printed

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sms_testkit::server::TestServer;
 
 pub struct Run {
@@ -91,5 +91,43 @@ impl DevCli {
         let run = self.run(args);
         assert_eq!(run.code, 0, "sms {args:?}: {}{}", run.stdout, run.stderr);
         run.json()
+    }
+
+    /// Registers, as the `owner` dev wallet, a SCONE app whose enclave runs `entrypoint` with
+    /// the given fingerprint (64 hex characters); returns its address.
+    pub fn deploy_scone_app(&self, entrypoint: &str, fingerprint: &str) -> String {
+        let config = json!({
+            "framework": "SCONE", "version": "v5", "entrypoint": entrypoint,
+            "heapSize": 1_073_741_824u64, "fingerprint": fingerprint,
+        });
+        let owner = self.address("owner");
+        let mrenclave = config.to_string();
+        let args = [
+            "dev",
+            "app",
+            "deploy",
+            "--owner",
+            &owner,
+            "--mrenclave",
+            &mrenclave,
+            "--json",
+        ];
+        self.ok(&args)["address"].as_str().unwrap().to_owned()
+    }
+
+    /// `sms app run <app> --dev --json` as the `requester` dev wallet, plus `extra`.
+    pub fn app_run(&self, app: &str, extra: &[&str]) -> Run {
+        let requester = self.wallet("requester");
+        let mut args = vec![
+            "app",
+            "run",
+            app,
+            "--dev",
+            "--json",
+            "--wallet-file",
+            &requester,
+        ];
+        args.extend(extra);
+        self.run(&args)
     }
 }
