@@ -48,7 +48,6 @@ fn config(dir: &tempfile::TempDir, chain: ChainArgs) -> ServerConfig {
 
 struct Api {
     server: TestServer,
-    http: reqwest::Client,
 }
 
 impl Api {
@@ -57,7 +56,6 @@ impl Api {
         let config = config(&dir, chain);
         Self {
             server: TestServer::with_config(config, Some(dir)).await,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -68,21 +66,7 @@ impl Api {
         auth: Option<String>,
         body: Option<&[u8]>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.server.url()));
-        if let Some(a) = auth {
-            req = req.header("Authorization", a);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_vec());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.server.call(method, path, auth, body).await
     }
 
     async fn push_app(

@@ -31,21 +31,7 @@ impl Api {
         auth: Option<String>,
         body: Option<&[u8]>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.server.url()));
-        if let Some(a) = auth {
-            req = req.header("Authorization", a);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_vec());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.server.call(method, path, auth, body).await
     }
 
     async fn status(

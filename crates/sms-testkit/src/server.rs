@@ -50,6 +50,32 @@ impl TestServer {
         &self.config
     }
 
+    /// One raw HTTP call: the status and the JSON body (`Null` when the body is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: Option<String>,
+        body: Option<&[u8]>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url()));
+        if let Some(a) = authorization {
+            request = request.header("Authorization", a);
+        }
+        if let Some(b) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(b.to_vec());
+        }
+        let response = request.send().await.expect("the test server answers");
+        let status = response.status();
+        let text = response.text().await.expect("a readable body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     pub fn client(&self) -> SmsClient {
         SmsClient::new(&self.url(), &ClientOptions::default()).expect("client")
     }
