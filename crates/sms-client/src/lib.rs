@@ -12,6 +12,7 @@ use alloy_signer_local::PrivateKeySigner;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use sms_core::challenge;
+use sms_core::error_chain;
 use sms_core::signature::sign_eip191;
 use sms_core::{Address, B256};
 use thiserror::Error;
@@ -129,6 +130,20 @@ impl SmsClient {
         if let Some(body) = body {
             request = request.header("Content-Type", "text/plain").body(body);
         }
+        let (status, bytes) = self.exchange(request).await?;
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            return Err(ClientError::Internal {
+                url: self.base.clone(),
+            });
+        }
+        Ok((status, bytes))
+    }
+
+    /// Sends `request` and reads the whole answer; a transport failure names this SMS.
+    pub(crate) async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let network = |e: reqwest::Error| ClientError::Network {
             url: self.base.clone(),
             reason: error_chain(&e),
@@ -136,11 +151,6 @@ impl SmsClient {
         let response = request.send().await.map_err(network)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(network)?;
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            return Err(ClientError::Internal {
-                url: self.base.clone(),
-            });
-        }
         Ok((status, bytes.to_vec()))
     }
 
@@ -345,20 +355,12 @@ impl SmsClient {
         body: &serde_json::Value,
     ) -> Result<T, ClientError> {
         let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let network = |e: reqwest::Error| ClientError::Network {
-            url: self.base.clone(),
-            reason: error_chain(&e),
-        };
-        let response = self
+        let request = self
             .http
             .post(format!("{}{path}", self.base))
             .header("Content-Type", "application/json")
-            .body(bytes)
-            .send()
-            .await
-            .map_err(network)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(network)?;
+            .body(bytes);
+        let (status, body) = self.exchange(request).await?;
         if !status.is_success() {
             if status == StatusCode::NOT_FOUND && path.starts_with("/dev/") {
                 return Err(ClientError::Unexpected {
@@ -398,15 +400,4 @@ fn reason_of(body: &[u8]) -> Option<String> {
         .get("reason")
         .and_then(pick)
         .or_else(|| value.get("error").and_then(pick))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sms_attest::{EphemeralKey, Evidence, SealedEnvelope, release_info};
 use zeroize::Zeroize;
 
-use crate::{ClientError, SmsClient, error_chain};
+use crate::{ClientError, SmsClient};
 
 /// Answer of the nonce endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,19 +137,13 @@ impl SmsClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ProvisionError> {
-        let network = |e: reqwest::Error| ClientError::Network {
-            url: self.base.clone(),
-            reason: error_chain(&e),
-        };
         let mut request = self.http.post(format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request
                 .header("Content-Type", "application/json")
                 .body(body);
         }
-        let response = request.send().await.map_err(network)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(network)?;
+        let (status, bytes) = self.exchange(request).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| ClientError::Decode(e.to_string()).into());

@@ -9,7 +9,7 @@ use sms_core::authorization::WorkerpoolAuthorization;
 use sms_core::signature::sign_eip191;
 use sms_core::{Address, B256};
 
-use crate::{ClientError, SmsClient, error_chain};
+use crate::{ClientError, SmsClient};
 
 /// `POST /tee/sessions` answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,10 +57,6 @@ impl SmsClient {
         authorization: Option<String>,
         json_body: Option<String>,
     ) -> Result<Vec<u8>, TeeCallError> {
-        let network = |e: reqwest::Error| ClientError::Network {
-            url: self.base.clone(),
-            reason: error_chain(&e),
-        };
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(sig) = authorization {
             request = request.header("Authorization", sig);
@@ -70,11 +66,9 @@ impl SmsClient {
                 .header("Content-Type", "application/json")
                 .body(body);
         }
-        let response = request.send().await.map_err(network)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(network)?;
+        let (status, bytes) = self.exchange(request).await?;
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok(bytes);
         }
         let (code, reason) = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => {

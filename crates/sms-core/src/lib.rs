@@ -17,3 +17,15 @@ pub mod tag;
 pub mod tee_error;
 
 pub use alloy_primitives::{Address, B256, U256};
+
+/// An error and its `source()` chain on one line (`outer: cause: root cause`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -32,21 +32,13 @@ impl PostgresBackend {
     }
 }
 
-fn inserted(affected: u64) -> Insert {
-    if affected == 1 {
-        Insert::Inserted
-    } else {
-        Insert::AlreadyExists
-    }
-}
-
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn insert(&self, row: SealedRow) -> Result<Insert, StoreError> {
         let r = bind_row!(sqlx::query(sql::INSERT), row, unix_now())
             .execute(&self.pool)
             .await?;
-        Ok(inserted(r.rows_affected()))
+        Ok(sql::insert_outcome(r.rows_affected()))
     }
 
     async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError> {
@@ -124,7 +116,7 @@ impl Backend for PostgresBackend {
             .bind(unix_now())
             .execute(&self.pool)
             .await?;
-        Ok(inserted(r.rows_affected()))
+        Ok(sql::insert_outcome(r.rows_affected()))
     }
 
     fn describe(&self) -> String {

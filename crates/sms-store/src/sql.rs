@@ -17,6 +17,15 @@ pub const DATA_KEYS: &str = "SELECT id, wrapped, nonce, master_fp FROM data_keys
 pub const INSERT_DATA_KEY: &str = "INSERT INTO data_keys (id, wrapped, nonce, master_fp, created_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO NOTHING";
 
+/// An insert-if-absent affected one row, or none because the key exists.
+pub fn insert_outcome(affected: u64) -> crate::Insert {
+    if affected == 1 {
+        crate::Insert::Inserted
+    } else {
+        crate::Insert::AlreadyExists
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub struct RowRecord {
     pub namespace: String,

@@ -282,18 +282,10 @@ async fn commit_group(
     Ok((results, changes))
 }
 
-fn inserted(affected: u64) -> Insert {
-    if affected == 1 {
-        Insert::Inserted
-    } else {
-        Insert::AlreadyExists
-    }
-}
-
 #[async_trait]
 impl Backend for SqliteBackend {
     async fn insert(&self, row: SealedRow) -> Result<Insert, StoreError> {
-        Ok(inserted(self.submit(Write::Insert(row)).await?))
+        Ok(sql::insert_outcome(self.submit(Write::Insert(row)).await?))
     }
 
     async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError> {
@@ -349,7 +341,9 @@ impl Backend for SqliteBackend {
     }
 
     async fn insert_data_key(&self, key: WrappedDataKey) -> Result<Insert, StoreError> {
-        Ok(inserted(self.submit(Write::InsertDataKey(key)).await?))
+        Ok(sql::insert_outcome(
+            self.submit(Write::InsertDataKey(key)).await?,
+        ))
     }
 
     fn describe(&self) -> String {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sms_core::B256;
+use sms_core::error_chain;
 use thiserror::Error;
 
 /// Public IPFS gateways tried in order for `/ipfs/…` locations (upstream's list).
@@ -157,17 +158,6 @@ async fn http_to_file(url: &str, dest: &Path, timeout: Duration) -> Result<B256,
         out.write(&chunk)?;
     }
     out.finish()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod yaml;
 use std::path::Path;
 use std::time::Duration;
 
+use sms_core::error_chain;
 use sms_core::session_plan::SessionPlan;
 use sms_core::tag::TeeFramework;
 use zeroize::Zeroizing;
@@ -214,15 +215,4 @@ impl Exporter {
             ))
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
