@@ -59,6 +59,7 @@ pub mod inspect;
 pub mod pccs;
 mod policy;
 mod report;
+pub mod identity;
 pub mod seal;
 mod status;
 pub mod tee;
@@ -71,6 +72,10 @@ pub use evidence::Evidence;
 pub use inspect::{QuoteInspection, QuoteSummary, Verdict, inspect_quote};
 pub use policy::Policy;
 pub use report::{SgxClaims, TdxClaims, TeeClaims, TeeKind, VerifiedReport};
+pub use identity::{
+    AnswerSignature, IDENTITY_ALGORITHM, IdentityDocument, IdentityError, ReleaseTranscript, SmsIdentity,
+    SmsPublicKey, request_sha256,
+};
 pub use seal::{EphemeralKey, HPKE_SUITE, SealError, SealedEnvelope, release_info};
 pub use status::{TcbStatus, UnknownTcbStatus, parse_status_list};
 pub use tee::TeeVerifier;
