@@ -33,9 +33,7 @@ pub enum IdentityError {
     Seed(usize),
     #[error("no random bytes from the operating system")]
     Random,
-    #[error(
-        "the answer is signed by key {actual}, not by the pinned SMS key {expected}: refused"
-    )]
+    #[error("the answer is signed by key {actual}, not by the pinned SMS key {expected}: refused")]
     WrongKey { expected: String, actual: String },
     #[error("the answer's signature uses '{0}', not {IDENTITY_ALGORITHM}: refused")]
     Algorithm(String),
@@ -367,7 +365,8 @@ mod tests {
         let id = SmsIdentity::generate().unwrap();
         let again = SmsIdentity::from_seed(id.seed()).unwrap();
         assert_eq!(again.public_key(), id.public_key());
-        let pk = SmsPublicKey::from_base64(&format!(" {} \n", id.public_key().to_base64())).unwrap();
+        let pk =
+            SmsPublicKey::from_base64(&format!(" {} \n", id.public_key().to_base64())).unwrap();
         assert_eq!(&pk, id.public_key());
         assert_eq!(pk.key_id().len(), 16);
         assert!(SmsPublicKey::from_base64("AAAA").is_err());

@@ -54,12 +54,12 @@ pub mod collateral;
 mod error;
 mod evidence;
 mod hexser;
+pub mod identity;
 pub mod inspect;
 #[cfg(feature = "pccs")]
 pub mod pccs;
 mod policy;
 mod report;
-pub mod identity;
 pub mod seal;
 mod status;
 pub mod tee;
@@ -69,13 +69,13 @@ pub use binding::{REPORT_DATA_CONTEXT, report_data_binding};
 pub use collateral::{Collateral, CollateralBundle, CollateralSource};
 pub use error::{CollateralError, Detail, VerifyError};
 pub use evidence::Evidence;
+pub use identity::{
+    AnswerSignature, IDENTITY_ALGORITHM, IdentityDocument, IdentityError, ReleaseTranscript,
+    SmsIdentity, SmsPublicKey, request_sha256,
+};
 pub use inspect::{QuoteInspection, QuoteSummary, Verdict, inspect_quote};
 pub use policy::Policy;
 pub use report::{SgxClaims, TdxClaims, TeeClaims, TeeKind, VerifiedReport};
-pub use identity::{
-    AnswerSignature, IDENTITY_ALGORITHM, IdentityDocument, IdentityError, ReleaseTranscript, SmsIdentity,
-    SmsPublicKey, request_sha256,
-};
 pub use seal::{EphemeralKey, HPKE_SUITE, SealError, SealedEnvelope, release_info};
 pub use status::{TcbStatus, UnknownTcbStatus, parse_status_list};
 pub use tee::TeeVerifier;

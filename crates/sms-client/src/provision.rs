@@ -311,7 +311,9 @@ pub fn open_release(
         ClientError::Decode(format!("sealed environment is not the expected JSON: {e}"))
     })?;
     if let Some(name) = released.env.keys().find(|n| !released_name_allowed(n)) {
-        return Err(ProvisionError::ForbiddenName(name.chars().take(64).collect()));
+        return Err(ProvisionError::ForbiddenName(
+            name.chars().take(64).collect(),
+        ));
     }
     Ok(released)
 }

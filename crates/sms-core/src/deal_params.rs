@@ -597,7 +597,15 @@ mod tests {
     fn app_argv_is_words_without_a_shell() {
         assert_eq!(
             app_argv("python3  /app/app.py", Some("; echo $X > $IEXEC_OUT/leak")),
-            ["python3", "/app/app.py", ";", "echo", "$X", ">", "$IEXEC_OUT/leak"]
+            [
+                "python3",
+                "/app/app.py",
+                ";",
+                "echo",
+                "$X",
+                ">",
+                "$IEXEC_OUT/leak"
+            ]
         );
         assert_eq!(app_argv("/app", Some("a 'b c'")), ["/app", "a", "'b", "c'"]);
         assert_eq!(app_argv("/app", None), ["/app"]);

@@ -52,6 +52,8 @@ pub struct Server {
     pub identity_created: bool,
     /// The store this server uses (tests seed it directly).
     pub store: Store,
+    /// The writable dev ledger (only with `--dev`; tests seed it directly).
+    pub dev_ledger: Option<Arc<sms_chain::dev::DevLedger>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -100,7 +102,7 @@ impl Server {
         let state = AppState::new(AppStateInner {
             store,
             ledger: ledger.clone(),
-            dev_ledger,
+            dev_ledger: dev_ledger.clone(),
             max_secret_bytes: config.max_secret_bytes,
             metrics,
             tee: tee.clone(),
@@ -163,6 +165,7 @@ impl Server {
             identity: identity_document,
             identity_created,
             store: server_store,
+            dev_ledger,
             handle,
             task,
         })
@@ -203,7 +206,9 @@ pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, StartupErr
         Err(_) => MasterKey::load_or_create(&config.master_key_file())?,
     };
     let backend: Arc<dyn Backend> = match &config.database_url {
-        Some(url) => Arc::new(PostgresBackend::connect(url, config.database_max_connections).await?),
+        Some(url) => {
+            Arc::new(PostgresBackend::connect(url, config.database_max_connections).await?)
+        }
         None => Arc::new(SqliteBackend::open(&data_dir.join("sms.db")).await?),
     };
     let description = backend.describe();

@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 
 use crate::attest_args::{AttestArgs, Clock, IEXEC_IGNORED_ADVISORIES_ENV};
 use crate::server::StartupError;
-pub use records::{NONCE_NAMESPACE, RELEASE_NAMESPACE, ReleaseEntry, ReleaseLog};
+pub use records::{NONCE_NAMESPACE, RELEASE_NAMESPACE, ReleaseEntry, ReleaseLog, release_key};
 use records::{NonceRecord, Reserve};
 pub use refusal::Refusal;
 
@@ -227,7 +227,9 @@ impl Provisioner {
         take_nonce(store, &request, session_id, service, now_ms).await?;
         let session = load_session(store, session_id, now_ms).await?;
         let stored = find_service(&session, service)?;
-        let report = self.verify_evidence(&request, stored, now_ms / 1000).await?;
+        let report = self
+            .verify_evidence(&request, stored, now_ms / 1000)
+            .await?;
         check_task_live(ledger, &session, now_ms / 1000).await?;
         let number = self
             .count_release(store, &session, service, &report, &request, now_ms / 1000)

@@ -65,7 +65,11 @@ fn nonce_key(nonce: &[u8]) -> RecordKey {
 }
 
 pub fn release_key(task_id: &B256, service: &str) -> RecordKey {
-    RecordKey::new(RELEASE_NAMESPACE, sms_core::hex::encode_prefixed(task_id), service)
+    RecordKey::new(
+        RELEASE_NAMESPACE,
+        sms_core::hex::encode_prefixed(task_id),
+        service,
+    )
 }
 
 fn to_value<T: Serialize>(value: &T) -> Result<SecretValue, StoreError> {

@@ -19,8 +19,8 @@ use sms_core::{Address, B256};
 use sms_store::{Insert, RecordKey};
 use zeroize::Zeroizing;
 
-use super::task::{self, AuthorizedTask, TaskRefusal};
 use super::challenge;
+use super::task::{self, AuthorizedTask, TaskRefusal};
 use crate::state::AppState;
 
 /// A created session.
@@ -159,9 +159,7 @@ async fn authorize_session_task(
             }
             TaskRefusal::NotTee(_) => E::ExecutionNotAuthorizedNoMatchOnchainType,
             TaskRefusal::NotSignedByPoolOwner(_) => E::ExecutionNotAuthorizedInvalidSignature,
-            TaskRefusal::FrameworkNotServed { .. } => {
-                E::ExecutionNotAuthorizedTeeFrameworkMismatch
-            }
+            TaskRefusal::FrameworkNotServed { .. } => E::ExecutionNotAuthorizedTeeFrameworkMismatch,
         };
         if refusal.is_unavailable() {
             SessionError::unavailable(code, refusal.to_string())
@@ -191,9 +189,9 @@ async fn find_live_session(
             )
         })?;
     match found {
-        Some(existing) if existing.expires_at > challenge::unix_now() => {
-            existing.same_holder(auth).map(|()| Some(existing.session_id))
-        }
+        Some(existing) if existing.expires_at > challenge::unix_now() => existing
+            .same_holder(auth)
+            .map(|()| Some(existing.session_id)),
         _ => Ok(None),
     }
 }
@@ -206,7 +204,10 @@ struct TaskAssets {
 }
 
 /// Step 4: the app, the dataset (if any) and the deal params.
-async fn describe_task(state: &AppState, task: &AuthorizedTask) -> Result<TaskAssets, SessionError> {
+async fn describe_task(
+    state: &AppState,
+    task: &AuthorizedTask,
+) -> Result<TaskAssets, SessionError> {
     let deal = &task.deal;
     let app = match state.ledger.app(deal.app.pointer).await {
         Ok(Some(a)) => a,
@@ -282,12 +283,21 @@ async fn gather_secrets(
     assets: &TaskAssets,
     auth: &WorkerpoolAuthorization,
 ) -> Result<GatheredSecrets, SessionError> {
-    let read_failed =
-        |e: sms_store::StoreError| fail(E::SecureSessionGenerationFailed, format!("store read failed: {e}"));
+    let read_failed = |e: sms_store::StoreError| {
+        fail(
+            E::SecureSessionGenerationFailed,
+            format!("store read failed: {e}"),
+        )
+    };
     let needed = secrets_needed(&task_input(task, assets, auth));
     let mut secrets = SecretValues::new();
     for id in needed.all() {
-        if let Some(v) = state.store.get(&RecordKey::from(&id)).await.map_err(read_failed)? {
+        if let Some(v) = state
+            .store
+            .get(&RecordKey::from(&id))
+            .await
+            .map_err(read_failed)?
+        {
             secrets.insert(id, v.value);
         }
     }
@@ -380,7 +390,11 @@ async fn store_session(
         enclave_challenge: auth.enclave_challenge,
         expires_at,
     };
-    match index.insert(&state.store, &task.task_id).await.map_err(storage_failed)? {
+    match index
+        .insert(&state.store, &task.task_id)
+        .await
+        .map_err(storage_failed)?
+    {
         None => Ok(session_id),
         Some(winner) => {
             let _ = state.store.delete(&session_key(&session_id)).await;
@@ -390,7 +404,11 @@ async fn store_session(
 }
 
 /// Step 8: the optional export to an external provisioner (SCONE CAS, Gramine SPS, TDX).
-async fn export(state: &AppState, session_id: &str, plan: &SessionPlan) -> Result<(), SessionError> {
+async fn export(
+    state: &AppState,
+    session_id: &str,
+    plan: &SessionPlan,
+) -> Result<(), SessionError> {
     match &state.tee.exporter {
         Some(exporter) => exporter
             .deliver(session_id, plan)
@@ -521,9 +539,9 @@ pub async fn challenge(
     .map_err(|refusal| match refusal {
         r if r.is_unavailable() => F::LedgerUnavailable(r.to_string()),
         r @ TaskRefusal::FrameworkNotServed { .. } => F::FrameworkMismatch(r.to_string()),
-        r @ TaskRefusal::NotSignedByPoolOwner(_) => F::Unauthorized(format!(
-            "the Authorization header is {r}"
-        )),
+        r @ TaskRefusal::NotSignedByPoolOwner(_) => {
+            F::Unauthorized(format!("the Authorization header is {r}"))
+        }
         r => F::Unauthorized(r.to_string()),
     })?;
     let expires_at = match task.task.final_deadline {

@@ -4,10 +4,10 @@
 //! Each route maps a [`TaskRefusal`] to its own wire code.
 
 use sms_chain::{Ledger, LedgerError};
+use sms_core::Address;
 use sms_core::B256;
 use sms_core::ledger::{Deal, Task, TaskStatus};
 use sms_core::tag::TeeFramework;
-use sms_core::Address;
 
 /// A task that passed every check.
 #[derive(Debug, Clone)]

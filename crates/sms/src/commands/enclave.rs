@@ -53,8 +53,12 @@ pub struct RunArgs {
     /// The SMS public key to trust (base64 Ed25519, as `GET /tee/provisioning/identity` and
     /// `sms server identity` print it). In an enclave image it belongs to the measured
     /// entrypoint, so it is attested with the code. Required (or --sms-public-key-file).
-    #[arg(long, value_name = "BASE64", conflicts_with = "sms_public_key_file",
-          required_unless_present = "sms_public_key_file")]
+    #[arg(
+        long,
+        value_name = "BASE64",
+        conflicts_with = "sms_public_key_file",
+        required_unless_present = "sms_public_key_file"
+    )]
     pub sms_public_key: Option<String>,
     /// File holding the SMS public key: base64, or the identity JSON document.
     #[arg(long, value_name = "PATH")]

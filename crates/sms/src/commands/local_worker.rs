@@ -365,10 +365,15 @@ impl WorkerSetup {
         stages.push(StageSpec {
             name: "app",
             measurement: valid.measurement().as_hex(),
-            command: [exe_s.clone(), "worker".into(), "exec-app".into(), "--".into()]
-                .into_iter()
-                .chain(app_argv)
-                .collect(),
+            command: [
+                exe_s.clone(),
+                "worker".into(),
+                "exec-app".into(),
+                "--".into(),
+            ]
+            .into_iter()
+            .chain(app_argv)
+            .collect(),
         });
         stages.push(StageSpec {
             name: "post-compute",
@@ -379,7 +384,14 @@ impl WorkerSetup {
         let mut failed = false;
         for spec in &stages {
             let stage = self
-                .run_stage(&exe, &session.session_id, &pinned, spec, &workspace, &results_dir)
+                .run_stage(
+                    &exe,
+                    &session.session_id,
+                    &pinned,
+                    spec,
+                    &workspace,
+                    &results_dir,
+                )
                 .await;
             failed = !stage.ok;
             if failed {
@@ -476,7 +488,11 @@ impl WorkerSetup {
                 self.client
                     .provision_identity()
                     .await
-                    .map_err(|e| anyhow!("cannot read the SMS identity (GET /tee/provisioning/identity): {e}"))?
+                    .map_err(|e| {
+                        anyhow!(
+                            "cannot read the SMS identity (GET /tee/provisioning/identity): {e}"
+                        )
+                    })?
                     .public_key
             }
         };
