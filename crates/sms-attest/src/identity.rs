@@ -78,7 +78,9 @@ impl SmsPublicKey {
     /// The first 8 bytes of SHA-256 of the raw key, lowercase hex: short, stable, and
     /// different for every key in practice (it names a key; it is not what is trusted).
     pub fn key_id(&self) -> String {
-        hex::encode(&Sha256::digest(self.0)[..8])
+        let digest: [u8; 32] = Sha256::digest(self.0).into();
+        let (id, _) = digest.split_at(8);
+        hex::encode(id)
     }
 
     /// The identity document of `GET /tee/provisioning/identity`.

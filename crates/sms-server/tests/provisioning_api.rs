@@ -883,7 +883,8 @@ async fn a_tampered_answer_is_refused() {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 1;
     }
-    let tampered: Vec<(&str, Box<dyn Fn(&mut ReleaseAnswer)>)> = vec![
+    type Tamper = Box<dyn Fn(&mut ReleaseAnswer)>;
+    let tampered: Vec<(&str, Tamper)> = vec![
         ("ciphertext", Box::new(|a| flip(&mut a.sealed.ciphertext))),
         ("enc", Box::new(|a| flip(&mut a.sealed.enc))),
         ("signature", Box::new(|a| flip(&mut a.signature.value))),
