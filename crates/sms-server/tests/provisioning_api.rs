@@ -1117,3 +1117,35 @@ async fn one_nonce_is_served_once_on_postgres() {
     );
     one_nonce_is_served_once(&p).await;
 }
+
+/// Replicas on one PostgreSQL database, started together, sign with one identity.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_on_one_database_share_the_identity() {
+    let url = sms_testkit::postgres::fresh_database_url().await;
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("master.key");
+    sms_store::MasterKey::load_or_create(&key_file).unwrap();
+    let start = |url: String, key_file: PathBuf| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::dev_in(dir.path().to_path_buf());
+        config.database_url = Some(url);
+        config.master_key_file = Some(key_file);
+        TestServer::with_config(config, Some(dir)).await
+    };
+    let (a, b, c) = tokio::join!(
+        start(url.clone(), key_file.clone()),
+        start(url.clone(), key_file.clone()),
+        start(url, key_file.clone())
+    );
+    let ids: Vec<_> = [&a, &b, &c]
+        .iter()
+        .map(|s| s.server().identity.public_key.clone())
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[2]);
+    let created = [&a, &b, &c]
+        .iter()
+        .filter(|s| s.server().identity_created)
+        .count();
+    assert_eq!(created, 1);
+}
