@@ -68,13 +68,6 @@ impl Server {
         sms_client::install_crypto_provider();
         check_listen_policy(&config)?;
         let data_dir = config.data_dir();
-        std::fs::create_dir_all(&data_dir).map_err(|e| {
-            StartupError::Io(format!(
-                "cannot create data directory {}: {e}",
-                data_dir.display()
-            ))
-        })?;
-
         let OpenedStore {
             store,
             description: store_description,
