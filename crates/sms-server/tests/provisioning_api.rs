@@ -96,6 +96,7 @@ impl Prov {
                 StoredService {
                     name: "app".into(),
                     measurement: hex(app_measurement),
+                    tdx: None,
                     command: Some("python3 /app/main.py".into()),
                     env: env(&[
                         ("IEXEC_TASK_ID", "0x07"),
@@ -105,6 +106,7 @@ impl Prov {
                 StoredService {
                     name: "post-compute".into(),
                     measurement: hex(&POST_MEASUREMENT),
+                    tdx: None,
                     command: None,
                     env: env(&[("RESULT_STORAGE_TOKEN", "post-value")]),
                 },

@@ -33,6 +33,7 @@ async fn seed(server: &TestServer, id: &str) {
         services: vec![StoredService {
             name: "app".into(),
             measurement: MEASUREMENT.into(),
+            tdx: None,
             command: Some("echo from-session-command:$IEXEC_TASK_ID".into()),
             env,
         }],

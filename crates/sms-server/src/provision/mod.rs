@@ -233,11 +233,11 @@ impl Provisioner {
         // 2. The session and the service.
         let session = load_session(store, session_id, now_ms).await?;
         let stored = find_service(&session, service)?;
-        let expected = sms_core::hex::decode_lenient(&stored.measurement).map_err(|e| {
-            Refusal::Internal(format!(
-                "session {session_id} service {service}: measurement: {e}"
-            ))
-        })?;
+        let expected = stored
+            .expected_measurement(session.framework)
+            .map_err(|e| {
+                Refusal::Internal(format!("session {session_id} service {service}: {e}"))
+            })?;
 
         // 3. The evidence.
         let now = now_ms / 1000;
@@ -316,7 +316,7 @@ impl Provisioner {
     async fn verify(
         &self,
         evidence: &Evidence,
-        expected_measurement: &[u8],
+        expected_measurement: &sms_attest::ExpectedMeasurement,
         binding: &[u8; 64],
         now: u64,
     ) -> Result<VerifiedReport, Refusal> {
