@@ -1012,6 +1012,28 @@ heap-size = "512 mb"
     }
 
     #[test]
+    fn documented_examples_parse() {
+        let sgx = include_str!("../../../docs/examples/pipelines.toml");
+        assert_eq!(
+            Pipelines::from_toml_str(sgx, TeeFramework::Scone)
+                .unwrap()
+                .len(),
+            2
+        );
+        let tdx = include_str!("../../../docs/examples/pipelines-tdx.toml");
+        let p = Pipelines::from_toml_str(tdx, TeeFramework::Tdx).unwrap();
+        let pipeline = p.default_pipeline();
+        assert_eq!(
+            pipeline.post_compute.tdx.as_ref().map(|m| m.rtmr3),
+            Some(Register::Any)
+        );
+        assert_eq!(
+            pipeline.app_tdx.as_ref().map(|a| a.mr_config_id),
+            Some(Register::Any)
+        );
+    }
+
+    #[test]
     fn tdx_tables_are_required_for_tdx_and_refused_elsewhere() {
         // A TDX pipeline without its tables.
         assert_eq!(
