@@ -46,6 +46,8 @@ pub struct Server {
     pub dev_wallets: Vec<DevWallet>,
     /// Whether the master key file was created by this start.
     pub master_key_created: bool,
+    /// Whether simulated TEE evidence is accepted (`--dev` or `--dangerous-allow-simulated-tee`).
+    pub simulated_tee: bool,
     /// The store this server uses (tests seed it directly).
     pub store: Store,
     handle: Handle<SocketAddr>,
@@ -61,6 +63,10 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Self, StartupError> {
         sms_client::install_crypto_provider();
         check_listen_policy(&config)?;
+        config
+            .attest
+            .check_removed_flags()
+            .map_err(StartupError::Config)?;
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|e| {
             StartupError::Io(format!(
@@ -96,6 +102,7 @@ impl Server {
             &config.attest,
             config.dev,
         )?);
+        let simulated_tee = provisioner.allows_simulated();
         let server_store = store.clone();
         let state = AppState::new(AppStateInner {
             store,
@@ -160,6 +167,7 @@ impl Server {
             ledger_description: ledger.describe(),
             dev_wallets,
             master_key_created,
+            simulated_tee,
             store: server_store,
             handle,
             task,

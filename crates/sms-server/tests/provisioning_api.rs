@@ -581,7 +581,7 @@ async fn expired_session_is_refused() {
 
 #[tokio::test]
 async fn simulated_evidence_is_refused_when_not_enabled() {
-    let p = Prov::with(|c| c.attest.allow_simulated_tee = Some(false)).await;
+    let p = Prov::with(|c| c.attest.dangerous_allow_simulated_tee = Some(false)).await;
     let sid = p.seed("s-real-only", p.now() + 600, &APP_MEASUREMENT).await;
     let key = EphemeralKey::generate();
     let nonce = p.nonce(&sid, "app").await;

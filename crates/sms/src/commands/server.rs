@@ -33,7 +33,8 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     if dev {
         tracing::warn!(
             ledger = %server.ledger_description,
-            "DEVELOPMENT MODE: dev wallets, simulated TEE evidence accepted; never store real secrets here"
+            simulated_tee = server.simulated_tee,
+            "DEVELOPMENT MODE: dev wallets; never store real secrets here"
         );
     }
     let wallets: Vec<_> = server
@@ -49,6 +50,12 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
         server.store_description,
         server.ledger_description,
     );
+    if server.simulated_tee {
+        human.push_str(
+            "\n  simulated TEE:  ACCEPTED: /tee/provisioning releases secrets without any hardware proof \
+             (--dev or --dangerous-allow-simulated-tee); never with real secrets",
+        );
+    }
     if server.master_key_created {
         human.push_str(
             "\n  master key:     created (back it up: without it the store cannot be read)",
@@ -75,7 +82,7 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     }
     out.done(
         human,
-        json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "devWallets": wallets }),
+        json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "simulatedTee": server.simulated_tee, "devWallets": wallets }),
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
