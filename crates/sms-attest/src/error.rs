@@ -94,8 +94,15 @@ pub enum VerifyError {
     },
     #[error("advisory {advisory} is rejected by the policy")]
     AdvisoryRejected { advisory: String },
-    #[error("measurement {actual} differs from the expected {expected}")]
-    MeasurementMismatch { expected: String, actual: String },
+    /// The evidence does not prove the expected measurement. `register` names what differed:
+    /// `MRENCLAVE`, a TDX register (`MRTD`, `RTMR0`..`RTMR3`, `MRCONFIGID`), the simulated
+    /// claim, or `TEE` when the evidence is of another TEE than the expected measurement.
+    #[error("{register} mismatch: expected {expected}, got {actual}")]
+    MeasurementMismatch {
+        register: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("report data does not bind the expected nonce and public key")]
     ReportDataMismatch,
     #[error("simulated evidence is refused by this verifier")]

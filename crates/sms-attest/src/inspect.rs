@@ -1,13 +1,14 @@
 //! `sms attest verify`: verify one quote file against one collateral file and say why.
 
 use serde::Serialize;
+use sms_core::measurement::ExpectedMeasurement;
 
 use crate::collateral::Collateral;
 use crate::policy::Policy;
 use crate::report::{TeeClaims, TeeKind, VerifiedReport};
 use crate::status::TcbStatus;
 use crate::tee::dcap::DcapQuote;
-use crate::verifier::check_report;
+use crate::verifier::{check_measurement, check_report};
 
 /// What the CLI prints, as JSON or text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,7 +26,7 @@ pub struct QuoteSummary {
     pub tcb_status: Option<TcbStatus>,
     pub advisory_ids: Vec<String>,
     pub debug: bool,
-    /// MRENCLAVE (SGX) or MRTD (TDX): the value `--expect-measurement` is compared with.
+    /// MRENCLAVE (SGX) or MRTD (TDX).
     pub measurement: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mr_enclave: Option<String>,
@@ -90,13 +91,14 @@ pub struct Verdict {
 }
 
 /// Verifies `quote` against `collateral` at `at` (unix seconds). The measurement is compared
-/// when `expect_measurement` is given; the policy (TCB status, advisories, debug) applies only
-/// when `policy` is given (build it from `--accept-status` with [`Policy::accepting`]).
+/// when `expect_measurement` is given ([`check_measurement`]); the policy (TCB status,
+/// advisories, debug) applies only when `policy` is given (build it from `--accept-status` with
+/// [`Policy::accepting`]).
 pub fn inspect_quote(
     quote: &[u8],
     collateral: &Collateral,
     at: u64,
-    expect_measurement: Option<&[u8]>,
+    expect_measurement: Option<&ExpectedMeasurement>,
     policy: Option<&Policy>,
 ) -> QuoteInspection {
     let refused = |e: crate::VerifyError, report: Option<QuoteSummary>| QuoteInspection {
@@ -115,7 +117,7 @@ pub fn inspect_quote(
     let summary = QuoteSummary::from(&report);
     let outcome = match policy {
         Some(policy) => check_report(&report, policy, expect_measurement, None),
-        None => check_measurement_only(&report, expect_measurement),
+        None => expect_measurement.map_or(Ok(()), |e| check_measurement(&report, e)),
     };
     match outcome {
         Ok(()) => QuoteInspection {
@@ -128,20 +130,5 @@ pub fn inspect_quote(
             },
         },
         Err(e) => refused(e, Some(summary)),
-    }
-}
-
-fn check_measurement_only(
-    report: &VerifiedReport,
-    expected: Option<&[u8]>,
-) -> Result<(), crate::VerifyError> {
-    match expected {
-        Some(expected) if report.measurement() != expected => {
-            Err(crate::VerifyError::MeasurementMismatch {
-                expected: hex::encode(expected),
-                actual: report.measurement_hex(),
-            })
-        }
-        _ => Ok(()),
     }
 }

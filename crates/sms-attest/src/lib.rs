@@ -25,9 +25,12 @@
 //!
 //! # Measurement
 //!
-//! The expected measurement is compared with **MRENCLAVE** (32 bytes) for SGX and **MRTD**
-//! (48 bytes) for TDX. MRSIGNER, ISV product id and SVN, and the TDX RTMRs are reported in the
-//! [`VerifiedReport`] but not compared.
+//! The expected measurement is an [`ExpectedMeasurement`] (pure domain, `sms_core::measurement`):
+//! **MRENCLAVE** (32 bytes) for SGX; for TDX the whole TD: **MRTD, RTMR0..3 and MRCONFIGID**,
+//! every register compared unless the expectation says `any` for it
+//! ([`check_measurement`]). SGX evidence never matches a TDX expectation, nor the converse.
+//! MRSIGNER, ISV product id and SVN, MRSEAM and MROWNER are reported in the [`VerifiedReport`]
+//! but not compared.
 //!
 //! # Evidence kinds
 //!
@@ -77,7 +80,8 @@ pub use inspect::{QuoteInspection, QuoteSummary, Verdict, inspect_quote};
 pub use policy::Policy;
 pub use report::{SgxClaims, TdxClaims, TeeClaims, TeeKind, VerifiedReport};
 pub use seal::{EphemeralKey, HPKE_SUITE, SealError, SealedEnvelope, release_info};
+pub use sms_core::measurement::{ExpectedMeasurement, Register, TdxMeasurement, TdxRegister};
 pub use status::{TcbStatus, UnknownTcbStatus, parse_status_list};
 pub use tee::TeeVerifier;
 pub use tee::dcap::DcapQuote;
-pub use verifier::{Verifier, check_report};
+pub use verifier::{Verifier, check_measurement, check_report};

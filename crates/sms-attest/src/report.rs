@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use sms_core::measurement::TdxRegister;
 
 use crate::status::TcbStatus;
 
@@ -71,6 +72,20 @@ pub struct TdxClaims {
     pub quote_version: u16,
 }
 
+impl TdxClaims {
+    /// The value of one of the registers a [`TdxMeasurement`](sms_core::measurement::TdxMeasurement) constrains.
+    pub fn register(&self, register: TdxRegister) -> [u8; 48] {
+        match register {
+            TdxRegister::Mrtd => self.mr_td,
+            TdxRegister::Rtmr0 => self.rtmr0,
+            TdxRegister::Rtmr1 => self.rtmr1,
+            TdxRegister::Rtmr2 => self.rtmr2,
+            TdxRegister::Rtmr3 => self.rtmr3,
+            TdxRegister::MrConfigId => self.mr_config_id,
+        }
+    }
+}
+
 /// TEE-specific claims.
 // One value per verification: boxing the TDX variant would save little.
 #[allow(clippy::large_enum_variant)]
@@ -108,11 +123,10 @@ pub struct VerifiedReport {
 }
 
 impl VerifiedReport {
-    /// The measurement compared with the expected one: MRENCLAVE (32 bytes) for SGX, MRTD
-    /// (48 bytes) for TDX, the claimed measurement for simulated evidence.
-    ///
-    /// For TDX only the initial TD contents are covered; the RTMRs (boot chain, kernel command
-    /// line, runtime events) are reported but not compared.
+    /// The main measurement, for records and display: MRENCLAVE (32 bytes) for SGX, MRTD
+    /// (48 bytes) for TDX, the claimed measurement for simulated evidence. For TDX it is not the
+    /// whole identity: [`check_report`](crate::check_report) compares every register of a
+    /// [`TdxMeasurement`](sms_core::measurement::TdxMeasurement).
     pub fn measurement(&self) -> &[u8] {
         match &self.claims {
             TeeClaims::Sgx(c) => &c.mr_enclave,

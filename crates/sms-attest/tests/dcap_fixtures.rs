@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use sms_attest::{
-    Collateral, CollateralBundle, CollateralSource, DcapQuote, Evidence, Policy, TcbStatus,
-    TeeClaims, TeeKind, Verifier, VerifyError, inspect_quote, report_data_binding,
+    Collateral, CollateralBundle, CollateralSource, DcapQuote, Evidence, ExpectedMeasurement,
+    Policy, Register, TcbStatus, TdxMeasurement, TdxRegister, TeeClaims, TeeKind, Verifier,
+    VerifyError, inspect_quote, report_data_binding,
 };
 
 /// 2025-07-01T00:00:00Z, inside both fixtures' collateral windows (2025-06-19 .. 2025-07-19).
@@ -47,6 +48,41 @@ fn sgx_mrenclave(quote: &[u8]) -> Vec<u8> {
 /// MRTD sits after the 48-byte header and 136 bytes of the TD report body.
 fn tdx_mrtd(quote: &[u8]) -> Vec<u8> {
     quote[184..232].to_vec()
+}
+
+/// Offset of each register in a TDX quote v4 (48-byte header, then the TD report body).
+fn tdx_offset(register: TdxRegister) -> usize {
+    match register {
+        TdxRegister::Mrtd => 184,
+        TdxRegister::MrConfigId => 232,
+        TdxRegister::Rtmr0 => 376,
+        TdxRegister::Rtmr1 => 424,
+        TdxRegister::Rtmr2 => 472,
+        TdxRegister::Rtmr3 => 520,
+    }
+}
+
+fn tdx_register(quote: &[u8], register: TdxRegister) -> [u8; 48] {
+    let at = tdx_offset(register);
+    quote[at..at + 48].try_into().unwrap()
+}
+
+/// The TD of the quote, every register exact.
+fn tdx_registers(quote: &[u8]) -> TdxMeasurement {
+    TdxMeasurement::from_fn(|r| Register::Exact(tdx_register(quote, r)))
+}
+
+fn tdx_expect(quote: &[u8]) -> ExpectedMeasurement {
+    ExpectedMeasurement::Tdx {
+        registers: Some(tdx_registers(quote)),
+        fingerprint: vec![0xf0; 32],
+    }
+}
+
+fn sgx_expect(quote: &[u8]) -> ExpectedMeasurement {
+    ExpectedMeasurement::Sgx {
+        mr_enclave: sgx_mrenclave(quote).try_into().unwrap(),
+    }
 }
 
 fn sgx_policy() -> Policy {
@@ -115,7 +151,7 @@ fn sgx_quote_verifies_with_its_status_advisories_and_mrenclave() {
         .verify(
             &evidence,
             Some(&collateral),
-            &sgx_mrenclave(&quote),
+            &sgx_expect(&quote),
             &report.report_data,
             NOW,
         )
@@ -145,7 +181,7 @@ fn tdx_quote_verifies_up_to_date_under_the_default_policy() {
         .verify(
             &evidence,
             Some(&collateral),
-            &tdx_mrtd(&quote),
+            &tdx_expect(&quote),
             &report.report_data,
             NOW,
         )
@@ -159,7 +195,7 @@ fn default_policy_refuses_the_sgx_status_and_explicit_policies_accept_it() {
     let evidence = Evidence::SgxDcap {
         quote: quote.clone(),
     };
-    let mr = sgx_mrenclave(&quote);
+    let mr = sgx_expect(&quote);
     let rd: [u8; 64] = quote[368..432].try_into().unwrap();
     let verify =
         |policy: Policy| Verifier::new(policy).verify(&evidence, Some(&collateral), &mr, &rd, NOW);
@@ -199,7 +235,7 @@ fn tdx_status_outside_the_policy_is_refused() {
     let rd: [u8; 64] = quote[568..632].try_into().unwrap();
     let policy = Policy::accepting([TcbStatus::SWHardeningNeeded]);
     let result =
-        Verifier::new(policy).verify(&evidence, Some(&collateral), &tdx_mrtd(&quote), &rd, NOW);
+        Verifier::new(policy).verify(&evidence, Some(&collateral), &tdx_expect(&quote), &rd, NOW);
     assert_eq!(code(result), "TCB_STATUS_REJECTED");
 }
 
@@ -264,16 +300,27 @@ fn wrong_measurement_or_report_data_is_refused() {
     };
     let rd: [u8; 64] = quote[568..632].try_into().unwrap();
     let verifier = Verifier::default();
-    let mut wrong_mr = tdx_mrtd(&quote);
+    let mut wrong_mr = tdx_register(&quote, TdxRegister::Mrtd);
     wrong_mr[0] ^= 0xff;
-    match verifier.verify(&evidence, Some(&collateral), &wrong_mr, &rd, NOW) {
-        Err(VerifyError::MeasurementMismatch { expected, actual }) => {
-            assert_eq!(expected, hex::encode(&wrong_mr));
+    let mut registers = tdx_registers(&quote);
+    registers.mrtd = Register::Exact(wrong_mr);
+    let wrong = ExpectedMeasurement::Tdx {
+        registers: Some(registers),
+        fingerprint: Vec::new(),
+    };
+    match verifier.verify(&evidence, Some(&collateral), &wrong, &rd, NOW) {
+        Err(VerifyError::MeasurementMismatch {
+            register,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(register, "MRTD");
+            assert_eq!(expected, hex::encode(wrong_mr));
             assert_eq!(actual, hex::encode(tdx_mrtd(&quote)));
         }
         other => panic!("expected MEASUREMENT_MISMATCH, got {other:?}"),
     }
-    // The SGX MRENCLAVE is 32 bytes: a TDX-sized value never matches.
+    // Another MRENCLAVE.
     let (sgx_quote, sgx_collateral) = sgx();
     let sgx_evidence = Evidence::SgxDcap {
         quote: sgx_quote.clone(),
@@ -284,7 +331,9 @@ fn wrong_measurement_or_report_data_is_refused() {
         code(sgx_verifier.verify(
             &sgx_evidence,
             Some(&sgx_collateral),
-            &[0u8; 48],
+            &ExpectedMeasurement::Sgx {
+                mr_enclave: [0u8; 32]
+            },
             &sgx_rd,
             NOW
         )),
@@ -296,7 +345,7 @@ fn wrong_measurement_or_report_data_is_refused() {
         code(verifier.verify(
             &evidence,
             Some(&collateral),
-            &tdx_mrtd(&quote),
+            &tdx_expect(&quote),
             &other_rd,
             NOW
         )),
@@ -306,7 +355,7 @@ fn wrong_measurement_or_report_data_is_refused() {
         code(sgx_verifier.verify(
             &sgx_evidence,
             Some(&sgx_collateral),
-            &sgx_mrenclave(&sgx_quote),
+            &sgx_expect(&sgx_quote),
             &other_rd,
             NOW
         )),
@@ -352,6 +401,9 @@ fn simulated_evidence_needs_the_dangerous_switch_and_gets_the_same_checks() {
     let public_key = [7u8; 32];
     let rd = report_data_binding(nonce, &public_key);
     let measurement = vec![0x5a; 32];
+    let expected = ExpectedMeasurement::Sgx {
+        mr_enclave: [0x5a; 32],
+    };
     let evidence = Evidence::Simulated {
         measurement: measurement.clone(),
         report_data: rd,
@@ -359,23 +411,46 @@ fn simulated_evidence_needs_the_dangerous_switch_and_gets_the_same_checks() {
     };
 
     assert_eq!(
-        code(Verifier::default().verify(&evidence, None, &measurement, &rd, NOW)),
+        code(Verifier::default().verify(&evidence, None, &expected, &rd, NOW)),
         "SIMULATED_EVIDENCE_REFUSED"
     );
     let verifier = Verifier::default().dangerous_allow_simulated();
     let report = verifier
-        .verify(&evidence, None, &measurement, &rd, NOW)
+        .verify(&evidence, None, &expected, &rd, NOW)
         .unwrap();
     assert_eq!(report.tee, TeeKind::Simulated);
     assert_eq!(report.tcb_status, None);
 
     assert_eq!(
-        code(verifier.verify(&evidence, None, &[0x5b; 32], &rd, NOW)),
+        code(verifier.verify(
+            &evidence,
+            None,
+            &ExpectedMeasurement::Sgx {
+                mr_enclave: [0x5b; 32]
+            },
+            &rd,
+            NOW
+        )),
+        "MEASUREMENT_MISMATCH"
+    );
+    // For a TDX service, a simulated claim is compared with the stage's fingerprint (it has no
+    // registers to compare).
+    let tdx_service = |fingerprint: Vec<u8>| ExpectedMeasurement::Tdx {
+        registers: Some(TdxMeasurement::from_fn(|_| Register::Exact([0x77; 48]))),
+        fingerprint,
+    };
+    assert!(
+        verifier
+            .verify(&evidence, None, &tdx_service(measurement.clone()), &rd, NOW)
+            .is_ok()
+    );
+    assert_eq!(
+        code(verifier.verify(&evidence, None, &tdx_service(vec![0x77; 48]), &rd, NOW)),
         "MEASUREMENT_MISMATCH"
     );
     let other_rd = report_data_binding(b"stale nonce", &public_key);
     assert_eq!(
-        code(verifier.verify(&evidence, None, &measurement, &other_rd, NOW)),
+        code(verifier.verify(&evidence, None, &expected, &other_rd, NOW)),
         "REPORT_DATA_MISMATCH"
     );
 
@@ -385,16 +460,12 @@ fn simulated_evidence_needs_the_dangerous_switch_and_gets_the_same_checks() {
         debug: true,
     };
     assert_eq!(
-        code(verifier.verify(&debug, None, &measurement, &rd, NOW)),
+        code(verifier.verify(&debug, None, &expected, &rd, NOW)),
         "DEBUG_ENCLAVE"
     );
     let debug_ok =
         Verifier::new(Policy::default().dangerous_allow_debug()).dangerous_allow_simulated();
-    assert!(
-        debug_ok
-            .verify(&debug, None, &measurement, &rd, NOW)
-            .is_ok()
-    );
+    assert!(debug_ok.verify(&debug, None, &expected, &rd, NOW).is_ok());
 
     let empty = Evidence::Simulated {
         measurement: vec![],
@@ -402,7 +473,7 @@ fn simulated_evidence_needs_the_dangerous_switch_and_gets_the_same_checks() {
         debug: false,
     };
     assert_eq!(
-        code(verifier.verify(&empty, None, &[], &rd, NOW)),
+        code(verifier.verify(&empty, None, &expected, &rd, NOW)),
         "EVIDENCE_MALFORMED"
     );
 }
@@ -455,14 +526,14 @@ async fn offline_source_finds_collateral_by_tee_and_fmspc() {
     };
     let rd: [u8; 64] = quote[568..632].try_into().unwrap();
     let report = Verifier::default()
-        .verify_with_source(&evidence, &source, &tdx_mrtd(&quote), &rd, NOW)
+        .verify_with_source(&evidence, &source, &tdx_expect(&quote), &rd, NOW)
         .await
         .unwrap();
     assert_eq!(report.tcb_status, Some(TcbStatus::UpToDate));
 
     let only_sgx = CollateralSource::offline(dir.join("sgx_quote_collateral.json")).unwrap();
     let result = Verifier::default()
-        .verify_with_source(&evidence, &only_sgx, &tdx_mrtd(&quote), &rd, NOW)
+        .verify_with_source(&evidence, &only_sgx, &tdx_expect(&quote), &rd, NOW)
         .await;
     assert_eq!(code(result), "COLLATERAL_UNAVAILABLE");
 }
@@ -471,6 +542,7 @@ async fn offline_source_finds_collateral_by_tee_and_fmspc() {
 fn cli_inspection_reports_status_and_judges_it_only_with_a_policy() {
     let (quote, collateral) = sgx();
     let mr = sgx_mrenclave(&quote);
+    let expect_mr = sgx_expect(&quote);
 
     let plain = inspect_quote(&quote, &collateral, NOW, None, None);
     assert!(plain.verdict.accepted, "{plain:?}");
@@ -491,7 +563,7 @@ fn cli_inspection_reports_status_and_judges_it_only_with_a_policy() {
     assert_eq!(json["report"]["advisory_ids"].as_array().unwrap().len(), 2);
 
     let strict = Policy::accepting(sms_attest::parse_status_list("UpToDate").unwrap());
-    let judged = inspect_quote(&quote, &collateral, NOW, Some(&mr), Some(&strict));
+    let judged = inspect_quote(&quote, &collateral, NOW, Some(&expect_mr), Some(&strict));
     assert!(!judged.verdict.accepted);
     assert_eq!(judged.verdict.code, Some("TCB_STATUS_REJECTED"));
     assert!(judged.report.is_some(), "the status is still reported");
@@ -500,12 +572,20 @@ fn cli_inspection_reports_status_and_judges_it_only_with_a_policy() {
         sms_attest::parse_status_list("UpToDate,ConfigurationAndSWHardeningNeeded").unwrap(),
     );
     assert!(
-        inspect_quote(&quote, &collateral, NOW, Some(&mr), Some(&lenient))
+        inspect_quote(&quote, &collateral, NOW, Some(&expect_mr), Some(&lenient))
             .verdict
             .accepted
     );
 
-    let wrong = inspect_quote(&quote, &collateral, NOW, Some(&[0u8; 32]), None);
+    let wrong = inspect_quote(
+        &quote,
+        &collateral,
+        NOW,
+        Some(&ExpectedMeasurement::Sgx {
+            mr_enclave: [0u8; 32],
+        }),
+        None,
+    );
     assert_eq!(wrong.verdict.code, Some("MEASUREMENT_MISMATCH"));
 
     let expired = inspect_quote(&quote, &collateral, collateral.expires_at() + 1, None, None);
@@ -527,4 +607,133 @@ fn cli_inspection_reports_status_and_judges_it_only_with_a_policy() {
         Some(hex::encode(tdx_mrtd(&tdx_quote)).as_str())
     );
     assert_eq!(s.rtmrs.map(|r| r.len()), Some(4));
+}
+
+/// `m` with `register` expected to be `value`.
+fn with(m: &TdxMeasurement, register: TdxRegister, value: Register) -> TdxMeasurement {
+    TdxMeasurement::from_fn(|r| if r == register { value } else { *m.get(r) })
+}
+
+/// The real TDX quote is accepted against an expectation of its own six registers; one flipped
+/// byte in any one register of the expectation refuses it, naming that register with both
+/// values; `any` accepts it only when written for that very register.
+#[test]
+fn real_tdx_quote_is_checked_register_by_register() {
+    let (quote, collateral) = tdx();
+    let evidence = Evidence::TdxDcap {
+        quote: quote.clone(),
+    };
+    let rd: [u8; 64] = quote[568..632].try_into().unwrap();
+    let verifier = Verifier::default();
+    let verify = |registers: TdxMeasurement| {
+        let expected = ExpectedMeasurement::Tdx {
+            registers: Some(registers),
+            fingerprint: Vec::new(),
+        };
+        verifier.verify(&evidence, Some(&collateral), &expected, &rd, NOW)
+    };
+    let own = tdx_registers(&quote);
+    assert!(verify(own.clone()).is_ok());
+    for (i, register) in TdxRegister::ALL.into_iter().enumerate() {
+        let actual = tdx_register(&quote, register);
+        let mut flipped = actual;
+        flipped[47] ^= 0x01;
+        let wrong = with(&own, register, Register::Exact(flipped));
+        let other = TdxRegister::ALL[(i + 1) % TdxRegister::ALL.len()];
+        for expectation in [wrong.clone(), with(&wrong, other, Register::Any)] {
+            match verify(expectation) {
+                Err(e) => {
+                    assert_eq!(e.code(), "MEASUREMENT_MISMATCH");
+                    assert!(
+                        e.to_string()
+                            .starts_with(&format!("{} mismatch", register.name())),
+                        "{e}"
+                    );
+                    let VerifyError::MeasurementMismatch {
+                        register: name,
+                        expected,
+                        actual: got,
+                    } = e
+                    else {
+                        panic!("{register:?}: not a measurement mismatch")
+                    };
+                    assert_eq!(name, register.name());
+                    assert_eq!(expected, hex::encode(flipped));
+                    assert_eq!(got, hex::encode(actual));
+                }
+                Ok(_) => panic!("{register:?}: a flipped register was accepted"),
+            }
+        }
+        assert!(
+            verify(with(&wrong, register, Register::Any)).is_ok(),
+            "{register:?} written as any"
+        );
+    }
+}
+
+/// Fail closed across TEEs: TDX evidence never satisfies an SGX expectation or a TDX service
+/// without registers, and SGX evidence never satisfies a TDX expectation.
+#[test]
+fn evidence_of_the_other_tee_or_without_registers_is_refused() {
+    let (tdx_quote, tdx_collateral) = tdx();
+    let tdx_evidence = Evidence::TdxDcap {
+        quote: tdx_quote.clone(),
+    };
+    let tdx_rd: [u8; 64] = tdx_quote[568..632].try_into().unwrap();
+    let register_of = |result: Result<_, VerifyError>| match result {
+        Err(VerifyError::MeasurementMismatch { register, .. }) => register,
+        other => panic!("expected MEASUREMENT_MISMATCH, got {other:?}"),
+    };
+    let v = Verifier::default();
+    // An SGX expectation whose MRENCLAVE is the first 32 bytes of this TD's MRTD.
+    let sgx_like = ExpectedMeasurement::Sgx {
+        mr_enclave: tdx_mrtd(&tdx_quote)[..32].try_into().unwrap(),
+    };
+    assert_eq!(
+        register_of(v.verify(
+            &tdx_evidence,
+            Some(&tdx_collateral),
+            &sgx_like,
+            &tdx_rd,
+            NOW
+        )),
+        "TEE"
+    );
+    let no_registers = ExpectedMeasurement::Tdx {
+        registers: None,
+        fingerprint: tdx_mrtd(&tdx_quote),
+    };
+    assert_eq!(
+        register_of(v.verify(
+            &tdx_evidence,
+            Some(&tdx_collateral),
+            &no_registers,
+            &tdx_rd,
+            NOW
+        )),
+        "TDX registers"
+    );
+
+    let (sgx_quote, sgx_collateral) = sgx();
+    let sgx_evidence = Evidence::SgxDcap {
+        quote: sgx_quote.clone(),
+    };
+    let sgx_rd: [u8; 64] = sgx_quote[368..432].try_into().unwrap();
+    let every_register_any_but_mrtd = ExpectedMeasurement::Tdx {
+        registers: Some(TdxMeasurement::from_fn(|r| match r {
+            TdxRegister::Mrtd => Register::Exact([0; 48]),
+            _ => Register::Any,
+        })),
+        fingerprint: sgx_mrenclave(&sgx_quote),
+    };
+    assert_eq!(
+        register_of(Verifier::new(sgx_policy()).verify(
+            &sgx_evidence,
+            Some(&sgx_collateral),
+            &every_register_any_but_mrtd,
+            &sgx_rd,
+            NOW
+        )),
+        "TEE"
+    );
 }

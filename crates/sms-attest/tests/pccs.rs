@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use sms_attest::pccs::{PccsClient, PccsConfig};
-use sms_attest::{CollateralSource, DcapQuote, Evidence, Policy, TcbStatus, TeeKind, Verifier};
+use sms_attest::{
+    CollateralSource, DcapQuote, Evidence, ExpectedMeasurement, Policy, Register, TcbStatus,
+    TdxMeasurement, TdxRegister, TeeKind, Verifier,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -22,6 +25,28 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!("DCAP fixture {} is missing ({e}): shared/fixtures/dcap-qvl must sit beside the repository", path.display())
     })
+}
+
+fn sgx_expect(quote: &[u8]) -> ExpectedMeasurement {
+    ExpectedMeasurement::Sgx {
+        mr_enclave: quote[112..144].try_into().unwrap(),
+    }
+}
+
+/// Every register of the TD of a quote v4, at its offset.
+fn tdx_expect(quote: &[u8]) -> ExpectedMeasurement {
+    let at = |offset: usize| Register::Exact(quote[offset..offset + 48].try_into().unwrap());
+    ExpectedMeasurement::Tdx {
+        registers: Some(TdxMeasurement::from_fn(|r| match r {
+            TdxRegister::Mrtd => at(184),
+            TdxRegister::MrConfigId => at(232),
+            TdxRegister::Rtmr0 => at(376),
+            TdxRegister::Rtmr1 => at(424),
+            TdxRegister::Rtmr2 => at(472),
+            TdxRegister::Rtmr3 => at(520),
+        })),
+        fingerprint: Vec::new(),
+    }
 }
 
 fn percent_encode(s: &str) -> String {
@@ -177,7 +202,7 @@ async fn fetches_sgx_collateral_verifies_and_caches_until_expiry() {
     };
     let rd: [u8; 64] = quote[368..432].try_into().unwrap();
     let report = verifier
-        .verify_with_source(&evidence, &source, &quote[112..144], &rd, NOW)
+        .verify_with_source(&evidence, &source, &sgx_expect(&quote), &rd, NOW)
         .await
         .unwrap();
     assert_eq!(
@@ -206,7 +231,7 @@ async fn fetches_tdx_collateral() {
     };
     let rd: [u8; 64] = quote[568..632].try_into().unwrap();
     let report = Verifier::default()
-        .verify_with_source(&evidence, &source, &quote[184..232], &rd, NOW)
+        .verify_with_source(&evidence, &source, &tdx_expect(&quote), &rd, NOW)
         .await
         .unwrap();
     assert_eq!(report.tcb_status, Some(TcbStatus::UpToDate));
@@ -222,7 +247,7 @@ async fn unreachable_or_wrong_pccs_is_collateral_unavailable() {
         quote: quote.clone(),
     };
     let err = Verifier::default()
-        .verify_with_source(&evidence, &source, &quote[184..232], &[0; 64], NOW)
+        .verify_with_source(&evidence, &source, &tdx_expect(&quote), &[0; 64], NOW)
         .await
         .unwrap_err();
     assert_eq!(err.code(), "COLLATERAL_UNAVAILABLE");

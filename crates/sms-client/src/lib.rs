@@ -201,6 +201,8 @@ impl SmsClient {
         }
     }
 
+    /// The server's version: the `version` of its JSON answer, or the whole body of a server
+    /// that answers plain text (iExec's SMS).
     pub async fn version(&self) -> Result<String, ClientError> {
         let (status, body) = self.send(Method::GET, "/version", &[], None, None).await?;
         if !status.is_success() {
@@ -208,6 +210,11 @@ impl SmsClient {
                 status,
                 reason: reason_of(&body),
             });
+        }
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&body)
+            && let Some(serde_json::Value::String(version)) = map.get("version")
+        {
+            return Ok(version.clone());
         }
         String::from_utf8(body).map_err(|e| ClientError::Decode(e.to_string()))
     }

@@ -8,6 +8,7 @@ pub mod enclave_config;
 pub mod hash;
 pub mod hex;
 pub mod ledger;
+pub mod measurement;
 pub mod pipeline;
 pub mod secret;
 pub mod session_plan;

@@ -27,12 +27,43 @@
 //! Sizes are 1024-based (`1KB` = 1024 bytes), case-insensitive, optionally with a space before
 //! the unit, and must be greater than 0.
 //!
+//! ### TDX: the measured registers
+//!
+//! For the TDX framework the `fingerprint` is only published (properties, session storage);
+//! what an enclave must prove is the set of its TD registers
+//! ([`crate::measurement`]). Each stage then also has a `tdx` table, and the pipeline an `app`
+//! table holding the app TD image's registers:
+//!
+//! ```toml
+//! [pipelines.pre-compute.tdx]            # likewise [pipelines.post-compute.tdx]
+//! mrtd  = "<96 hex characters>"          # TD firmware
+//! rtmr0 = "<96 hex characters>"          # firmware configuration
+//! rtmr1 = "<96 hex characters>"          # boot loader, kernel
+//! rtmr2 = "<96 hex characters>"          # kernel command line, initrd
+//! rtmr3 = "any"                          # unchecked: only because it says so
+//! mr-config-id = "<96 hex characters>"   # optional: unchecked when absent
+//!
+//! [pipelines.app.tdx]                    # the TD image every app runs in
+//! mrtd  = "<96 hex characters>"
+//! rtmr0 = "<96 hex characters>"
+//! rtmr1 = "<96 hex characters>"
+//! rtmr2 = "<96 hex characters>"
+//! # no rtmr3: derived from the app's on-chain checksum (crate::measurement::app_rtmr3)
+//! ```
+//!
+//! Every register is required (fail closed): a value is 96 hex characters (48 bytes, `0x` and
+//! uppercase accepted) or `"any"`, which leaves that register unchecked; a table of nothing but
+//! `any` is refused. The exception is `mr-config-id`, a value the host chooses at TD creation
+//! that the launcher does not read: absent means unchecked. The `tdx` and `app` tables are
+//! required for TDX and refused for SCONE and Gramine.
+//!
 //! Validation reports every problem at once, each naming its field, e.g.
-//! `pipelines[1].pre-compute.fingerprint: expected 64 hex characters` (indexes are 0-based).
-//! Rules: at least one pipeline, distinct non-empty versions, non-empty image without whitespace,
-//! non-empty entrypoint, fingerprint of 32 bytes (SGX) or 32/48 bytes (TDX). TDX requires
-//! **exactly one** pipeline. The first pipeline is the default one (deprecated
-//! `/tee/properties/{framework}` endpoint).
+//! `pipelines[1].pre-compute.fingerprint: expected 64 hex characters` or
+//! `pipelines[0].pre-compute.tdx.rtmr2: expected 96 hex characters or "any" (missing)` (indexes
+//! are 0-based). Rules: at least one pipeline, distinct non-empty versions, non-empty image
+//! without whitespace, non-empty entrypoint, fingerprint of 32 bytes (SGX) or 32/48 bytes (TDX),
+//! the TDX tables above. TDX requires **exactly one** pipeline. The first pipeline is the
+//! default one (deprecated `/tee/properties/{framework}` endpoint).
 //!
 //! [`TeeProperties`] is the JSON of `GET /tee/properties/{framework}/{version}`, polymorphic on
 //! `teeFramework`; SCONE adds `lasImage`.
@@ -44,6 +75,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::enclave_config::Measurement;
+use crate::measurement::{ANY, Register, TdxAppBase, TdxMeasurement, TdxRegister};
 use crate::tag::TeeFramework;
 
 /// One enclave of a pipeline.
@@ -53,6 +85,9 @@ pub struct StageConfig {
     pub fingerprint: Measurement,
     pub entrypoint: String,
     pub heap_size_bytes: u64,
+    /// TDX: the registers the stage's TD must prove (`tdx` table). `None` for SGX frameworks,
+    /// and for a TDX pipeline without a file (`--dev`), whose stages no TDX quote can match.
+    pub tdx: Option<TdxMeasurement>,
 }
 
 /// One framework version.
@@ -61,6 +96,8 @@ pub struct Pipeline {
     pub version: String,
     pub pre_compute: StageConfig,
     pub post_compute: StageConfig,
+    /// TDX: the registers of the app TD image (`[pipelines.app.tdx]`); RTMR3 is each app's.
+    pub app_tdx: Option<TdxAppBase>,
 }
 
 /// A validated, non-empty pipeline list for one framework.
@@ -160,6 +197,17 @@ impl Checker {
         path: &str,
         keys: &[&str],
     ) -> Option<&'a Map<String, Value>> {
+        self.object_refusing(value, path, keys, &[])
+    }
+
+    /// [`object`](Self::object), with a specific explanation for some unknown keys.
+    fn object_refusing<'a>(
+        &mut self,
+        value: Option<&'a Value>,
+        path: &str,
+        keys: &[&str],
+        refused: &[(&str, &str)],
+    ) -> Option<&'a Map<String, Value>> {
         match value {
             None => {
                 self.fail(path, "a table (missing)");
@@ -168,10 +216,14 @@ impl Checker {
             Some(Value::Object(map)) => {
                 for k in map.keys().filter(|k| !keys.contains(&k.as_str())) {
                     let shown: String = k.chars().take(64).collect();
-                    self.fail(
-                        format!("{path}.{shown}"),
-                        format!("no such key (known keys: {})", keys.join(", ")),
-                    );
+                    let why = refused
+                        .iter()
+                        .find(|(key, _)| key == k)
+                        .map(|(_, why)| (*why).to_owned())
+                        .unwrap_or_else(|| {
+                            format!("no such key (known keys: {})", keys.join(", "))
+                        });
+                    self.fail(format!("{path}.{shown}"), why);
                 }
                 Some(map)
             }
@@ -206,11 +258,13 @@ impl Checker {
         path: &str,
         framework: TeeFramework,
     ) -> Option<StageConfig> {
-        let map = self.object(
-            value,
-            path,
-            &["image", "fingerprint", "entrypoint", "heap-size"],
-        )?;
+        let tdx_framework = framework == TeeFramework::Tdx;
+        let keys: &[&str] = if tdx_framework {
+            &["image", "fingerprint", "entrypoint", "heap-size", "tdx"]
+        } else {
+            &["image", "fingerprint", "entrypoint", "heap-size"]
+        };
+        let map = self.object(value, path, keys)?;
         let image = self.string(map, path, "image");
         if let Some(i) = &image
             && i.chars().any(char::is_whitespace)
@@ -268,11 +322,110 @@ impl Checker {
                 None
             }
         };
+        let tdx = if tdx_framework {
+            Some(self.tdx_table(map.get("tdx"), &format!("{path}.tdx"), false)?)
+        } else {
+            None
+        };
         Some(StageConfig {
             image: image.filter(|i| !i.chars().any(char::is_whitespace))?,
             fingerprint: fingerprint?,
             entrypoint: entrypoint?,
             heap_size_bytes: heap?,
+            tdx,
+        })
+    }
+
+    /// One register: 96 hex characters or `any`; `optional` registers default to `any`.
+    fn register(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        optional: bool,
+    ) -> Option<Register> {
+        let expected = format!("96 hex characters or \"{ANY}\"");
+        let field = format!("{path}.{key}");
+        match map.get(key) {
+            None if optional => Some(Register::Any),
+            None => {
+                self.fail(field, format!("{expected} (missing)"));
+                None
+            }
+            Some(Value::String(text)) => {
+                let register = Register::parse(text);
+                if register.is_none() {
+                    self.fail(field, expected);
+                }
+                register
+            }
+            Some(_) => {
+                self.fail(field, format!("{expected} as a string"));
+                None
+            }
+        }
+    }
+
+    /// A `tdx` table. For the app (`app`), RTMR3 is not configurable: it is derived from the
+    /// app's checksum, and the returned RTMR3 is a placeholder.
+    fn tdx_table(
+        &mut self,
+        value: Option<&Value>,
+        path: &str,
+        app: bool,
+    ) -> Option<TdxMeasurement> {
+        let registers: Vec<TdxRegister> = TdxRegister::ALL
+            .into_iter()
+            .filter(|r| !(app && *r == TdxRegister::Rtmr3))
+            .collect();
+        let keys: Vec<&str> = registers.iter().map(|r| r.config_key()).collect();
+        let refused: &[(&str, &str)] = if app {
+            &[(
+                "rtmr3",
+                "no such key: RTMR3 of the app TD is derived from the app's on-chain checksum (see docs/tee-sessions.md)",
+            )]
+        } else {
+            &[]
+        };
+        let map = self.object_refusing(value, path, &keys, refused)?;
+        let mut complete = true;
+        let measurement = TdxMeasurement::from_fn(|r| {
+            if !registers.contains(&r) {
+                return Register::Any;
+            }
+            let optional = r == TdxRegister::MrConfigId;
+            self.register(map, path, r.config_key(), optional)
+                .unwrap_or_else(|| {
+                    complete = false;
+                    Register::Any
+                })
+        });
+        if !complete {
+            return None;
+        }
+        if registers
+            .iter()
+            .all(|r| *measurement.get(*r) == Register::Any)
+        {
+            self.fail(
+                path,
+                format!("at least one register other than \"{ANY}\" (this table accepts any TD)"),
+            );
+            return None;
+        }
+        Some(measurement)
+    }
+
+    /// `[pipelines.app]`: only its `tdx` table.
+    fn app(&mut self, value: Option<&Value>, path: &str) -> Option<TdxAppBase> {
+        let map = self.object(value, path, &["tdx"])?;
+        let m = self.tdx_table(map.get("tdx"), &format!("{path}.tdx"), true)?;
+        Some(TdxAppBase {
+            mrtd: m.mrtd,
+            rtmr0: m.rtmr0,
+            rtmr1: m.rtmr1,
+            rtmr2: m.rtmr2,
+            mr_config_id: m.mr_config_id,
         })
     }
 }
@@ -328,11 +481,12 @@ impl Pipelines {
                 }
                 for (i, item) in list.iter().enumerate() {
                     let path = format!("pipelines[{i}]");
-                    let Some(map) = c.object(
-                        Some(item),
-                        &path,
-                        &["version", "pre-compute", "post-compute"],
-                    ) else {
+                    let keys: &[&str] = if framework == TeeFramework::Tdx {
+                        &["version", "pre-compute", "post-compute", "app"]
+                    } else {
+                        &["version", "pre-compute", "post-compute"]
+                    };
+                    let Some(map) = c.object(Some(item), &path, keys) else {
                         continue;
                     };
                     let version = c.string(map, &path, "version");
@@ -354,6 +508,11 @@ impl Pipelines {
                         &format!("{path}.post-compute"),
                         framework,
                     );
+                    let app_tdx = if framework == TeeFramework::Tdx {
+                        c.app(map.get("app"), &format!("{path}.app"))
+                    } else {
+                        None
+                    };
                     if let (Some(version), Some(pre_compute), Some(post_compute)) =
                         (version, pre, post)
                     {
@@ -361,6 +520,7 @@ impl Pipelines {
                             version,
                             pre_compute,
                             post_compute,
+                            app_tdx,
                         });
                     }
                 }
@@ -525,6 +685,7 @@ heap-size = "512 mb"
             fingerprint: Measurement::parse(fp, &[32]).unwrap(),
             entrypoint: format!("/{kind}"),
             heap_size_bytes: heap,
+            tdx: None,
         }
     }
 
@@ -534,6 +695,7 @@ heap-size = "512 mb"
             version: "any".into(),
             pre_compute: stage("pre", "any", FP_PRE, 1),
             post_compute: stage("post", "any", FP_POST, 1),
+            app_tdx: None,
         };
         let list = Pipelines::single(TeeFramework::Scone, p.clone()).unwrap();
         assert_eq!(list.find("any"), Some(&p));
@@ -584,11 +746,13 @@ heap-size = "512 mb"
                 version: "v5".into(),
                 pre_compute: stage("pre", "v5", FP_PRE, 3 << 30),
                 post_compute: stage("post", "v5", FP_POST, 512 << 20),
+                app_tdx: None,
             },
             Pipeline {
                 version: "v6".into(),
                 pre_compute: stage("pre", "v6", FP_PRE, 1 << 30),
                 post_compute: stage("post", "v6", FP_POST, 512 << 20),
+                app_tdx: None,
             },
         ];
         assert_eq!(p.iter().cloned().collect::<Vec<_>>(), expected);
@@ -680,14 +844,50 @@ heap-size = "512 mb"
         ));
     }
 
+    fn reg(byte: &str) -> String {
+        byte.repeat(48)
+    }
+
+    /// The `tdx` tables of a TDX pipeline: pre-compute registers `11..`, post `21..`, the app
+    /// image `31..`; RTMR3 of the stages is `any`.
+    fn tdx_tables() -> String {
+        let stage = |name: &str, d: u8| {
+            format!(
+                "[pipelines.{name}.tdx]\nmrtd = \"{}\"\nrtmr0 = \"{}\"\nrtmr1 = \"{}\"\nrtmr2 = \"{}\"\nrtmr3 = \"any\"\n",
+                reg(&format!("{d}1")),
+                reg(&format!("{d}2")),
+                reg(&format!("{d}3")),
+                reg(&format!("{d}4")),
+            )
+        };
+        format!(
+            "{}{}[pipelines.app.tdx]\nmrtd = \"{}\"\nrtmr0 = \"{}\"\nrtmr1 = \"{}\"\nrtmr2 = \"{}\"\nmr-config-id = \"{}\"\n",
+            stage("pre-compute", 1),
+            stage("post-compute", 2),
+            reg("31"),
+            reg("32"),
+            reg("33"),
+            reg("34"),
+            reg("35"),
+        )
+    }
+
+    fn tdx_pipeline(version: &str) -> String {
+        toml_pipeline(version, "1") + &tdx_tables()
+    }
+
+    fn exact(byte: &str) -> Register {
+        Register::parse(&reg(byte)).unwrap()
+    }
+
     #[test]
     fn tdx_needs_exactly_one_pipeline_and_accepts_48_byte_fingerprints() {
-        let two = toml_pipeline("v1", "1") + &toml_pipeline("v2", "1");
+        let two = tdx_pipeline("v1") + &tdx_pipeline("v2");
         assert_eq!(
             errors(&two, TeeFramework::Tdx),
             vec!["pipelines: expected exactly one pipeline for TDX, got 2"]
         );
-        let tdx = toml_pipeline("v1", "1").replace(FP_PRE, &"cd".repeat(48));
+        let tdx = tdx_pipeline("v1").replace(FP_PRE, &"cd".repeat(48));
         let p = Pipelines::from_toml_str(&tdx, TeeFramework::Tdx).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(
@@ -695,16 +895,170 @@ heap-size = "512 mb"
             "cd".repeat(48)
         );
         // 48-byte fingerprints are TDX only.
+        let sgx = toml_pipeline("v1", "1").replace(FP_PRE, &"cd".repeat(48));
         assert_eq!(
-            errors(&tdx, TeeFramework::Scone),
+            errors(&sgx, TeeFramework::Scone),
             vec!["pipelines[0].pre-compute.fingerprint: expected 64 hex characters"]
         );
         assert_eq!(
-            errors(
-                &toml_pipeline("v1", "1").replace(FP_PRE, "ab"),
-                TeeFramework::Tdx
-            ),
+            errors(&tdx_pipeline("v1").replace(FP_PRE, "ab"), TeeFramework::Tdx),
             vec!["pipelines[0].pre-compute.fingerprint: expected 64 or 96 hex characters"]
+        );
+    }
+
+    #[test]
+    fn tdx_registers_are_parsed_per_stage_and_for_the_app_image() {
+        let p = Pipelines::from_toml_str(&tdx_pipeline("v1"), TeeFramework::Tdx).unwrap();
+        let pipeline = p.default_pipeline();
+        assert_eq!(
+            pipeline.pre_compute.tdx,
+            Some(TdxMeasurement {
+                mrtd: exact("11"),
+                rtmr0: exact("12"),
+                rtmr1: exact("13"),
+                rtmr2: exact("14"),
+                rtmr3: Register::Any,
+                // Absent: unchecked.
+                mr_config_id: Register::Any,
+            })
+        );
+        assert_eq!(
+            pipeline.post_compute.tdx.as_ref().map(|m| m.mrtd),
+            Some(exact("21"))
+        );
+        assert_eq!(
+            pipeline.app_tdx,
+            Some(TdxAppBase {
+                mrtd: exact("31"),
+                rtmr0: exact("32"),
+                rtmr1: exact("33"),
+                rtmr2: exact("34"),
+                mr_config_id: exact("35"),
+            })
+        );
+        // JSON, with 0x prefixes and uppercase.
+        let json = format!(
+            r#"{{"pipelines":[{{"version":"v1",
+              "pre-compute":{{"image":"i","fingerprint":"{FP_PRE}","entrypoint":"/pre","heap-size":1,
+                "tdx":{{"mrtd":"0x{m}","rtmr0":"any","rtmr1":"any","rtmr2":"any","rtmr3":"any"}}}},
+              "post-compute":{{"image":"i","fingerprint":"{FP_POST}","entrypoint":"/post","heap-size":1,
+                "tdx":{{"mrtd":"{m}","rtmr0":"{m}","rtmr1":"{m}","rtmr2":"{m}","rtmr3":"{m}","mr-config-id":"{m}"}}}},
+              "app":{{"tdx":{{"mrtd":"{m}","rtmr0":"{m}","rtmr1":"{m}","rtmr2":"{m}"}}}}}}]}}"#,
+            m = reg("AB")
+        );
+        let j = Pipelines::from_json_str(&json, TeeFramework::Tdx).unwrap();
+        let pre = j.default_pipeline().pre_compute.tdx.clone().unwrap();
+        assert_eq!(
+            (pre.mrtd, pre.rtmr0),
+            (Register::Exact([0xab; 48]), Register::Any)
+        );
+        let post = j.default_pipeline().post_compute.tdx.clone().unwrap();
+        assert!(post.iter().all(|(_, r)| *r == Register::Exact([0xab; 48])));
+    }
+
+    #[test]
+    fn tdx_register_errors_name_the_field() {
+        let base = tdx_pipeline("v1");
+        let rtmr2_pre = format!("rtmr2 = \"{}\"\n", reg("14"));
+        assert!(base.contains(&rtmr2_pre));
+        // Missing: fail closed.
+        assert_eq!(
+            errors(&base.replace(&rtmr2_pre, ""), TeeFramework::Tdx),
+            vec![
+                "pipelines[0].pre-compute.tdx.rtmr2: expected 96 hex characters or \"any\" (missing)"
+            ]
+        );
+        // Too short, not hex, not a string, a typo in `any`, an unknown key.
+        let bad = base
+            .replace(&rtmr2_pre, "rtmr2 = \"abcd\"\n")
+            .replace(
+                &format!("rtmr0 = \"{}\"\n", reg("22")),
+                &format!("rtmr0 = \"{}\"\n", reg("zz")),
+            )
+            .replace(&format!("rtmr1 = \"{}\"\n", reg("23")), "rtmr1 = 7\n")
+            .replace(
+                &format!("mrtd = \"{}\"\n", reg("31")),
+                "mrtd = \"anything\"\nrtmr4 = \"any\"\n",
+            );
+        assert_eq!(
+            errors(&bad, TeeFramework::Tdx),
+            vec![
+                "pipelines[0].pre-compute.tdx.rtmr2: expected 96 hex characters or \"any\"",
+                "pipelines[0].post-compute.tdx.rtmr0: expected 96 hex characters or \"any\"",
+                "pipelines[0].post-compute.tdx.rtmr1: expected 96 hex characters or \"any\" as a string",
+                "pipelines[0].app.tdx.rtmr4: expected no such key (known keys: mrtd, rtmr0, rtmr1, rtmr2, mr-config-id)",
+                "pipelines[0].app.tdx.mrtd: expected 96 hex characters or \"any\"",
+            ]
+        );
+        // RTMR3 of the app is derived, never configured.
+        assert_eq!(
+            errors(&(base.clone() + "rtmr3 = \"any\"\n"), TeeFramework::Tdx),
+            vec![
+                "pipelines[0].app.tdx.rtmr3: expected no such key: RTMR3 of the app TD is derived from the app's on-chain checksum (see docs/tee-sessions.md)"
+            ]
+        );
+        // A table of nothing but `any` accepts any TD: refused.
+        let all_any = base
+            .replace(&format!("mrtd = \"{}\"\n", reg("11")), "mrtd = \"any\"\n")
+            .replace(&format!("rtmr0 = \"{}\"\n", reg("12")), "rtmr0 = \"any\"\n")
+            .replace(&format!("rtmr1 = \"{}\"\n", reg("13")), "rtmr1 = \"ANY\"\n")
+            .replace(&rtmr2_pre, "rtmr2 = \"any\"\n");
+        assert_eq!(
+            errors(&all_any, TeeFramework::Tdx),
+            vec![
+                "pipelines[0].pre-compute.tdx: expected at least one register other than \"any\" (this table accepts any TD)"
+            ]
+        );
+    }
+
+    #[test]
+    fn documented_examples_parse() {
+        let sgx = include_str!("../../../docs/examples/pipelines.toml");
+        assert_eq!(
+            Pipelines::from_toml_str(sgx, TeeFramework::Scone)
+                .unwrap()
+                .len(),
+            2
+        );
+        let tdx = include_str!("../../../docs/examples/pipelines-tdx.toml");
+        let p = Pipelines::from_toml_str(tdx, TeeFramework::Tdx).unwrap();
+        let pipeline = p.default_pipeline();
+        assert_eq!(
+            pipeline.post_compute.tdx.as_ref().map(|m| m.rtmr3),
+            Some(Register::Any)
+        );
+        assert_eq!(
+            pipeline.app_tdx.as_ref().map(|a| a.mr_config_id),
+            Some(Register::Any)
+        );
+    }
+
+    #[test]
+    fn tdx_tables_are_required_for_tdx_and_refused_elsewhere() {
+        // A TDX pipeline without its tables.
+        assert_eq!(
+            errors(&toml_pipeline("v1", "1"), TeeFramework::Tdx),
+            vec![
+                "pipelines[0].pre-compute.tdx: expected a table (missing)",
+                "pipelines[0].post-compute.tdx: expected a table (missing)",
+                "pipelines[0].app: expected a table (missing)",
+            ]
+        );
+        assert_eq!(
+            errors(
+                &(toml_pipeline("v1", "1") + "[pipelines.app]\n"),
+                TeeFramework::Tdx
+            )[2],
+            "pipelines[0].app.tdx: expected a table (missing)"
+        );
+        // The same tables on an SGX framework are typos, not silently ignored settings.
+        assert_eq!(
+            errors(&tdx_pipeline("v1"), TeeFramework::Gramine),
+            vec![
+                "pipelines[0].app: expected no such key (known keys: version, pre-compute, post-compute)",
+                "pipelines[0].pre-compute.tdx: expected no such key (known keys: image, fingerprint, entrypoint, heap-size)",
+                "pipelines[0].post-compute.tdx: expected no such key (known keys: image, fingerprint, entrypoint, heap-size)",
+            ]
         );
     }
 

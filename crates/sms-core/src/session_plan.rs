@@ -48,6 +48,7 @@ use crate::enclave_config::{
 };
 use crate::hex::encode_prefixed;
 use crate::ledger::{AppEntry, DatasetEntry, Deal};
+use crate::measurement::TdxMeasurement;
 use crate::pipeline::{Pipeline, Pipelines};
 use crate::secret::{RequesterSecretName, SecretId, SecretValue};
 use crate::tag::TeeFramework;
@@ -351,8 +352,15 @@ pub struct EnclaveSession {
     /// Pipeline image for pre/post; the app's on-chain multiaddr (docker image) for the app.
     pub image: String,
     /// The measurement the provisioner must pin: pipeline fingerprint for pre/post; the app
-    /// enclave configuration fingerprint (SGX) or the app checksum (TDX) for the app.
+    /// enclave configuration fingerprint (SGX) or the app checksum (TDX) for the app. For TDX
+    /// this is the published fingerprint (exporters, simulated evidence); quotes are compared
+    /// with [`tdx`](Self::tdx).
     pub measurement: Measurement,
+    /// TDX: the registers the enclave's TD must prove: the stage's `tdx` table for pre/post;
+    /// for the app, the pipeline's app TD image with RTMR3 derived from the app checksum
+    /// ([`crate::measurement::app_rtmr3`]). `None` for SGX frameworks and for a TDX pipeline
+    /// without registers (`--dev` built-in), which no TDX quote can match.
+    pub tdx: Option<TdxMeasurement>,
     /// Pre/post: the pipeline entrypoint. App: the configured entrypoint followed by
     /// `" " + iexec_args` when the args are not blank; `None` without an entrypoint.
     pub command: Option<String>,
@@ -427,6 +435,7 @@ fn challenge_signer(key: &SecretValue) -> Option<(PrivateKeySigner, Zeroizing<[u
 struct AppSide {
     pipeline: Pipeline,
     measurement: Measurement,
+    tdx: Option<TdxMeasurement>,
     command: Option<String>,
     heap: Option<u64>,
     fspf: Option<(Zeroizing<String>, String)>,
@@ -438,9 +447,15 @@ fn resolve_app(
 ) -> Result<AppSide, SessionError> {
     let app = inputs.app;
     if framework == TeeFramework::Tdx {
+        let pipeline = inputs.pipelines.default_pipeline().clone();
+        let tdx = pipeline
+            .app_tdx
+            .as_ref()
+            .map(|base| base.measurement_for(&app.checksum));
         return Ok(AppSide {
-            pipeline: inputs.pipelines.default_pipeline().clone(),
+            pipeline,
             measurement: Measurement::from_b256(&app.checksum),
+            tdx,
             command: None,
             heap: None,
             fspf: None,
@@ -504,6 +519,7 @@ fn resolve_app(
     Ok(AppSide {
         pipeline,
         measurement: valid.measurement().clone(),
+        tdx: None,
         command,
         heap: valid.heap_size,
         fspf,
@@ -830,6 +846,7 @@ pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, Ses
             role: EnclaveRole::PreCompute,
             image: stage.image.clone(),
             measurement: stage.fingerprint.clone(),
+            tdx: stage.tdx.clone(),
             command: Some(stage.entrypoint.clone()),
             heap_size_bytes: Some(stage.heap_size_bytes),
             env: pre_compute_env(inputs, dataset, &sign)?,
@@ -841,6 +858,7 @@ pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, Ses
         role: EnclaveRole::App,
         image: inputs.app.multiaddr.clone(),
         measurement: app_side.measurement.clone(),
+        tdx: app_side.tdx.clone(),
         command: app_side.command.clone(),
         heap_size_bytes: app_side.heap,
         env: app_env(inputs, &app_side, &mut warnings),
@@ -850,6 +868,7 @@ pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, Ses
         role: EnclaveRole::PostCompute,
         image: stage.image.clone(),
         measurement: stage.fingerprint.clone(),
+        tdx: stage.tdx.clone(),
         command: Some(stage.entrypoint.clone()),
         heap_size_bytes: Some(stage.heap_size_bytes),
         env: post_compute_env(inputs, &sign)?,

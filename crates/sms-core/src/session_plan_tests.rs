@@ -25,6 +25,22 @@ const POST_FP: &str = "bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22b
 const APP_CHECKSUM: &str = "0x15de77fd7ac448028884256b3ab376e7d4560e9ef6acf0594ea0b3c031d5d395";
 const DATASET_CHECKSUM: &str = "0x02a12ef127dcfbdb294a090c8f0b69a0ca30b7940fc36cabf971f488efd374d7";
 const TASK_INDEX: u64 = 2;
+/// The TDX registers of the pipeline of [`Fx::tdx`]: pre-compute `1x`, post-compute `2x`, the
+/// app TD image `3x` (MRTD, RTMR0, RTMR1, RTMR2 = x1..x4).
+const TDX_TABLES: &str = concat!(
+    "[pipelines.pre-compute.tdx]\n",
+    "mrtd = \"111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111\"\n",
+    "rtmr0 = \"121212121212121212121212121212121212121212121212121212121212121212121212121212121212121212121212\"\n",
+    "rtmr1 = \"any\"\nrtmr2 = \"any\"\nrtmr3 = \"any\"\n",
+    "[pipelines.post-compute.tdx]\n",
+    "mrtd = \"212121212121212121212121212121212121212121212121212121212121212121212121212121212121212121212121\"\n",
+    "rtmr0 = \"any\"\nrtmr1 = \"any\"\nrtmr2 = \"any\"\nrtmr3 = \"any\"\n",
+    "[pipelines.app.tdx]\n",
+    "mrtd = \"313131313131313131313131313131313131313131313131313131313131313131313131313131313131313131313131\"\n",
+    "rtmr0 = \"323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232323232\"\n",
+    "rtmr1 = \"333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333\"\n",
+    "rtmr2 = \"343434343434343434343434343434343434343434343434343434343434343434343434343434343434343434343434\"\n",
+);
 const ZERO_ADDRESS: &str = "0x0000000000000000000000000000000000000000";
 
 fn a(s: &str) -> Address {
@@ -136,8 +152,8 @@ impl Fx {
         fx.deal.tag = tag(0x09);
         fx.app.mrenclave = Vec::new();
         fx.sms_framework = TeeFramework::Tdx;
-        fx.pipelines =
-            Pipelines::from_toml_str(&pipelines_toml(&["tdx-1"]), TeeFramework::Tdx).unwrap();
+        let text = pipelines_toml(&["tdx-1"]) + TDX_TABLES;
+        fx.pipelines = Pipelines::from_toml_str(&text, TeeFramework::Tdx).unwrap();
         fx
     }
 
@@ -631,6 +647,35 @@ fn tdx_uses_app_checksum_and_the_single_pipeline() {
     assert_eq!(
         (pre.image.as_str(), pre.measurement.as_hex()),
         ("reg/pre:tdx-1", PRE_FP)
+    );
+    // The registers each TD must prove: the stages' tables; for the app, the app TD image
+    // with RTMR3 derived from the app's checksum.
+    use crate::measurement::{Register, app_rtmr3};
+    let pre_tdx = pre.tdx.as_ref().unwrap();
+    assert_eq!(
+        (pre_tdx.mrtd, pre_tdx.rtmr0, pre_tdx.rtmr1),
+        (
+            Register::Exact([0x11; 48]),
+            Register::Exact([0x12; 48]),
+            Register::Any
+        )
+    );
+    assert_eq!(
+        plan.post_compute.tdx.as_ref().unwrap().mrtd,
+        Register::Exact([0x21; 48])
+    );
+    let app_tdx = plan.app.tdx.as_ref().unwrap();
+    let checksum: B256 = APP_CHECKSUM.parse().unwrap();
+    assert_eq!(
+        app_tdx,
+        &crate::measurement::TdxMeasurement {
+            mrtd: Register::Exact([0x31; 48]),
+            rtmr0: Register::Exact([0x32; 48]),
+            rtmr1: Register::Exact([0x33; 48]),
+            rtmr2: Register::Exact([0x34; 48]),
+            rtmr3: Register::Exact(app_rtmr3(&checksum)),
+            mr_config_id: Register::Any,
+        }
     );
     let dataset_lower = DATASET.to_lowercase();
     let mut app = base_app_env(&fx);

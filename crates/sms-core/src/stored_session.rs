@@ -12,6 +12,7 @@ use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+use crate::measurement::{ExpectedMeasurement, TdxMeasurement};
 use crate::session_plan::{EnclaveRole, SessionPlan};
 use crate::tag::TeeFramework;
 
@@ -23,11 +24,46 @@ pub const SESSION_NAMESPACE: &str = "tee-session";
 pub struct StoredService {
     /// `pre-compute`, `app` or `post-compute`.
     pub name: String,
-    /// Expected measurement, lowercase hex without 0x (MRENCLAVE for SGX; for TDX the value
-    /// the session pins, see docs).
+    /// Expected measurement, lowercase hex without 0x: MRENCLAVE for SGX; for TDX the stage's
+    /// published fingerprint (pipeline fingerprint, app checksum), which only simulated
+    /// evidence is compared with.
     pub measurement: String,
+    /// TDX: the registers a TDX quote must satisfy. Absent for SGX frameworks, and in TDX
+    /// sessions stored before registers were checked or built without them (`--dev` built-in
+    /// pipeline): such a service refuses every TDX quote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<TdxMeasurement>,
     pub command: Option<String>,
     pub env: BTreeMap<String, String>,
+}
+
+impl StoredService {
+    /// What this service's evidence must match in a session of `framework`.
+    pub fn expected_measurement(
+        &self,
+        framework: TeeFramework,
+    ) -> Result<ExpectedMeasurement, String> {
+        let bytes = crate::hex::decode_lenient(&self.measurement)
+            .map_err(|e| format!("measurement: {e}"))?;
+        match framework {
+            TeeFramework::Scone | TeeFramework::Gramine => {
+                if self.tdx.is_some() {
+                    return Err(format!("TDX registers in a {framework} service"));
+                }
+                let mr_enclave = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    format!(
+                        "measurement: expected 64 hex characters (MRENCLAVE), got {} bytes",
+                        bytes.len()
+                    )
+                })?;
+                Ok(ExpectedMeasurement::Sgx { mr_enclave })
+            }
+            TeeFramework::Tdx => Ok(ExpectedMeasurement::Tdx {
+                registers: self.tdx.clone(),
+                fingerprint: bytes,
+            }),
+        }
+    }
 }
 
 impl Drop for StoredService {
@@ -43,6 +79,7 @@ impl fmt::Debug for StoredService {
         f.debug_struct("StoredService")
             .field("name", &self.name)
             .field("measurement", &self.measurement)
+            .field("tdx", &self.tdx)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -72,6 +109,7 @@ impl StoredSession {
             .map(|e| StoredService {
                 name: e.role.name().to_owned(),
                 measurement: e.measurement.as_hex().to_owned(),
+                tdx: e.tdx.clone(),
                 command: e.command.clone(),
                 env: e
                     .env
@@ -92,5 +130,69 @@ impl StoredSession {
 
     pub fn service(&self, role: EnclaveRole) -> Option<&StoredService> {
         self.services.iter().find(|s| s.name == role.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measurement::Register;
+
+    fn service(measurement: &str, tdx: Option<TdxMeasurement>) -> StoredService {
+        StoredService {
+            name: "app".into(),
+            measurement: measurement.into(),
+            tdx,
+            command: None,
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn registers() -> TdxMeasurement {
+        TdxMeasurement::from_fn(|_| Register::Exact([7; 48]))
+    }
+
+    #[test]
+    fn expectation_follows_the_framework() {
+        let sgx = service(&"ab".repeat(32), None);
+        assert_eq!(
+            sgx.expected_measurement(TeeFramework::Scone),
+            Ok(ExpectedMeasurement::Sgx {
+                mr_enclave: [0xab; 32]
+            })
+        );
+        assert!(sgx.expected_measurement(TeeFramework::Gramine).is_ok());
+        let tdx = service(&"ab".repeat(32), Some(registers()));
+        assert_eq!(
+            tdx.expected_measurement(TeeFramework::Tdx),
+            Ok(ExpectedMeasurement::Tdx {
+                registers: Some(registers()),
+                fingerprint: vec![0xab; 32],
+            })
+        );
+        // Registers in an SGX session, or a 48-byte MRENCLAVE: the stored session is wrong.
+        assert!(tdx.expected_measurement(TeeFramework::Scone).is_err());
+        let e = service(&"ab".repeat(48), None)
+            .expected_measurement(TeeFramework::Gramine)
+            .unwrap_err();
+        assert!(e.contains("64 hex characters"), "{e}");
+        assert!(
+            service("zz", None)
+                .expected_measurement(TeeFramework::Tdx)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn sessions_stored_without_registers_still_decode() {
+        let old = r#"{"name":"pre-compute","measurement":"abcd","command":null,"env":{"A":"1"}}"#;
+        let s: StoredService = serde_json::from_str(old).unwrap();
+        assert_eq!(s.tdx, None);
+        // And write no `tdx` key when there is none, so older readers decode new SGX sessions.
+        assert!(!serde_json::to_string(&s).unwrap().contains("tdx"));
+        let with = service("abcd", Some(registers()));
+        let json = serde_json::to_string(&with).unwrap();
+        assert!(json.contains(r#""tdx":{"mrtd":""#), "{json}");
+        assert_eq!(serde_json::from_str::<StoredService>(&json).unwrap(), with);
     }
 }

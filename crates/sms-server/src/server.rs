@@ -50,6 +50,8 @@ pub struct Server {
     pub identity: sms_attest::IdentityDocument,
     /// Whether this start created the identity (first start on this store).
     pub identity_created: bool,
+    /// Whether simulated TEE evidence is accepted (`--dev` or `--dangerous-allow-simulated-tee`).
+    pub simulated_tee: bool,
     /// The store this server uses (tests seed it directly).
     pub store: Store,
     /// The writable dev ledger (only with `--dev`; tests seed it directly).
@@ -67,6 +69,10 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Self, StartupError> {
         sms_client::install_crypto_provider();
         check_listen_policy(&config)?;
+        config
+            .attest
+            .check_removed_flags()
+            .map_err(StartupError::Config)?;
         let data_dir = config.data_dir();
         let OpenedStore {
             store,
@@ -91,6 +97,7 @@ impl Server {
             config.dev,
             identity,
         )?);
+        let simulated_tee = provisioner.allows_simulated();
         let server_store = store.clone();
         let state = AppState::new(AppStateInner {
             store,
@@ -157,6 +164,7 @@ impl Server {
             master_key_created,
             identity: identity_document,
             identity_created,
+            simulated_tee,
             store: server_store,
             dev_ledger,
             handle,

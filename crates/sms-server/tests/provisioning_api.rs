@@ -117,6 +117,7 @@ impl Prov {
                 StoredService {
                     name: "app".into(),
                     measurement: hex(app_measurement),
+                    tdx: None,
                     command: Some("python3 /app/main.py".into()),
                     env: env(&[
                         ("IEXEC_TASK_ID", "0x07"),
@@ -126,6 +127,7 @@ impl Prov {
                 StoredService {
                     name: "post-compute".into(),
                     measurement: hex(&POST_MEASUREMENT),
+                    tdx: None,
                     command: None,
                     env: env(&[("RESULT_STORAGE_TOKEN", "post-value")]),
                 },
@@ -679,7 +681,7 @@ async fn expired_session_is_refused() {
 
 #[tokio::test]
 async fn simulated_evidence_is_refused_when_not_enabled() {
-    let p = Prov::with(|c| c.attest.allow_simulated_tee = Some(false)).await;
+    let p = Prov::with(|c| c.attest.dangerous_allow_simulated_tee = Some(false)).await;
     let sid = p.seed("s-real-only", p.now() + 600, &APP_MEASUREMENT).await;
     let key = EphemeralKey::generate();
     let nonce = p.nonce(&sid, "app").await;
@@ -830,6 +832,7 @@ impl Prov {
             services: vec![StoredService {
                 name: "app".into(),
                 measurement: hex(&APP_MEASUREMENT),
+                tdx: None,
                 command: None,
                 env: env
                     .iter()

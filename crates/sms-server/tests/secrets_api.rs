@@ -555,16 +555,31 @@ async fn operational_endpoints() {
         Some(b"metric-value"),
     )
     .await;
-    let version = api
+    let version: serde_json::Value = api
         .http
         .get(format!("{}/version", api.server.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        version,
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "simulatedTee": true })
+    );
+    // The plain-text form of iExec's SMS, for a client that asks for text first.
+    let plain = api
+        .http
+        .get(format!("{}/version", api.server.url()))
+        .header("Accept", "text/plain, application/json, */*")
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(plain, env!("CARGO_PKG_VERSION"));
     let (status, health) = api.call(Method::GET, "/health", None, None).await;
     assert_eq!(
         (status, health["status"].as_str()),

@@ -32,9 +32,21 @@ const FP_POST: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
 const FP_APP: &str = "2d4b9efd066d0bb058b8da79bf8551be7d244779bc41d03a12201a4004779609";
 
 fn pipelines(framework: TeeFramework) -> Pipelines {
-    let text = format!(
+    let mut text = format!(
         "[[pipelines]]\nversion = \"v5\"\n[pipelines.pre-compute]\nimage = \"reg/pre:5\"\nfingerprint = \"{FP_PRE}\"\nentrypoint = \"/pre\"\nheap-size = \"1GB\"\n[pipelines.post-compute]\nimage = \"reg/post:5\"\nfingerprint = \"{FP_POST}\"\nentrypoint = \"/post\"\nheap-size = \"1GB\"\n"
     );
+    if framework == TeeFramework::Tdx {
+        // The registers are checked by the provisioner, never exported.
+        let mrtd = "ee".repeat(48);
+        for table in ["pre-compute.tdx", "post-compute.tdx", "app.tdx"] {
+            text.push_str(&format!(
+                "[pipelines.{table}]\nmrtd = \"{mrtd}\"\nrtmr0 = \"any\"\nrtmr1 = \"any\"\nrtmr2 = \"any\"\n"
+            ));
+            if table != "app.tdx" {
+                text.push_str("rtmr3 = \"any\"\n");
+            }
+        }
+    }
     Pipelines::from_toml_str(&text, framework).unwrap()
 }
 

@@ -47,6 +47,7 @@ async fn seed_env(server: &TestServer, id: &str, env: &[(&str, &str)]) {
         services: vec![StoredService {
             name: "app".into(),
             measurement: MEASUREMENT.into(),
+            tdx: None,
             command: Some("echo from-session-command:$IEXEC_TASK_ID".into()),
             env,
         }],

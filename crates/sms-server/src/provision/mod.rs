@@ -228,7 +228,7 @@ impl Provisioner {
         let session = load_session(store, session_id, now_ms).await?;
         let stored = find_service(&session, service)?;
         let report = self
-            .verify_evidence(&request, stored, now_ms / 1000)
+            .verify_evidence(&request, &session, stored, now_ms / 1000)
             .await?;
         check_task_live(ledger, &session, now_ms / 1000).await?;
         let number = self
@@ -257,12 +257,18 @@ impl Provisioner {
     async fn verify_evidence(
         &self,
         request: &ParsedRequest,
+        session: &StoredSession,
         stored: &StoredService,
         now: u64,
     ) -> Result<VerifiedReport, Refusal> {
-        let expected = sms_core::hex::decode_lenient(&stored.measurement).map_err(|e| {
-            Refusal::Internal(format!("service {}: stored measurement: {e}", stored.name))
-        })?;
+        let expected = stored
+            .expected_measurement(session.framework)
+            .map_err(|e| {
+                Refusal::Internal(format!(
+                    "session {} service {}: {e}",
+                    session.session_id, stored.name
+                ))
+            })?;
         let binding = sms_attest::report_data_binding(&request.nonce, &request.public_key);
         self.verify(&request.evidence, &expected, &binding, now)
             .await
@@ -356,7 +362,7 @@ impl Provisioner {
     async fn verify(
         &self,
         evidence: &Evidence,
-        expected_measurement: &[u8],
+        expected_measurement: &sms_attest::ExpectedMeasurement,
         binding: &[u8; 64],
         now: u64,
     ) -> Result<VerifiedReport, Refusal> {

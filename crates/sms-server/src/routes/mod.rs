@@ -74,5 +74,30 @@ pub fn router(state: AppState) -> Router {
             .route("/dev/tasks/{task}/status", post(dev_deals::set_task_status))
             .route("/dev/tasks/{task}", get(dev_read::task_description));
     }
-    router.layer(DefaultBodyLimit::max(cap)).with_state(state)
+    let simulated_tee = state.provisioner.allows_simulated();
+    let router = router.layer(DefaultBodyLimit::max(cap)).with_state(state);
+    if simulated_tee {
+        router.layer(axum::middleware::from_fn(mark_simulated_tee))
+    } else {
+        router
+    }
+}
+
+/// Header on every `/tee/*` answer of a server that accepts simulated TEE evidence (a header,
+/// not a body field: iExec workers decode those bodies).
+pub const SIMULATED_TEE_HEADER: &str = "x-sms-simulated-tee";
+
+async fn mark_simulated_tee(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let tee = request.uri().path().starts_with("/tee/");
+    let mut response = next.run(request).await;
+    if tee {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_static(SIMULATED_TEE_HEADER),
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }

@@ -59,6 +59,8 @@ fn dev_stage(image: &str, fingerprint: &str, entrypoint: &str) -> Option<StageCo
         fingerprint: Measurement::parse(fingerprint, &[32])?,
         entrypoint: entrypoint.to_owned(),
         heap_size_bytes: DEV_HEAP_SIZE_BYTES,
+        // No TDX registers: a TDX quote never matches the built-in pipeline (simulated only).
+        tdx: None,
     })
 }
 
@@ -76,6 +78,7 @@ pub fn dev_pipeline(version: &str) -> Option<Pipeline> {
             DEV_POST_COMPUTE_FINGERPRINT,
             DEV_POST_COMPUTE_ENTRYPOINT,
         )?,
+        app_tdx: None,
     })
 }
 

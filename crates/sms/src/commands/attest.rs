@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use sms_attest::{Collateral, Policy, QuoteInspection, inspect_quote, parse_status_list};
+use sms_attest::{
+    Collateral, ExpectedMeasurement, Policy, QuoteInspection, Register, TdxMeasurement,
+    TdxRegister, inspect_quote, parse_status_list,
+};
 
 use crate::output::Output;
 
@@ -29,7 +32,8 @@ pub struct VerifyArgs {
     /// Verification time, unix seconds. Default: now.
     #[arg(long, value_name = "UNIX_SECONDS")]
     pub at: Option<u64>,
-    /// Expected MRENCLAVE (SGX) or MRTD (TDX), hex.
+    /// Expected MRENCLAVE (SGX, 64 hex characters) or MRTD (TDX, 96 hex characters; the RTMRs
+    /// are printed, not compared).
     #[arg(long, value_name = "HEX")]
     pub expect_measurement: Option<String>,
     /// Judge the TCB status: accept exactly these statuses (comma-separated Intel names, e.g.
@@ -65,6 +69,29 @@ fn read_quote(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// `--expect-measurement`: MRENCLAVE by its 32 bytes, MRTD (only) by its 48.
+fn expected_measurement(text: &str) -> anyhow::Result<ExpectedMeasurement> {
+    let bytes = sms_core::hex::decode_lenient(text)
+        .map_err(|e| anyhow::anyhow!("--expect-measurement: {e}"))?;
+    if let Ok(mr_enclave) = <[u8; 32]>::try_from(bytes.as_slice()) {
+        return Ok(ExpectedMeasurement::Sgx { mr_enclave });
+    }
+    let Ok(mrtd) = <[u8; 48]>::try_from(bytes.as_slice()) else {
+        anyhow::bail!(
+            "--expect-measurement: expected 64 hex characters (MRENCLAVE) or 96 (MRTD), got {} bytes",
+            bytes.len()
+        );
+    };
+    let only_mrtd = TdxMeasurement::from_fn(|register| match register {
+        TdxRegister::Mrtd => Register::Exact(mrtd),
+        _ => Register::Any,
+    });
+    Ok(ExpectedMeasurement::Tdx {
+        registers: Some(only_mrtd),
+        fingerprint: Vec::new(),
+    })
+}
+
 fn verify(args: VerifyArgs, out: &Output, json_mode: bool) -> anyhow::Result<()> {
     let quote = read_quote(&args.quote)?;
     let collateral = Collateral::load(&args.collateral)
@@ -73,9 +100,8 @@ fn verify(args: VerifyArgs, out: &Output, json_mode: bool) -> anyhow::Result<()>
     let expected = args
         .expect_measurement
         .as_deref()
-        .map(sms_core::hex::decode_lenient)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--expect-measurement: {e}"))?;
+        .map(expected_measurement)
+        .transpose()?;
     let policy = match (&args.accept_status, &args.policy) {
         (Some(list), _) => Some(Policy::accepting(parse_status_list(list)?)),
         (None, Some(path)) => {
@@ -89,13 +115,7 @@ fn verify(args: VerifyArgs, out: &Output, json_mode: bool) -> anyhow::Result<()>
         (None, None) => None,
     };
     let at = args.at.unwrap_or_else(unix_now);
-    let inspection = inspect_quote(
-        &quote,
-        &collateral,
-        at,
-        expected.as_deref(),
-        policy.as_ref(),
-    );
+    let inspection = inspect_quote(&quote, &collateral, at, expected.as_ref(), policy.as_ref());
     let accepted = inspection.verdict.accepted;
     let mut data = serde_json::to_value(&inspection)?;
     if let Some(map) = data.as_object_mut() {

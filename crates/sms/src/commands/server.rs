@@ -79,7 +79,8 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     if dev {
         tracing::warn!(
             ledger = %server.ledger_description,
-            "DEVELOPMENT MODE: dev wallets, simulated TEE evidence accepted; never store real secrets here"
+            simulated_tee = server.simulated_tee,
+            "DEVELOPMENT MODE: dev wallets; never store real secrets here"
         );
     }
     let wallets: Vec<_> = server
@@ -97,6 +98,12 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     );
     human.push('\n');
     human.push_str(&identity_text(&server.identity));
+    if server.simulated_tee {
+        human.push_str(
+            "\n  simulated TEE:  ACCEPTED: /tee/provisioning releases secrets without any hardware proof \
+             (--dev or --dangerous-allow-simulated-tee); never with real secrets",
+        );
+    }
     if server.master_key_created {
         human.push_str(
             "\n  master key:     created (back it up: without it the store cannot be read)",
@@ -123,7 +130,7 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     }
     out.done(
         human,
-        json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "identity": server.identity, "devWallets": wallets }),
+        json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "identity": server.identity, "simulatedTee": server.simulated_tee, "devWallets": wallets }),
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
