@@ -72,6 +72,14 @@ impl Tee {
 
     /// Reads `chain` through `rpc` (the node itself or a proxy in front of it).
     async fn start_via(chain: &LocalChain, rpc: &str) -> Self {
+        Self::start_configured(chain, rpc, |_| {}).await
+    }
+
+    async fn start_configured(
+        chain: &LocalChain,
+        rpc: &str,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pipelines = dir.path().join("pipelines.toml");
         std::fs::write(&pipelines, pipelines_toml()).unwrap();
@@ -88,6 +96,7 @@ impl Tee {
         config.tee.tee_framework = Some(FrameworkArg::Scone);
         config.tee.pipelines = Some(pipelines);
         config.tee.las_image = Some("las:1".into());
+        configure(&mut config);
         let server = TestServer::with_config(config, Some(dir)).await;
         let data = server.data_dir();
         let (master, _) = MasterKey::load_or_create(&data.join("master.key")).unwrap();
@@ -648,4 +657,52 @@ async fn hanging_rpc_during_challenge_and_session_is_bounded() {
     assert_eq!(tee.challenge(&deal, task).await, enclave, "same key after");
     let (status, body) = tee.session(&deal, task, enclave).await;
     assert_eq!(status, StatusCode::OK, "after the hang: {body}");
+}
+
+/// At release, the task is read again from the chain: while the node is down the release is a
+/// bounded 503 `CHAIN_UNAVAILABLE` (nothing counted), and once it is back the enclave gets its
+/// environment, signed by the SMS identity.
+#[tokio::test]
+async fn release_reads_the_task_again_and_a_chain_outage_is_a_bounded_503() {
+    let mut chain = LocalChain::start().await;
+    let rpc = chain.rpc_url().to_owned();
+    let tee = Tee::start_configured(&chain, &rpc, |c| {
+        c.attest.dangerous_allow_simulated_tee = Some(true)
+    })
+    .await;
+    let (deal, task, enclave) = ready_task(&chain, &tee).await;
+    let (status, answer) = tee.session(&deal, task, enclave).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let id = answer["data"]["sessionId"].as_str().unwrap().to_owned();
+    let client = tee.server.client();
+    let pinned = client.provision_identity().await.unwrap();
+    let pinned = sms_attest::SmsPublicKey::from_base64(&pinned.public_key).unwrap();
+    let claim = |report_data: &[u8; 64]| {
+        Ok(sms_attest::Evidence::Simulated {
+            measurement: sms_core::hex::decode_lenient(APP_FP).unwrap(),
+            report_data: *report_data,
+            debug: false,
+        })
+    };
+
+    chain.stop().await.unwrap();
+    let started = Instant::now();
+    let refused = client
+        .attested_release(&id, "app", &pinned, claim)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(refused.code(), Some("CHAIN_UNAVAILABLE"), "{refused}");
+    assert!(
+        elapsed < TIMEOUT * 3 + SLACK,
+        "release refused in {elapsed:?}"
+    );
+
+    chain.resume().await.unwrap();
+    let (answer, env) = client
+        .attested_release(&id, "app", &pinned, claim)
+        .await
+        .unwrap();
+    assert_eq!(answer.release, 1, "the refused attempt was not counted");
+    assert_eq!(env.env["IEXEC_TASK_ID"], encode_prefixed(task));
 }
