@@ -57,6 +57,7 @@ pub mod collateral;
 mod error;
 mod evidence;
 mod hexser;
+pub mod identity;
 pub mod inspect;
 #[cfg(feature = "pccs")]
 pub mod pccs;
@@ -71,6 +72,10 @@ pub use binding::{REPORT_DATA_CONTEXT, report_data_binding};
 pub use collateral::{Collateral, CollateralBundle, CollateralSource};
 pub use error::{CollateralError, Detail, VerifyError};
 pub use evidence::Evidence;
+pub use identity::{
+    AnswerSignature, IDENTITY_ALGORITHM, IdentityDocument, IdentityError, ReleaseTranscript,
+    SmsIdentity, SmsPublicKey, request_sha256,
+};
 pub use inspect::{QuoteInspection, QuoteSummary, Verdict, inspect_quote};
 pub use policy::Policy;
 pub use report::{SgxClaims, TdxClaims, TeeClaims, TeeKind, VerifiedReport};

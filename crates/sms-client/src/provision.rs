@@ -1,5 +1,7 @@
 //! The attested provisioner's wire types and client calls (see docs/provisioning.md):
-//! `POST /tee/provisioning/{sessionId}/{service}/nonce` then `.../release`.
+//! `GET /tee/provisioning/identity`, `POST /tee/provisioning/{sessionId}/{service}/nonce`
+//! then `.../release`. [`SmsClient::attested_release`] runs the whole exchange for a launcher
+//! and accepts only an answer signed by the SMS key it pins.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,7 +10,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
-use sms_attest::{EphemeralKey, Evidence, SealedEnvelope, release_info};
+use sms_attest::{
+    AnswerSignature, EphemeralKey, Evidence, IdentityDocument, IdentityError, ReleaseTranscript,
+    SealedEnvelope, SmsPublicKey, release_info, report_data_binding, request_sha256,
+};
 use zeroize::Zeroize;
 
 use crate::{ClientError, SmsClient};
@@ -60,22 +65,23 @@ pub struct ReleaseAnswer {
     pub measurement: String,
     /// HPKE envelope of a [`ReleasedEnv`] in JSON, `info` = `release_info(sessionId, service)`.
     pub sealed: SealedEnvelope,
+    /// The SMS identity's signature over the [`ReleaseTranscript`] of this answer.
+    pub signature: AnswerSignature,
 }
 
-/// What is sealed: the service's environment and its command. Values are secrets: no `Debug`
-/// shows them and they are wiped when dropped.
+/// What is sealed: the service's environment. Values are secrets: no `Debug` shows them and
+/// they are wiped when dropped. Other fields (an older server's `command`) are ignored: what
+/// runs is the launcher's own argv, never something the answer names.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ReleasedEnv {
     pub env: BTreeMap<String, String>,
-    pub command: Option<String>,
 }
 
 impl fmt::Debug for ReleasedEnv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReleasedEnv")
             .field("env", &self.env.keys().collect::<Vec<_>>())
-            .field("command", &self.command.as_ref().map(|_| "…"))
             .finish()
     }
 }
@@ -85,10 +91,21 @@ impl Drop for ReleasedEnv {
         for value in self.env.values_mut() {
             value.zeroize();
         }
-        if let Some(command) = self.command.as_mut() {
-            command.zeroize();
-        }
     }
+}
+
+/// Names a released environment may never set: they change how the loader, the shell or the
+/// program finds code and configuration, so a hostile answer could run code of its choice.
+pub const FORBIDDEN_ENV_NAMES: [&str; 6] = ["PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV"];
+
+/// Whether a released variable name is acceptable: `^[A-Z][A-Z0-9_]*$`, not `LD_*`, not one of
+/// [`FORBIDDEN_ENV_NAMES`].
+pub fn released_name_allowed(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_uppercase())
+        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && !name.starts_with("LD_")
+        && !FORBIDDEN_ENV_NAMES.contains(&name)
 }
 
 /// Error body of the provisioning endpoints.
@@ -115,6 +132,18 @@ pub enum ProvisionError {
     Client(#[from] ClientError),
     #[error("the sealed environment cannot be opened: {0}")]
     Open(#[from] sms_attest::SealError),
+    /// The answer is not authenticated by the pinned SMS key: an impostor, or tampered.
+    #[error("{0}")]
+    NotAuthenticated(#[from] IdentityError),
+    /// The environment sets a name a launcher never applies; nothing of it is used.
+    #[error(
+        "the released environment sets the variable '{0}', which a launcher never applies \
+         (allowed: ^[A-Z][A-Z0-9_]*$, not LD_*, PATH, HOME, SHELL, IFS, ENV, BASH_ENV): the whole answer is refused"
+    )]
+    ForbiddenName(String),
+    /// The evidence could not be produced.
+    #[error("cannot produce the evidence: {0}")]
+    Evidence(String),
 }
 
 impl ProvisionError {
@@ -187,29 +216,104 @@ impl SmsClient {
             .await
     }
 
-    /// Sends the evidence and returns the sealed answer (not opened).
+    /// Sends a release request body as is and returns the answer (neither verified nor
+    /// opened: see [`open_release`]).
     pub async fn provision_release(
         &self,
         session_id: &str,
         service: &str,
-        request: &ReleaseRequest,
+        body: Vec<u8>,
     ) -> Result<ReleaseAnswer, ProvisionError> {
-        let body = serde_json::to_vec(request).map_err(|e| ClientError::Decode(e.to_string()))?;
         self.provision_post(&service_path(session_id, service, "release"), Some(body))
             .await
     }
+
+    /// `GET /tee/provisioning/identity`: the key this SMS signs answers with. What a launcher
+    /// pins must come from somewhere it trusts (its measured arguments), not from this call.
+    pub async fn provision_identity(&self) -> Result<IdentityDocument, crate::tee::TeeCallError> {
+        self.get_json("/tee/provisioning/identity").await
+    }
+
+    /// The whole exchange of a launcher: nonce, a fresh ephemeral key, `evidence(report_data)`,
+    /// release, then [`open_release`] against `pinned`. Nothing is returned unless the answer
+    /// is authenticated by `pinned` for exactly this request.
+    pub async fn attested_release(
+        &self,
+        session_id: &str,
+        service: &str,
+        pinned: &SmsPublicKey,
+        evidence: impl FnOnce(&[u8; 64]) -> Result<Evidence, String>,
+    ) -> Result<(ReleaseAnswer, ReleasedEnv), ProvisionError> {
+        let nonce = self.provision_nonce(session_id, service).await?;
+        let nonce_bytes = nonce.nonce_bytes()?;
+        let key = EphemeralKey::generate();
+        let report_data = report_data_binding(&nonce_bytes, key.public_key());
+        let request = ReleaseRequest {
+            nonce: nonce.nonce,
+            public_key: key.public_key_base64(),
+            evidence: evidence(&report_data).map_err(ProvisionError::Evidence)?,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let asked = ReleaseAsk {
+            session_id,
+            service,
+            nonce: &nonce_bytes,
+            request_body: &body,
+        };
+        let answer = self
+            .provision_release(session_id, service, body.clone())
+            .await?;
+        let released = open_release(pinned, &key, &asked, &answer)?;
+        Ok((answer, released))
+    }
 }
 
-/// Opens a release answer with the key whose public half was sent, for the session and
-/// service that were asked (not those the answer names).
+/// What the enclave asked, as it asked it (never as an answer repeats it).
+#[derive(Debug, Clone, Copy)]
+pub struct ReleaseAsk<'a> {
+    pub session_id: &'a str,
+    pub service: &'a str,
+    /// The raw nonce sent.
+    pub nonce: &'a [u8],
+    /// The exact release request body sent.
+    pub request_body: &'a [u8],
+}
+
+/// Accepts a release answer only when, in this order: it is signed by `pinned` over the
+/// transcript of exactly this request; it opens with `key` for the session and service asked;
+/// every variable name is allowed ([`released_name_allowed`]).
 pub fn open_release(
+    pinned: &SmsPublicKey,
     key: &EphemeralKey,
-    session_id: &str,
-    service: &str,
+    asked: &ReleaseAsk<'_>,
     answer: &ReleaseAnswer,
 ) -> Result<ReleasedEnv, ProvisionError> {
-    let plaintext = key.open(&release_info(session_id, service), &answer.sealed)?;
-    serde_json::from_slice(&plaintext).map_err(|e| {
-        ClientError::Decode(format!("sealed environment is not the expected JSON: {e}")).into()
-    })
+    let key_id = pinned.key_id();
+    let transcript = ReleaseTranscript {
+        key_id: &key_id,
+        session_id: asked.session_id,
+        service: asked.service,
+        nonce: asked.nonce,
+        enclave_public_key: key.public_key(),
+        request_sha256: &request_sha256(asked.request_body),
+        release: answer.release,
+        limit: answer.limit,
+        tee: &answer.tee,
+        measurement: &answer.measurement,
+        sealed: &answer.sealed,
+    };
+    pinned.verify(&answer.signature, &transcript.to_bytes())?;
+    let plaintext = key.open(
+        &release_info(asked.session_id, asked.service),
+        &answer.sealed,
+    )?;
+    let released: ReleasedEnv = serde_json::from_slice(&plaintext).map_err(|e| {
+        ClientError::Decode(format!("sealed environment is not the expected JSON: {e}"))
+    })?;
+    if let Some(name) = released.env.keys().find(|n| !released_name_allowed(n)) {
+        return Err(ProvisionError::ForbiddenName(
+            name.chars().take(64).collect(),
+        ));
+    }
+    Ok(released)
 }

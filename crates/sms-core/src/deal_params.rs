@@ -77,6 +77,18 @@ impl DealParams {
     }
 }
 
+/// The app's argv: the entrypoint's words, then the words of `iexec_args`. Words are split on
+/// whitespace with no quoting, escaping or expansion, as SCONE splits a session's `command`:
+/// `--args "a 'b c'"` gives the three arguments `a`, `'b`, `c'`, and `; env` gives `;`, `env`.
+/// Nothing here is ever given to a shell, so the requester's args cannot run commands.
+pub fn app_argv(entrypoint: &str, iexec_args: Option<&str>) -> Vec<String> {
+    entrypoint
+        .split_whitespace()
+        .chain(iexec_args.unwrap_or("").split_whitespace())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Why the parser fell back to "the whole string is `iexec_args`".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FallbackReason {
@@ -580,6 +592,25 @@ impl ParamsBuilder {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn app_argv_is_words_without_a_shell() {
+        assert_eq!(
+            app_argv("python3  /app/app.py", Some("; echo $X > $IEXEC_OUT/leak")),
+            [
+                "python3",
+                "/app/app.py",
+                ";",
+                "echo",
+                "$X",
+                ">",
+                "$IEXEC_OUT/leak"
+            ]
+        );
+        assert_eq!(app_argv("/app", Some("a 'b c'")), ["/app", "a", "'b", "c'"]);
+        assert_eq!(app_argv("/app", None), ["/app"]);
+        assert_eq!(app_argv("/app", Some("  \t\n")), ["/app"]);
+    }
     use super::*;
 
     fn secrets(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

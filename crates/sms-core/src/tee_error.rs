@@ -16,6 +16,7 @@
 //! | `MALFORMED_SESSION_REQUEST` | 400 | the body is not a well-formed WorkerpoolAuthorization |
 //! | `EXECUTION_NOT_AUTHORIZED_ENCLAVE_CHALLENGE_MISMATCH` | 401 | `enclaveChallenge` is not the address this SMS issued for the task |
 //! | `EXECUTION_NOT_AUTHORIZED_TEE_FRAMEWORK_MISMATCH` | 409 | the deal's framework is not the one this SMS serves |
+//! | `EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN` | 409 | the task already has a live session for another worker (one task, one session, one release budget) |
 //! | `PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED` | 501 | the deal params carry a `bulk_cid` |
 
 use std::fmt;
@@ -65,12 +66,14 @@ pub enum TeeSessionGenerationError {
     ExecutionNotAuthorizedTeeFrameworkMismatch,
     /// Bulk processing (`bulk_cid`) is not implemented by this SMS yet (501).
     PreComputeBulkProcessingNotSupported,
+    /// The task already has a live session, created for another worker (409).
+    ExecutionNotAuthorizedTaskSessionTaken,
 }
 
 use TeeSessionGenerationError as E;
 
 impl TeeSessionGenerationError {
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 28] = [
         E::InvalidAuthorization,
         E::ExecutionNotAuthorizedEmptyParamsUnauthorized,
         E::ExecutionNotAuthorizedNoMatchOnchainType,
@@ -98,6 +101,7 @@ impl TeeSessionGenerationError {
         E::ExecutionNotAuthorizedEnclaveChallengeMismatch,
         E::ExecutionNotAuthorizedTeeFrameworkMismatch,
         E::PreComputeBulkProcessingNotSupported,
+        E::ExecutionNotAuthorizedTaskSessionTaken,
     ];
 
     /// The exact wire spelling.
@@ -154,6 +158,9 @@ impl TeeSessionGenerationError {
                 "EXECUTION_NOT_AUTHORIZED_TEE_FRAMEWORK_MISMATCH"
             }
             E::PreComputeBulkProcessingNotSupported => "PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED",
+            E::ExecutionNotAuthorizedTaskSessionTaken => {
+                "EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN"
+            }
         }
     }
 
@@ -174,7 +181,8 @@ impl TeeSessionGenerationError {
             | E::ExecutionNotAuthorizedGetChainDealFailed
             | E::ExecutionNotAuthorizedInvalidSignature
             | E::ExecutionNotAuthorizedEnclaveChallengeMismatch => 401,
-            E::ExecutionNotAuthorizedTeeFrameworkMismatch => 409,
+            E::ExecutionNotAuthorizedTeeFrameworkMismatch
+            | E::ExecutionNotAuthorizedTaskSessionTaken => 409,
             E::PreComputeBulkProcessingNotSupported => 501,
             _ => 500,
         }
@@ -193,6 +201,7 @@ impl TeeSessionGenerationError {
                 | E::ExecutionNotAuthorizedEnclaveChallengeMismatch
                 | E::ExecutionNotAuthorizedTeeFrameworkMismatch
                 | E::PreComputeBulkProcessingNotSupported
+                | E::ExecutionNotAuthorizedTaskSessionTaken
         )
     }
 }
@@ -299,7 +308,7 @@ mod tests {
                 .iter()
                 .filter(|c| c.is_extension())
                 .count(),
-            4
+            5
         );
     }
 

@@ -5,6 +5,7 @@ pub mod attest_args;
 pub mod config;
 pub mod dev_wallets;
 mod error;
+pub mod identity;
 mod ledger;
 mod metrics_layer;
 pub mod provision;
@@ -14,5 +15,5 @@ mod state;
 pub mod tee;
 
 pub use config::{ChainArgs, ServerConfig};
-pub use server::{Server, StartupError};
+pub use server::{OpenedStore, Server, StartupError, open_store};
 pub use state::{AppState, AppStateInner};

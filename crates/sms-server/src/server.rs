@@ -48,8 +48,14 @@ pub struct Server {
     pub master_key_created: bool,
     /// Whether simulated TEE evidence is accepted (`--dev` or `--dangerous-allow-simulated-tee`).
     pub simulated_tee: bool,
+    /// The key release answers are signed with (enclaves pin it).
+    pub identity: sms_attest::IdentityDocument,
+    /// Whether this start created the identity (first start on this store).
+    pub identity_created: bool,
     /// The store this server uses (tests seed it directly).
     pub store: Store,
+    /// The writable dev ledger (only with `--dev`; tests seed it directly).
+    pub dev_ledger: Option<Arc<sms_chain::dev::DevLedger>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -68,25 +74,11 @@ impl Server {
             .check_removed_flags()
             .map_err(StartupError::Config)?;
         let data_dir = config.data_dir();
-        std::fs::create_dir_all(&data_dir).map_err(|e| {
-            StartupError::Io(format!(
-                "cannot create data directory {}: {e}",
-                data_dir.display()
-            ))
-        })?;
-
-        let (master, master_key_created) = match std::env::var("SMS_MASTER_KEY") {
-            Ok(text) => (MasterKey::from_base64(&text)?, false),
-            Err(_) => MasterKey::load_or_create(&config.master_key_file())?,
-        };
-        let backend: Arc<dyn Backend> = match &config.database_url {
-            Some(url) => {
-                Arc::new(PostgresBackend::connect(url, config.database_max_connections).await?)
-            }
-            None => Arc::new(SqliteBackend::open(&data_dir.join("sms.db")).await?),
-        };
-        let store_description = backend.describe();
-        let store = Store::open(backend, master).await?;
+        let OpenedStore {
+            store,
+            description: store_description,
+            master_key_created,
+        } = open_store(&config).await?;
 
         let (ledger, dev_ledger) = crate::ledger::build(&config, &data_dir).await?;
         let dev_wallets = if config.dev {
@@ -98,16 +90,19 @@ impl Server {
 
         let metrics = crate::metrics_layer::recorder().map_err(StartupError::Config)?;
         let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
+        let (identity, identity_created) = crate::identity::load_or_create(&store).await?;
+        let identity_document = identity.public_key().document();
         let provisioner = Arc::new(crate::provision::Provisioner::build(
             &config.attest,
             config.dev,
+            identity,
         )?);
         let simulated_tee = provisioner.allows_simulated();
         let server_store = store.clone();
         let state = AppState::new(AppStateInner {
             store,
             ledger: ledger.clone(),
-            dev_ledger,
+            dev_ledger: dev_ledger.clone(),
             max_secret_bytes: config.max_secret_bytes,
             metrics,
             tee: tee.clone(),
@@ -168,7 +163,10 @@ impl Server {
             dev_wallets,
             master_key_created,
             simulated_tee,
+            identity: identity_document,
+            identity_created,
             store: server_store,
+            dev_ledger,
             handle,
             task,
         })
@@ -184,6 +182,42 @@ impl Server {
     pub async fn wait(self) -> std::io::Result<()> {
         self.task.await.map_err(std::io::Error::other)?
     }
+}
+
+/// The store a configuration names, opened with its master key.
+pub struct OpenedStore {
+    pub store: Store,
+    pub description: String,
+    /// Whether the master key file was created by this call.
+    pub master_key_created: bool,
+}
+
+/// Opens the configured store (SQLite in the data dir, or PostgreSQL) with the master key
+/// (`SMS_MASTER_KEY`, or the key file, created on first use).
+pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, StartupError> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        StartupError::Io(format!(
+            "cannot create data directory {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let (master, master_key_created) = match std::env::var("SMS_MASTER_KEY") {
+        Ok(text) => (MasterKey::from_base64(&text)?, false),
+        Err(_) => MasterKey::load_or_create(&config.master_key_file())?,
+    };
+    let backend: Arc<dyn Backend> = match &config.database_url {
+        Some(url) => {
+            Arc::new(PostgresBackend::connect(url, config.database_max_connections).await?)
+        }
+        None => Arc::new(SqliteBackend::open(&data_dir.join("sms.db")).await?),
+    };
+    let description = backend.describe();
+    Ok(OpenedStore {
+        store: Store::open(backend, master).await?,
+        description,
+        master_key_created,
+    })
 }
 
 /// Outside --dev, plain HTTP only on loopback unless explicitly allowed.

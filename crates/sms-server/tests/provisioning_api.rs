@@ -13,15 +13,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sms_attest::{EphemeralKey, Evidence, SealError, TcbStatus, report_data_binding};
-use sms_client::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, open_release};
+use sms_attest::SmsPublicKey;
+use sms_attest::{EphemeralKey, Evidence, TcbStatus, report_data_binding};
+use sms_client::provision::{
+    NonceAnswer, ProvisionError, ReleaseAnswer, ReleaseAsk, ReleaseRequest, ReleasedEnv,
+    open_release,
+};
+use sms_core::ledger::TaskStatus;
 use sms_core::stored_session::{StoredService, StoredSession};
 use sms_core::tag::TeeFramework;
 use sms_core::{Address, B256};
 use sms_server::ServerConfig;
 use sms_server::attest_args::Clock;
-use sms_server::provision::{RELEASE_NAMESPACE, ReleaseLog, store_session};
-use sms_store::{RecordKey, Store};
+use sms_server::provision::{ReleaseLog, release_key, store_session};
+use sms_store::Store;
 use sms_testkit::server::{TestServer, files_under};
 
 const APP_MEASUREMENT: [u8; 32] = [0xa1; 32];
@@ -78,8 +83,24 @@ impl Prov {
         self.clock.fetch_add(ms, Ordering::SeqCst);
     }
 
-    /// Stores a session with an `app` and a `post-compute` service; returns its id.
+    /// Stores a session with an `app` and a `post-compute` service for a task of its own
+    /// (ACTIVE on the dev ledger); returns its id.
     async fn seed(&self, id: &str, expires_at: u64, app_measurement: &[u8]) -> String {
+        let task_id = task_of(id);
+        self.server
+            .active_dev_task(task_id, real_now_ms() / 1000 + 10 * 365 * 86_400);
+        self.seed_for(id, task_id, expires_at, app_measurement)
+            .await
+    }
+
+    /// Stores a session for `task_id` (which must already be on the dev ledger).
+    async fn seed_for(
+        &self,
+        id: &str,
+        task_id: B256,
+        expires_at: u64,
+        app_measurement: &[u8],
+    ) -> String {
         let env = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
                 .iter()
@@ -88,7 +109,7 @@ impl Prov {
         };
         let session = StoredSession {
             session_id: id.to_owned(),
-            task_id: B256::repeat_byte(7),
+            task_id,
             framework: TeeFramework::Gramine,
             worker: Address::repeat_byte(9),
             expires_at,
@@ -162,15 +183,51 @@ impl Prov {
         .await
     }
 
+    /// A successful release: the answer, and the exact body that was sent.
     async fn release(
         &self,
         session: &str,
         service: &str,
         request: &ReleaseRequest,
-    ) -> ReleaseAnswer {
-        let (status, body) = self.release_raw(session, service, request).await;
+    ) -> (ReleaseAnswer, Vec<u8>) {
+        let sent = serde_json::to_vec(request).unwrap();
+        let resp = self
+            .http
+            .post(format!(
+                "{}/tee/provisioning/{session}/{service}/release",
+                self.server.url()
+            ))
+            .header("Content-Type", "application/json")
+            .body(sent.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{text}");
+        (serde_json::from_str(&text).unwrap(), sent)
+    }
+
+    /// The key this server announces (what a launcher pins in these tests).
+    async fn identity(&self) -> SmsPublicKey {
+        let (status, body) = self.get("/tee/provisioning/identity").await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        serde_json::from_value(body).unwrap()
+        assert_eq!(body["algorithm"], "Ed25519", "{body}");
+        let key = SmsPublicKey::from_base64(body["publicKey"].as_str().unwrap()).unwrap();
+        assert_eq!(body["keyId"].as_str(), Some(key.key_id().as_str()));
+        key
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.server.url()))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// Asserts a refusal: status, code, a message, and nothing in the body but the refusal.
@@ -189,10 +246,11 @@ impl Prov {
         assert!(!body.to_string().contains(TEST_SECRET));
     }
 
+    /// The release log of the task a session was seeded for.
     async fn release_log(&self, session: &str, service: &str) -> Option<ReleaseLog> {
         let v = self
             .store()
-            .get(&RecordKey::new(RELEASE_NAMESPACE, session, service))
+            .get(&release_key(&task_of(session), service))
             .await
             .unwrap()?;
         Some(serde_json::from_slice(v.value.as_bytes()).unwrap())
@@ -208,6 +266,30 @@ impl Prov {
             .await
             .unwrap()
     }
+}
+
+/// The task [`Prov::seed`] creates for a session id.
+fn task_of(session: &str) -> B256 {
+    sms_core::hash::keccak_concat(&[b"task-of", session.as_bytes()])
+}
+
+/// Opens an answer as a launcher pinned to `pinned` would, for what was asked.
+fn open(
+    pinned: &SmsPublicKey,
+    key: &EphemeralKey,
+    (session, service): (&str, &str),
+    nonce: &NonceAnswer,
+    sent: &[u8],
+    answer: &ReleaseAnswer,
+) -> Result<ReleasedEnv, ProvisionError> {
+    let nonce = nonce.nonce_bytes().unwrap();
+    let asked = ReleaseAsk {
+        session_id: session,
+        service,
+        nonce: &nonce,
+        request_body: sent,
+    };
+    open_release(pinned, key, &asked, answer)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -247,10 +329,12 @@ async fn simulated_release_opens_to_the_service_env_and_is_recorded() {
     assert!(nonce.expires_at > p.now() && nonce.expires_at <= p.now() + 61);
 
     let key = EphemeralKey::generate();
-    let answer = p
+    let pinned = p.identity().await;
+    let (answer, sent) = p
         .release(&sid, "app", &good(&nonce, &APP_MEASUREMENT, &key))
         .await;
     assert_eq!((answer.release, answer.limit), (1, 1));
+    assert_eq!(answer.signature.key_id, pinned.key_id());
     assert_eq!(answer.tee, "simulated");
     assert_eq!(answer.measurement, hex(&APP_MEASUREMENT));
     assert!(
@@ -259,7 +343,7 @@ async fn simulated_release_opens_to_the_service_env_and_is_recorded() {
             .contains(TEST_SECRET)
     );
 
-    let opened = open_release(&key, &sid, "app", &answer).unwrap();
+    let opened = open(&pinned, &key, (&sid, "app"), &nonce, &sent, &answer).unwrap();
     assert_eq!(
         opened
             .env
@@ -272,16 +356,25 @@ async fn simulated_release_opens_to_the_service_env_and_is_recorded() {
         Some("0x07")
     );
     assert_eq!(opened.env.len(), 2);
-    assert_eq!(opened.command.as_deref(), Some("python3 /app/main.py"));
     assert!(!format!("{opened:?}").contains(TEST_SECRET));
 
-    // (c) Another key, or the right key for another service, does not open it.
+    // Another ephemeral key, or the right key for another service, does not open it.
     let other = EphemeralKey::generate();
     assert!(matches!(
-        open_release(&other, &sid, "app", &answer),
-        Err(sms_client::provision::ProvisionError::Open(SealError::Open))
+        open(&pinned, &other, (&sid, "app"), &nonce, &sent, &answer),
+        Err(ProvisionError::NotAuthenticated(_))
     ));
-    assert!(open_release(&key, &sid, "post-compute", &answer).is_err());
+    assert!(
+        open(
+            &pinned,
+            &key,
+            (&sid, "post-compute"),
+            &nonce,
+            &sent,
+            &answer
+        )
+        .is_err()
+    );
 
     // Recorded: who, which measurement, when; never a value.
     let log = p.release_log(&sid, "app").await.unwrap();
@@ -295,15 +388,22 @@ async fn simulated_release_opens_to_the_service_env_and_is_recorded() {
     // The other service is untouched and gets its own env.
     assert!(p.release_log(&sid, "post-compute").await.is_none());
     let nonce = p.nonce(&sid, "post-compute").await;
-    let answer = p
+    let (answer, sent) = p
         .release(&sid, "post-compute", &good(&nonce, &POST_MEASUREMENT, &key))
         .await;
-    let opened = open_release(&key, &sid, "post-compute", &answer).unwrap();
+    let opened = open(
+        &pinned,
+        &key,
+        (&sid, "post-compute"),
+        &nonce,
+        &sent,
+        &answer,
+    )
+    .unwrap();
     assert_eq!(
         opened.env.keys().collect::<Vec<_>>(),
         ["RESULT_STORAGE_TOKEN"]
     );
-    assert_eq!(opened.command, None);
 
     let metrics = p.metrics().await;
     assert!(
@@ -457,7 +557,7 @@ async fn each_refusal_has_its_code_and_releases_nothing() {
 
     // None of this released anything; the good nonce left above still works.
     assert!(p.release_log(&sid, "app").await.is_none());
-    let answer = p
+    let (answer, _) = p
         .release(&sid, "app", &good(&nonce, &APP_MEASUREMENT, &key))
         .await;
     assert_eq!(answer.release, 1);
@@ -715,4 +815,340 @@ async fn real_sgx_quote_goes_through_dcap_and_is_refused_for_its_report_data() {
         .await;
         assert!(p.release_log(&sid, "app").await.is_none());
     }
+}
+
+impl Prov {
+    /// A session with one `app` service whose environment is `env`, for a task of its own.
+    async fn seed_env(&self, id: &str, env: &[(&str, &str)]) -> String {
+        let task_id = task_of(id);
+        self.server
+            .active_dev_task(task_id, real_now_ms() / 1000 + 86_400);
+        let session = StoredSession {
+            session_id: id.to_owned(),
+            task_id,
+            framework: TeeFramework::Gramine,
+            worker: Address::repeat_byte(9),
+            expires_at: self.now() + 600,
+            services: vec![StoredService {
+                name: "app".into(),
+                measurement: hex(&APP_MEASUREMENT),
+                tdx: None,
+                command: None,
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }],
+        };
+        assert!(store_session(&self.store(), &session).await.unwrap());
+        id.to_owned()
+    }
+
+    /// A good app release of `sid`: the nonce, the key, the exact body sent, the answer.
+    async fn app_release(&self, sid: &str) -> (NonceAnswer, EphemeralKey, Vec<u8>, ReleaseAnswer) {
+        let key = EphemeralKey::generate();
+        let nonce = self.nonce(sid, "app").await;
+        let (answer, sent) = self
+            .release(sid, "app", &good(&nonce, &APP_MEASUREMENT, &key))
+            .await;
+        (nonce, key, sent, answer)
+    }
+}
+
+#[tokio::test]
+async fn the_identity_is_served_and_survives_restarts() {
+    let mut p = Prov::new().await;
+    let before = p.identity().await;
+    assert_eq!(
+        p.server.server().identity.public_key,
+        before.to_base64(),
+        "Server::identity and the route agree"
+    );
+    p.server.restart().await;
+    assert_eq!(p.identity().await, before);
+    assert!(!p.server.server().identity_created);
+    // Another store, another identity.
+    let other = Prov::new().await;
+    assert_ne!(other.identity().await, before);
+}
+
+/// Every byte of an answer is covered: changing any field, or opening it for a request other
+/// than the one sent, is refused before anything is decrypted.
+#[tokio::test]
+async fn a_tampered_answer_is_refused() {
+    let p = Prov::new().await;
+    let sid = p.seed("s-tamper", p.now() + 600, &APP_MEASUREMENT).await;
+    let pinned = p.identity().await;
+    let (nonce, key, sent, answer) = p.app_release(&sid).await;
+    open(&pinned, &key, (&sid, "app"), &nonce, &sent, &answer).unwrap();
+
+    fn flip(bytes: &mut [u8]) {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+    }
+    type Tamper = Box<dyn Fn(&mut ReleaseAnswer)>;
+    let tampered: Vec<(&str, Tamper)> = vec![
+        ("ciphertext", Box::new(|a| flip(&mut a.sealed.ciphertext))),
+        ("enc", Box::new(|a| flip(&mut a.sealed.enc))),
+        ("signature", Box::new(|a| flip(&mut a.signature.value))),
+        ("release", Box::new(|a| a.release += 1)),
+        ("limit", Box::new(|a| a.limit += 1)),
+        ("tee", Box::new(|a| a.tee = "sgx".into())),
+        ("measurement", Box::new(|a| a.measurement = "00".repeat(32))),
+        (
+            "keyId",
+            Box::new(|a| a.signature.key_id = "0000000000000000".into()),
+        ),
+        (
+            "algorithm",
+            Box::new(|a| a.signature.algorithm = "none".into()),
+        ),
+    ];
+    for (field, change) in tampered {
+        let mut copy = answer.clone();
+        change(&mut copy);
+        let result = open(&pinned, &key, (&sid, "app"), &nonce, &sent, &copy);
+        assert!(
+            matches!(result, Err(ProvisionError::NotAuthenticated(_))),
+            "{field}: {result:?}"
+        );
+    }
+    // The genuine answer, replayed to a launcher that asked something else.
+    let mut other_body = sent.clone();
+    other_body.push(b' ');
+    assert!(matches!(
+        open(&pinned, &key, (&sid, "app"), &nonce, &other_body, &answer),
+        Err(ProvisionError::NotAuthenticated(_))
+    ));
+    let other_nonce = p.nonce(&sid, "post-compute").await;
+    assert!(matches!(
+        open(&pinned, &key, (&sid, "app"), &other_nonce, &sent, &answer),
+        Err(ProvisionError::NotAuthenticated(_))
+    ));
+}
+
+/// A second, real SMS holding a session with the same id (an impostor the host points the
+/// enclave at) answers validly for itself, but not for a launcher pinned to the first SMS.
+#[tokio::test]
+async fn an_impostor_sms_cannot_answer_for_the_pinned_one() {
+    let genuine = Prov::new().await;
+    let pinned = genuine.identity().await;
+    let impostor = Prov::new().await;
+    assert_ne!(impostor.identity().await, pinned);
+    let sid = impostor
+        .seed_env(
+            "s-shared-id",
+            &[("IEXEC_APP_DEVELOPER_SECRET", "impostor-value")],
+        )
+        .await;
+    genuine
+        .seed("s-shared-id", genuine.now() + 600, &APP_MEASUREMENT)
+        .await;
+
+    let (nonce, key, sent, answer) = impostor.app_release(&sid).await;
+    let refused = open(&pinned, &key, (&sid, "app"), &nonce, &sent, &answer).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            ProvisionError::NotAuthenticated(sms_attest::IdentityError::WrongKey { .. })
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains(&pinned.key_id()), "{refused}");
+}
+
+#[tokio::test]
+async fn an_answer_setting_a_forbidden_name_is_refused_whole() {
+    let p = Prov::new().await;
+    let pinned = p.identity().await;
+    for (i, name) in [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "PATH",
+        "HOME",
+        "SHELL",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "lowercase",
+        "1STARTS_WITH_DIGIT",
+        "HAS-DASH",
+        "",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sid = p
+            .seed_env(
+                &format!("s-name-{i}"),
+                &[("IEXEC_TASK_ID", "0x01"), (name, "/tmp/evil.so")],
+            )
+            .await;
+        let (nonce, key, sent, answer) = p.app_release(&sid).await;
+        let result = open(&pinned, &key, (&sid, "app"), &nonce, &sent, &answer);
+        assert!(
+            matches!(result, Err(ProvisionError::ForbiddenName(_))),
+            "{name}: {result:?}"
+        );
+    }
+    let sid = p
+        .seed_env("s-name-ok", &[("IEXEC_TASK_ID", "0x01"), ("SMS_X_9", "v")])
+        .await;
+    let (nonce, key, sent, answer) = p.app_release(&sid).await;
+    assert_eq!(
+        open(&pinned, &key, (&sid, "app"), &nonce, &sent, &answer)
+            .unwrap()
+            .env
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_release_needs_a_live_task() {
+    let p = Prov::new().await;
+    let key = EphemeralKey::generate();
+
+    // Completed (or failed) on chain: refused, nothing recorded.
+    let sid = p.seed("s-done", p.now() + 600, &APP_MEASUREMENT).await;
+    let nonce = p.nonce(&sid, "app").await;
+    p.server
+        .set_dev_task_status(task_of(&sid), TaskStatus::Completed);
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::FORBIDDEN,
+        "TASK_NOT_LIVE",
+    )
+    .await;
+    assert!(p.release_log(&sid, "app").await.is_none());
+
+    // Past its final deadline while the session still lives.
+    let task_id = task_of("s-late");
+    p.server.active_dev_task(task_id, p.now() + 30);
+    let sid = p
+        .seed_for("s-late", task_id, p.now() + 600, &APP_MEASUREMENT)
+        .await;
+    let nonce = p.nonce(&sid, "app").await;
+    p.advance_ms(31_000);
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::FORBIDDEN,
+        "TASK_NOT_LIVE",
+    )
+    .await;
+
+    // Unknown to the chain.
+    let sid = p
+        .seed_for(
+            "s-ghost",
+            B256::repeat_byte(0x66),
+            p.now() + 600,
+            &APP_MEASUREMENT,
+        )
+        .await;
+    let nonce = p.nonce(&sid, "app").await;
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::FORBIDDEN,
+        "TASK_NOT_LIVE",
+    )
+    .await;
+}
+
+/// The release budget belongs to the task: a second session for the same task (e.g. created
+/// after the first expired) does not bring a fresh one.
+#[tokio::test]
+async fn the_release_budget_is_the_tasks_across_sessions() {
+    let p = Prov::new().await;
+    let sid = p.seed("s-budget-1", p.now() + 600, &APP_MEASUREMENT).await;
+    let second = p
+        .seed_for("s-budget-2", task_of(&sid), p.now() + 600, &APP_MEASUREMENT)
+        .await;
+    p.app_release(&sid).await;
+    assert_eq!(
+        p.nonce_refused(&second, "app").await,
+        (StatusCode::CONFLICT, "RELEASE_LIMIT_REACHED".into())
+    );
+    let log = p.release_log(&sid, "app").await.unwrap();
+    assert_eq!(log.count(), 1);
+    assert_eq!(log.releases[0].session_id, sid);
+}
+
+/// Two releases presenting one nonce at the same moment: exactly one is served.
+async fn one_nonce_is_served_once(p: &Prov) {
+    for round in 0..8 {
+        let sid = p
+            .seed(
+                &format!("s-nonce-race-{round}"),
+                p.now() + 600,
+                &APP_MEASUREMENT,
+            )
+            .await;
+        let key = EphemeralKey::generate();
+        let nonce = p.nonce(&sid, "app").await;
+        let request = good(&nonce, &APP_MEASUREMENT, &key);
+        let results = futures_join(p, &sid, &[request.clone(), request]).await;
+        let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+        let unknown = results.iter().filter(|(_, c)| c == "NONCE_UNKNOWN").count();
+        assert_eq!((ok, unknown), (1, 1), "round {round}: {results:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_nonce_is_served_once_on_sqlite() {
+    one_nonce_is_served_once(&Prov::with(|c| c.attest.release_limit = 100).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_nonce_is_served_once_on_postgres() {
+    let url = sms_testkit::postgres::fresh_database_url().await;
+    let p = Prov::with(|c| {
+        c.attest.release_limit = 100;
+        c.database_url = Some(url);
+    })
+    .await;
+    assert!(
+        p.server.server().store_description.starts_with("postgres"),
+        "{}",
+        p.server.server().store_description
+    );
+    one_nonce_is_served_once(&p).await;
+}
+
+/// Replicas on one PostgreSQL database, started together, sign with one identity.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_on_one_database_share_the_identity() {
+    let url = sms_testkit::postgres::fresh_database_url().await;
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("master.key");
+    sms_store::MasterKey::load_or_create(&key_file).unwrap();
+    let start = |url: String, key_file: PathBuf| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::dev_in(dir.path().to_path_buf());
+        config.database_url = Some(url);
+        config.master_key_file = Some(key_file);
+        TestServer::with_config(config, Some(dir)).await
+    };
+    let (a, b, c) = tokio::join!(
+        start(url.clone(), key_file.clone()),
+        start(url.clone(), key_file.clone()),
+        start(url, key_file.clone())
+    );
+    let ids: Vec<_> = [&a, &b, &c]
+        .iter()
+        .map(|s| s.server().identity.public_key.clone())
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[2]);
+    let created = [&a, &b, &c]
+        .iter()
+        .filter(|s| s.server().identity_created)
+        .count();
+    assert_eq!(created, 1);
 }

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use alloy_signer_local::PrivateKeySigner;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sms_attest::{EphemeralKey, Evidence, Register, TdxMeasurement, TdxRegister};
-use sms_client::provision::{ReleaseRequest, open_release};
+use sms_attest::{EphemeralKey, Evidence, Register, SmsPublicKey, TdxMeasurement, TdxRegister};
+use sms_client::provision::ReleaseRequest;
 use sms_core::authorization::WorkerpoolAuthorization;
 use sms_core::challenge;
 use sms_core::measurement::app_rtmr3;
@@ -75,14 +75,6 @@ async fn post_ok(server: &TestServer, path: &str, body: Value) -> Value {
         .await;
     assert_eq!(status, StatusCode::OK, "{path}: {answer}");
     answer
-}
-
-fn simulated(nonce: &[u8], key: &EphemeralKey, measurement: Vec<u8>) -> Evidence {
-    Evidence::Simulated {
-        measurement,
-        report_data: sms_attest::report_data_binding(nonce, key.public_key()),
-        debug: false,
-    }
 }
 
 /// `--dev --tee-framework tdx --pipelines <file with tdx tables>`: the stored session pins
@@ -186,44 +178,42 @@ async fn tdx_session_pins_every_register_and_releases_the_app_stage() {
         }
     );
 
-    // Every stage, the app included, is released to simulated evidence of its fingerprint.
+    // Every stage, the app included, is released to simulated evidence of its fingerprint
+    // (and the answer is the genuine server's, for exactly this request).
+    let pinned = SmsPublicKey::from_base64(&server.server().identity.public_key).unwrap();
+    let claim = |measurement: Vec<u8>| {
+        move |report_data: &[u8; 64]| {
+            Ok(Evidence::Simulated {
+                measurement,
+                report_data: *report_data,
+                debug: false,
+            })
+        }
+    };
     for (service, fingerprint) in [
         ("pre-compute", hex::decode(PRE_FP).unwrap()),
         ("app", APP_CHECKSUM.to_vec()),
         ("post-compute", hex::decode(POST_FP).unwrap()),
     ] {
-        // Not another stage's fingerprint, nor the app's RTMR3.
-        let key = EphemeralKey::generate();
-        let nonce = client.provision_nonce(&session_id, service).await.unwrap();
-        let wrong = ReleaseRequest {
-            nonce: nonce.nonce.clone(),
-            public_key: key.public_key_base64(),
-            evidence: simulated(
-                &nonce.nonce_bytes().unwrap(),
-                &key,
-                app_rtmr3(&B256::from(APP_CHECKSUM)).to_vec(),
-            ),
-        };
+        // Not the app's RTMR3: simulated evidence has no registers, it claims the fingerprint.
         let refused = client
-            .provision_release(&session_id, service, &wrong)
+            .attested_release(
+                &session_id,
+                service,
+                &pinned,
+                claim(app_rtmr3(&B256::from(APP_CHECKSUM)).to_vec()),
+            )
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Some("MEASUREMENT_MISMATCH"), "{service}");
 
-        let nonce = client.provision_nonce(&session_id, service).await.unwrap();
-        let request = ReleaseRequest {
-            nonce: nonce.nonce.clone(),
-            public_key: key.public_key_base64(),
-            evidence: simulated(&nonce.nonce_bytes().unwrap(), &key, fingerprint),
-        };
-        let answer = client
-            .provision_release(&session_id, service, &request)
+        let (answer, released) = client
+            .attested_release(&session_id, service, &pinned, claim(fingerprint))
             .await
             .unwrap_or_else(|e| panic!("{service}: {e}"));
         assert_eq!((answer.service.as_str(), answer.release), (service, 1));
-        let env = open_release(&key, &session_id, service, &answer).unwrap();
         assert_eq!(
-            env.env.get("IEXEC_TASK_ID").map(String::as_str),
+            released.env.get("IEXEC_TASK_ID").map(String::as_str),
             Some(sms_core::hex::encode_prefixed(task).as_str()),
             "{service}"
         );

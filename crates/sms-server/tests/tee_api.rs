@@ -409,9 +409,9 @@ async fn plan_app_secret_only() {
         post_service.command.as_deref(),
         Some("sms worker post-compute")
     );
-    // A fresh id per call.
+    // One task, one session: asked again, the same one.
     let again = w.session(task).await.unwrap();
-    assert_ne!(again.session_id, s.session_id);
+    assert_eq!(again.session_id, s.session_id);
 }
 
 #[tokio::test]
@@ -1280,4 +1280,92 @@ async fn failed_export_is_storage_call_failed() {
         "SECURE_SESSION_STORAGE_CALL_FAILED",
     )
     .await;
+}
+
+/// One task, one session: 100 identical concurrent requests (a retrying worker) all get the
+/// same session, so the task keeps one release budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_session_requests_share_one_session() {
+    let w = World::new().await;
+    let task = w.storable_task().await;
+    let enclave = w.challenge(task).await;
+    let (body, header) = w.authorization(task, enclave, &w.pool_owner);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (http, url) = (w.http.clone(), format!("{}/tee/sessions", w.server.url()));
+        let (body, header) = (body.clone(), header.clone());
+        calls.spawn(async move {
+            let resp = http
+                .post(url)
+                .header("Content-Type", "application/json")
+                .header("Authorization", header)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let answer: Value = resp.json().await.unwrap();
+            (
+                status,
+                answer["data"]["sessionId"].as_str().map(str::to_owned),
+            )
+        });
+    }
+    let answers = calls.join_all().await;
+    assert!(
+        answers.iter().all(|(s, _)| *s == StatusCode::OK),
+        "{answers:?}"
+    );
+    let ids: std::collections::BTreeSet<_> = answers.into_iter().filter_map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let counts = w.store.count_by_namespace().await.unwrap();
+    let sessions = counts
+        .iter()
+        .find(|(ns, _)| ns == SESSION_NAMESPACE)
+        .map(|(_, n)| *n);
+    assert_eq!(sessions, Some(1), "{counts:?}");
+    // Later, the same request again: still that session.
+    let (status, answer) = w.session_with(task, enclave).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["data"]["sessionId"].as_str(),
+        ids.first().map(String::as_str)
+    );
+}
+
+/// A second worker cannot take over a task whose session lives (it would get its own copy of
+/// the secrets and its own budget).
+#[tokio::test]
+async fn another_worker_is_refused_while_the_session_lives() {
+    let mut w = World::new().await;
+    let task = w.storable_task().await;
+    w.session(task).await.unwrap();
+    w.worker = PrivateKeySigner::random();
+    let enclave = w.challenge(task).await;
+    let (status, answer) = w.session_with(task, enclave).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            StatusCode::CONFLICT,
+            Some("EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN")
+        ),
+        "{answer}"
+    );
+}
+
+impl World {
+    /// A task whose session can be created: IPFS storage with the requester's token pushed.
+    async fn storable_task(&self) -> B256 {
+        self.client()
+            .push_web2_secret(
+                &self.requester,
+                "iexec-result-iexec-ipfs-token",
+                "token",
+                Web2Write::Create,
+            )
+            .await
+            .unwrap();
+        self.task(json!({ "params": { "iexec_result_storage_provider": "ipfs" } }))
+            .await
+    }
 }

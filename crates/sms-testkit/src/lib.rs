@@ -5,5 +5,6 @@
 //! - [`proxy::FaultProxy`]: a loopback TCP proxy that can hang, answer garbage or close.
 
 pub mod chain;
+pub mod postgres;
 pub mod proxy;
 pub mod server;

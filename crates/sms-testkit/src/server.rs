@@ -50,6 +50,70 @@ impl TestServer {
         &self.config
     }
 
+    /// Puts an ACTIVE task with this id (and a deal of its own) on the dev ledger, so a
+    /// session seeded for it can be released. `final_deadline` in unix seconds.
+    pub fn active_dev_task(&self, task_id: sms_core::B256, final_deadline: u64) {
+        use sms_core::ledger::{Deal, DealResource, Task, TaskStatus};
+        use sms_core::{Address, B256, U256};
+        let ledger = self
+            .server()
+            .dev_ledger
+            .as_ref()
+            .expect("a --dev server has a dev ledger");
+        let resource = |byte: u8| DealResource {
+            pointer: Address::repeat_byte(byte),
+            owner: Address::repeat_byte(byte),
+            price: U256::ZERO,
+        };
+        let deal_id = sms_core::hash::keccak_concat(&[b"dev-task-deal", task_id.as_slice()]);
+        let deal = Deal {
+            deal_id,
+            app: resource(0xa1),
+            dataset: resource(0),
+            workerpool: resource(0xc3),
+            trust: U256::ZERO,
+            category: U256::ZERO,
+            tag: B256::ZERO,
+            requester: Address::repeat_byte(0xd4),
+            beneficiary: Address::repeat_byte(0xd4),
+            callback: Address::ZERO,
+            params: String::new(),
+            start_time: 1,
+            bot_first: 0,
+            bot_size: 1,
+            worker_stake: U256::ZERO,
+            scheduler_reward_ratio: U256::ZERO,
+            sponsor: Address::repeat_byte(0xd4),
+        };
+        let task = Task {
+            task_id,
+            deal_id,
+            index: 0,
+            status: TaskStatus::Active,
+            time_ref: 1,
+            contribution_deadline: final_deadline,
+            reveal_deadline: final_deadline,
+            final_deadline,
+        };
+        ledger
+            .insert_deal(deal, vec![task])
+            .expect("the dev task is recorded");
+    }
+
+    /// Sets a dev-ledger task's status (e.g. COMPLETED after a run).
+    pub fn set_dev_task_status(
+        &self,
+        task_id: sms_core::B256,
+        status: sms_core::ledger::TaskStatus,
+    ) {
+        self.server()
+            .dev_ledger
+            .as_ref()
+            .expect("a --dev server has a dev ledger")
+            .set_task_status(task_id, status)
+            .expect("the task exists");
+    }
+
     /// One raw HTTP call: the status and the JSON body (`Null` when the body is not JSON).
     pub async fn call(
         &self,

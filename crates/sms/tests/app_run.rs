@@ -143,6 +143,51 @@ async fn input_files_args_and_encrypted_result() {
     assert_eq!(text, format!("{name} downloaded input\nargs: alpha beta\n"));
 }
 
+/// The requester's args are argv words, never shell: an injection attempt reaches the app as
+/// literal words and the app developer secret stays out of the requester's result.
+#[tokio::test(flavor = "multi_thread")]
+async fn requester_args_cannot_inject_shell_into_the_app() {
+    let (_server, env) = Env::new().await;
+    let dir = env.home.path();
+    let script = dir.join("listing.sh");
+    std::fs::write(&script, LISTING_APP).unwrap();
+    let app = env.deploy_app(&format!("sh {}", script.display()));
+    const APP_SECRET: &str = "app-secret-never-in-results-5d1c";
+    let owner = env.wallet("owner");
+    env.ok(&[
+        "app",
+        "push-secret",
+        &app,
+        "--secret-value",
+        APP_SECRET,
+        "--wallet-file",
+        &owner,
+        "--json",
+    ]);
+    let hostile = "; echo $IEXEC_APP_DEVELOPER_SECRET > $IEXEC_OUT/leak";
+    let run = env.app_run(&app, &["--args", hostile]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(
+        report["result"],
+        "args: ; echo $IEXEC_APP_DEVELOPER_SECRET > $IEXEC_OUT/leak\n"
+    );
+    let archive = report["resultArchive"].as_str().unwrap();
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(archive).unwrap()).unwrap();
+    let names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.contains("leak")), "{names:?}");
+    for name in names {
+        let mut bytes = Vec::new();
+        zip.by_name(&name).unwrap().read_to_end(&mut bytes).unwrap();
+        assert!(
+            !bytes
+                .windows(APP_SECRET.len())
+                .any(|w| w == APP_SECRET.as_bytes()),
+            "{name} holds the app secret"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stage_failures_name_their_cause() {
     let (_server, env) = Env::new().await;
@@ -231,7 +276,7 @@ async fn stage_failures_name_their_cause() {
     assert_eq!(env.workspaces_left(), 0);
 
     // --show-logs prints the stages' output.
-    let talking = env.deploy_app("echo hello-from-the-app; false");
+    let talking = env.deploy_app("echo hello-from-the-app");
     let run = env.app_run(&talking, &["--show-logs"]);
     assert!(
         run.stderr.contains("[app] hello-from-the-app"),
@@ -305,10 +350,19 @@ async fn worker_runs_an_existing_task() {
     assert_eq!(report["taskId"], task);
     assert_eq!(report["result"], "args: from the deal\n");
     assert!(Path::new(report["resultArchive"].as_str().unwrap()).is_file());
-    // The same task again: the session's environments were released once already, but a new
-    // session is created per run, so it succeeds again.
-    let again = env.ok(&["worker", "run", "--task", task, "--json"]);
-    assert_eq!(again["ok"], true);
+    // The same task again: one task, one session, one release budget. The repeated session
+    // request answers the same session, whose environments were released already.
+    let again = env.run(&["worker", "run", "--task", task, "--json"]);
+    assert_ne!(again.code, 0);
+    let again: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["ok"], false);
+    assert!(
+        again["cause"]
+            .as_str()
+            .unwrap()
+            .contains("RELEASE_LIMIT_REACHED"),
+        "{again}"
+    );
     let missing = env.run(&[
         "worker",
         "run",

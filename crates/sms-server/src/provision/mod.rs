@@ -1,6 +1,11 @@
 //! The built-in attested provisioner: releases the environment of one service of a stored TEE
 //! session to an enclave that proves, by remote attestation, that it runs the measurement the
 //! session expects and holds the key the environment is sealed to. Protocol: docs/provisioning.md.
+//!
+//! A release is a list of steps, each returning what the next needs: `parse_request →
+//! take_nonce → load_session → find_service → verify_evidence → check_task_live →
+//! count_release → seal_answer`. The answer is signed by the SMS identity over the transcript
+//! of the exchange, so an enclave that pins the identity refuses anything else.
 
 mod records;
 pub mod refusal;
@@ -12,8 +17,10 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use sms_attest::pccs::{PccsClient, PccsConfig};
 use sms_attest::{
-    CollateralSource, Evidence, Policy, TeeKind, VerifiedReport, Verifier, VerifyError,
+    CollateralSource, Evidence, Policy, ReleaseTranscript, SmsIdentity, SmsPublicKey, TeeKind,
+    VerifiedReport, Verifier, VerifyError,
 };
+use sms_chain::Ledger;
 use sms_client::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, ReleasedEnv};
 use sms_core::session_plan::EnclaveRole;
 use sms_core::stored_session::{SESSION_NAMESPACE, StoredService, StoredSession};
@@ -22,7 +29,7 @@ use zeroize::Zeroizing;
 
 use crate::attest_args::{AttestArgs, Clock, IEXEC_IGNORED_ADVISORIES_ENV};
 use crate::server::StartupError;
-pub use records::{NONCE_NAMESPACE, RELEASE_NAMESPACE, ReleaseEntry, ReleaseLog};
+pub use records::{NONCE_NAMESPACE, RELEASE_NAMESPACE, ReleaseEntry, ReleaseLog, release_key};
 use records::{NonceRecord, Reserve};
 pub use refusal::Refusal;
 
@@ -33,6 +40,7 @@ pub const NONCE_LEN: usize = 32;
 const SWEEP_EVERY_MS: u64 = 60_000;
 
 pub struct Provisioner {
+    identity: SmsIdentity,
     verifier: Verifier,
     collateral: Option<CollateralSource>,
     release_limit: u32,
@@ -85,7 +93,11 @@ pub fn policy_from_args(
 
 impl Provisioner {
     /// Builds the provisioner from its flags; `dev` implies simulated evidence.
-    pub fn build(args: &AttestArgs, dev: bool) -> Result<Self, StartupError> {
+    pub fn build(
+        args: &AttestArgs,
+        dev: bool,
+        identity: SmsIdentity,
+    ) -> Result<Self, StartupError> {
         let policy = policy_from_args(args, |name| std::env::var(name).ok())
             .map_err(StartupError::Config)?;
         let mut verifier = Verifier::new(policy);
@@ -103,6 +115,7 @@ impl Provisioner {
             (None, None) => None,
         };
         let provisioner = Provisioner {
+            identity,
             verifier,
             collateral,
             release_limit: args.release_limit.max(1),
@@ -129,6 +142,7 @@ impl Provisioner {
             None => "none (SGX/TDX evidence refused with COLLATERAL_MISSING)".into(),
         };
         tracing::info!(
+            identity = %self.identity.public_key().key_id(),
             collateral = %collateral,
             policy = ?self.verifier.policy(),
             release_limit = self.release_limit,
@@ -136,6 +150,11 @@ impl Provisioner {
             "attested provisioner ready"
         );
         self.publish_collateral_expiry(self.clock.now_ms() / 1000);
+    }
+
+    /// The key every release answer is signed with.
+    pub fn identity(&self) -> &SmsPublicKey {
+        self.identity.public_key()
     }
 
     pub fn allows_simulated(&self) -> bool {
@@ -166,7 +185,7 @@ impl Provisioner {
         let session = load_session(store, session_id, now_ms).await?;
         find_service(&session, service)?;
         // A service already released up to its limit gets no more nonces (saves an attestation).
-        if let Some(log) = records::release_log(store, session_id, service).await?
+        if let Some(log) = records::release_log(store, &session.task_id, service).await?
             && log.count() >= self.release_limit
         {
             return Err(Refusal::ReleaseLimitReached {
@@ -193,100 +212,29 @@ impl Provisioner {
         })
     }
 
-    /// Checks everything and answers the service's environment sealed to the request's key.
+    /// Checks everything and answers the service's environment sealed to the request's key,
+    /// signed by the SMS identity. Each step returns what the next needs.
     pub async fn release(
         &self,
         store: &Store,
+        ledger: &dyn Ledger,
         session_id: &str,
         service: &str,
-        request: &ReleaseRequest,
+        body: &[u8],
     ) -> Result<ReleaseAnswer, Refusal> {
-        // Decode first: a malformed request does not burn its nonce.
-        let nonce = STANDARD
-            .decode(request.nonce.trim())
-            .map_err(|e| Refusal::RequestMalformed(format!("nonce is not base64: {e}")))?;
-        if nonce.len() != NONCE_LEN {
-            return Err(Refusal::RequestMalformed(format!(
-                "nonce must be {NONCE_LEN} bytes"
-            )));
-        }
-        let public_key = STANDARD
-            .decode(request.public_key.trim())
-            .map_err(|e| Refusal::RequestMalformed(format!("publicKey is not base64: {e}")))?;
-        sms_attest::seal::parse_public_key(&public_key)
-            .map_err(|e| Refusal::RequestMalformed(format!("publicKey: {e}")))?;
-
-        // 1. The nonce: single-use (taken whatever happens next), unexpired, for this service.
+        let request = parse_request(body)?;
         let now_ms = self.clock.now_ms();
-        let record = records::take_nonce(store, &nonce)
-            .await?
-            .ok_or(Refusal::NonceUnknown)?;
-        if now_ms >= record.expires_at_ms {
-            return Err(Refusal::NonceExpired {
-                expired_at_ms: record.expires_at_ms,
-            });
-        }
-        if record.session_id != session_id || record.service != service {
-            return Err(Refusal::NonceMismatch);
-        }
-
-        // 2. The session and the service.
+        take_nonce(store, &request, session_id, service, now_ms).await?;
         let session = load_session(store, session_id, now_ms).await?;
         let stored = find_service(&session, service)?;
-        let expected = stored
-            .expected_measurement(session.framework)
-            .map_err(|e| {
-                Refusal::Internal(format!("session {session_id} service {service}: {e}"))
-            })?;
-
-        // 3. The evidence.
-        let now = now_ms / 1000;
-        let binding = sms_attest::report_data_binding(&nonce, &public_key);
         let report = self
-            .verify(&request.evidence, &expected, &binding, now)
+            .verify_evidence(&request, &session, stored, now_ms / 1000)
             .await?;
-
-        // 4. The release counter, then the record.
-        let entry = ReleaseEntry {
-            number: 0,
-            at: now,
-            worker: format!("{:#x}", session.worker),
-            task_id: format!("{:#x}", session.task_id),
-            tee: report.tee.as_str().to_owned(),
-            measurement: report.measurement_hex(),
-            tcb_status: report.tcb_status.map(|s| s.as_str().to_owned()),
-            advisory_ids: report.advisory_ids.clone(),
-            public_key_sha256: hex_sha256(&public_key),
-        };
-        let number =
-            match records::reserve_release(store, session_id, service, self.release_limit, entry)
-                .await?
-            {
-                Reserve::Recorded(number) => number,
-                Reserve::LimitReached => {
-                    return Err(Refusal::ReleaseLimitReached {
-                        limit: self.release_limit,
-                    });
-                }
-                Reserve::Busy => return Err(Refusal::Busy),
-            };
-
-        // 5. Seal.
-        let payload = ReleasedEnv {
-            env: stored.env.clone(),
-            command: stored.command.clone(),
-        };
-        let plaintext = Zeroizing::new(
-            serde_json::to_vec(&payload)
-                .map_err(|e| Refusal::Internal(format!("environment encoding: {e}")))?,
-        );
-        let sealed = sms_attest::seal::seal(
-            &public_key,
-            &sms_attest::release_info(session_id, service),
-            &plaintext,
-        )
-        .map_err(|e| Refusal::Internal(format!("sealing: {e}")))?;
-
+        check_task_live(ledger, &session, now_ms / 1000).await?;
+        let number = self
+            .count_release(store, &session, service, &report, &request, now_ms / 1000)
+            .await?;
+        let answer = self.seal_answer(&request, &session, stored, &report, number)?;
         metrics::counter!("sms_provision_releases_total", "service" => service_label(service), "tee" => report.tee.as_str())
             .increment(1);
         tracing::info!(
@@ -302,14 +250,107 @@ impl Provisioner {
             variables = stored.env.len(),
             "environment released"
         );
+        Ok(answer)
+    }
+
+    /// Step 3: authenticity, policy, measurement and report-data binding of the evidence.
+    async fn verify_evidence(
+        &self,
+        request: &ParsedRequest,
+        session: &StoredSession,
+        stored: &StoredService,
+        now: u64,
+    ) -> Result<VerifiedReport, Refusal> {
+        let expected = stored
+            .expected_measurement(session.framework)
+            .map_err(|e| Refusal::Internal(format!("service {}: {e}", stored.name)))?;
+        let binding = sms_attest::report_data_binding(&request.nonce, &request.public_key);
+        self.verify(&request.evidence, &expected, &binding, now)
+            .await
+    }
+
+    /// Step 5: the release is counted against the task's budget (across sessions and
+    /// replicas: a check-and-set on one record per task and service).
+    async fn count_release(
+        &self,
+        store: &Store,
+        session: &StoredSession,
+        service: &str,
+        report: &VerifiedReport,
+        request: &ParsedRequest,
+        now: u64,
+    ) -> Result<u32, Refusal> {
+        let entry = ReleaseEntry {
+            number: 0,
+            at: now,
+            session_id: session.session_id.clone(),
+            worker: format!("{:#x}", session.worker),
+            task_id: format!("{:#x}", session.task_id),
+            tee: report.tee.as_str().to_owned(),
+            measurement: report.measurement_hex(),
+            tcb_status: report.tcb_status.map(|s| s.as_str().to_owned()),
+            advisory_ids: report.advisory_ids.clone(),
+            public_key_sha256: hex_sha256(&request.public_key),
+        };
+        match records::reserve_release(store, &session.task_id, service, self.release_limit, entry)
+            .await?
+        {
+            Reserve::Recorded(number) => Ok(number),
+            Reserve::LimitReached => Err(Refusal::ReleaseLimitReached {
+                limit: self.release_limit,
+            }),
+            Reserve::Busy => Err(Refusal::Busy),
+        }
+    }
+
+    /// Step 6: the environment sealed to the enclave's key, and the identity's signature
+    /// over the transcript of this exchange.
+    fn seal_answer(
+        &self,
+        request: &ParsedRequest,
+        session: &StoredSession,
+        stored: &StoredService,
+        report: &VerifiedReport,
+        number: u32,
+    ) -> Result<ReleaseAnswer, Refusal> {
+        let payload = ReleasedEnv {
+            env: stored.env.clone(),
+        };
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(&payload)
+                .map_err(|e| Refusal::Internal(format!("environment encoding: {e}")))?,
+        );
+        let sealed = sms_attest::seal::seal(
+            &request.public_key,
+            &sms_attest::release_info(&session.session_id, &stored.name),
+            &plaintext,
+        )
+        .map_err(|e| Refusal::Internal(format!("sealing: {e}")))?;
+        let measurement = report.measurement_hex();
+        let key_id = self.identity.public_key().key_id();
+        let transcript = ReleaseTranscript {
+            key_id: &key_id,
+            session_id: &session.session_id,
+            service: &stored.name,
+            nonce: &request.nonce,
+            enclave_public_key: &request.public_key,
+            request_sha256: &request.body_sha256,
+            release: number,
+            limit: self.release_limit,
+            tee: report.tee.as_str(),
+            measurement: &measurement,
+            sealed: &sealed,
+        };
+        let signature = self.identity.sign(&transcript.to_bytes());
         Ok(ReleaseAnswer {
-            session_id: session_id.to_owned(),
-            service: service.to_owned(),
+            session_id: session.session_id.clone(),
+            service: stored.name.clone(),
             release: number,
             limit: self.release_limit,
             tee: report.tee.as_str().to_owned(),
-            measurement: report.measurement_hex(),
+            measurement,
             sealed,
+            signature,
         })
     }
 
@@ -364,6 +405,87 @@ impl Provisioner {
             Err(e) => tracing::warn!(error = %e, "provisioning nonce sweep failed"),
         }
     }
+}
+
+/// A release request, decoded. Decoding comes first: a malformed request does not burn its
+/// nonce.
+struct ParsedRequest {
+    nonce: [u8; NONCE_LEN],
+    public_key: [u8; sms_attest::seal::PUBLIC_KEY_LEN],
+    evidence: Evidence,
+    /// SHA-256 of the body as received: the signed transcript binds the evidence with it.
+    body_sha256: [u8; 32],
+}
+
+/// Step 1: the body is a release request with a 32-byte nonce and an X25519 key.
+fn parse_request(body: &[u8]) -> Result<ParsedRequest, Refusal> {
+    let request: ReleaseRequest = serde_json::from_slice(body)
+        .map_err(|e| Refusal::RequestMalformed(format!("body is not a release request: {e}")))?;
+    let nonce = STANDARD
+        .decode(request.nonce.trim())
+        .map_err(|e| Refusal::RequestMalformed(format!("nonce is not base64: {e}")))?
+        .try_into()
+        .map_err(|_| Refusal::RequestMalformed(format!("nonce must be {NONCE_LEN} bytes")))?;
+    let public_key = STANDARD
+        .decode(request.public_key.trim())
+        .map_err(|e| Refusal::RequestMalformed(format!("publicKey is not base64: {e}")))?;
+    sms_attest::seal::parse_public_key(&public_key)
+        .map_err(|e| Refusal::RequestMalformed(format!("publicKey: {e}")))?;
+    let public_key = public_key
+        .try_into()
+        .map_err(|_| Refusal::RequestMalformed("publicKey: wrong length".into()))?;
+    Ok(ParsedRequest {
+        nonce,
+        public_key,
+        evidence: request.evidence,
+        body_sha256: sms_attest::request_sha256(body),
+    })
+}
+
+/// Step 2: the nonce is single-use (taken whatever happens next; of two concurrent releases
+/// presenting it, one takes it), unexpired, and was issued for this session and service.
+async fn take_nonce(
+    store: &Store,
+    request: &ParsedRequest,
+    session_id: &str,
+    service: &str,
+    now_ms: u64,
+) -> Result<(), Refusal> {
+    let record = records::take_nonce(store, &request.nonce)
+        .await?
+        .ok_or(Refusal::NonceUnknown)?;
+    if now_ms >= record.expires_at_ms {
+        return Err(Refusal::NonceExpired {
+            expired_at_ms: record.expires_at_ms,
+        });
+    }
+    if record.session_id != session_id || record.service != service {
+        return Err(Refusal::NonceMismatch);
+    }
+    Ok(())
+}
+
+/// Step 4: the task is still running: ACTIVE on chain (through the ledger's bounded cache)
+/// and before its final deadline.
+async fn check_task_live(
+    ledger: &dyn Ledger,
+    session: &StoredSession,
+    now: u64,
+) -> Result<(), Refusal> {
+    let task = match crate::tee::task::ensure_task_active(ledger, session.task_id).await {
+        Ok(task) => task,
+        Err(refusal) if refusal.is_unavailable() => {
+            return Err(Refusal::ChainUnavailable(refusal.to_string()));
+        }
+        Err(refusal) => return Err(Refusal::TaskNotLive(refusal.to_string())),
+    };
+    if task.final_deadline > 0 && now >= task.final_deadline {
+        return Err(Refusal::TaskNotLive(format!(
+            "task {:#x} passed its final deadline {}",
+            session.task_id, task.final_deadline
+        )));
+    }
+    Ok(())
 }
 
 fn service_label(service: &str) -> &'static str {

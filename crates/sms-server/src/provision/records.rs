@@ -2,12 +2,14 @@
 //! service of each session (also its release counter). Neither holds an environment value.
 
 use serde::{Deserialize, Serialize};
+use sms_core::B256;
 use sms_core::secret::SecretValue;
 use sms_store::{Insert, RecordKey, Store, StoreError};
 
 /// Nonces: `RecordKey("tee-provision-nonce", "", hex(nonce))`, expiring with the nonce.
 pub const NONCE_NAMESPACE: &str = "tee-provision-nonce";
-/// Release logs: `RecordKey("tee-release", sessionId, service)`, kept for audit.
+/// Release logs: `RecordKey("tee-release", taskId, service)`, kept for audit. One per task and
+/// service, whatever the session: the release budget is the task's.
 pub const RELEASE_NAMESPACE: &str = "tee-release";
 
 /// Attempts of the check-and-set loop before answering "busy".
@@ -29,6 +31,9 @@ pub struct ReleaseEntry {
     pub number: u32,
     /// Unix seconds.
     pub at: u64,
+    /// The session released from.
+    #[serde(default)]
+    pub session_id: String,
     /// The worker the session was created for.
     pub worker: String,
     pub task_id: String,
@@ -59,8 +64,12 @@ fn nonce_key(nonce: &[u8]) -> RecordKey {
     RecordKey::new(NONCE_NAMESPACE, "", name)
 }
 
-pub fn release_key(session_id: &str, service: &str) -> RecordKey {
-    RecordKey::new(RELEASE_NAMESPACE, session_id, service)
+pub fn release_key(task_id: &B256, service: &str) -> RecordKey {
+    RecordKey::new(
+        RELEASE_NAMESPACE,
+        sms_core::hex::encode_prefixed(task_id),
+        service,
+    )
 }
 
 fn to_value<T: Serialize>(value: &T) -> Result<SecretValue, StoreError> {
@@ -100,10 +109,10 @@ pub async fn take_nonce(store: &Store, nonce: &[u8]) -> Result<Option<NonceRecor
 
 pub async fn release_log(
     store: &Store,
-    session_id: &str,
+    task_id: &B256,
     service: &str,
 ) -> Result<Option<ReleaseLog>, StoreError> {
-    match store.get(&release_key(session_id, service)).await? {
+    match store.get(&release_key(task_id, service)).await? {
         Some(v) => Ok(Some(from_value(&v.value, "release log")?)),
         None => Ok(None),
     }
@@ -123,12 +132,12 @@ pub enum Reserve {
 /// concurrent releases can never record more than `limit`.
 pub async fn reserve_release(
     store: &Store,
-    session_id: &str,
+    task_id: &B256,
     service: &str,
     limit: u32,
     mut entry: ReleaseEntry,
 ) -> Result<Reserve, StoreError> {
-    let key = release_key(session_id, service);
+    let key = release_key(task_id, service);
     for _ in 0..RESERVE_ATTEMPTS {
         match store.get(&key).await? {
             None => {

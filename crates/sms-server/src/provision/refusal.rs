@@ -29,6 +29,10 @@ pub enum Refusal {
         limit: u32,
     },
     Evidence(VerifyError),
+    /// The task is no longer ACTIVE, or past its final deadline (or unknown to the chain).
+    TaskNotLive(String),
+    /// The chain could not be read in time: retry.
+    ChainUnavailable(String),
     /// Too many concurrent releases of one service: retry.
     Busy,
     /// A failure of ours (store, undecodable stored session): logged, answered as a bare 500.
@@ -37,7 +41,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Provisioner codes besides the evidence codes of [`VerifyError::CODES`].
-    pub const CODES: [&'static str; 10] = [
+    pub const CODES: [&'static str; 12] = [
         "REQUEST_MALFORMED",
         "SERVICE_UNKNOWN",
         "SESSION_UNKNOWN",
@@ -46,6 +50,8 @@ impl Refusal {
         "NONCE_EXPIRED",
         "NONCE_MISMATCH",
         "RELEASE_LIMIT_REACHED",
+        "TASK_NOT_LIVE",
+        "CHAIN_UNAVAILABLE",
         "RELEASE_BUSY",
         "INTERNAL_ERROR",
     ];
@@ -61,6 +67,8 @@ impl Refusal {
             Refusal::NonceMismatch => "NONCE_MISMATCH",
             Refusal::ReleaseLimitReached { .. } => "RELEASE_LIMIT_REACHED",
             Refusal::Evidence(e) => e.code(),
+            Refusal::TaskNotLive(_) => "TASK_NOT_LIVE",
+            Refusal::ChainUnavailable(_) => "CHAIN_UNAVAILABLE",
             Refusal::Busy => "RELEASE_BUSY",
             Refusal::Internal(_) => "INTERNAL_ERROR",
         }
@@ -76,7 +84,8 @@ impl Refusal {
             }
             Refusal::ReleaseLimitReached { .. } => StatusCode::CONFLICT,
             Refusal::Evidence(e) => evidence_status(e),
-            Refusal::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::TaskNotLive(_) => StatusCode::FORBIDDEN,
+            Refusal::ChainUnavailable(_) | Refusal::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,6 +104,8 @@ impl Refusal {
                 format!("release limit reached ({limit}): a restarted enclave needs a new session")
             }
             Refusal::Evidence(e) => e.to_string(),
+            Refusal::TaskNotLive(_) => "the task is not running: nothing is released for it".into(),
+            Refusal::ChainUnavailable(_) => "the chain cannot be read now, retry".into(),
             Refusal::Busy => "too many concurrent releases of this service, retry".into(),
             Refusal::Internal(_) => "internal error".into(),
         }
@@ -112,6 +123,9 @@ impl Refusal {
                 expired_at_ms.div_ceil(1000)
             )),
             Refusal::Evidence(e) => Some(e.full_message()),
+            Refusal::TaskNotLive(detail) | Refusal::ChainUnavailable(detail) => {
+                Some(detail.clone())
+            }
             _ => None,
         }
     }

@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             .route("/tee/sessions", post(tee::create_session));
     }
     router = router
+        .route("/tee/provisioning/identity", get(provision::identity))
         .route(
             "/tee/provisioning/{session}/{service}/nonce",
             post(provision::nonce),

@@ -1,10 +1,11 @@
-//! `/tee/provisioning/{sessionId}/{service}/{nonce,release}`: the built-in attested
-//! provisioner (docs/provisioning.md). Every refusal is `{"code", "error", "reason"}`.
+//! `/tee/provisioning/{sessionId}/{service}/{nonce,release}` and `/tee/provisioning/identity`:
+//! the built-in attested provisioner (docs/provisioning.md). Every refusal is `{"code", "error", "reason"}`.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use sms_client::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest};
+use sms_attest::IdentityDocument;
+use sms_client::provision::{NonceAnswer, ReleaseAnswer};
 
 use crate::provision::Refusal;
 use crate::state::AppState;
@@ -25,11 +26,20 @@ pub async fn release(
     Path((session_id, service)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<ReleaseAnswer>, Refusal> {
-    let request: ReleaseRequest = serde_json::from_slice(&body)
-        .map_err(|e| Refusal::RequestMalformed(format!("body is not a release request: {e}")))?;
     state
         .provisioner
-        .release(&state.store, &session_id, &service, &request)
+        .release(
+            &state.store,
+            state.ledger.as_ref(),
+            &session_id,
+            &service,
+            &body,
+        )
         .await
         .map(Json)
+}
+
+/// `GET /tee/provisioning/identity`: `{"keyId", "algorithm", "publicKey"}`.
+pub async fn identity(State(state): State<AppState>) -> Json<IdentityDocument> {
+    Json(state.provisioner.identity().document())
 }

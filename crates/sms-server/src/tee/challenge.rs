@@ -104,7 +104,10 @@ pub async fn sweep_once(store: &Store, now: u64) -> Result<u64, StoreError> {
     let now = i64::try_from(now).unwrap_or(i64::MAX);
     let challenges = store.delete_expired(CHALLENGE_NAMESPACE, now).await?;
     let sessions = store.delete_expired(SESSION_NAMESPACE, now).await?;
-    Ok(challenges + sessions)
+    let index = store
+        .delete_expired(super::session::TASK_SESSION_NAMESPACE, now)
+        .await?;
+    Ok(challenges + sessions + index)
 }
 
 /// Runs [`sweep_once`] every `interval` (first run after one interval).

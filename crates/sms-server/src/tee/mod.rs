@@ -11,6 +11,7 @@ pub mod args;
 pub mod challenge;
 pub mod export;
 pub mod session;
+pub mod task;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

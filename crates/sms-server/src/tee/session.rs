@@ -1,23 +1,26 @@
-//! `POST /tee/sessions`: checks in the reference order, the session plan, the sealed stored
-//! session and the optional export. Every failure is a [`SessionError`] whose code is the wire
-//! contract; details name what was wrong and never carry secret values.
+//! `POST /tee/sessions` as a list of steps, each returning what the next needs:
+//! `verify_worker → authorize_session_task → find_live_session → describe_task →
+//! gather_secrets → build_plan → store_session → export`. Every failure is a
+//! [`SessionError`] whose code is the wire contract; details name what was wrong and never
+//! carry secret values. `/tee/challenges` shares the on-chain checks ([`super::task`]).
 
 use sms_core::authorization::WorkerpoolAuthorization;
-use sms_core::deal_params;
-use sms_core::ledger::TaskStatus;
+use sms_core::deal_params::{self, DealParams};
+use sms_core::ledger::{AppEntry, DatasetEntry};
 use sms_core::secret::SecretValue;
 use sms_core::session_plan::{
-    SecretValues, SessionInputs, TaskInput, build_session_plan, secrets_needed, session_id,
+    SecretValues, SessionInputs, SessionPlan, TaskInput, build_session_plan, secrets_needed,
+    session_id,
 };
 use sms_core::signature::EthSignature;
 use sms_core::stored_session::{SESSION_NAMESPACE, StoredSession};
-use sms_core::tag::TeeFramework;
 use sms_core::tee_error::{SessionError, TeeSessionGenerationError as E};
 use sms_core::{Address, B256};
 use sms_store::{Insert, RecordKey};
 use zeroize::Zeroizing;
 
 use super::challenge;
+use super::task::{self, AuthorizedTask, TaskRefusal};
 use crate::state::AppState;
 
 /// A created session.
@@ -58,15 +61,47 @@ fn challenge_key_text(stored: &SecretValue) -> SecretValue {
     }
 }
 
-/// Runs every step of session creation.
+/// Runs every step of session creation, in order. Each step returns what the next needs.
 pub async fn create(
     state: &AppState,
     header: Option<&str>,
     body: &[u8],
 ) -> Result<CreatedSession, SessionError> {
+    let auth = verify_worker(header, body)?;
+    let task = authorize_session_task(state, &auth).await?;
+    if let Some(existing) = find_live_session(state, &auth).await? {
+        return Ok(created(state, existing));
+    }
+    let assets = describe_task(state, &task).await?;
+    let secrets = gather_secrets(state, &task, &assets, &auth).await?;
+    let plan = build_plan(state, &task, &assets, &secrets, &auth)?;
+    let session_id = store_session(state, &task, &plan, &auth).await?;
+    export(state, &session_id, &plan).await?;
+    metrics::counter!("sms_tee_sessions_created_total").increment(1);
+    tracing::info!(
+        task = %task.task_id,
+        session = %session_id,
+        worker = %auth.worker_wallet,
+        enclaves = plan.enclaves().count(),
+        "TEE session created"
+    );
+    Ok(created(state, session_id))
+}
+
+fn created(state: &AppState, session_id: String) -> CreatedSession {
+    CreatedSession {
+        session_id,
+        secret_provisioning_url: state.tee.provisioning_url(),
+    }
+}
+
+/// Step 1: the body is a WorkerpoolAuthorization, signed by its worker in `Authorization`.
+fn verify_worker(
+    header: Option<&str>,
+    body: &[u8],
+) -> Result<WorkerpoolAuthorization, SessionError> {
     // Body first: without it there is no hash for the worker signature.
     let auth = WorkerpoolAuthorization::from_json_bytes(body).map_err(|e| e.to_session_error())?;
-    // 4.1 worker signature.
     let header = header
         .map(str::trim)
         .filter(|h| !h.is_empty())
@@ -91,82 +126,89 @@ pub async fn create(
             ),
         ));
     }
-    // 4.2 on-chain authorization.
-    let task_id = auth.chain_task_id;
-    if task_id == B256::ZERO {
+    if auth.chain_task_id == B256::ZERO {
         return Err(fail(
             E::ExecutionNotAuthorizedEmptyParamsUnauthorized,
             "chainTaskId is zero",
         ));
     }
-    let task = match state.ledger.task(task_id).await {
-        Ok(Some(t)) if t.deal_id != B256::ZERO => t,
-        Ok(_) => {
-            return Err(fail(
-                E::ExecutionNotAuthorizedGetChainTaskFailed,
-                format!("task {task_id} not found"),
-            ));
-        }
-        Err(e) => {
-            return Err(ledger_fail(
-                E::ExecutionNotAuthorizedGetChainTaskFailed,
-                format!("task {task_id}"),
-                e,
-            ));
-        }
-    };
-    if task.status != TaskStatus::Active {
-        return Err(fail(
-            E::ExecutionNotAuthorizedTaskNotActive,
-            format!("task {task_id} is {:?}, not ACTIVE", task.status),
-        ));
-    }
-    let deal = match state.ledger.deal(task.deal_id).await {
-        Ok(Some(d)) if d.start_time > 0 => d,
-        Ok(_) => {
-            return Err(fail(
-                E::ExecutionNotAuthorizedGetChainDealFailed,
-                format!("deal {} not found", task.deal_id),
-            ));
-        }
-        Err(e) => {
-            return Err(ledger_fail(
-                E::ExecutionNotAuthorizedGetChainDealFailed,
-                format!("deal {}", task.deal_id),
-                e,
-            ));
-        }
-    };
-    let Some(framework) = TeeFramework::from_tag(&deal.tag) else {
-        return Err(fail(
-            E::ExecutionNotAuthorizedNoMatchOnchainType,
-            format!("deal tag {} selects no TEE framework", deal.tag),
-        ));
-    };
-    if !auth.is_signed_by_workerpool_owner(deal.workerpool.owner) {
-        return Err(fail(
-            E::ExecutionNotAuthorizedInvalidSignature,
-            format!(
-                "signature.value is not signed by the workerpool owner {}",
-                deal.workerpool.owner
-            ),
-        ));
-    }
-    let tee = &state.tee;
-    if framework != tee.framework {
-        return Err(fail(
-            E::ExecutionNotAuthorizedTeeFrameworkMismatch,
-            format!(
-                "the deal runs on {framework}, this SMS serves {}",
-                tee.framework
-            ),
-        ));
-    }
-    if auth.deal_id != B256::ZERO && auth.deal_id != task.deal_id {
-        tracing::info!(task = %task_id, "authorization dealId differs from the task's deal (ignored)");
-    }
+    Ok(auth)
+}
 
-    // 4.4 task description.
+/// Step 2: the shared on-chain checks ([`task::authorize_task`]), with the workerpool owner's
+/// signature being the authorization's.
+async fn authorize_session_task(
+    state: &AppState,
+    auth: &WorkerpoolAuthorization,
+) -> Result<AuthorizedTask, SessionError> {
+    let task = task::authorize_task(
+        state.ledger.as_ref(),
+        state.tee.framework,
+        auth.chain_task_id,
+        |owner| auth.is_signed_by_workerpool_owner(owner),
+    )
+    .await
+    .map_err(|refusal| {
+        let code = match &refusal {
+            TaskRefusal::TaskUnknown(_) | TaskRefusal::TaskUnreadable(..) => {
+                E::ExecutionNotAuthorizedGetChainTaskFailed
+            }
+            TaskRefusal::TaskNotActive(..) => E::ExecutionNotAuthorizedTaskNotActive,
+            TaskRefusal::DealUnknown(_) | TaskRefusal::DealUnreadable(..) => {
+                E::ExecutionNotAuthorizedGetChainDealFailed
+            }
+            TaskRefusal::NotTee(_) => E::ExecutionNotAuthorizedNoMatchOnchainType,
+            TaskRefusal::NotSignedByPoolOwner(_) => E::ExecutionNotAuthorizedInvalidSignature,
+            TaskRefusal::FrameworkNotServed { .. } => E::ExecutionNotAuthorizedTeeFrameworkMismatch,
+        };
+        if refusal.is_unavailable() {
+            SessionError::unavailable(code, refusal.to_string())
+        } else {
+            fail(code, refusal.to_string())
+        }
+    })?;
+    if auth.deal_id != B256::ZERO && auth.deal_id != task.task.deal_id {
+        tracing::info!(task = %task.task_id, "authorization dealId differs from the task's deal (ignored)");
+    }
+    Ok(task)
+}
+
+/// Step 3: one task, one session. The live session of the same worker and challenge is
+/// answered again (so a retrying worker gets the same session and budget); another worker's
+/// request for a task with a live session is refused.
+async fn find_live_session(
+    state: &AppState,
+    auth: &WorkerpoolAuthorization,
+) -> Result<Option<String>, SessionError> {
+    let found = TaskSession::get(&state.store, &auth.chain_task_id)
+        .await
+        .map_err(|e| {
+            fail(
+                E::SecureSessionStorageCallFailed,
+                format!("session index read failed: {e}"),
+            )
+        })?;
+    match found {
+        Some(existing) if existing.expires_at > challenge::unix_now() => existing
+            .same_holder(auth)
+            .map(|()| Some(existing.session_id)),
+        _ => Ok(None),
+    }
+}
+
+/// What the session is built from besides secrets.
+struct TaskAssets {
+    app: AppEntry,
+    dataset: Option<DatasetEntry>,
+    params: DealParams,
+}
+
+/// Step 4: the app, the dataset (if any) and the deal params.
+async fn describe_task(
+    state: &AppState,
+    task: &AuthorizedTask,
+) -> Result<TaskAssets, SessionError> {
+    let deal = &task.deal;
     let app = match state.ledger.app(deal.app.pointer).await {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -205,99 +247,135 @@ pub async fn create(
     };
     let parsed = deal_params::parse(&deal.params);
     if let Some(w) = parsed.warning() {
-        tracing::warn!(task = %task_id, warning = %w, "deal params");
+        tracing::warn!(task = %task.task_id, warning = %w, "deal params");
     }
-    let params = parsed.params;
-    let task_input = TaskInput {
-        task_id,
-        task_index: task.index,
-        deal: &deal,
-        params: &params,
-        worker: auth.worker_wallet,
-    };
+    Ok(TaskAssets {
+        app,
+        dataset,
+        params: parsed.params,
+    })
+}
 
-    // Secrets and challenge.
-    let needed = secrets_needed(&task_input);
+fn task_input<'a>(
+    task: &'a AuthorizedTask,
+    assets: &'a TaskAssets,
+    auth: &WorkerpoolAuthorization,
+) -> TaskInput<'a> {
+    TaskInput {
+        task_id: task.task_id,
+        task_index: task.task.index,
+        deal: &task.deal,
+        params: &assets.params,
+        worker: auth.worker_wallet,
+    }
+}
+
+/// The stored values a plan is built from.
+struct GatheredSecrets {
+    secrets: SecretValues,
+    challenge_key: Option<SecretValue>,
+}
+
+/// Step 5: every secret the task needs that exists, and the task's challenge key.
+async fn gather_secrets(
+    state: &AppState,
+    task: &AuthorizedTask,
+    assets: &TaskAssets,
+    auth: &WorkerpoolAuthorization,
+) -> Result<GatheredSecrets, SessionError> {
+    let read_failed = |e: sms_store::StoreError| {
+        fail(
+            E::SecureSessionGenerationFailed,
+            format!("store read failed: {e}"),
+        )
+    };
+    let needed = secrets_needed(&task_input(task, assets, auth));
     let mut secrets = SecretValues::new();
     for id in needed.all() {
-        let found = state.store.get(&RecordKey::from(&id)).await.map_err(|e| {
-            fail(
-                E::SecureSessionGenerationFailed,
-                format!("store read failed: {e}"),
-            )
-        })?;
-        if let Some(v) = found {
+        if let Some(v) = state
+            .store
+            .get(&RecordKey::from(&id))
+            .await
+            .map_err(read_failed)?
+        {
             secrets.insert(id, v.value);
         }
     }
-    let challenge_key = challenge::get(&state.store, &task_id)
+    let challenge_key = challenge::get(&state.store, &task.task_id)
         .await
-        .map_err(|e| {
-            fail(
-                E::SecureSessionGenerationFailed,
-                format!("store read failed: {e}"),
-            )
-        })?
+        .map_err(read_failed)?
         .map(|k| challenge_key_text(&k));
+    Ok(GatheredSecrets {
+        secrets,
+        challenge_key,
+    })
+}
 
+/// Step 6: the pure plan builder (every enclave's environment and expected measurement).
+fn build_plan(
+    state: &AppState,
+    task: &AuthorizedTask,
+    assets: &TaskAssets,
+    secrets: &GatheredSecrets,
+    auth: &WorkerpoolAuthorization,
+) -> Result<SessionPlan, SessionError> {
+    let tee = &state.tee;
     let pipelines = tee
         .pipelines
-        .for_app(framework, &app)
+        .for_app(task.framework, &assets.app)
         .map_err(|e| fail(E::SecureSessionGenerationFailed, format!("pipelines: {e}")))?;
     let inputs = SessionInputs {
-        task: task_input,
+        task: task_input(task, assets, auth),
         sms_framework: tee.framework,
-        app: &app,
-        dataset: dataset.as_ref(),
+        app: &assets.app,
+        dataset: assets.dataset.as_ref(),
         pipelines: &pipelines,
         enclave_challenge: auth.enclave_challenge,
-        challenge_private_key: challenge_key.as_ref(),
-        secrets: &secrets,
+        challenge_private_key: secrets.challenge_key.as_ref(),
+        secrets: &secrets.secrets,
     };
     let plan = build_session_plan(&inputs)?;
     for w in &plan.warnings {
-        tracing::warn!(task = %task_id, warning = %w, "session plan");
+        tracing::warn!(task = %task.task_id, warning = %w, "session plan");
     }
+    Ok(plan)
+}
 
-    // Storage for the built-in provisioner.
+/// Step 7: the sealed session for the built-in provisioner, then the task's session index.
+/// Of concurrent identical requests one index insert wins; the others drop their own session
+/// and answer the winner's.
+async fn store_session(
+    state: &AppState,
+    task: &AuthorizedTask,
+    plan: &SessionPlan,
+    auth: &WorkerpoolAuthorization,
+) -> Result<String, SessionError> {
+    let storage_failed = |e: sms_store::StoreError| {
+        fail(
+            E::SecureSessionStorageCallFailed,
+            format!("session store write failed: {e}"),
+        )
+    };
     let now = challenge::unix_now();
-    let ttl_end = now.saturating_add(tee.session_ttl.as_secs());
-    let expires_at = if task.final_deadline > 0 {
-        ttl_end.min(task.final_deadline)
-    } else {
-        ttl_end
+    let ttl_end = now.saturating_add(state.tee.session_ttl.as_secs());
+    let expires_at = match task.task.final_deadline {
+        0 => ttl_end,
+        deadline => ttl_end.min(deadline),
     };
     if expires_at <= now {
-        tracing::warn!(task = %task_id, "the task's final deadline has passed: the session is already expired");
+        tracing::warn!(task = %task.task_id, "the task's final deadline has passed: the session is already expired");
     }
     let mut stored_id = None;
     for _ in 0..4 {
-        let id = session_id(&mut rand::rng(), &task_id);
-        let stored = StoredSession::from_plan(id.clone(), &plan, auth.worker_wallet, expires_at);
-        let json = Zeroizing::new(serde_json::to_vec(&stored).map_err(|e| {
-            fail(
-                E::SecureSessionGenerationFailed,
-                format!("session encoding: {e}"),
-            )
-        })?);
-        let value = SecretValue::new(json.to_vec());
-        let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
-        match state
-            .store
-            .insert(&session_key(&id), &value, Some(expires))
-            .await
-        {
-            Ok(Insert::Inserted) => {
+        let id = session_id(&mut rand::rng(), &task.task_id);
+        let stored = StoredSession::from_plan(id.clone(), plan, auth.worker_wallet, expires_at);
+        match crate::provision::store_session(&state.store, &stored).await {
+            Ok(true) => {
                 stored_id = Some(id);
                 break;
             }
-            Ok(Insert::AlreadyExists) => continue,
-            Err(e) => {
-                return Err(fail(
-                    E::SecureSessionStorageCallFailed,
-                    format!("session store write failed: {e}"),
-                ));
-            }
+            Ok(false) => continue,
+            Err(e) => return Err(storage_failed(e)),
         }
     }
     let session_id = stored_id.ok_or_else(|| {
@@ -306,26 +384,107 @@ pub async fn create(
             "could not draw a unique session id",
         )
     })?;
-
-    // Optional export to an external provisioner.
-    if let Some(exporter) = &tee.exporter {
-        exporter
-            .deliver(&session_id, &plan)
-            .await
-            .map_err(|e| fail(E::SecureSessionStorageCallFailed, e))?;
+    let index = TaskSession {
+        session_id: session_id.clone(),
+        worker: auth.worker_wallet,
+        enclave_challenge: auth.enclave_challenge,
+        expires_at,
+    };
+    match index
+        .insert(&state.store, &task.task_id)
+        .await
+        .map_err(storage_failed)?
+    {
+        None => Ok(session_id),
+        Some(winner) => {
+            let _ = state.store.delete(&session_key(&session_id)).await;
+            winner.same_holder(auth).map(|()| winner.session_id)
+        }
     }
-    metrics::counter!("sms_tee_sessions_created_total").increment(1);
-    tracing::info!(
-        task = %task_id,
-        session = %session_id,
-        worker = %auth.worker_wallet,
-        enclaves = plan.enclaves().count(),
-        "TEE session created"
-    );
-    Ok(CreatedSession {
-        session_id,
-        secret_provisioning_url: tee.provisioning_url(),
-    })
+}
+
+/// Step 8: the optional export to an external provisioner (SCONE CAS, Gramine SPS, TDX).
+async fn export(
+    state: &AppState,
+    session_id: &str,
+    plan: &SessionPlan,
+) -> Result<(), SessionError> {
+    match &state.tee.exporter {
+        Some(exporter) => exporter
+            .deliver(session_id, plan)
+            .await
+            .map_err(|e| fail(E::SecureSessionStorageCallFailed, e)),
+        None => Ok(()),
+    }
+}
+
+/// The live session of a task: `RecordKey("tee-task-session", "", <taskId>)`, sealed JSON,
+/// expiring with the session. Only this type builds that key or decodes that record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSession {
+    pub session_id: String,
+    pub worker: Address,
+    pub enclave_challenge: Address,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Store namespace of [`TaskSession`].
+pub const TASK_SESSION_NAMESPACE: &str = "tee-task-session";
+
+impl TaskSession {
+    fn key(task_id: &B256) -> RecordKey {
+        RecordKey::new(
+            TASK_SESSION_NAMESPACE,
+            "",
+            sms_core::hex::encode_prefixed(task_id),
+        )
+    }
+
+    pub async fn get(
+        store: &sms_store::Store,
+        task_id: &B256,
+    ) -> Result<Option<Self>, sms_store::StoreError> {
+        match store.get(&Self::key(task_id)).await? {
+            Some(found) => serde_json::from_slice(found.value.as_bytes())
+                .map(Some)
+                .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts the index unless one exists; returns the existing one when it does.
+    async fn insert(
+        &self,
+        store: &sms_store::Store,
+        task_id: &B256,
+    ) -> Result<Option<Self>, sms_store::StoreError> {
+        let json = serde_json::to_vec(self)
+            .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}")))?;
+        let expires = i64::try_from(self.expires_at).unwrap_or(i64::MAX);
+        match store
+            .insert(&Self::key(task_id), &SecretValue::new(json), Some(expires))
+            .await?
+        {
+            Insert::Inserted => Ok(None),
+            Insert::AlreadyExists => Self::get(store, task_id).await,
+        }
+    }
+
+    /// Ok when `auth` comes from the worker and challenge this session was created for.
+    fn same_holder(&self, auth: &WorkerpoolAuthorization) -> Result<(), SessionError> {
+        if self.worker == auth.worker_wallet && self.enclave_challenge == auth.enclave_challenge {
+            return Ok(());
+        }
+        Err(fail(
+            E::ExecutionNotAuthorizedTaskSessionTaken,
+            format!(
+                "task {} already has a live session for worker {} (until {}): one task, one session",
+                auth.chain_task_id, self.worker, self.expires_at
+            ),
+        ))
+    }
 }
 
 /// `POST /tee/challenges/{taskId}` outcome.
@@ -369,45 +528,25 @@ pub async fn challenge(
             "the Authorization header is not a 65-byte hex signature: {e}"
         ))
     })?;
-    let task = match state.ledger.task(task_id).await {
-        Ok(Some(t)) if t.deal_id != B256::ZERO => t,
-        Ok(_) => return Err(F::Unauthorized(format!("task {task_id} not found"))),
-        Err(e) => return Err(F::LedgerUnavailable(e.to_string())),
-    };
-    if task.status != TaskStatus::Active {
-        return Err(F::Unauthorized(format!(
-            "task {task_id} is {:?}, not ACTIVE",
-            task.status
-        )));
-    }
-    let deal = match state.ledger.deal(task.deal_id).await {
-        Ok(Some(d)) if d.start_time > 0 => d,
-        Ok(_) => return Err(F::Unauthorized(format!("deal {} not found", task.deal_id))),
-        Err(e) => return Err(F::LedgerUnavailable(e.to_string())),
-    };
-    let Some(framework) = TeeFramework::from_tag(&deal.tag) else {
-        return Err(F::Unauthorized(format!(
-            "deal tag {} selects no TEE framework",
-            deal.tag
-        )));
-    };
     let digest = sms_core::challenge::enclave_challenge_request(&task_id);
-    if !sms_core::signature::is_signed_by(&sig, &digest, deal.workerpool.owner) {
-        return Err(F::Unauthorized(format!(
-            "the Authorization header is not signed by the workerpool owner {}",
-            deal.workerpool.owner
-        )));
-    }
-    if framework != state.tee.framework {
-        return Err(F::FrameworkMismatch(format!(
-            "the deal runs on {framework}, this SMS serves {}",
-            state.tee.framework
-        )));
-    }
-    let expires_at = if task.final_deadline > 0 {
-        task.final_deadline
-    } else {
-        challenge::unix_now() + challenge::MISSING_DEADLINE_RETENTION_SECS
+    let task = task::authorize_task(
+        state.ledger.as_ref(),
+        state.tee.framework,
+        task_id,
+        |owner| sms_core::signature::is_signed_by(&sig, &digest, owner),
+    )
+    .await
+    .map_err(|refusal| match refusal {
+        r if r.is_unavailable() => F::LedgerUnavailable(r.to_string()),
+        r @ TaskRefusal::FrameworkNotServed { .. } => F::FrameworkMismatch(r.to_string()),
+        r @ TaskRefusal::NotSignedByPoolOwner(_) => {
+            F::Unauthorized(format!("the Authorization header is {r}"))
+        }
+        r => F::Unauthorized(r.to_string()),
+    })?;
+    let expires_at = match task.task.final_deadline {
+        0 => challenge::unix_now() + challenge::MISSING_DEADLINE_RETENTION_SECS,
+        deadline => deadline,
     };
     challenge::get_or_create(&state.store, &task_id, expires_at)
         .await

@@ -41,6 +41,11 @@ pub struct LocalWorkerArgs {
     /// the stage logs stay in the workspace and are removed with it.
     #[arg(long)]
     pub show_logs: bool,
+    /// The SMS public key the stages' launchers pin (base64, `sms server identity`). Default:
+    /// the key the SMS announces at `GET /tee/provisioning/identity` (fine for a local run; a
+    /// real enclave image carries its pinned key in its measured entrypoint).
+    #[arg(long, env = "SMS_PUBLIC_KEY", value_name = "BASE64")]
+    pub sms_public_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -49,7 +54,8 @@ With --dev (the SMS runs with --dev), nothing else is needed: a dev workerpool w
 wallet is created once (kept in ~/.config/sms/dev-workerpool.json), then the deal and its
 task on the dev ledger; the local worker plays the scheduler and the worker and runs
 pre-compute (with a dataset or input files), the app (its enclave configuration's
-entrypoint followed by --args, run with /bin/sh -c in a per-task workspace where IEXEC_IN and
+entrypoint followed by --args, both split on whitespace and run without a shell, so --args
+are literal words, in a per-task workspace where IEXEC_IN and
 IEXEC_OUT are real directories) and post-compute, each through `sms enclave run` with
 simulated evidence. The result archive and the completed computed.json are stored in
 --results-dir; the workspace is removed. The run is always followed to its end; --watch
@@ -195,6 +201,7 @@ pub fn setup(
         stage_timeout: Duration::from_secs(args.stage_timeout.max(1)),
         watch,
         show_logs: args.show_logs,
+        sms_public_key: args.sms_public_key.clone(),
         chain: None,
     })
 }

@@ -199,6 +199,7 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         stage_timeout: 120,
         workerpool_file: Some(dir.path().join("dev-workerpool.json")),
         show_logs: false,
+        sms_public_key: None,
     };
     let mut pool = DevPool::load_or_create(worker_args.workerpool_file.as_deref())?;
     let (_, task) = create_dev_deal(&sms, &mut pool, &request).await?;

@@ -2,6 +2,11 @@
 //! SMS's attested provisioner and execs the workload with the released environment: nothing
 //! of that environment is written to disk, printed or logged.
 //!
+//! It trusts only what is measured: the SMS key it pins comes from its own arguments (part of
+//! the measured entrypoint in a real image), the command is its own argv after `--`, and an
+//! answer is applied only when signed by the pinned key over this exchange and when every
+//! variable name is allowed (`sms_client::provision::open_release`).
+//!
 //! Evidence sources:
 //! - `sgx`: Gramine's `/dev/attestation` pseudo-files (`user_report_data` then `quote`);
 //! - `tdx`: the Linux configfs-tsm interface (`/sys/kernel/config/tsm/report/<entry>/inblob`
@@ -12,16 +17,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use sms_attest::{EphemeralKey, Evidence, report_data_binding};
-use sms_client::provision::{ReleaseRequest, open_release};
+use sms_attest::{Evidence, SmsPublicKey};
 
 use crate::commands::SmsArgs;
 
 #[derive(Subcommand)]
 pub enum EnclaveCommand {
     /// Attest this enclave to the SMS, receive the service's environment sealed to an
-    /// ephemeral key, and exec the command with it (Unix exec: this process becomes the
-    /// command). Without a command, the session's command runs with `/bin/sh -c`.
+    /// ephemeral key and signed by the pinned SMS key, and exec the command given after `--`
+    /// with it (Unix exec: this process becomes the command). Refuses, running nothing, an
+    /// answer not signed by the pinned key or one setting a forbidden variable name.
     Run(RunArgs),
 }
 
@@ -45,6 +50,19 @@ pub struct RunArgs {
     /// Service of the session: pre-compute, app or post-compute.
     #[arg(long, env = "SMS_SERVICE")]
     pub service: String,
+    /// The SMS public key to trust (base64 Ed25519, as `GET /tee/provisioning/identity` and
+    /// `sms server identity` print it). In an enclave image it belongs to the measured
+    /// entrypoint, so it is attested with the code. Required (or --sms-public-key-file).
+    #[arg(
+        long,
+        value_name = "BASE64",
+        conflicts_with = "sms_public_key_file",
+        required_unless_present = "sms_public_key_file"
+    )]
+    pub sms_public_key: Option<String>,
+    /// File holding the SMS public key: base64, or the identity JSON document.
+    #[arg(long, value_name = "PATH")]
+    pub sms_public_key_file: Option<PathBuf>,
     /// Where the evidence comes from.
     #[arg(long, value_enum, default_value_t = EvidenceKind::Sgx)]
     pub evidence: EvidenceKind,
@@ -57,8 +75,8 @@ pub struct RunArgs {
     /// configfs-tsm report directory.
     #[arg(long, hide = true, default_value = "/sys/kernel/config/tsm/report")]
     pub tsm_report_dir: PathBuf,
-    /// The command and its arguments.
-    #[arg(last = true, value_name = "COMMAND")]
+    /// The command and its arguments (run as given: no shell).
+    #[arg(last = true, value_name = "COMMAND", required = true)]
     pub command: Vec<String>,
 }
 
@@ -68,7 +86,23 @@ pub async fn run(cmd: EnclaveCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The pinned SMS key from the arguments: base64, or a file with base64 or the identity JSON.
+fn pinned_key(args: &RunArgs) -> anyhow::Result<SmsPublicKey> {
+    let text = match (&args.sms_public_key, &args.sms_public_key_file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("--sms-public-key-file {}", path.display()))?,
+        (None, None) => bail!("--sms-public-key or --sms-public-key-file is required"),
+    };
+    let base64 = match serde_json::from_str::<sms_attest::IdentityDocument>(&text) {
+        Ok(document) => document.public_key,
+        Err(_) => text,
+    };
+    SmsPublicKey::from_base64(&base64).map_err(|e| anyhow::anyhow!("the pinned SMS key: {e}"))
+}
+
 async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
+    let pinned = pinned_key(&args)?;
     let measurement = match (args.evidence, &args.measurement) {
         (EvidenceKind::Simulated, Some(hex)) => Some(
             sms_core::hex::decode_lenient(hex)
@@ -81,60 +115,37 @@ async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
         (_, None) => None,
     };
     let client = args.sms.client()?;
-    let nonce = client.provision_nonce(&args.session, &args.service).await?;
-    let key = EphemeralKey::generate();
-    let report_data = report_data_binding(&nonce.nonce_bytes()?, key.public_key());
-    let evidence = match args.evidence {
-        EvidenceKind::Simulated => Evidence::Simulated {
-            measurement: measurement.unwrap_or_default(),
-            report_data,
-            debug: false,
-        },
-        EvidenceKind::Sgx => Evidence::SgxDcap {
-            quote: gramine_quote(&args.gramine_attestation_dir, &report_data)?,
-        },
-        EvidenceKind::Tdx => Evidence::TdxDcap {
-            quote: tsm_quote(&args.tsm_report_dir, &report_data)?,
-        },
+    let evidence = |report_data: &[u8; 64]| -> Result<Evidence, String> {
+        let evidence = match args.evidence {
+            EvidenceKind::Simulated => Evidence::Simulated {
+                measurement: measurement.clone().unwrap_or_default(),
+                report_data: *report_data,
+                debug: false,
+            },
+            EvidenceKind::Sgx => Evidence::SgxDcap {
+                quote: gramine_quote(&args.gramine_attestation_dir, report_data)
+                    .map_err(|e| format!("{e:#}"))?,
+            },
+            EvidenceKind::Tdx => Evidence::TdxDcap {
+                quote: tsm_quote(&args.tsm_report_dir, report_data)
+                    .map_err(|e| format!("{e:#}"))?,
+            },
+        };
+        Ok(evidence)
     };
-    let request = ReleaseRequest {
-        nonce: nonce.nonce.clone(),
-        public_key: key.public_key_base64(),
-        evidence,
-    };
-    let answer = client
-        .provision_release(&args.session, &args.service, &request)
+    let (answer, released) = client
+        .attested_release(&args.session, &args.service, &pinned, evidence)
         .await?;
-    let released = open_release(&key, &args.session, &args.service, &answer)?;
-    drop(key);
-
-    let argv: Vec<String> = if args.command.is_empty() {
-        match &released.command {
-            Some(command) if !command.trim().is_empty() => {
-                vec!["/bin/sh".into(), "-c".into(), command.clone()]
-            }
-            _ => bail!(
-                "no command: give one after `--` (the session has none for {})",
-                args.service
-            ),
-        }
-    } else {
-        args.command.clone()
-    };
-    for name in released.env.keys() {
-        if name.is_empty() || name.contains('=') || name.contains('\0') {
-            bail!("the released environment has an invalid variable name; nothing was run");
-        }
-    }
     eprintln!(
-        "sms enclave run: {} attested ({} evidence, release {}/{}), {} variables released; starting the command",
+        "sms enclave run: {} attested ({} evidence, release {}/{}), answer signed by SMS key {}, {} variables released; starting the command",
         args.service,
         answer.tee,
         answer.release,
         answer.limit,
+        pinned.key_id(),
         released.env.len()
     );
-    exec(&argv, &released.env)
+    exec(&args.command, &released.env)
 }
 
 #[cfg(unix)]

@@ -8,10 +8,12 @@
 //! 3. worker: pushes its result-storage token (web2 `iexec-result-iexec-ipfs-token`, as the
 //!    upstream worker does; unused by the local storage), requests the session
 //!    (`POST /tee/sessions`, signed by the worker wallet);
-//! 4. creates a per-task workspace (`iexec_in/`, `iexec_out/`, `post-compute-tmp/`, logs) and
+//! 4. pins the SMS key (`--sms-public-key`, else the key the SMS announces), and
+//!    creates a per-task workspace (`iexec_in/`, `iexec_out/`, `post-compute-tmp/`, logs) and
 //!    runs, each as `sms enclave run --evidence simulated --measurement <expected> -- …`:
 //!    pre-compute (`sms worker pre-compute`, only with a dataset or input files), the app
-//!    (`sms worker exec-app -- /bin/sh -c "<entrypoint> <args>"` in the workspace), post-compute
+//!    (`sms worker exec-app -- <entrypoint words> <args words>` in the workspace: argv, no
+//!    shell, see `sms_core::deal_params::app_argv`), post-compute
 //!    (`sms worker post-compute`), with an environment cleared of everything but `PATH`, `HOME`,
 //!    locale variables and the local-worker directories;
 //! 5. checks the enclave signature as a worker does (it must recover to the challenge), and
@@ -54,6 +56,8 @@ pub struct WorkerSetup {
     /// Copy each stage's output (the app's included) to stderr after it ends. What an app
     /// prints is then outside the enclave workspace: apps must not print secrets.
     pub show_logs: bool,
+    /// The SMS key the launchers pin (base64); `None`: the key the SMS announces.
+    pub sms_public_key: Option<String>,
     /// Read the task from this PoCo ledger instead of the SMS's `GET /dev/tasks`.
     pub chain: Option<std::sync::Arc<dyn sms_chain::Ledger>>,
 }
@@ -342,16 +346,13 @@ impl WorkerSetup {
             .canonicalize()
             .unwrap_or_else(|_| self.results_dir.clone());
 
-        let app_command = match (
-            valid.entrypoint.as_deref(),
-            params.iexec_args.as_deref().unwrap_or("").trim(),
-        ) {
-            (Some(e), "") => e.to_owned(),
-            (Some(e), args) => format!("{e} {args}"),
-            (None, _) => bail!(
+        let Some(entrypoint) = valid.entrypoint.as_deref() else {
+            bail!(
                 "the app's enclave configuration has no entrypoint: the local worker cannot start it"
-            ),
+            );
         };
+        let app_argv = sms_core::deal_params::app_argv(entrypoint, params.iexec_args.as_deref());
+        let pinned = self.pinned_key().await?;
         let exe_s = exe.display().to_string();
         let mut stages = Vec::new();
         if needs_pre {
@@ -364,15 +365,15 @@ impl WorkerSetup {
         stages.push(StageSpec {
             name: "app",
             measurement: valid.measurement().as_hex(),
-            command: vec![
+            command: [
                 exe_s.clone(),
                 "worker".into(),
                 "exec-app".into(),
                 "--".into(),
-                "/bin/sh".into(),
-                "-c".into(),
-                app_command,
-            ],
+            ]
+            .into_iter()
+            .chain(app_argv)
+            .collect(),
         });
         stages.push(StageSpec {
             name: "post-compute",
@@ -383,7 +384,14 @@ impl WorkerSetup {
         let mut failed = false;
         for spec in &stages {
             let stage = self
-                .run_stage(&exe, &session.session_id, spec, &workspace, &results_dir)
+                .run_stage(
+                    &exe,
+                    &session.session_id,
+                    &pinned,
+                    spec,
+                    &workspace,
+                    &results_dir,
+                )
                 .await;
             failed = !stage.ok;
             if failed {
@@ -472,10 +480,33 @@ impl WorkerSetup {
         Ok(())
     }
 
+    /// The key the launchers pin: the configured one, else the one the SMS announces.
+    async fn pinned_key(&self) -> anyhow::Result<String> {
+        let text = match &self.sms_public_key {
+            Some(key) => key.clone(),
+            None => {
+                self.client
+                    .provision_identity()
+                    .await
+                    .map_err(|e| {
+                        anyhow!(
+                            "cannot read the SMS identity (GET /tee/provisioning/identity): {e}"
+                        )
+                    })?
+                    .public_key
+            }
+        };
+        let key = sms_attest::SmsPublicKey::from_base64(&text)
+            .map_err(|e| anyhow!("--sms-public-key: {e}"))?;
+        self.progress(&format!("stages pin the SMS key {}", key.key_id()));
+        Ok(key.to_base64())
+    }
+
     async fn run_stage(
         &self,
         exe: &Path,
         session_id: &str,
+        pinned: &str,
         spec: &StageSpec<'_>,
         ws: &Workspace,
         results: &Path,
@@ -510,6 +541,8 @@ impl WorkerSetup {
             .arg(session_id)
             .arg("--service")
             .arg(spec.name)
+            .arg("--sms-public-key")
+            .arg(pinned)
             .arg("--evidence")
             .arg("simulated")
             .arg("--measurement")

@@ -1,4 +1,4 @@
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use sms_server::config::LogFormat;
 use sms_server::{Server, ServerConfig};
@@ -6,9 +6,52 @@ use sms_server::{Server, ServerConfig};
 use crate::output::Output;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ServerArgs {
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
     #[command(flatten)]
     pub config: ServerConfig,
+}
+
+#[derive(Subcommand)]
+pub enum ServerCommand {
+    /// Print the SMS identity (the key release answers are signed with, which enclaves pin)
+    /// from the store, without starting the server; creates it if this store has none yet.
+    /// Takes the same store options as `sms server` (--data-dir, --database-url, ...).
+    Identity(IdentityArgs),
+}
+
+#[derive(Args)]
+pub struct IdentityArgs {
+    #[command(flatten)]
+    pub config: ServerConfig,
+}
+
+fn identity_text(doc: &sms_attest::IdentityDocument) -> String {
+    format!(
+        "  identity:       {} key {} (pin with --sms-public-key {})",
+        doc.algorithm, doc.key_id, doc.public_key
+    )
+}
+
+async fn identity(args: IdentityArgs, out: &Output) -> anyhow::Result<()> {
+    let opened = sms_server::open_store(&args.config).await?;
+    let (identity, created) = sms_server::identity::load_or_create(&opened.store).await?;
+    let doc = identity.public_key().document();
+    let mut human = format!(
+        "SMS identity of {}\n{}",
+        opened.description,
+        identity_text(&doc)
+    );
+    if created {
+        human.push_str("\n  (created now: this store had none)");
+    }
+    out.done(
+        human,
+        json!({ "keyId": doc.key_id, "algorithm": doc.algorithm, "publicKey": doc.public_key, "created": created }),
+    );
+    Ok(())
 }
 
 fn init_logs(format: LogFormat) {
@@ -27,6 +70,9 @@ fn init_logs(format: LogFormat) {
 }
 
 pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
+    if let Some(ServerCommand::Identity(identity_args)) = args.command {
+        return identity(identity_args, out).await;
+    }
     init_logs(args.config.log_format);
     let dev = args.config.dev;
     let server = Server::start(args.config).await?;
@@ -56,6 +102,8 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
              (--dev or --dangerous-allow-simulated-tee); never with real secrets",
         );
     }
+    human.push('\n');
+    human.push_str(&identity_text(&server.identity));
     if server.master_key_created {
         human.push_str(
             "\n  master key:     created (back it up: without it the store cannot be read)",
@@ -82,7 +130,7 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     }
     out.done(
         human,
-        json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "simulatedTee": server.simulated_tee, "devWallets": wallets }),
+        json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "simulatedTee": server.simulated_tee, "identity": server.identity, "devWallets": wallets }),
     );
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -571,34 +571,25 @@ pub async fn session(ctx: &mut Ctx) -> anyhow::Result<Report> {
 }
 
 /// One attested release of the app service: nonce, simulated evidence bound to a fresh
-/// X25519 key, release, and opening the sealed environment.
-async fn release_once(client: &sms_client::SmsClient, session_id: &str) -> Result<(), String> {
-    use sms_client::provision::{ReleaseRequest, open_release};
-    let service = "app";
-    let nonce = client
-        .provision_nonce(session_id, service)
-        .await
-        .map_err(|e| format!("nonce: {e}"))?;
-    let key = sms_attest::EphemeralKey::generate();
-    let report_data = sms_attest::report_data_binding(
-        &nonce.nonce_bytes().map_err(|e| e.to_string())?,
-        key.public_key(),
-    );
-    let request = ReleaseRequest {
-        nonce: nonce.nonce.clone(),
-        public_key: key.public_key_base64(),
-        evidence: sms_attest::Evidence::Simulated {
+/// X25519 key, release, the answer's signature checked against `pinned`, and opening the
+/// sealed environment.
+async fn release_once(
+    client: &sms_client::SmsClient,
+    pinned: &sms_attest::SmsPublicKey,
+    session_id: &str,
+) -> Result<(), String> {
+    let evidence = |report_data: &[u8; 64]| {
+        Ok(sms_attest::Evidence::Simulated {
             measurement: vec![0xab; 32],
-            report_data,
+            report_data: *report_data,
             debug: false,
-        },
+        })
     };
-    let answer = client
-        .provision_release(session_id, service, &request)
+    client
+        .attested_release(session_id, "app", pinned, evidence)
         .await
-        .map_err(|e| format!("release: {e}"))?;
-    open_release(&key, session_id, service, &answer).map_err(|e| format!("open: {e}"))?;
-    Ok(())
+        .map(|_| ())
+        .map_err(|e| format!("release: {e}"))
 }
 
 pub async fn release(ctx: &mut Ctx) -> anyhow::Result<Report> {
@@ -637,18 +628,25 @@ pub async fn release(ctx: &mut Ctx) -> anyhow::Result<Report> {
             .lock()
             .map_err(|_| anyhow::anyhow!("session list lock"))?,
     ));
+    let pinned = world
+        .client
+        .provision_identity()
+        .await
+        .map_err(|e| anyhow::anyhow!("GET /tee/provisioning/identity: {e}"))?
+        .public_key;
+    let pinned = Arc::new(sms_attest::SmsPublicKey::from_base64(&pinned)?);
     let setup = setup.elapsed();
     let meter = child::CpuMeter::start(target.pid);
     let (w, list) = (world.clone(), sessions.clone());
     let o = run_ops(list.len(), SESSION_CONCURRENCY, duration, move |i| {
-        let (w, list) = (w.clone(), list.clone());
-        async move { release_once(&w.client, &list[i]).await }
+        let (w, list, pinned) = (w.clone(), list.clone(), pinned.clone());
+        async move { release_once(&w.client, &pinned, &list[i]).await }
     })
     .await;
     let mut r = from_outcome("release", &o);
     set_cpu(&mut r, &meter, o.ok + o.errors);
     r.server_rss_mib = target.rss_mib();
-    r.set("what", "per op: POST .../app/nonce, simulated evidence bound to a fresh X25519 key, POST .../app/release, open the sealed env");
+    r.set("what", "per op: POST .../app/nonce, simulated evidence bound to a fresh X25519 key, POST .../app/release, verify the Ed25519 answer signature, open the sealed env");
     r.set("connections", SESSION_CONCURRENCY);
     r.set("client", "reqwest (sms-client)");
     r.set("sessions_prepared", sessions.len());
