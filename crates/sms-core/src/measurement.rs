@@ -253,6 +253,8 @@ pub fn app_rtmr3(checksum: &B256) -> [u8; REGISTER_LEN] {
 }
 
 /// What the evidence of one enclave service must match.
+// One value per release: boxing the TDX registers would save little.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExpectedMeasurement {
     /// An SGX enclave (SCONE, Gramine) of this MRENCLAVE. Simulated evidence must claim it.

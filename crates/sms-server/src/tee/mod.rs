@@ -50,7 +50,7 @@ pub enum PipelineSource {
     /// From `--pipelines`.
     Configured(Pipelines),
     /// `--dev` without a file: one built-in pipeline answering for any version.
-    AnyVersion(Pipeline),
+    AnyVersion(Box<Pipeline>),
 }
 
 fn dev_stage(image: &str, fingerprint: &str, entrypoint: &str) -> Option<StageConfig> {
@@ -89,7 +89,7 @@ impl PipelineSource {
             Self::Configured(p) => p.find(version).cloned(),
             Self::AnyVersion(template) => Some(Pipeline {
                 version: version.to_owned(),
-                ..template.clone()
+                ..Pipeline::clone(template)
             }),
         }
     }
@@ -97,7 +97,7 @@ impl PipelineSource {
     pub fn default_pipeline(&self) -> Pipeline {
         match self {
             Self::Configured(p) => p.default_pipeline().clone(),
-            Self::AnyVersion(template) => template.clone(),
+            Self::AnyVersion(template) => Pipeline::clone(template),
         }
     }
 
@@ -120,7 +120,7 @@ impl PipelineSource {
                     framework,
                     Pipeline {
                         version,
-                        ..template.clone()
+                        ..Pipeline::clone(template)
                     },
                 )
             }
@@ -211,11 +211,11 @@ impl TeeState {
                 })?;
                 PipelineSource::Configured(list)
             }
-            None if dev => {
-                PipelineSource::AnyVersion(dev_pipeline(DEV_PIPELINE_VERSION).ok_or_else(|| {
+            None if dev => PipelineSource::AnyVersion(Box::new(
+                dev_pipeline(DEV_PIPELINE_VERSION).ok_or_else(|| {
                     StartupError::Config("built-in dev pipeline is invalid".into())
-                })?)
-            }
+                })?,
+            )),
             None => {
                 return Err(StartupError::Config(
                     "--pipelines <file> (SMS_PIPELINES) is required outside --dev; see docs/tee-sessions.md".into(),
@@ -258,7 +258,7 @@ impl TeeState {
         Ok(Arc::new(Self {
             enabled: false,
             framework: TeeFramework::Scone,
-            pipelines: PipelineSource::AnyVersion(pipeline),
+            pipelines: PipelineSource::AnyVersion(Box::new(pipeline)),
             las_image: None,
             session_ttl: args.session_ttl,
             configured_provisioning_url: None,
