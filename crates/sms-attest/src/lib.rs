@@ -63,6 +63,7 @@ pub mod inspect;
 pub mod pccs;
 mod policy;
 mod report;
+pub mod samples;
 pub mod seal;
 mod status;
 pub mod tee;

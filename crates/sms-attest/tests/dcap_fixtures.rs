@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::PathBuf;
-
 use sms_attest::{
     Collateral, CollateralBundle, CollateralSource, DcapQuote, Evidence, ExpectedMeasurement,
     Policy, Register, TcbStatus, TdxMeasurement, TdxRegister, TeeClaims, TeeKind, Verifier,
@@ -14,20 +12,8 @@ use sms_attest::{
 const NOW: u64 = 1_751_328_000;
 const SGX_ADVISORIES: [&str; 2] = ["INTEL-SA-00289", "INTEL-SA-00615"];
 
-fn fixture_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/dcap-qvl");
-    assert!(
-        dir.join("sgx_quote").is_file(),
-        "DCAP fixtures are missing: expected the real Intel quotes in {} \
-         (shared/fixtures/dcap-qvl beside the repository)",
-        dir.display()
-    );
-    dir
-}
-
 fn read(name: &str) -> Vec<u8> {
-    let path = fixture_dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+    sms_attest::samples::read_sample(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sgx() -> (Vec<u8>, Collateral) {
@@ -509,13 +495,18 @@ fn report_json_quote(evidence: &Evidence) -> Vec<u8> {
 
 #[tokio::test]
 async fn offline_source_finds_collateral_by_tee_and_fmspc() {
-    let dir = fixture_dir();
+    let dir = sms_attest::samples::samples_dir().unwrap();
     let mut bundle = CollateralBundle::load(dir.join("sgx_quote_collateral.json")).unwrap();
     bundle.insert(Collateral::load(dir.join("tdx_quote_collateral.json")).unwrap());
     assert_eq!(bundle.len(), 2);
     let source = CollateralSource::Offline(bundle);
     // Directory form: the fixture directory holds both JSON files.
-    let from_dir = CollateralSource::offline(&dir).unwrap();
+    // Directory form, over a directory holding exactly these two files.
+    let only_two = tempfile::tempdir().unwrap();
+    for name in ["sgx_quote_collateral.json", "tdx_quote_collateral.json"] {
+        std::fs::copy(dir.join(name), only_two.path().join(name)).unwrap();
+    }
+    let from_dir = CollateralSource::offline(only_two.path()).unwrap();
     let expected_left = sgx().1.expires_at().min(tdx().1.expires_at()) as i64 - NOW as i64;
     assert_eq!(from_dir.seconds_until_expiry(NOW), Some(expected_left));
     assert_eq!(source.seconds_until_expiry(NOW), Some(expected_left));
@@ -736,4 +727,41 @@ fn evidence_of_the_other_tee_or_without_registers_is_refused() {
         )),
         "TEE"
     );
+}
+
+/// 2026-03-01T00:00:00Z, inside the outdated TDX sample's collateral window (2026-02-18 .. 2026-03-20).
+const OUTDATED_NOW: u64 = 1_772_323_200;
+
+/// A real TDX quote from a platform below every TCB level of its collateral (dcap-qvl ships it
+/// to test TCB overrides): it is refused under the default policy, and still refused when the
+/// policy accepts every non-revoked status, because no level of Intel's list matches it.
+#[test]
+fn tdx_platform_below_every_tcb_level_is_refused_whatever_the_policy() {
+    let quote = read("tdx_quote_outdated");
+    let collateral = Collateral::from_json(&read("tdx_quote_outdated_collateral.json")).unwrap();
+    assert!(collateral.valid_from() <= OUTDATED_NOW && OUTDATED_NOW <= collateral.expires_at());
+    let evidence = Evidence::TdxDcap {
+        quote: quote.clone(),
+    };
+    let expected = ExpectedMeasurement::Tdx {
+        registers: Some(tdx_registers(&quote)),
+        fingerprint: Vec::new(),
+    };
+    let rd: [u8; 64] = quote[568..632].try_into().unwrap();
+    let lenient = Policy::default()
+        .accept_status(TcbStatus::OutOfDate)
+        .accept_status(TcbStatus::OutOfDateConfigurationNeeded)
+        .accept_status(TcbStatus::SWHardeningNeeded)
+        .accept_status(TcbStatus::ConfigurationNeeded)
+        .accept_status(TcbStatus::ConfigurationAndSWHardeningNeeded);
+    for policy in [Policy::default(), lenient] {
+        let refused = Verifier::new(policy).verify(
+            &evidence,
+            Some(&collateral),
+            &expected,
+            &rd,
+            OUTDATED_NOW,
+        );
+        assert_eq!(code(refused), "QUOTE_INVALID");
+    }
 }

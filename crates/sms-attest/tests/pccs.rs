@@ -4,7 +4,6 @@
 #![cfg(feature = "pccs")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -20,11 +19,7 @@ use tokio::net::TcpListener;
 const NOW: u64 = 1_751_328_000;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/dcap-qvl");
-    let path = dir.join(name);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("DCAP fixture {} is missing ({e}): shared/fixtures/dcap-qvl must sit beside the repository", path.display())
-    })
+    sms_attest::samples::read_sample(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sgx_expect(quote: &[u8]) -> ExpectedMeasurement {

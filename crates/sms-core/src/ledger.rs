@@ -44,6 +44,15 @@ pub struct DatasetEntry {
     pub checksum: B256,
 }
 
+impl DatasetEntry {
+    /// Upstream's rule for a task's dataset: besides a non-zero address (checked on the deal),
+    /// its URI must be non-blank (the checksum, a bytes32 read from the chain, is always
+    /// present). A dataset without a URI is treated as no dataset at all.
+    pub fn has_content(&self) -> bool {
+        !self.multiaddr.trim().is_empty()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerpoolEntry {
     pub address: Address,

@@ -820,7 +820,8 @@ pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, Ses
     }
     let dataset = match (deal.has_dataset(), inputs.dataset) {
         (false, _) => None,
-        (true, Some(d)) if d.address == deal.dataset.pointer => Some(d),
+        // Upstream counts a dataset only when it has a URI (DatasetEntry::has_content).
+        (true, Some(d)) if d.address == deal.dataset.pointer => Some(d).filter(|d| d.has_content()),
         (true, _) => {
             return Err(err(
                 E::GetTaskDescriptionFailed,

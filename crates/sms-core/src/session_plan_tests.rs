@@ -453,6 +453,21 @@ fn dataset_key_missing() {
     assert_eq!(fx.error(), E::GetTaskDescriptionFailed);
 }
 
+/// Upstream counts a dataset only when its address is non-zero and its URI is non-blank: a
+/// deal naming a dataset whose URI is blank runs without one (no key asked, no pre-compute).
+#[test]
+fn dataset_without_uri_counts_as_no_dataset() {
+    let mut fx = Fx::scone();
+    fx.with_dataset(None);
+    for blank in ["", "  "] {
+        if let Some(d) = fx.dataset.as_mut() {
+            d.multiaddr = blank.into();
+        }
+        let plan = fx.plan().unwrap();
+        assert!(plan.pre_compute.is_none(), "{blank:?}");
+    }
+}
+
 #[test]
 fn input_files_without_dataset() {
     let mut fx = Fx::scone();

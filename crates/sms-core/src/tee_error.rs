@@ -11,13 +11,18 @@
 //! [`TeeSessionGenerationError::PreComputeBulkProcessingNotSupported`], which is a limitation of
 //! this server (501):
 //!
-//! | code | status | when |
-//! |---|---|---|
-//! | `MALFORMED_SESSION_REQUEST` | 400 | the body is not a well-formed WorkerpoolAuthorization |
-//! | `EXECUTION_NOT_AUTHORIZED_ENCLAVE_CHALLENGE_MISMATCH` | 401 | `enclaveChallenge` is not the address this SMS issued for the task |
-//! | `EXECUTION_NOT_AUTHORIZED_TEE_FRAMEWORK_MISMATCH` | 409 | the deal's framework is not the one this SMS serves |
-//! | `EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN` | 409 | the task already has a live session for another worker (one task, one session, one release budget) |
-//! | `PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED` | 501 | the deal params carry a `bulk_cid` |
+//! An iExec worker decodes the body into its own enum of upstream codes and fails the whole
+//! decode on an unknown name, so the body carries [`TeeSessionGenerationError::wire_code`]: an
+//! added code is written as the nearest upstream code (the "worker sees" column), and the
+//! precise code is sent in the `X-Sms-Error` header, the human reason in `X-Sms-Reason`.
+//!
+//! | code (`X-Sms-Error`) | status | when | the iExec worker sees |
+//! |---|---|---|---|
+//! | `MALFORMED_SESSION_REQUEST` | 400 | the body is not a well-formed WorkerpoolAuthorization | `NO_SESSION_REQUEST` |
+//! | `EXECUTION_NOT_AUTHORIZED_ENCLAVE_CHALLENGE_MISMATCH` | 401 | `enclaveChallenge` is not the address this SMS issued for the task | `GET_SIGNATURE_TOKENS_FAILED_EMPTY_PUBLIC_ENCLAVE_CHALLENGE` |
+//! | `EXECUTION_NOT_AUTHORIZED_TEE_FRAMEWORK_MISMATCH` | 409 | the deal's framework is not the one this SMS serves | `SECURE_SESSION_NO_TEE_FRAMEWORK` |
+//! | `EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN` | 409 | the task already has a live session for another worker (one task, one session, one release budget) | `SECURE_SESSION_GENERATION_FAILED` |
+//! | `PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED` | 501 | the deal params carry a `bulk_cid` | `SECURE_SESSION_GENERATION_FAILED` |
 
 use std::fmt;
 
@@ -188,6 +193,24 @@ impl TeeSessionGenerationError {
         }
     }
 
+    /// The code written in the JSON body: the upstream code itself, or, for a code this
+    /// implementation adds, the upstream code an iExec worker will decode and report instead
+    /// (the worker's enum knows only upstream's names; an unknown name makes it fail the whole
+    /// decode). The precise code travels in the `X-Sms-Error` header.
+    pub fn wire_code(self) -> Self {
+        match self {
+            E::MalformedSessionRequest => E::NoSessionRequest,
+            E::ExecutionNotAuthorizedEnclaveChallengeMismatch => {
+                E::GetSignatureTokensFailedEmptyPublicEnclaveChallenge
+            }
+            E::ExecutionNotAuthorizedTeeFrameworkMismatch => E::SecureSessionNoTeeFramework,
+            E::PreComputeBulkProcessingNotSupported | E::ExecutionNotAuthorizedTaskSessionTaken => {
+                E::SecureSessionGenerationFailed
+            }
+            upstream => upstream,
+        }
+    }
+
     /// True for 4xx codes: the caller, not the SMS, must change something.
     pub fn is_client_error(self) -> bool {
         (400..500).contains(&self.http_status())
@@ -269,6 +292,21 @@ mod tests {
             TeeSessionGenerationError::parse("invalid_authorization"),
             None
         );
+    }
+
+    #[test]
+    fn every_body_code_is_an_upstream_code() {
+        for code in TeeSessionGenerationError::ALL {
+            let wire = code.wire_code();
+            assert!(
+                !wire.is_extension(),
+                "{code} is sent as {wire}, unknown upstream"
+            );
+            assert_eq!(wire == code, !code.is_extension(), "{code}");
+            if code != TeeSessionGenerationError::UnknownIssue {
+                assert_ne!(wire, TeeSessionGenerationError::UnknownIssue, "{code}");
+            }
+        }
     }
 
     #[test]

@@ -702,11 +702,8 @@ async fn simulated_evidence_is_refused_when_not_enabled() {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/dcap-qvl")
-        .join(name);
-    assert!(path.is_file(), "DCAP fixture missing: {}", path.display());
-    path
+    let dir = sms_attest::samples::samples_dir().unwrap_or_else(|e| panic!("{e}"));
+    dir.join(name)
 }
 
 /// The real Intel SGX quote over HTTP, with offline collateral at a pinned time: the quote

@@ -221,11 +221,8 @@ async fn tdx_session_pins_every_register_and_releases_the_app_stage() {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/dcap-qvl")
-        .join(name);
-    assert!(path.is_file(), "DCAP fixture missing: {}", path.display());
-    path
+    let dir = sms_attest::samples::samples_dir().unwrap_or_else(|e| panic!("{e}"));
+    dir.join(name)
 }
 
 /// The registers of the fixture TDX quote (v4: 48-byte header, then the TD report body).

@@ -215,12 +215,7 @@ impl World {
         if let Some(h) = header {
             req = req.header("Authorization", h);
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (
-            status,
-            serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null),
-        )
+        sms_testkit::server::session_reply(req.send().await.unwrap()).await
     }
 
     async fn session_with(&self, task: B256, enclave: Address) -> (StatusCode, Value) {
@@ -238,9 +233,10 @@ impl World {
                 answer["error"].as_str().unwrap_or_default().to_owned(),
             ));
         }
+        // SCONE: `host:port` of the attestation endpoint, without a scheme, as upstream.
         assert_eq!(
             answer["data"]["secretProvisioningUrl"],
-            json!(self.server.url())
+            json!(self.server.url().trim_start_matches("http://"))
         );
         let id = answer["data"]["sessionId"].as_str().unwrap();
         assert_eq!(id.len(), 80);
@@ -496,7 +492,10 @@ async fn plan_dataset() {
 
     // Without the dataset key: PRE_COMPUTE_GET_DATASET_SECRET_FAILED.
     let bare: Address = w
-        .post_ok("/dev/datasets", json!({ "owner": owner.address() }))
+        .post_ok(
+            "/dev/datasets",
+            json!({ "owner": owner.address(), "multiaddr": "/ipfs/QmBare" }),
+        )
         .await["address"]
         .as_str()
         .unwrap()
@@ -1174,8 +1173,30 @@ async fn configured_pipelines() {
 }
 
 #[tokio::test]
-async fn provisioning_url_is_configurable() {
-    let w = World::with_config(|c| c.tee.public_url = Some("https://sms.example/".into())).await;
+async fn provisioning_url_is_host_port_for_scone_and_configurable() {
+    for (public, configured, expected) in [
+        ("https://sms.example/", None, "sms.example:443"),
+        ("https://sms.example:8443/base", None, "sms.example:8443"),
+        (
+            "https://sms.example",
+            Some("cas.example:18765"),
+            "cas.example:18765",
+        ),
+    ] {
+        let w = World::with_config(|c| {
+            c.tee.public_url = Some(public.into());
+            c.tee.secret_provisioning_url = configured.map(str::to_owned);
+        })
+        .await;
+        assert_eq!(
+            provisioning_url(&w).await,
+            expected,
+            "{public} {configured:?}"
+        );
+    }
+}
+
+async fn provisioning_url(w: &World) -> String {
     w.client()
         .push_web2_secret(
             &w.requester,
@@ -1188,8 +1209,11 @@ async fn provisioning_url_is_configurable() {
     let task = w.task(json!({})).await;
     let enclave = w.challenge(task).await;
     let (s, v) = w.session_with(task, enclave).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["data"]["secretProvisioningUrl"], "https://sms.example");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["data"]["secretProvisioningUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -1368,4 +1392,113 @@ impl World {
         self.task(json!({ "params": { "iexec_result_storage_provider": "ipfs" } }))
             .await
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What iExec components decode, decoded as strictly as they do (unknown keys fail).
+
+/// Upstream's properties classes: every key named, nothing else accepted.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct UpstreamProperties {
+    tee_framework: String,
+    tee_framework_version: String,
+    pre_compute_properties: UpstreamStage,
+    post_compute_properties: UpstreamStage,
+    #[serde(default)]
+    las_image: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct UpstreamStage {
+    image: String,
+    fingerprint: String,
+    entrypoint: String,
+    heap_size_in_bytes: u64,
+}
+
+/// Upstream's error envelope of the `/tee/*` routes: `{"error": "<CODE>"}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamError {
+    error: String,
+}
+
+fn strict<T: serde::de::DeserializeOwned>(what: &str, body: &Value) -> T {
+    serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("{what}: {e} in {body}"))
+}
+
+#[tokio::test]
+async fn iexec_components_decode_every_tee_answer_strictly() {
+    let w = World::new().await;
+    // Worker: framework and properties.
+    let (s, framework) = w.get("/tee/framework").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(strict::<String>("framework", &framework), "SCONE");
+    for path in ["/tee/properties/scone/v5", "/tee/properties/scone"] {
+        let (s, p) = w.get(path).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {p}");
+        strict::<UpstreamProperties>(path, &p);
+    }
+    for (path, status, code) in [
+        (
+            "/tee/properties/gramine/v5",
+            StatusCode::CONFLICT,
+            "TEE_FRAMEWORK_MISMATCH",
+        ),
+        (
+            "/tee/properties/sgx/v5",
+            StatusCode::BAD_REQUEST,
+            "UNKNOWN_TEE_FRAMEWORK",
+        ),
+    ] {
+        let resp = w
+            .http
+            .get(format!("{}{path}", w.server.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        assert!(
+            resp.headers().contains_key("x-sms-reason"),
+            "{path}: the reason is a header"
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(strict::<UpstreamError>(path, &body).error, code);
+    }
+    // Scheduler: a refused challenge.
+    let task = w.task(json!({})).await;
+    let resp = w
+        .http
+        .post(format!("{}/tee/challenges/{task}", w.server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let reason = resp.headers()["x-sms-reason"].to_str().unwrap().to_owned();
+    assert!(!reason.is_empty());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        strict::<UpstreamError>("challenge", &body).error,
+        "UNAUTHORIZED"
+    );
+    // Worker: every added session code reaches it as an upstream code (session_reply checks
+    // the body shape and that the code is upstream's), the precise one in X-Sms-Error.
+    w.challenge(task).await;
+    let (s, v) = w.session_with(task, Address::repeat_byte(0x77)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(
+        (v["error"].as_str(), v["wireError"].as_str()),
+        (
+            Some("EXECUTION_NOT_AUTHORIZED_ENCLAVE_CHALLENGE_MISMATCH"),
+            Some("GET_SIGNATURE_TOKENS_FAILED_EMPTY_PUBLIC_ENCLAVE_CHALLENGE")
+        )
+    );
+    let (_, header) = w.authorization(task, Address::ZERO, &w.pool_owner);
+    let (s, v) = w.raw_session(Some(&header), "not json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["wireError"], "NO_SESSION_REQUEST");
 }

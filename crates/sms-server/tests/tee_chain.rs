@@ -125,7 +125,18 @@ impl Tee {
             );
         }
         let resp = req.send().await.unwrap();
-        (resp.status(), resp.text().await.unwrap())
+        let status = resp.status();
+        // A refusal's reason travels in X-Sms-Reason; the body is only `{"error": CODE}`.
+        let reason = resp
+            .headers()
+            .get("x-sms-reason")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp.text().await.unwrap();
+        match reason {
+            Some(reason) => (status, format!("{text} {reason}")),
+            None => (status, text),
+        }
     }
 
     /// The challenge the workerpool owner gets for `task` (200 expected).
@@ -164,9 +175,7 @@ impl Tee {
             .send()
             .await
             .unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        sms_testkit::server::session_reply(resp).await
     }
 
     async fn session(&self, deal: &TestDeal, task: B256, enclave: Address) -> (StatusCode, Value) {
@@ -286,7 +295,7 @@ async fn session_for_an_active_tee_task_of_a_real_deal() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(
         answer["data"]["secretProvisioningUrl"],
-        json!(tee.server.url())
+        json!(tee.server.url().trim_start_matches("http://"))
     );
     let id = answer["data"]["sessionId"].as_str().unwrap();
     assert!(id.ends_with(&format!("0000{task}")), "{id}");

@@ -181,3 +181,90 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The codes of upstream's `TeeSessionGenerationError`, as the iExec worker's enum spells them
+/// (reference: SMS behaviour §4.7); written out here, independently of `sms_core`.
+pub const UPSTREAM_SESSION_CODES: [&str; 23] = [
+    "INVALID_AUTHORIZATION",
+    "EXECUTION_NOT_AUTHORIZED_EMPTY_PARAMS_UNAUTHORIZED",
+    "EXECUTION_NOT_AUTHORIZED_NO_MATCH_ONCHAIN_TYPE",
+    "EXECUTION_NOT_AUTHORIZED_GET_CHAIN_TASK_FAILED",
+    "EXECUTION_NOT_AUTHORIZED_TASK_NOT_ACTIVE",
+    "EXECUTION_NOT_AUTHORIZED_GET_CHAIN_DEAL_FAILED",
+    "EXECUTION_NOT_AUTHORIZED_INVALID_SIGNATURE",
+    "GET_SIGNATURE_TOKENS_FAILED_EMPTY_WORKER_ADDRESS",
+    "GET_SIGNATURE_TOKENS_FAILED_EMPTY_PUBLIC_ENCLAVE_CHALLENGE",
+    "GET_SIGNATURE_TOKENS_FAILED_EMPTY_TEE_CHALLENGE",
+    "GET_SIGNATURE_TOKENS_FAILED_EMPTY_TEE_CREDENTIALS",
+    "PRE_COMPUTE_GET_DATASET_SECRET_FAILED",
+    "APP_COMPUTE_NO_ENCLAVE_CONFIG",
+    "APP_COMPUTE_INVALID_ENCLAVE_CONFIG",
+    "POST_COMPUTE_GET_ENCRYPTION_TOKENS_FAILED_EMPTY_BENEFICIARY_KEY",
+    "POST_COMPUTE_GET_STORAGE_TOKENS_FAILED",
+    "SECURE_SESSION_STORAGE_CALL_FAILED",
+    "SECURE_SESSION_GENERATION_FAILED",
+    "SECURE_SESSION_NO_TEE_FRAMEWORK",
+    "GET_TASK_DESCRIPTION_FAILED",
+    "NO_SESSION_REQUEST",
+    "NO_TASK_DESCRIPTION",
+    "UNKNOWN_ISSUE",
+];
+
+/// Reads a `POST /tee/sessions` answer the way an iExec worker would, then the way the tests
+/// check it. An error body must be exactly `{"error": "<CODE>"}` with an upstream code (the
+/// worker decodes it strictly: an unknown key or name fails the whole decode). The value
+/// returned for the assertions puts back the precise `error` code (`X-Sms-Error` when sent,
+/// else the body's), the body's code as `wireError`, and the `reason` (`X-Sms-Reason`).
+pub async fn session_reply(
+    response: reqwest::Response,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = response.status();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (precise, reason) = (header("x-sms-error"), header("x-sms-reason"));
+    let text = response.text().await.expect("a readable body");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if status.is_success() {
+        let data = body
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .and_then(|o| o.get("data"));
+        let mut keys: Option<Vec<&str>> = data
+            .and_then(|d| d.as_object())
+            .map(|d| d.keys().map(String::as_str).collect());
+        if let Some(k) = keys.as_mut() {
+            k.sort_unstable();
+        }
+        assert_eq!(
+            keys,
+            Some(vec!["secretProvisioningUrl", "sessionId"]),
+            "a session answer is exactly {{\"data\":{{sessionId, secretProvisioningUrl}}}}, got {text}"
+        );
+        return (status, body);
+    }
+    let object = body.as_object();
+    let wire = object
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("error"))
+        .and_then(|e| e.as_str())
+        .unwrap_or_else(|| {
+            panic!("a /tee error body is exactly {{\"error\":\"<CODE>\"}}, got {text}")
+        });
+    assert!(
+        UPSTREAM_SESSION_CODES.contains(&wire),
+        "an iExec worker cannot decode the session error {wire}"
+    );
+    (
+        status,
+        serde_json::json!({
+            "error": precise.as_deref().unwrap_or(wire),
+            "wireError": wire,
+            "reason": reason.unwrap_or_default(),
+        }),
+    )
+}

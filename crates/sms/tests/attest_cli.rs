@@ -13,11 +13,8 @@ const AT: &str = "1751328000";
 const AFTER_EXPIRY: &str = "1754006400";
 
 fn fixture(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/dcap-qvl")
-        .join(name);
-    assert!(path.is_file(), "DCAP fixture missing: {}", path.display());
-    path
+    let dir = sms_attest::samples::samples_dir().unwrap_or_else(|e| panic!("{e}"));
+    dir.join(name)
 }
 
 fn sms(args: &[&str]) -> Output {

@@ -1,10 +1,13 @@
 //! `/tee/*`: framework, pipeline properties, enclave challenges and sessions (reference: SMS
-//! behaviour §1.4, §4, §5). Session errors answer `{"error": "<CODE>", "reason": "…"}`.
+//! behaviour §1.4, §4, §5). Every error body is exactly `{"error": "<CODE>"}`, which iExec
+//! clients decode strictly; the human reason goes to the log and to the `X-Sms-Reason` header,
+//! and a session code this implementation adds goes to `X-Sms-Error` (see
+//! [`sms_core::tee_error`]).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sms_core::tag::TeeFramework;
@@ -13,12 +16,38 @@ use sms_core::tee_error::SessionError;
 use crate::state::AppState;
 use crate::tee::session::{self, ChallengeFailure};
 
+/// The header carrying the human reason of a refusal.
+pub const REASON_HEADER: &str = "x-sms-reason";
+/// The header carrying the precise session error code (the body carries upstream's).
+pub const ERROR_HEADER: &str = "x-sms-error";
+/// Longest reason sent in a header.
+const MAX_REASON_BYTES: usize = 512;
+
 fn error(status: StatusCode, code: &str, reason: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": code, "reason": reason.into() })),
-    )
-        .into_response()
+    let mut response = (status, Json(json!({ "error": code }))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&header_text(&reason.into())) {
+        response.headers_mut().insert(REASON_HEADER, value);
+    }
+    response
+}
+
+/// A reason as a header value: printable ASCII only, bounded.
+fn header_text(reason: &str) -> String {
+    let mut text: String = reason
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_REASON_BYTES)
+        .collect();
+    if reason.chars().count() > MAX_REASON_BYTES {
+        text.push_str("...");
+    }
+    text
 }
 
 pub async fn framework(State(state): State<AppState>) -> Response {
@@ -133,7 +162,11 @@ fn session_error(e: SessionError) -> Response {
     } else {
         tracing::info!(code = %e.code, detail = %e.detail, "TEE session refused");
     }
-    error(status, e.code.as_str(), e.detail)
+    let mut response = error(status, e.code.wire_code().as_str(), e.detail);
+    response
+        .headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(e.code.as_str()));
+    response
 }
 
 pub async fn create_session(

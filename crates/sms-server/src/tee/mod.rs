@@ -187,6 +187,45 @@ fn trim_url(url: &str) -> String {
     url.trim().trim_end_matches('/').to_owned()
 }
 
+/// `host:port` of a URL: scheme, path and credentials dropped; the scheme's default port made
+/// explicit (443 for https, 80 for http) because an enclave runtime needs one.
+fn host_port(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let has_port = !authority.ends_with(']')
+        && authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if has_port || authority.is_empty() {
+        authority.to_owned()
+    } else {
+        let port = if scheme.eq_ignore_ascii_case("http") {
+            80
+        } else {
+            443
+        };
+        format!("{authority}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod host_port_tests {
+    use super::host_port;
+
+    #[test]
+    fn drops_the_scheme_and_path_and_keeps_or_adds_the_port() {
+        assert_eq!(host_port("https://sms.example:8443/x"), "sms.example:8443");
+        assert_eq!(host_port("https://sms.example"), "sms.example:443");
+        assert_eq!(host_port("http://127.0.0.1:13300"), "127.0.0.1:13300");
+        assert_eq!(host_port("http://user:pw@host"), "host:80");
+        assert_eq!(host_port("https://[::1]:9000/"), "[::1]:9000");
+        assert_eq!(host_port("https://[::1]"), "[::1]:443");
+    }
+}
+
 impl TeeState {
     /// Validates the TEE configuration and starts the challenge sweep. A bad pipelines file
     /// stops the start-up with a message naming the field.
@@ -241,12 +280,12 @@ impl TeeState {
             pipelines,
             las_image,
             session_ttl: args.session_ttl,
-            configured_provisioning_url: args
-                .secret_provisioning_url
+            configured_provisioning_url: args.secret_provisioning_url.as_deref().map(trim_url),
+            public_url: args
+                .public_url
                 .as_deref()
-                .or(args.public_url.as_deref())
-                .map(trim_url),
-            public_url: OnceLock::new(),
+                .map(|u| OnceLock::from(trim_url(u)))
+                .unwrap_or_default(),
             exporter,
             _sweeper: AbortOnDrop(sweeper),
         }))
@@ -276,12 +315,19 @@ impl TeeState {
         let _ = self.public_url.set(trim_url(url));
     }
 
-    /// `secretProvisioningUrl` of session answers.
+    /// `secretProvisioningUrl` of session answers, as upstream shapes it per framework: SCONE
+    /// and Gramine answer the `host:port` of the attestation endpoint (the worker hands it to
+    /// the enclave runtime as `SCONE_CAS_ADDR` or the SPS address, without a scheme); TDX
+    /// answers a full URL. A configured `--secret-provisioning-url` is answered verbatim.
     pub fn provisioning_url(&self) -> String {
-        self.configured_provisioning_url
-            .clone()
-            .or_else(|| self.public_url.get().cloned())
-            .unwrap_or_default()
+        if let Some(configured) = &self.configured_provisioning_url {
+            return configured.clone();
+        }
+        let public = self.public_url.get().cloned().unwrap_or_default();
+        match self.framework {
+            TeeFramework::Scone | TeeFramework::Gramine => host_port(&public),
+            TeeFramework::Tdx => public,
+        }
     }
 
     /// `/tee/properties` of one pipeline.

@@ -2,12 +2,13 @@
 //!
 //! `{"name", "version": "0.1.0", "services": [{name, image_name, fingerprint, environment}]}`:
 //! pre/post take the pipeline image and fingerprint, the app its on-chain multiaddr (docker
-//! image) and checksum. Fingerprints are lowercase hex without `0x`.
+//! image) and checksum. The app's fingerprint is its on-chain checksum as upstream sends it,
+//! `0x` + lowercase hex; the pipeline fingerprints are lowercase hex as configured.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sms_core::session_plan::SessionPlan;
+use sms_core::session_plan::{EnclaveRole, SessionPlan};
 
 pub const TDX_SESSION_VERSION: &str = "0.1.0";
 
@@ -22,7 +23,7 @@ struct Session<'a> {
 struct Service<'a> {
     name: &'a str,
     image_name: &'a str,
-    fingerprint: &'a str,
+    fingerprint: String,
     environment: BTreeMap<&'a str, &'a str>,
 }
 
@@ -35,7 +36,10 @@ pub fn tdx_session_json(session_id: &str, plan: &SessionPlan) -> String {
             .map(|e| Service {
                 name: e.role.name(),
                 image_name: &e.image,
-                fingerprint: e.measurement.as_hex(),
+                fingerprint: match e.role {
+                    EnclaveRole::App => format!("0x{}", e.measurement.as_hex()),
+                    _ => e.measurement.as_hex().to_owned(),
+                },
                 environment: e.env.iter_exposed().collect(),
             })
             .collect(),

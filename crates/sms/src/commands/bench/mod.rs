@@ -269,17 +269,11 @@ pub const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-fn default_fixtures() -> PathBuf {
-    let candidates = [
-        PathBuf::from("../shared/fixtures/dcap-qvl"),
-        PathBuf::from("shared/fixtures/dcap-qvl"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/dcap-qvl"),
-    ];
-    candidates
-        .iter()
-        .find(|d| d.join("sgx_quote").is_file())
-        .cloned()
-        .unwrap_or_else(|| candidates[2].clone())
+/// The real Intel quotes shipped by the `dcap-qvl` package (see `sms_attest::samples`).
+fn default_fixtures() -> anyhow::Result<PathBuf> {
+    sms_attest::samples::samples_dir()
+        .map(Path::to_path_buf)
+        .map_err(|e| anyhow::anyhow!("{e}; pass --fixtures <dir>"))
 }
 
 fn progress(json: bool, text: impl std::fmt::Display) {
@@ -340,7 +334,10 @@ pub async fn run(args: BenchArgs, json: bool, out: &Output) -> anyhow::Result<()
             args.scale_secrets
         },
         push_connections: args.push_connections.max(1),
-        fixtures: args.fixtures.clone().unwrap_or_else(default_fixtures),
+        fixtures: match args.fixtures.clone() {
+            Some(dir) => dir,
+            None => default_fixtures()?,
+        },
         ceilings: Ceilings::default(),
         work: work.path().to_path_buf(),
         target: None,
