@@ -64,12 +64,12 @@ fn operation(route: &Route) -> Value {
         .split('/')
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| {
-            json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+            json!({ "name": name, "in": "path", "required": true, "schema": parameter_schema(name) })
         })
         .collect();
     parameters.extend(op.query.iter().map(|(name, description, required)| {
         json!({ "name": name, "in": "query", "required": required, "description": description,
-                "schema": { "type": "string" } })
+                "schema": parameter_schema(name) })
     }));
     let mut responses = Map::new();
     for (status, description, body) in op.responses {
@@ -95,6 +95,22 @@ fn operation(route: &Route) -> Value {
         value["security"] = json!([{ "iexecSignature": [] }]);
     }
     value
+}
+
+/// The accepted form of a path or query parameter, by name (anything else is a 400).
+fn parameter_schema(name: &str) -> Value {
+    const ADDRESS: &str = "^0x[0-9a-fA-F]{40}$";
+    match name {
+        "app" | "requester" | "secretAddress" | "ownerAddress" => {
+            json!({ "type": "string", "pattern": ADDRESS })
+        }
+        "task" => json!({ "type": "string", "pattern": "^0x[0-9a-fA-F]{64}$" }),
+        "name" => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }),
+        "framework" => {
+            json!({ "type": "string", "enum": ["scone", "gramine", "tdx", "SCONE", "GRAMINE", "TDX"] })
+        }
+        _ => json!({ "type": "string" }),
+    }
 }
 
 fn operation_id(route: &Route) -> String {
