@@ -283,7 +283,9 @@ pub enum StorageCommand {
     Init {
         #[arg(long, value_enum, default_value = "ipfs")]
         provider: StorageProvider,
-        /// The token (prompted for, or read from standard input, when absent).
+        /// The token (prompted for, or read from standard input, when absent). For ipfs it is
+        /// the result proxy's token: the SDK logs in to the result proxy to get one, `sms`
+        /// does not (yet), so pass it.
         #[arg(long)]
         token: Option<String>,
         /// Replace the token if one is already set.
