@@ -129,7 +129,8 @@ async fn app_run_refuses_a_server_that_is_not_dev() {
     assert!(
         run.stderr.contains("not one")
             && run.stderr.contains("/dev/info")
-            && run.stderr.contains(&url),
+            && run.stderr.contains(&url)
+            && run.stderr.contains("sms worker run --task"),
         "{}",
         run.stderr
     );
