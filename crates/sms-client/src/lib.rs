@@ -219,6 +219,24 @@ impl SmsClient {
         String::from_utf8(body).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// Whether the server says it is a dev server (`GET /dev/info`, mounted only with `--dev`):
+    /// `Ok(false)` when the route does not exist (404), an error for any other answer.
+    pub async fn is_dev_server(&self) -> Result<bool, ClientError> {
+        let (status, body) = self.send(Method::GET, "/dev/info", &[], None, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        if !status.is_success() {
+            return Err(ClientError::Unexpected {
+                status,
+                reason: reason_of(&body),
+            });
+        }
+        let info: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(info.get("dev") == Some(&serde_json::Value::Bool(true)))
+    }
+
     // ---- app developer secret ----
 
     pub async fn app_secret_exists(&self, app: Address) -> Result<bool, ClientError> {

@@ -56,6 +56,11 @@ pub struct ServerConfig {
     #[arg(long, env = "SMS_INSECURE_HTTP")]
     pub insecure_http: bool,
 
+    /// Origins allowed by CORS on the secret routes (`/secrets/*`, `/apps/*`, `/requesters/*`):
+    /// a comma-separated list of `scheme://host[:port]`, or `*`.
+    #[arg(long, env = "SMS_CORS_ALLOWED_ORIGINS", default_value = "*")]
+    pub cors_allowed_origins: crate::routes::CorsOrigins,
+
     /// Development mode: embedded dev ledger with its API under /dev, dev wallets, simulated
     /// TEE accepted. Never use it for real secrets.
     #[arg(long, env = "SMS_DEV")]
@@ -173,6 +178,7 @@ impl ServerConfig {
             tls_cert: None,
             tls_key: None,
             insecure_http: false,
+            cors_allowed_origins: crate::routes::CorsOrigins::Any,
             dev: true,
             log_format: LogFormat::Text,
             chain: ChainArgs::default(),

@@ -15,5 +15,6 @@ mod state;
 pub mod tee;
 
 pub use config::{ChainArgs, ServerConfig};
+pub use routes::CorsOrigins;
 pub use server::{OpenedStore, Server, StartupError, open_store};
 pub use state::{AppState, AppStateInner};

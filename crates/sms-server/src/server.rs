@@ -107,6 +107,7 @@ impl Server {
             metrics,
             tee: tee.clone(),
             provisioner,
+            cors: config.cors_allowed_origins.clone(),
         });
         crate::routes::secrets::publish_counts(&state).await?;
         let app = with_layers(crate::routes::router(state));

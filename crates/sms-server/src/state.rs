@@ -36,4 +36,6 @@ pub struct AppStateInner {
     pub tee: Arc<crate::tee::TeeState>,
     /// The built-in attested provisioner (`/tee/provisioning`).
     pub provisioner: Arc<crate::provision::Provisioner>,
+    /// Origins allowed by CORS on the secret routes.
+    pub cors: crate::routes::CorsOrigins,
 }

@@ -1,6 +1,7 @@
 //! Streaming `IV(16) ‖ AES-256-CBC/PKCS#7` encryption and decryption in constant memory.
 //!
-//! Shared by the dataset format and the result archive payload (`iexec_out.zip.aes`).
+//! Shared by the dataset format and the result archive payload (`iexec_out.zip.aes`); plus the
+//! in-memory AES-128-ECB of legacy result archives.
 
 use std::io::{self, Read, Write};
 
@@ -144,6 +145,24 @@ pub(crate) fn decrypt<R: Read + ?Sized, W: Write + ?Sized>(
 }
 
 /// Length of the PKCS#7 padding ending `last_block`, checked strictly.
+/// Legacy result payloads (the SDK's first format): `AES-128-ECB/PKCS#7(plaintext)` under a
+/// 16-byte key, in memory (those archives were small and the SDK read them whole).
+pub(crate) fn decrypt_ecb_128(ciphertext: &[u8], key: &[u8; 16]) -> Result<Vec<u8>, CbcError> {
+    use aes::cipher::{BlockCipherDecrypt, KeyInit};
+    if ciphertext.is_empty() {
+        return Err(CbcError::EmptyCiphertext);
+    }
+    if !ciphertext.len().is_multiple_of(BLOCK) {
+        return Err(CbcError::NotBlockAligned(ciphertext.len() as u64));
+    }
+    let cipher = aes::Aes128::new(key.into());
+    let mut plain = ciphertext.to_vec();
+    cipher.decrypt_blocks(blocks_mut(&mut plain));
+    let pad = pkcs7_pad_len(&plain[plain.len() - BLOCK..])?;
+    plain.truncate(plain.len() - pad);
+    Ok(plain)
+}
+
 fn pkcs7_pad_len(last_block: &[u8]) -> Result<usize, CbcError> {
     let pad = usize::from(*last_block.last().ok_or(CbcError::BadPadding)?);
     if pad == 0 || pad > BLOCK || pad > last_block.len() {

@@ -6,6 +6,11 @@
 //! - `aes-key.rsa` = that raw key encrypted with RSAES-PKCS1-v1_5 under the beneficiary's
 //!   RSA public key (512 bytes for RSA-4096).
 //!
+//! The legacy format (the SDK's first one) is also opened: both entries are base64 text;
+//! `aes-key.rsa` decodes to the RSAES-PKCS1-v1_5 encryption of the *base64 text* of a 16-byte
+//! key, and `iexec_out.zip.aes` decodes to `AES-128-ECB/PKCS#7(zip)` under that key. It is
+//! recognised by its key entry: base64 text whose decoding is exactly one RSA block.
+//!
 //! The beneficiary key pair is RSA-4096 (public SPKI PEM, private PKCS#8 PEM); the public key is
 //! pushed to the SMS as base64 of the UTF-8 PEM text.
 
@@ -68,6 +73,9 @@ pub enum ArchiveError {
     UnknownEncryptionMode(usize),
     #[error("Failed to decrypt results with decrypted results key")]
     PayloadDecryption(#[source] CbcError),
+    /// A legacy payload that is not base64 text.
+    #[error("Failed to decrypt results with decrypted results key")]
+    LegacyPayloadEncoding,
     #[error("the result zip to encrypt is empty")]
     EmptyInput,
     #[error("RSA encryption of the result key failed")]
@@ -345,8 +353,7 @@ impl<W: Write> Write for Output<W> {
 ///
 /// Refuses archives missing an entry, an `aes-key.rsa` over 1000 bytes and an
 /// `iexec_out.zip.aes` over 1 GB (declared or actual size). Only the current format (32-byte
-/// key, AES-256-CBC) is supported; the legacy base64/AES-128-ECB format is reported as
-/// [`ArchiveError::UnknownEncryptionMode`] or [`ArchiveError::KeyDecryption`].
+/// key, AES-256-CBC) and the legacy one (base64 entries, AES-128-ECB; see the module comment).
 /// The plaintext is streamed: on error, discard what was written.
 pub fn decrypt_result_archive<R: Read + Seek, W: Write>(
     archive: R,
@@ -382,6 +389,9 @@ pub fn decrypt_result_archive_with_progress<R: Read + Seek, W: Write>(
         }
         bytes
     };
+    if let Some(wrapped) = legacy_wrapped_key(&wrapped_key, private_key) {
+        return decrypt_legacy(&mut zip, &wrapped, private_key, out, progress);
+    }
     let key = Zeroizing::new(
         private_key
             .0
@@ -416,6 +426,68 @@ pub fn decrypt_result_archive_with_progress<R: Read + Seek, W: Write>(
         Err(CbcError::Io(e)) if output.failed => Err(ArchiveError::Io(e)),
         Err(e) => Err(ArchiveError::PayloadDecryption(e)),
     }
+}
+
+/// The decoded key entry of a legacy archive: base64 text (whitespace ignored, as the SDK's
+/// decoder does) of exactly one RSA block of the beneficiary key. A current-format entry is
+/// raw RSA output, which is not base64 text.
+fn legacy_wrapped_key(entry: &[u8], private_key: &ResultPrivateKey) -> Option<Vec<u8>> {
+    use rsa::traits::PublicKeyParts as _;
+    let text: Vec<u8> = entry
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let decoded = STANDARD.decode(text).ok()?;
+    (decoded.len() == private_key.0.size()).then_some(decoded)
+}
+
+/// Legacy archive: unwrap the base64 key text, then base64-decode and AES-128-ECB-decrypt the
+/// payload (read whole, within the same 1 GB cap).
+fn decrypt_legacy<R: Read + Seek, W: Write>(
+    zip: &mut ZipArchive<R>,
+    wrapped_key: &[u8],
+    private_key: &ResultPrivateKey,
+    mut out: W,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, ArchiveError> {
+    const LEGACY_KEY_LEN: usize = 16;
+    let key_text = Zeroizing::new(
+        private_key
+            .0
+            .decrypt(Pkcs1v15Encrypt, wrapped_key)
+            .map_err(|_| ArchiveError::KeyDecryption)?,
+    );
+    let key_bytes = Zeroizing::new(
+        STANDARD
+            .decode(key_text.trim_ascii())
+            .map_err(|_| ArchiveError::KeyDecryption)?,
+    );
+    if key_bytes.len() != LEGACY_KEY_LEN {
+        return Err(ArchiveError::UnknownEncryptionMode(key_bytes.len()));
+    }
+    let mut key = Zeroizing::new([0u8; LEGACY_KEY_LEN]);
+    key.copy_from_slice(&key_bytes);
+
+    let entry = zip.by_name(PAYLOAD_ENTRY).map_err(ArchiveError::LoadZip)?;
+    if entry.size() > MAX_PAYLOAD_LEN {
+        return Err(ArchiveError::EntryTooLarge(PAYLOAD_ENTRY));
+    }
+    let mut text = Vec::new();
+    entry.take(MAX_PAYLOAD_LEN + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_PAYLOAD_LEN {
+        return Err(ArchiveError::UnexpectedFileSize(text.len() as u64));
+    }
+    progress(text.len() as u64);
+    text.retain(|b| !b.is_ascii_whitespace());
+    let ciphertext = STANDARD
+        .decode(&text)
+        .map_err(|_| ArchiveError::LegacyPayloadEncoding)?;
+    let plain = Zeroizing::new(
+        cbc_stream::decrypt_ecb_128(&ciphertext, &key).map_err(ArchiveError::PayloadDecryption)?,
+    );
+    out.write_all(&plain)?;
+    Ok(plain.len() as u64)
 }
 
 #[cfg(test)]

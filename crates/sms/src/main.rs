@@ -45,6 +45,9 @@ enum Command {
     /// Result encryption keys of a beneficiary and encrypted result archives.
     #[command(subcommand)]
     Result(secrets::ResultCommand),
+    /// Result storage tokens (ipfs result proxy, dropbox), like `iexec storage init|check`.
+    #[command(subcommand)]
+    Storage(secrets::StorageCommand),
     /// Register apps, datasets and workerpools on a `--dev` server's embedded ledger.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             Command::Requester(cmd) => secrets::run_requester(cmd, &out).await,
             Command::Dataset(cmd) => secrets::run_dataset(cmd, &out).await,
             Command::Result(cmd) => secrets::run_result(cmd, &out).await,
+            Command::Storage(cmd) => secrets::run_storage(cmd, &out).await,
             Command::Dev(cmd) => dev::run(cmd, &out).await,
             Command::Attest(cmd) => attest::run(cmd, &out, cli.json),
             Command::Enclave(cmd) => enclave::run(cmd).await,

@@ -26,6 +26,13 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
+/// `GET /dev/info`: a client (`sms app run`) asks whether it talks to a dev server; the route
+/// exists only with `--dev`, so any other answer means "not a dev server".
+pub async fn info(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    ledger(&state)?;
+    Ok(Json(json!({ "dev": true, "ledger": "embedded" })))
+}
+
 pub async fn deploy_app(
     State(state): State<AppState>,
     body: Bytes,

@@ -1,16 +1,638 @@
+//! The route table: every route is one [`Route`] entry (feature, method, path, handler,
+//! description). The router and the OpenAPI document (`/openapi.json`) are both built from it,
+//! so they cannot drift; adding a route is adding one entry to [`table`].
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, head, post};
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, MethodRouter};
 
 use crate::state::AppState;
 
+mod cors;
 mod dev;
 mod dev_deals;
 mod dev_read;
+pub mod openapi;
 mod ops;
 mod provision;
 pub(crate) mod secrets;
 mod tee;
+
+pub use cors::CorsOrigins;
+
+/// Which part of the API a route belongs to; decides when it is mounted and which layers wrap it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// iExec-compatible secret API (`/secrets/*`, `/apps/*`, `/requesters/*`); CORS applies.
+    Secrets,
+    /// Version, health, metrics, this API description.
+    Ops,
+    /// iExec-compatible TEE API; mounted only when a TEE framework is served.
+    Tee,
+    /// Attested provisioning (ours).
+    Provisioning,
+    /// Dev ledger; mounted only with `--dev`.
+    Dev,
+}
+
+impl Feature {
+    pub const ALL: [Feature; 5] = [
+        Feature::Secrets,
+        Feature::Ops,
+        Feature::Tee,
+        Feature::Provisioning,
+        Feature::Dev,
+    ];
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Feature::Secrets => "secrets",
+            Feature::Ops => "ops",
+            Feature::Tee => "tee",
+            Feature::Provisioning => "provisioning",
+            Feature::Dev => "dev",
+        }
+    }
+
+    fn mounted(self, state: &AppState) -> bool {
+        match self {
+            Feature::Tee => state.tee.enabled,
+            Feature::Dev => state.dev_ledger.is_some(),
+            Feature::Secrets | Feature::Ops | Feature::Provisioning => true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Head,
+    Post,
+    Put,
+}
+
+impl Verb {
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Head => MethodFilter::HEAD,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Head => "head",
+            Verb::Post => "post",
+            Verb::Put => "put",
+        }
+    }
+}
+
+/// What a body (request or answer) is, for the API description.
+#[derive(Clone, Copy, Debug)]
+pub enum Body {
+    None,
+    /// `text/plain`: a secret value, a challenge address, a version.
+    Text(&'static str),
+    /// `application/json` with a component schema name (see `openapi::schemas`).
+    Json(&'static str),
+}
+
+/// A query parameter: name, description, required.
+pub type Query = (&'static str, &'static str, bool);
+
+/// The description of one operation.
+#[derive(Clone, Copy, Debug)]
+pub struct Operation {
+    pub summary: &'static str,
+    pub query: &'static [Query],
+    pub request: Body,
+    /// Status, meaning, body.
+    pub responses: &'static [(u16, &'static str, Body)],
+}
+
+pub struct Route {
+    pub feature: Feature,
+    pub verb: Verb,
+    pub path: &'static str,
+    pub operation: Operation,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(
+    feature: Feature,
+    verb: Verb,
+    path: &'static str,
+    handler: H,
+    operation: Operation,
+) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    Route {
+        feature,
+        verb,
+        path,
+        operation,
+        handler: axum::routing::on(verb.filter(), handler),
+    }
+}
+
+const SECRET_WEB3_QUERY: &[Query] = &[("secretAddress", "dataset address (0x + 40 hex)", true)];
+const SECRET_WEB2_QUERY: &[Query] = &[
+    ("ownerAddress", "owner address (0x + 40 hex)", true),
+    ("secretName", "secret name", true),
+];
+const SECRET_VALUE: Body = Body::Text("the secret value (UTF-8)");
+const PLAIN_ERROR: Body = Body::Json("PlainError");
+const LIST_ERROR: Body = Body::Json("ListError");
+const CHECK: &[(u16, &str, Body)] = &[
+    (204, "the secret exists", Body::None),
+    (404, "no such secret", Body::None),
+    (400, "malformed address or name", Body::None),
+];
+const DEV_ANSWERS: &[(u16, &str, Body)] = &[
+    (200, "done", Body::Json("Object")),
+    (
+        400,
+        "malformed body (the reason names the field)",
+        PLAIN_ERROR,
+    ),
+    (404, "unknown entry", PLAIN_ERROR),
+];
+
+/// Every route of the server. Entries with the same path are merged into one axum route.
+pub fn table() -> Vec<Route> {
+    use Feature::*;
+    use Verb::*;
+    vec![
+        // iExec-compatible secret API (docs/secrets-api.md).
+        route(
+            Secrets,
+            Head,
+            "/secrets/web3",
+            secrets::check_web3,
+            Operation {
+                summary: "Does a dataset secret (web3) exist",
+                query: SECRET_WEB3_QUERY,
+                request: Body::None,
+                responses: CHECK,
+            },
+        ),
+        route(
+            Secrets,
+            Post,
+            "/secrets/web3",
+            secrets::push_web3,
+            Operation {
+                summary: "Push a dataset secret, signed by the dataset owner",
+                query: SECRET_WEB3_QUERY,
+                request: SECRET_VALUE,
+                responses: &[
+                    (204, "stored", Body::None),
+                    (400, "malformed address or signature", PLAIN_ERROR),
+                    (401, "signature not by the dataset owner", PLAIN_ERROR),
+                    (409, "secret already exists", PLAIN_ERROR),
+                    (413, "value too large", PLAIN_ERROR),
+                    (503, "ledger unavailable", PLAIN_ERROR),
+                ],
+            },
+        ),
+        route(
+            Secrets,
+            Head,
+            "/secrets/web2",
+            secrets::check_web2,
+            Operation {
+                summary: "Does a web2 secret exist",
+                query: SECRET_WEB2_QUERY,
+                request: Body::None,
+                responses: CHECK,
+            },
+        ),
+        route(
+            Secrets,
+            Post,
+            "/secrets/web2",
+            secrets::push_web2,
+            Operation {
+                summary: "Push a web2 secret, signed by its owner",
+                query: SECRET_WEB2_QUERY,
+                request: SECRET_VALUE,
+                responses: &[
+                    (204, "stored", Body::None),
+                    (400, "malformed address, name or signature", PLAIN_ERROR),
+                    (401, "signature not by the owner", PLAIN_ERROR),
+                    (409, "secret already exists", PLAIN_ERROR),
+                    (413, "value too large", PLAIN_ERROR),
+                ],
+            },
+        ),
+        route(
+            Secrets,
+            Put,
+            "/secrets/web2",
+            secrets::update_web2,
+            Operation {
+                summary: "Update a web2 secret, signed by its owner",
+                query: SECRET_WEB2_QUERY,
+                request: SECRET_VALUE,
+                responses: &[
+                    (204, "updated (or the same value)", Body::None),
+                    (400, "malformed address, name or signature", PLAIN_ERROR),
+                    (401, "signature not by the owner", PLAIN_ERROR),
+                    (404, "no such secret", PLAIN_ERROR),
+                    (413, "value too large", PLAIN_ERROR),
+                ],
+            },
+        ),
+        route(
+            Secrets,
+            Head,
+            "/apps/{app}/secrets",
+            secrets::check_app,
+            Operation {
+                summary: "Does the app developer secret exist",
+                query: &[],
+                request: Body::None,
+                responses: CHECK,
+            },
+        ),
+        route(
+            Secrets,
+            Post,
+            "/apps/{app}/secrets",
+            secrets::push_app,
+            Operation {
+                summary: "Push the app developer secret, signed by the app owner",
+                query: &[],
+                request: SECRET_VALUE,
+                responses: &[
+                    (204, "stored", Body::None),
+                    (400, "malformed address or signature", LIST_ERROR),
+                    (401, "signature not by the app owner", LIST_ERROR),
+                    (409, "secret already exists", LIST_ERROR),
+                    (413, "value too large", LIST_ERROR),
+                    (503, "ledger unavailable", LIST_ERROR),
+                ],
+            },
+        ),
+        route(
+            Secrets,
+            Head,
+            "/requesters/{requester}/secrets/{name}",
+            secrets::check_requester,
+            Operation {
+                summary: "Does a requester secret exist",
+                query: &[],
+                request: Body::None,
+                responses: CHECK,
+            },
+        ),
+        route(
+            Secrets,
+            Post,
+            "/requesters/{requester}/secrets/{name}",
+            secrets::push_requester,
+            Operation {
+                summary: "Push a requester secret, signed by the requester",
+                query: &[],
+                request: SECRET_VALUE,
+                responses: &[
+                    (204, "stored", Body::None),
+                    (
+                        400,
+                        "malformed address, name, signature, or value too large",
+                        LIST_ERROR,
+                    ),
+                    (401, "signature not by the requester", LIST_ERROR),
+                    (409, "secret already exists", LIST_ERROR),
+                ],
+            },
+        ),
+        // Operations.
+        route(
+            Ops,
+            Get,
+            "/version",
+            ops::version,
+            Operation {
+                summary: "Server version (plain text when Accept lists text/plain first)",
+                query: &[],
+                request: Body::None,
+                responses: &[(200, "the version", Body::Json("Version"))],
+            },
+        ),
+        route(
+            Ops,
+            Get,
+            "/health",
+            ops::health,
+            Operation {
+                summary: "Liveness of the server and its store",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "up", Body::Json("Health")),
+                    (503, "the store does not answer", Body::Json("Health")),
+                ],
+            },
+        ),
+        route(
+            Ops,
+            Get,
+            "/actuator/health",
+            ops::health,
+            Operation {
+                summary: "Same as /health (iExec's path)",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "up", Body::Json("Health")),
+                    (503, "the store does not answer", Body::Json("Health")),
+                ],
+            },
+        ),
+        route(
+            Ops,
+            Get,
+            "/metrics",
+            ops::metrics,
+            Operation {
+                summary: "Prometheus metrics",
+                query: &[],
+                request: Body::None,
+                responses: &[(200, "metrics", Body::Text("Prometheus text format"))],
+            },
+        ),
+        route(
+            Ops,
+            Get,
+            "/openapi.json",
+            openapi::serve,
+            Operation {
+                summary: "This API description (OpenAPI 3.1), for the routes this server mounts",
+                query: &[],
+                request: Body::None,
+                responses: &[(200, "the document", Body::Json("Object"))],
+            },
+        ),
+        // iExec-compatible TEE API (docs/tee-sessions.md).
+        route(
+            Tee,
+            Get,
+            "/tee/framework",
+            tee::framework,
+            Operation {
+                summary: "The TEE framework this server serves",
+                query: &[],
+                request: Body::None,
+                responses: &[(
+                    200,
+                    "\"SCONE\", \"GRAMINE\" or \"TDX\"",
+                    Body::Json("Framework"),
+                )],
+            },
+        ),
+        route(
+            Tee,
+            Get,
+            "/tee/properties/{framework}",
+            tee::properties_default,
+            Operation {
+                summary: "Properties of the first pipeline (deprecated by iExec)",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "pipeline properties", Body::Json("Object")),
+                    (400, "unknown framework", Body::None),
+                    (409, "not the served framework", Body::None),
+                ],
+            },
+        ),
+        route(
+            Tee,
+            Get,
+            "/tee/properties/{framework}/{version}",
+            tee::properties,
+            Operation {
+                summary: "Properties of a pipeline version",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "pipeline properties", Body::Json("Object")),
+                    (400, "unknown framework", Body::None),
+                    (404, "unknown version", Body::None),
+                    (409, "not the served framework", Body::None),
+                ],
+            },
+        ),
+        route(
+            Tee,
+            Post,
+            "/tee/challenges/{task}",
+            tee::challenge,
+            Operation {
+                summary: "The task's enclave challenge (scheduler, signed by the workerpool owner)",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (
+                        200,
+                        "challenge address, 0x + 40 lowercase hex",
+                        Body::Text("address"),
+                    ),
+                    (400, "malformed task id or signature", Body::None),
+                    (401, "not authorized", Body::None),
+                    (404, "unknown task", Body::None),
+                    (503, "ledger unavailable", Body::None),
+                ],
+            },
+        ),
+        route(
+            Tee,
+            Post,
+            "/tee/sessions",
+            tee::create_session,
+            Operation {
+                summary: "Create the task's TEE session (worker, WorkerpoolAuthorization)",
+                query: &[],
+                request: Body::Json("WorkerpoolAuthorization"),
+                responses: &[
+                    (200, "the session", Body::Json("SessionAnswer")),
+                    (400, "malformed request", Body::Json("SessionError")),
+                    (401, "not authorized", Body::Json("SessionError")),
+                    (
+                        409,
+                        "framework mismatch or session taken",
+                        Body::Json("SessionError"),
+                    ),
+                    (500, "session generation failed", Body::Json("SessionError")),
+                    (501, "not supported", Body::Json("SessionError")),
+                ],
+            },
+        ),
+        // Attested provisioning (docs/provisioning.md).
+        route(
+            Provisioning,
+            Get,
+            "/tee/provisioning/identity",
+            provision::identity,
+            Operation {
+                summary: "The SMS identity (Ed25519 public key) that signs releases",
+                query: &[],
+                request: Body::None,
+                responses: &[(200, "identity document", Body::Json("Object"))],
+            },
+        ),
+        route(
+            Provisioning,
+            Post,
+            "/tee/provisioning/{session}/{service}/nonce",
+            provision::nonce,
+            Operation {
+                summary: "A single-use nonce for an enclave's release",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "the nonce", Body::Json("Object")),
+                    (400, "malformed session or service", PLAIN_ERROR),
+                    (404, "unknown session or service", PLAIN_ERROR),
+                ],
+            },
+        ),
+        route(
+            Provisioning,
+            Post,
+            "/tee/provisioning/{session}/{service}/release",
+            provision::release,
+            Operation {
+                summary: "Release an enclave's environment against evidence",
+                query: &[],
+                request: Body::Json("Object"),
+                responses: &[
+                    (200, "the sealed, signed environment", Body::Json("Object")),
+                    (400, "malformed request", PLAIN_ERROR),
+                    (401, "evidence refused", PLAIN_ERROR),
+                    (403, "measurement or task refused", PLAIN_ERROR),
+                    (404, "unknown session, service or nonce", PLAIN_ERROR),
+                    (409, "release budget spent", PLAIN_ERROR),
+                    (503, "chain unavailable", PLAIN_ERROR),
+                ],
+            },
+        ),
+        // Dev ledger (`--dev` only).
+        route(
+            Dev,
+            Get,
+            "/dev/info",
+            dev::info,
+            Operation {
+                summary: "Says that this server is a dev server (embedded dev ledger)",
+                query: &[],
+                request: Body::None,
+                responses: &[(200, "dev server", Body::Json("DevInfo"))],
+            },
+        ),
+        route(
+            Dev,
+            Post,
+            "/dev/apps",
+            dev::deploy_app,
+            Operation {
+                summary: "Deploy an app on the dev ledger",
+                query: &[],
+                request: Body::Json("Object"),
+                responses: DEV_ANSWERS,
+            },
+        ),
+        route(
+            Dev,
+            Post,
+            "/dev/datasets",
+            dev::deploy_dataset,
+            Operation {
+                summary: "Deploy a dataset on the dev ledger",
+                query: &[],
+                request: Body::Json("Object"),
+                responses: DEV_ANSWERS,
+            },
+        ),
+        route(
+            Dev,
+            Post,
+            "/dev/workerpools",
+            dev::deploy_workerpool,
+            Operation {
+                summary: "Deploy a workerpool on the dev ledger",
+                query: &[],
+                request: Body::Json("Object"),
+                responses: DEV_ANSWERS,
+            },
+        ),
+        route(
+            Dev,
+            Post,
+            "/dev/transfer",
+            dev::transfer,
+            Operation {
+                summary: "Transfer an entry to a new owner",
+                query: &[],
+                request: Body::Json("Object"),
+                responses: DEV_ANSWERS,
+            },
+        ),
+        route(
+            Dev,
+            Post,
+            "/dev/deals",
+            dev_deals::create_deal,
+            Operation {
+                summary: "Create a deal and its tasks on the dev ledger",
+                query: &[],
+                request: Body::Json("Object"),
+                responses: DEV_ANSWERS,
+            },
+        ),
+        route(
+            Dev,
+            Post,
+            "/dev/tasks/{task}/status",
+            dev_deals::set_task_status,
+            Operation {
+                summary: "Set a task's status",
+                query: &[],
+                request: Body::Json("Object"),
+                responses: DEV_ANSWERS,
+            },
+        ),
+        route(
+            Dev,
+            Get,
+            "/dev/tasks/{task}",
+            dev_read::task_description,
+            Operation {
+                summary: "A task's description as the worker sees it",
+                query: &[],
+                request: Body::None,
+                responses: DEV_ANSWERS,
+            },
+        ),
+    ]
+}
+
+/// The entries this server mounts (TEE only when a framework is served, dev only with a dev ledger).
+pub fn mounted(state: &AppState) -> Vec<Route> {
+    table()
+        .into_iter()
+        .filter(|r| r.feature.mounted(state))
+        .collect()
+}
 
 /// Bodies above this are refused before anything else (memory bound); smaller oversized
 /// values are refused after authorization, with the iExec status codes.
@@ -20,67 +642,33 @@ fn body_cap(max_secret_bytes: usize) -> usize {
 
 pub fn router(state: AppState) -> Router {
     let cap = body_cap(state.max_secret_bytes);
-    let mut router = Router::new()
-        .route(
-            "/secrets/web3",
-            head(secrets::check_web3).post(secrets::push_web3),
-        )
-        .route(
-            "/secrets/web2",
-            head(secrets::check_web2)
-                .post(secrets::push_web2)
-                .put(secrets::update_web2),
-        )
-        .route(
-            "/apps/{app}/secrets",
-            head(secrets::check_app).post(secrets::push_app),
-        )
-        .route(
-            "/requesters/{requester}/secrets/{name}",
-            head(secrets::check_requester).post(secrets::push_requester),
-        )
-        .route("/version", get(ops::version))
-        .route("/health", get(ops::health))
-        .route("/actuator/health", get(ops::health))
-        .route("/metrics", get(ops::metrics));
-    if state.tee.enabled {
-        router = router
-            .route("/tee/framework", get(tee::framework))
-            .route("/tee/properties/{framework}", get(tee::properties_default))
-            .route(
-                "/tee/properties/{framework}/{version}",
-                get(tee::properties),
-            )
-            .route("/tee/challenges/{task}", post(tee::challenge))
-            .route("/tee/sessions", post(tee::create_session));
+    let mut secret_routes: Router<AppState> = Router::new();
+    let mut other_routes: Router<AppState> = Router::new();
+    for entry in mounted(&state) {
+        if entry.feature == Feature::Secrets {
+            secret_routes = secret_routes.route(entry.path, entry.handler);
+        } else {
+            other_routes = other_routes.route(entry.path, entry.handler);
+        }
     }
-    router = router
-        .route("/tee/provisioning/identity", get(provision::identity))
-        .route(
-            "/tee/provisioning/{session}/{service}/nonce",
-            post(provision::nonce),
-        )
-        .route(
-            "/tee/provisioning/{session}/{service}/release",
-            post(provision::release),
-        );
-    if state.dev_ledger.is_some() {
-        router = router
-            .route("/dev/apps", post(dev::deploy_app))
-            .route("/dev/datasets", post(dev::deploy_dataset))
-            .route("/dev/workerpools", post(dev::deploy_workerpool))
-            .route("/dev/transfer", post(dev::transfer))
-            .route("/dev/deals", post(dev_deals::create_deal))
-            .route("/dev/tasks/{task}/status", post(dev_deals::set_task_status))
-            .route("/dev/tasks/{task}", get(dev_read::task_description));
-    }
+    let secret_routes = secret_routes.layer(state.cors.layer());
     let simulated_tee = state.provisioner.allows_simulated();
-    let router = router.layer(DefaultBodyLimit::max(cap)).with_state(state);
+    let router = other_routes
+        .merge(secret_routes)
+        .fallback(no_such_route)
+        .layer(DefaultBodyLimit::max(cap))
+        .with_state(state);
     if simulated_tee {
         router.layer(axum::middleware::from_fn(mark_simulated_tee))
     } else {
         router
     }
+}
+
+/// Answer of a path no entry of the table serves (the API description test tells it apart
+/// from a handler's own 404 by this body).
+async fn no_such_route() -> crate::error::ApiError {
+    crate::error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "No such route")
 }
 
 /// Header on every `/tee/*` answer of a server that accepts simulated TEE evidence (a header,

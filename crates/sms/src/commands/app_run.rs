@@ -50,7 +50,8 @@ pub struct LocalWorkerArgs {
 
 #[derive(Args)]
 #[command(after_help = "\
-With --dev (the SMS runs with --dev), nothing else is needed: a dev workerpool with its own
+Against a dev server (started with --dev; asked with GET /dev/info, or asserted with
+--dev), nothing else is needed: a dev workerpool with its own
 wallet is created once (kept in ~/.config/sms/dev-workerpool.json), then the deal and its
 task on the dev ledger; the local worker plays the scheduler and the worker and runs
 pre-compute (with a dataset or input files), the app (its enclave configuration's
@@ -89,7 +90,8 @@ pub struct RunArgs {
     /// Beneficiary (default: the requester).
     #[arg(long)]
     pub beneficiary: Option<String>,
-    /// Run on the SMS's dev ledger (required: see below).
+    /// Run on the SMS's dev ledger without asking the server first (by default the server is
+    /// asked, GET /dev/info, and must be a dev server).
     #[arg(long)]
     pub dev: bool,
     /// Print the stages as they run.
@@ -302,12 +304,30 @@ fn params_of(args: &RunArgs, tee: bool) -> anyhow::Result<String> {
     Ok(builder.build(tee, false)?)
 }
 
-pub async fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
-    if !args.dev {
+/// `sms app run` needs the server's dev ledger: `--dev` asserts it, otherwise the server is
+/// asked (`GET /dev/info`) and must say that it is a dev server.
+async fn ensure_dev_server(args: &RunArgs) -> anyhow::Result<()> {
+    if args.dev {
+        return Ok(());
+    }
+    let client = args.sms.client()?;
+    let dev = client.is_dev_server().await.with_context(|| {
+        format!(
+            "cannot ask {} whether it is a dev server (GET /dev/info)",
+            client.url()
+        )
+    })?;
+    if !dev {
         bail!(
-            "sms app run needs --dev (an SMS started with --dev): against a chain, create the deal with the iExec SDK and run its task with `sms worker run --task <taskId>`"
+            "sms app run needs a dev server, and {} is not one (it has no GET /dev/info: it was not started with --dev): against a chain, create the deal with the iExec SDK and run its task with `sms worker run --task <taskId>`",
+            client.url()
         );
     }
+    Ok(())
+}
+
+pub async fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
+    ensure_dev_server(&args).await?;
     let requester = requester_address(&args.wallet)?;
     let tag = parse_tag(&args.tag).map_err(|e| anyhow!("--tag: {e}"))?;
     let tee = tag.as_slice()[31] & 1 == 1;

@@ -7,7 +7,9 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use sms_client::Web2Write;
 use sms_core::Address;
-use sms_core::secret::{RESULT_ENCRYPTION_PUBLIC_KEY, parse_address};
+use sms_core::secret::{
+    RESULT_DROPBOX_TOKEN, RESULT_ENCRYPTION_PUBLIC_KEY, RESULT_IPFS_TOKEN, parse_address,
+};
 
 use super::{SmsArgs, WalletArgs};
 use crate::output::Output;
@@ -230,6 +232,125 @@ pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()
     Ok(())
 }
 
+/// Pushes one of the SDK's reserved web2 secrets of the signer (result key, storage tokens):
+/// created when absent, replaced only with `force_update`. Returns whether it existed.
+async fn push_reserved_web2(
+    client: &sms_client::SmsClient,
+    signer: &alloy_signer_local::PrivateKeySigner,
+    name: &str,
+    value: &str,
+    force_update: bool,
+) -> anyhow::Result<bool> {
+    let owner = signer.address();
+    let exists = client.web2_secret_exists(owner, name).await?;
+    if exists && !force_update {
+        anyhow::bail!(
+            "Secret \"{name}\" already exists for {owner} and can't be updated without --force-update"
+        );
+    }
+    let mode = if exists {
+        Web2Write::Update
+    } else {
+        Web2Write::Create
+    };
+    client.push_web2_secret(signer, name, value, mode).await?;
+    Ok(exists)
+}
+
+// ---- result storage (iexec storage init|check) ----
+
+/// Where results are stored; each provider's token is a reserved web2 secret.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum StorageProvider {
+    /// The iExec result proxy (IPFS): a token the result proxy issues.
+    Ipfs,
+    /// Dropbox: an access token of your Dropbox app.
+    Dropbox,
+}
+
+impl StorageProvider {
+    fn secret_name(self) -> &'static str {
+        match self {
+            StorageProvider::Ipfs => RESULT_IPFS_TOKEN,
+            StorageProvider::Dropbox => RESULT_DROPBOX_TOKEN,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum StorageCommand {
+    /// Push your result storage token (like `iexec storage init`).
+    Init {
+        #[arg(long, value_enum, default_value = "ipfs")]
+        provider: StorageProvider,
+        /// The token (prompted for, or read from standard input, when absent). For ipfs it is
+        /// the result proxy's token: the SDK logs in to the result proxy to get one, `sms`
+        /// does not (yet), so pass it.
+        #[arg(long)]
+        token: Option<String>,
+        /// Replace the token if one is already set.
+        #[arg(long)]
+        force_update: bool,
+        #[command(flatten)]
+        signed: Signed,
+    },
+    /// Check whether a result storage token is set (default: your wallet).
+    Check {
+        #[arg(long, value_enum, default_value = "ipfs")]
+        provider: StorageProvider,
+        /// Owner address (default: the wallet's address).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        sms: SmsArgs,
+        #[command(flatten)]
+        wallet: WalletArgs,
+    },
+}
+
+pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        StorageCommand::Init {
+            provider,
+            token,
+            force_update,
+            signed,
+        } => {
+            let token = secret_value(token)?;
+            if token.trim().is_empty() {
+                anyhow::bail!("the {provider:?} storage token is empty (give it with --token)");
+            }
+            let client = signed.sms.client()?;
+            let signer = signed.wallet.signer()?;
+            let name = provider.secret_name();
+            let exists = push_reserved_web2(&client, &signer, name, &token, force_update).await?;
+            let human = if exists {
+                format!("Storage token \"{name}\" successfully updated")
+            } else {
+                format!("Storage token \"{name}\" successfully pushed")
+            };
+            out.done(human, json!({ "isPushed": true, "isUpdated": exists }));
+        }
+        StorageCommand::Check {
+            provider,
+            user,
+            sms,
+            wallet,
+        } => {
+            let owner = address_or_wallet(user, &wallet)?;
+            let name = provider.secret_name();
+            let exists = sms.client()?.web2_secret_exists(owner, name).await?;
+            let human = if exists {
+                format!("Storage token \"{name}\" is set for {owner}")
+            } else {
+                format!("No storage token \"{name}\" for {owner}")
+            };
+            out.done(human, json!({ "isInitialized": exists }));
+        }
+    }
+    Ok(())
+}
+
 // ---- result encryption key ----
 
 #[derive(Subcommand)]
@@ -281,22 +402,14 @@ pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> 
             let pem = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read the public key file {}", path.display()))?;
             let value = sms_worker::result_archive::format_encryption_key(pem.trim());
-            let exists = client
-                .web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY)
-                .await?;
-            if exists && !force_update {
-                anyhow::bail!(
-                    "Secret already exists for {owner} and can't be updated without --force-update"
-                );
-            }
-            let mode = if exists {
-                Web2Write::Update
-            } else {
-                Web2Write::Create
-            };
-            client
-                .push_web2_secret(&signer, RESULT_ENCRYPTION_PUBLIC_KEY, &value, mode)
-                .await?;
+            let exists = push_reserved_web2(
+                &client,
+                &signer,
+                RESULT_ENCRYPTION_PUBLIC_KEY,
+                &value,
+                force_update,
+            )
+            .await?;
             let human = if exists {
                 "Encryption key successfully updated"
             } else {
