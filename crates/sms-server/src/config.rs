@@ -135,7 +135,7 @@ pub struct ChainArgs {
 pub const DEFAULT_CHAIN_ID: u64 = 134;
 pub const DEFAULT_CHAIN_TIMEOUT_MS: u64 = 2000;
 /// Default `--database-timeout-ms`: a store outage is answered (503) well within 2 s.
-pub const DEFAULT_DATABASE_TIMEOUT_MS: u64 = 1500;
+pub const DEFAULT_DATABASE_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_CHAIN_RETRIES: u32 = 2;
 pub const DEFAULT_CHAIN_FRESH_MS: u64 = 1000;
 

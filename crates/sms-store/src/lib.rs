@@ -157,6 +157,9 @@ fn unavailability(e: &sqlx::Error) -> Option<String> {
         sqlx::Error::Io(io) => Some(format!("database connection: {io}")),
         sqlx::Error::Tls(tls) => Some(format!("database TLS: {tls}")),
         sqlx::Error::WorkerCrashed => Some("the database connection worker stopped".into()),
+        // The byte stream is not PostgreSQL's protocol: a connection cut mid-handshake (e.g.
+        // an empty answer to the SSLRequest) or a broken hop; a new connection may work.
+        sqlx::Error::Protocol(detail) => Some(format!("database connection broken: {detail}")),
         sqlx::Error::Database(db) => {
             let code = db.code()?;
             is_unavailable_sqlstate(&code)

@@ -22,7 +22,7 @@ use crate::{Backend, Insert, RecordKey, SealedRow, StoreError, WrappedDataKey, u
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Default of [`PostgresSettings::timeout`]: well inside the 2 s a 503 must take.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1500);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Default pool size per replica.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// Start-up (connect, migrate) may wait longer than a request: a replica starting while
@@ -305,6 +305,12 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert!(StoreError::from(sqlx::Error::Io(refused)).is_unavailable());
         assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(
+            StoreError::from(sqlx::Error::Protocol(
+                "unexpected response from SSLRequest".into()
+            ))
+            .is_unavailable()
+        );
         assert!(!StoreError::from(sqlx::Error::RowNotFound).is_unavailable());
     }
 }

@@ -250,7 +250,7 @@ async fn cluster_behind_proxy() -> (Cluster, FaultProxy, String) {
     let upstream: std::net::SocketAddr = hostport.parse().unwrap();
     let proxy = FaultProxy::start(upstream).await.unwrap();
     let proxied = format!("postgres://{user}@{}/{path}", proxy.addr());
-    let cluster = Cluster::start(SMS, &proxied, 3, &["--database-timeout-ms", "1500"]).await;
+    let cluster = Cluster::start(SMS, &proxied, 3, &["--database-timeout-ms", "1000"]).await;
     (cluster, proxy, db)
 }
 
