@@ -24,14 +24,23 @@ pub struct ServerConfig {
     #[arg(long, env = "SMS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// PostgreSQL URL (postgres://user@host/db) to share the store between replicas.
-    /// Default: SQLite in the data directory.
+    /// PostgreSQL URL (postgres://user@host/db) to share the store between replicas; takes the
+    /// standard TLS parameters, e.g. `?sslmode=verify-full&sslrootcert=/etc/sms/pg-ca.pem`
+    /// (use them in production, docs/operations.md). Default: SQLite in the data directory.
     #[arg(long, env = "SMS_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Maximum connections to PostgreSQL.
-    #[arg(long, env = "SMS_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    /// Maximum connections of this replica to PostgreSQL (its pool). 1 to 1000.
+    #[arg(long, env = "SMS_DATABASE_MAX_CONNECTIONS", default_value_t = sms_store::postgres::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
+
+    /// Upper bound of one PostgreSQL call, in milliseconds: the wait for a pooled connection,
+    /// the server-side statement_timeout, and the whole round trip. Past it the request gets
+    /// 503 STORE_UNAVAILABLE. 50 to 60000.
+    #[arg(long, env = "SMS_DATABASE_TIMEOUT_MS", value_name = "MS", default_value_t = DEFAULT_DATABASE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub database_timeout_ms: u64,
 
     /// File holding the base64 master key that wraps the data keys; created (mode 0600) on
     /// first start. Ignored when SMS_MASTER_KEY is set. Default: <data-dir>/master.key.
@@ -130,6 +139,8 @@ pub struct ChainArgs {
 /// `--chain-id` when neither it, SMS_CHAIN_ID nor IEXEC_CHAIN_ID is given (Bellecour).
 pub const DEFAULT_CHAIN_ID: u64 = 134;
 pub const DEFAULT_CHAIN_TIMEOUT_MS: u64 = 2000;
+/// Default `--database-timeout-ms`: a store outage is answered (503) well within 2 s.
+pub const DEFAULT_DATABASE_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_CHAIN_RETRIES: u32 = 2;
 pub const DEFAULT_CHAIN_FRESH_MS: u64 = 1000;
 
@@ -172,7 +183,8 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: Some(data_dir),
             database_url: None,
-            database_max_connections: 16,
+            database_max_connections: sms_store::postgres::DEFAULT_MAX_CONNECTIONS,
+            database_timeout_ms: DEFAULT_DATABASE_TIMEOUT_MS,
             master_key_file: None,
             max_secret_bytes: DEFAULT_MAX_SECRET_BYTES,
             tls_cert: None,

@@ -64,9 +64,16 @@ impl ApiError {
     }
 }
 
+/// A store outage is 503 with the cause (the caller retries); anything else is ours (500).
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e)
+        match e {
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "store unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").with_reason(reason)
+            }
+            other => Self::internal(other),
+        }
     }
 }
 

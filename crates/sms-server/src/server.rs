@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use axum_server::Handle;
-use sms_store::postgres::PostgresBackend;
+use sms_store::postgres::{PostgresBackend, PostgresSettings};
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, MasterKey, Store};
 use thiserror::Error;
@@ -208,9 +208,14 @@ pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, StartupErr
         Err(_) => MasterKey::load_or_create(&config.master_key_file())?,
     };
     let backend: Arc<dyn Backend> = match &config.database_url {
-        Some(url) => {
-            Arc::new(PostgresBackend::connect(url, config.database_max_connections).await?)
-        }
+        Some(url) => Arc::new(
+            PostgresBackend::open(&PostgresSettings {
+                url: url.clone(),
+                max_connections: config.database_max_connections,
+                timeout: Duration::from_millis(config.database_timeout_ms),
+            })
+            .await?,
+        ),
         None => Arc::new(SqliteBackend::open(&data_dir.join("sms.db")).await?),
     };
     let description = backend.describe();

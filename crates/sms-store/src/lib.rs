@@ -91,16 +91,82 @@ pub enum Update {
 
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// The database cannot be reached or did not answer in time (pool timeout, connection
+    /// refused or reset, statement timeout, server shutting down). Transient: the caller may
+    /// retry (503); the pool reconnects by itself.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer SMS: this binary must not write to it.
+    #[error(
+        "the database schema is at version {database}, newer than the newest this SMS knows ({known}): \
+         upgrade this replica, or point it at another database"
+    )]
+    SchemaTooNew { database: i64, known: i64 },
     #[error("the store's writer has stopped")]
     WriterGone,
     #[error("{0}")]
     Key(String),
     #[error("record {0} cannot be decrypted: wrong key or tampered row")]
     Integrity(String),
+}
+
+impl StoreError {
+    /// Whether this is a transient outage of the database (503), not a bug or a bad row.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match unavailability(&e) {
+            Some(reason) => StoreError::Unavailable(reason),
+            None => StoreError::Database(e),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(inner) => match unavailability(&inner) {
+                Some(reason) => StoreError::Unavailable(reason),
+                None => StoreError::Migration(sqlx::migrate::MigrateError::Execute(inner)),
+            },
+            other => StoreError::Migration(other),
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "the server cannot serve now", not "the request is wrong":
+/// class 08 (connection exception), 53300 (too many connections), 57014 (statement timeout
+/// or cancel), 57P01..57P03 (shutdown, crash recovery, cannot connect now).
+fn is_unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "53300" | "57014" | "57P01" | "57P02" | "57P03")
+}
+
+/// The reason a sqlx error is an outage, if it is one.
+fn unavailability(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::PoolTimedOut => Some("no database connection within the timeout".into()),
+        sqlx::Error::PoolClosed => Some("the database pool is closed".into()),
+        sqlx::Error::Io(io) => Some(format!("database connection: {io}")),
+        sqlx::Error::Tls(tls) => Some(format!("database TLS: {tls}")),
+        sqlx::Error::WorkerCrashed => Some("the database connection worker stopped".into()),
+        // The byte stream is not PostgreSQL's protocol: a connection cut mid-handshake (e.g.
+        // an empty answer to the SSLRequest) or a broken hop; a new connection may work.
+        sqlx::Error::Protocol(detail) => Some(format!("database connection broken: {detail}")),
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            is_unavailable_sqlstate(&code)
+                .then(|| format!("database refused ({code}): {}", db.message()))
+        }
+        _ => None,
+    }
 }
 
 /// Storage of sealed rows. Every acknowledged write is durable.
@@ -124,6 +190,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError>;
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
     async fn insert_data_key(&self, key: WrappedDataKey) -> Result<Insert, StoreError>;
+    /// One cheap round trip (`SELECT 1`), bounded by the backend's timeout (`/health`).
+    async fn ping(&self) -> Result<(), StoreError>;
     fn describe(&self) -> String;
 }
 
@@ -268,6 +336,11 @@ impl Store {
 
     pub async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.backend.count_by_namespace().await
+    }
+
+    /// Whether the database answers now (`/health`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.backend.ping().await
     }
 }
 

@@ -1,64 +1,194 @@
 //! PostgreSQL backend, shared by several stateless SMS replicas. Each write is its own
 //! transaction; PostgreSQL's own group commit makes concurrent commits share fsyncs.
+//!
+//! Every call is bounded by [`PostgresSettings::timeout`]: waiting for a pooled connection,
+//! the server-side `statement_timeout` of each connection, and a client-side deadline over
+//! the whole call (a blackholed network answers nothing, so only the client can give up).
+//! Past it the call fails with [`StoreError::Unavailable`]; the pool reconnects by itself.
 
+use std::future::Future;
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::sql::{self, bind_key, bind_row};
 use crate::{Backend, Insert, RecordKey, SealedRow, StoreError, WrappedDataKey, unix_now};
 
+/// The versioned schema; applied at start-up under sqlx's `pg_advisory_lock`.
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Default of [`PostgresSettings::timeout`]: well inside the 2 s a 503 must take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Default pool size per replica.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// Start-up (connect, migrate) may wait longer than a request: a replica starting while
+/// another one migrates waits for the advisory lock.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How one replica talks to PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PostgresSettings {
+    /// `postgres://user@host/db?sslmode=verify-full&sslrootcert=/path/ca.pem`
+    pub url: String,
+    pub max_connections: u32,
+    /// Bound of one store call: connection wait, statement, and the whole round trip.
+    pub timeout: Duration,
+}
+
+impl PostgresSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The URL's options (TLS parameters included) plus this replica's statement timeout.
+    pub fn connect_options(&self) -> Result<PgConnectOptions, StoreError> {
+        if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
+            return Err(StoreError::Key(
+                "--database-url must start with postgres:// or postgresql://".into(),
+            ));
+        }
+        let options = PgConnectOptions::from_str(&self.url)
+            .map_err(|e| StoreError::Key(format!("--database-url is not a PostgreSQL URL: {e}")))?;
+        Ok(options.options([(
+            "statement_timeout",
+            format!("{}ms", self.timeout.as_millis().max(1)),
+        )]))
+    }
+}
+
 pub struct PostgresBackend {
     pool: PgPool,
+    timeout: Duration,
     description: String,
+}
+
+/// The newest migration version this binary knows.
+pub fn known_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 impl PostgresBackend {
     /// Connects (bounded wait) and applies migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let mut settings = PostgresSettings::new(url);
+        settings.max_connections = max_connections;
+        Self::open(&settings).await
+    }
+
+    /// Connects, refuses a schema newer than this binary's, applies pending migrations
+    /// (sqlx holds `pg_advisory_lock` meanwhile, so replicas starting together apply them once).
+    pub async fn open(settings: &PostgresSettings) -> Result<Self, StoreError> {
+        let options = settings.connect_options()?;
+        let description = format!(
+            "postgres {}:{}/{} (sslmode {:?})",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or(""),
+            options.get_ssl_mode()
+        )
+        .to_lowercase();
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        let description = match url.rsplit_once('@') {
-            Some((_, host)) => format!("postgres {host}"),
-            None => "postgres".to_owned(),
+            .max_connections(settings.max_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(settings.timeout)
+            .connect_lazy_with(options);
+        let startup = async {
+            check_schema_version(&pool).await?;
+            MIGRATOR.run(&pool).await.map_err(|e| match e {
+                sqlx::migrate::MigrateError::VersionMissing(database) => StoreError::SchemaTooNew {
+                    database,
+                    known: known_schema_version(),
+                },
+                other => other.into(),
+            })
         };
-        Ok(Self { pool, description })
+        tokio::time::timeout(STARTUP_TIMEOUT, startup)
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "could not connect and migrate within {} s",
+                    STARTUP_TIMEOUT.as_secs()
+                ))
+            })??;
+        Ok(Self {
+            pool,
+            timeout: settings.timeout,
+            description,
+        })
+    }
+
+    /// Runs one store call within the timeout.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer from PostgreSQL within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// Fails with [`StoreError::SchemaTooNew`] when a newer SMS migrated this database.
+async fn check_schema_version(pool: &PgPool) -> Result<(), StoreError> {
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(());
+    }
+    let (database,): (Option<i64>,) =
+        sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?;
+    let known = known_schema_version();
+    match database {
+        Some(database) if database > known => Err(StoreError::SchemaTooNew { database, known }),
+        _ => Ok(()),
     }
 }
 
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn insert(&self, row: SealedRow) -> Result<Insert, StoreError> {
-        let r = bind_row!(sqlx::query(sql::INSERT), row, unix_now())
-            .execute(&self.pool)
+        let r = self
+            .bounded(bind_row!(sqlx::query(sql::INSERT), row, unix_now()).execute(&self.pool))
             .await?;
         Ok(sql::insert_outcome(r.rows_affected()))
     }
 
     async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError> {
-        let r = bind_row!(sqlx::query(sql::REPLACE), row, unix_now())
-            .bind(expected_version)
-            .execute(&self.pool)
+        let r = self
+            .bounded(
+                bind_row!(sqlx::query(sql::REPLACE), row, unix_now())
+                    .bind(expected_version)
+                    .execute(&self.pool),
+            )
             .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {
-        let row: Option<sql::RowRecord> = bind_key!(sqlx::query_as(sql::GET), key)
-            .fetch_optional(&self.pool)
+        let row: Option<sql::RowRecord> = self
+            .bounded(bind_key!(sqlx::query_as(sql::GET), key).fetch_optional(&self.pool))
             .await?;
         Ok(row.map(Into::into))
     }
 
     async fn exists(&self, key: &RecordKey) -> Result<bool, StoreError> {
-        let row: Option<(i32,)> = bind_key!(sqlx::query_as(sql::EXISTS), key)
-            .fetch_optional(&self.pool)
+        let row: Option<(i32,)> = self
+            .bounded(bind_key!(sqlx::query_as(sql::EXISTS), key).fetch_optional(&self.pool))
             .await?;
         Ok(row.is_some())
     }
@@ -70,31 +200,37 @@ impl Backend for PostgresBackend {
     ) -> Result<bool, StoreError> {
         let r = match expected_version {
             None => {
-                bind_key!(sqlx::query(sql::DELETE), key)
-                    .execute(&self.pool)
+                self.bounded(bind_key!(sqlx::query(sql::DELETE), key).execute(&self.pool))
                     .await?
             }
             Some(v) => {
-                bind_key!(sqlx::query(sql::DELETE_VERSION), key)
-                    .bind(v)
-                    .execute(&self.pool)
-                    .await?
+                self.bounded(
+                    bind_key!(sqlx::query(sql::DELETE_VERSION), key)
+                        .bind(v)
+                        .execute(&self.pool),
+                )
+                .await?
             }
         };
         Ok(r.rows_affected() > 0)
     }
 
     async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query(sql::DELETE_EXPIRED)
-            .bind(namespace)
-            .bind(now)
-            .execute(&self.pool)
+        let r = self
+            .bounded(
+                sqlx::query(sql::DELETE_EXPIRED)
+                    .bind(namespace)
+                    .bind(now)
+                    .execute(&self.pool),
+            )
             .await?;
         Ok(r.rows_affected())
     }
 
     async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(sql::COUNT).fetch_all(&self.pool).await?;
+        let rows: Vec<(String, i64)> = self
+            .bounded(sqlx::query_as(sql::COUNT).fetch_all(&self.pool))
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(ns, n)| (ns, n.max(0) as u64))
@@ -102,24 +238,79 @@ impl Backend for PostgresBackend {
     }
 
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError> {
-        let rows: Vec<sql::DataKeyRecord> =
-            sqlx::query_as(sql::DATA_KEYS).fetch_all(&self.pool).await?;
+        let rows: Vec<sql::DataKeyRecord> = self
+            .bounded(sqlx::query_as(sql::DATA_KEYS).fetch_all(&self.pool))
+            .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn insert_data_key(&self, key: WrappedDataKey) -> Result<Insert, StoreError> {
-        let r = sqlx::query(sql::INSERT_DATA_KEY)
-            .bind(key.id)
-            .bind(&key.wrapped)
-            .bind(&key.nonce)
-            .bind(&key.master_fingerprint)
-            .bind(unix_now())
-            .execute(&self.pool)
+        let r = self
+            .bounded(
+                sqlx::query(sql::INSERT_DATA_KEY)
+                    .bind(key.id)
+                    .bind(&key.wrapped)
+                    .bind(&key.nonce)
+                    .bind(&key.master_fingerprint)
+                    .bind(unix_now())
+                    .execute(&self.pool),
+            )
             .await?;
         Ok(sql::insert_outcome(r.rows_affected()))
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map(|_| ())
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::postgres::PgSslMode;
+
+    use super::*;
+
+    #[test]
+    fn url_tls_parameters_are_honoured() {
+        let mut settings = PostgresSettings::new(
+            "postgres://sms@db.example:5433/sms?sslmode=verify-full&sslrootcert=/etc/sms/pg-ca.pem",
+        );
+        settings.timeout = Duration::from_millis(1200);
+        let options = settings.connect_options().unwrap();
+        assert!(matches!(options.get_ssl_mode(), PgSslMode::VerifyFull));
+        assert_eq!(options.get_host(), "db.example");
+        assert_eq!(options.get_port(), 5433);
+        assert_eq!(options.get_database(), Some("sms"));
+        assert!(format!("{options:?}").contains("/etc/sms/pg-ca.pem"));
+        assert_eq!(options.get_options(), Some("-c statement_timeout=1200ms"));
+    }
+
+    #[test]
+    fn a_url_that_is_not_postgres_is_refused() {
+        assert!(
+            PostgresSettings::new("mysql://x@y/z")
+                .connect_options()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn outages_are_typed() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(StoreError::from(sqlx::Error::Io(refused)).is_unavailable());
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(
+            StoreError::from(sqlx::Error::Protocol(
+                "unexpected response from SSLRequest".into()
+            ))
+            .is_unavailable()
+        );
+        assert!(!StoreError::from(sqlx::Error::RowNotFound).is_unavailable());
     }
 }

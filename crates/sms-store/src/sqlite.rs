@@ -346,6 +346,11 @@ impl Backend for SqliteBackend {
         ))
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!("sqlite {}", self.path)
     }

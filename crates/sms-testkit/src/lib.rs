@@ -2,9 +2,12 @@
 //!
 //! - [`chain::LocalChain`]: a local anvil node with the real iExec PoCo contracts deployed.
 //! - [`server::TestServer`]: an SMS started in process on loopback, in a temporary data dir.
-//! - [`proxy::FaultProxy`]: a loopback TCP proxy that can hang, answer garbage or close.
+//! - [`cluster::Cluster`]: N real `sms server` processes on one PostgreSQL database.
+//! - [`proxy::FaultProxy`]: a loopback TCP proxy that can hang, answer garbage, close,
+//!   blackhole or refuse.
 
 pub mod chain;
+pub mod cluster;
 pub mod postgres;
 pub mod proxy;
 pub mod server;

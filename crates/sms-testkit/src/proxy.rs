@@ -1,5 +1,6 @@
-//! [`FaultProxy`]: a loopback TCP proxy in front of a JSON-RPC node that can be switched to
-//! misbehave (hang, answer garbage, close), to test how clients bound and recover from faults.
+//! [`FaultProxy`]: a loopback TCP proxy in front of a JSON-RPC node or a PostgreSQL server that
+//! can be switched to misbehave (hang, answer garbage, close, blackhole, refuse), to test how
+//! clients bound and recover from faults.
 
 use std::net::SocketAddr;
 
@@ -21,6 +22,12 @@ pub enum Fault {
     RawGarbage,
     /// Close each connection as soon as it is accepted.
     Close,
+    /// A network cut: open connections stay open but nothing is forwarded either way; new
+    /// connections are accepted and never answered.
+    Blackhole,
+    /// A stopped server: the port is closed (connection refused) and open connections are
+    /// closed.
+    Refuse,
 }
 
 /// A proxy on `127.0.0.1:<random port>`. Switching the fault drops the open connections, so
@@ -38,11 +45,7 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (fault, _) = watch::channel(Fault::None);
         let rx = fault.subscribe();
-        let accept = tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, upstream, rx.clone()));
-            }
-        });
+        let accept = tokio::spawn(accept_loop(listener, addr, upstream, rx));
         Ok(Self {
             addr,
             fault,
@@ -69,6 +72,55 @@ impl Drop for FaultProxy {
     }
 }
 
+/// Accepts while the fault is not `Refuse`; under `Refuse` the listening socket is closed and
+/// bound again (same port) when the fault changes.
+async fn accept_loop(
+    mut listener: TcpListener,
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    mut rx: watch::Receiver<Fault>,
+) {
+    loop {
+        if *rx.borrow_and_update() == Fault::Refuse {
+            drop(listener);
+            loop {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                if *rx.borrow_and_update() != Fault::Refuse {
+                    break;
+                }
+            }
+            listener = loop {
+                match TcpListener::bind(addr).await {
+                    Ok(l) => break l,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
+            };
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    tokio::spawn(serve(socket, upstream, rx.clone()));
+                }
+                Err(_) => return,
+            },
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Holds a connection open without forwarding until the fault changes.
+async fn swallow(socket: &mut TcpStream, fault: &mut watch::Receiver<Fault>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            read = socket.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { return },
+            _ = fault.changed() => return,
+        }
+    }
+}
+
 async fn serve(mut socket: TcpStream, upstream: SocketAddr, mut fault: watch::Receiver<Fault>) {
     let mode = *fault.borrow_and_update();
     let mut buf = vec![0u8; 64 * 1024];
@@ -79,9 +131,16 @@ async fn serve(mut socket: TcpStream, upstream: SocketAddr, mut fault: watch::Re
             };
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut socket, &mut node) => {}
-                _ = fault.changed() => {}
+                _ = fault.changed() => {
+                    if *fault.borrow_and_update() == Fault::Blackhole {
+                        // Keep both ends open, forward nothing, until the cut heals.
+                        swallow(&mut socket, &mut fault).await;
+                    }
+                }
             }
         }
+        Fault::Blackhole => swallow(&mut socket, &mut fault).await,
+        Fault::Refuse => {}
         Fault::Hang => loop {
             tokio::select! {
                 read = socket.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { return },

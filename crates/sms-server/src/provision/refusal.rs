@@ -35,6 +35,8 @@ pub enum Refusal {
     ChainUnavailable(String),
     /// Too many concurrent releases of one service: retry.
     Busy,
+    /// The store could not be reached in time: retry.
+    StoreUnavailable(String),
     /// A failure of ours (store, undecodable stored session): logged, answered as a bare 500.
     Internal(String),
 }
@@ -70,6 +72,7 @@ impl Refusal {
             Refusal::TaskNotLive(_) => "TASK_NOT_LIVE",
             Refusal::ChainUnavailable(_) => "CHAIN_UNAVAILABLE",
             Refusal::Busy => "RELEASE_BUSY",
+            Refusal::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Refusal::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -85,7 +88,9 @@ impl Refusal {
             Refusal::ReleaseLimitReached { .. } => StatusCode::CONFLICT,
             Refusal::Evidence(e) => evidence_status(e),
             Refusal::TaskNotLive(_) => StatusCode::FORBIDDEN,
-            Refusal::ChainUnavailable(_) | Refusal::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::ChainUnavailable(_) | Refusal::Busy | Refusal::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +112,7 @@ impl Refusal {
             Refusal::TaskNotLive(_) => "the task is not running: nothing is released for it".into(),
             Refusal::ChainUnavailable(_) => "the chain cannot be read now, retry".into(),
             Refusal::Busy => "too many concurrent releases of this service, retry".into(),
+            Refusal::StoreUnavailable(_) => "the store cannot be reached now, retry".into(),
             Refusal::Internal(_) => "internal error".into(),
         }
     }
@@ -123,9 +129,9 @@ impl Refusal {
                 expired_at_ms.div_ceil(1000)
             )),
             Refusal::Evidence(e) => Some(e.full_message()),
-            Refusal::TaskNotLive(detail) | Refusal::ChainUnavailable(detail) => {
-                Some(detail.clone())
-            }
+            Refusal::TaskNotLive(detail)
+            | Refusal::ChainUnavailable(detail)
+            | Refusal::StoreUnavailable(detail) => Some(detail.clone()),
             _ => None,
         }
     }
@@ -154,7 +160,10 @@ fn evidence_status(e: &VerifyError) -> StatusCode {
 
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
-        Refusal::Internal(format!("store: {e}"))
+        match e {
+            StoreError::Unavailable(reason) => Refusal::StoreUnavailable(reason),
+            other => Refusal::Internal(format!("store: {other}")),
+        }
     }
 }
 

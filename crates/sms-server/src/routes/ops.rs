@@ -51,15 +51,17 @@ fn prefers_plain_text(headers: &HeaderMap) -> bool {
     false
 }
 
-/// Healthy when the store answers.
+/// Healthy when the store answers `SELECT 1` within the store timeout; DOWN names the cause.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.count_by_namespace().await {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "UP" }))),
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "UP" }))),
         Err(e) => {
-            tracing::error!(error = %e, "health check: store unavailable");
+            tracing::warn!(error = %e, "health check: store unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "DOWN", "reason": "store unavailable" })),
+                Json(
+                    json!({ "status": "DOWN", "code": "STORE_UNAVAILABLE", "reason": e.to_string() }),
+                ),
             )
         }
     }

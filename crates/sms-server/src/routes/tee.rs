@@ -148,6 +148,9 @@ pub async fn challenge(
             tracing::warn!(reason = %r, "ledger unavailable");
             error(StatusCode::SERVICE_UNAVAILABLE, "LEDGER_UNAVAILABLE", r)
         }
+        Err(ChallengeFailure::StoreUnavailable(r)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", r)
+        }
         Err(ChallengeFailure::NotCreated(r)) => {
             tracing::error!(reason = %r, "enclave challenge not created");
             error(StatusCode::NOT_FOUND, "CHALLENGE_NOT_CREATED", r)

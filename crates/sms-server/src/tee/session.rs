@@ -34,6 +34,16 @@ fn fail(code: E, detail: impl Into<String>) -> SessionError {
     SessionError::new(code, detail)
 }
 
+/// A failed store call: 503 when the store could not be reached in time (the caller may
+/// retry), the reference's refusal otherwise.
+fn store_fail(code: E, what: &str, error: sms_store::StoreError) -> SessionError {
+    if error.is_unavailable() {
+        SessionError::unavailable(code, format!("{what}: {error}"))
+    } else {
+        fail(code, format!("{what}: {error}"))
+    }
+}
+
 /// A failed ledger read: 503 when the chain could not be read in time (the caller may retry),
 /// the reference's refusal otherwise.
 fn ledger_fail(code: E, what: String, error: sms_chain::LedgerError) -> SessionError {
@@ -183,9 +193,10 @@ async fn find_live_session(
     let found = TaskSession::get(&state.store, &auth.chain_task_id)
         .await
         .map_err(|e| {
-            fail(
+            store_fail(
                 E::SecureSessionStorageCallFailed,
-                format!("session index read failed: {e}"),
+                "session index read failed",
+                e,
             )
         })?;
     match found {
@@ -284,10 +295,7 @@ async fn gather_secrets(
     auth: &WorkerpoolAuthorization,
 ) -> Result<GatheredSecrets, SessionError> {
     let read_failed = |e: sms_store::StoreError| {
-        fail(
-            E::SecureSessionGenerationFailed,
-            format!("store read failed: {e}"),
-        )
+        store_fail(E::SecureSessionGenerationFailed, "store read failed", e)
     };
     let needed = secrets_needed(&task_input(task, assets, auth));
     let mut secrets = SecretValues::new();
@@ -351,9 +359,10 @@ async fn store_session(
     auth: &WorkerpoolAuthorization,
 ) -> Result<String, SessionError> {
     let storage_failed = |e: sms_store::StoreError| {
-        fail(
+        store_fail(
             E::SecureSessionStorageCallFailed,
-            format!("session store write failed: {e}"),
+            "session store write failed",
+            e,
         )
     };
     let now = challenge::unix_now();
@@ -500,6 +509,8 @@ pub enum ChallengeFailure {
     LedgerUnavailable(String),
     /// 404: the challenge could not be created or read back.
     NotCreated(String),
+    /// 503: the store could not be reached in time.
+    StoreUnavailable(String),
 }
 
 /// Authorizes the workerpool owner and gets or creates the task's challenge.
@@ -550,7 +561,12 @@ pub async fn challenge(
     };
     challenge::get_or_create(&state.store, &task_id, expires_at)
         .await
-        .map_err(|e| F::NotCreated(e.to_string()))
+        .map_err(|e| match e {
+            challenge::ChallengeError::Store(e) if e.is_unavailable() => {
+                F::StoreUnavailable(e.to_string())
+            }
+            e => F::NotCreated(e.to_string()),
+        })
 }
 
 fn parse_task_id(text: &str) -> Option<B256> {
