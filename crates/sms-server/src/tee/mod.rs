@@ -211,21 +211,6 @@ fn host_port(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod host_port_tests {
-    use super::host_port;
-
-    #[test]
-    fn drops_the_scheme_and_path_and_keeps_or_adds_the_port() {
-        assert_eq!(host_port("https://sms.example:8443/x"), "sms.example:8443");
-        assert_eq!(host_port("https://sms.example"), "sms.example:443");
-        assert_eq!(host_port("http://127.0.0.1:13300"), "127.0.0.1:13300");
-        assert_eq!(host_port("http://user:pw@host"), "host:80");
-        assert_eq!(host_port("https://[::1]:9000/"), "[::1]:9000");
-        assert_eq!(host_port("https://[::1]"), "[::1]:443");
-    }
-}
-
 impl TeeState {
     /// Validates the TEE configuration and starts the challenge sweep. A bad pipelines file
     /// stops the start-up with a message naming the field.
@@ -333,5 +318,20 @@ impl TeeState {
     /// `/tee/properties` of one pipeline.
     pub fn properties(&self, pipeline: &Pipeline) -> Option<TeeProperties> {
         TeeProperties::new(self.framework, pipeline, self.las_image.as_deref()).ok()
+    }
+}
+
+#[cfg(test)]
+mod host_port_tests {
+    use super::host_port;
+
+    #[test]
+    fn drops_the_scheme_and_path_and_keeps_or_adds_the_port() {
+        assert_eq!(host_port("https://sms.example:8443/x"), "sms.example:8443");
+        assert_eq!(host_port("https://sms.example"), "sms.example:443");
+        assert_eq!(host_port("http://127.0.0.1:13300"), "127.0.0.1:13300");
+        assert_eq!(host_port("http://user:pw@host"), "host:80");
+        assert_eq!(host_port("https://[::1]:9000/"), "[::1]:9000");
+        assert_eq!(host_port("https://[::1]"), "[::1]:443");
     }
 }
