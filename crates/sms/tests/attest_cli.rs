@@ -1,4 +1,4 @@
-//! `sms attest verify` on the real Intel quotes of shared/fixtures/dcap-qvl at pinned times.
+//! `sms attest verify` on the real Intel quotes shipped by the dcap-qvl package, at pinned times.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
