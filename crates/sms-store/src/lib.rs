@@ -89,6 +89,35 @@ pub enum Update {
     NotFound,
 }
 
+/// Outcome of a check-and-set write ([`Store::put`], [`Store::tombstone`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckAndSet {
+    /// Written; the version the secret has now.
+    Written { version: i64 },
+    /// The precondition failed; `current` is the live version now, 0 if there is no live value.
+    Conflict { current: i64 },
+}
+
+/// What a signed-request nonce was when it was presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceUse {
+    Fresh,
+    Reused,
+}
+
+/// What may be shown about a stored secret: never its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub name: String,
+    pub version: i64,
+    pub key_id: i64,
+    /// Unix seconds of the first write (of the current life, after a delete).
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// A tombstone: the value is gone, the version is kept.
+    pub deleted: bool,
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The database cannot be reached or did not answer in time (pool timeout, connection
@@ -184,6 +213,33 @@ pub trait Backend: Send + Sync + 'static {
         key: &RecordKey,
         expected_version: Option<i64>,
     ) -> Result<bool, StoreError>;
+    /// Creates the row (or revives a tombstone) if no live value exists; the version written.
+    async fn put_create(&self, row: SealedRow) -> Result<Option<i64>, StoreError>;
+    /// Replaces the live row at `expected_version` (the row carries `expected_version + 1`).
+    async fn put_update(
+        &self,
+        row: SealedRow,
+        expected_version: i64,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Drops the value, keeps the row with the next version; at any version when `None`.
+    async fn tombstone(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Metadata of the row, tombstone included.
+    async fn metadata(&self, key: &RecordKey) -> Result<Option<RecordMetadata>, StoreError>;
+    /// Live rows of one owner in one namespace, by name.
+    async fn list(&self, namespace: &str, owner: &str) -> Result<Vec<RecordMetadata>, StoreError>;
+    /// Records a signed-request nonce of `owner` until `expires_at`, unless already recorded.
+    async fn use_nonce(
+        &self,
+        owner: &str,
+        nonce: &str,
+        expires_at: i64,
+    ) -> Result<NonceUse, StoreError>;
+    /// Forgets nonces whose request expired before `now`.
+    async fn delete_expired_nonces(&self, now: i64) -> Result<u64, StoreError>;
     /// Deletes rows of `namespace` whose expiry is before `now`; returns how many.
     async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError>;
     /// Number of rows per namespace.
@@ -310,6 +366,81 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let row = self.seal(key, value.as_bytes(), expected_version + 1, expires_at)?;
         self.backend.replace(row, expected_version).await
+    }
+
+    /// Check-and-set write of a secret: `expected_version` 0 creates (no live value may
+    /// exist, a tombstone is revived with the next version), N replaces version N. Atomic in
+    /// the database; on a conflict the current live version is read for the answer.
+    pub async fn put(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expected_version: i64,
+    ) -> Result<CheckAndSet, StoreError> {
+        let written = if expected_version <= 0 {
+            let row = self.seal(key, value.as_bytes(), 1, None)?;
+            self.backend.put_create(row).await?
+        } else {
+            let row = self.seal(key, value.as_bytes(), expected_version + 1, None)?;
+            self.backend.put_update(row, expected_version).await?
+        };
+        match written {
+            Some(version) => Ok(CheckAndSet::Written { version }),
+            None => Ok(CheckAndSet::Conflict {
+                current: self.live_version(key).await?,
+            }),
+        }
+    }
+
+    /// Deletes a secret's value, keeping a tombstone so versions stay monotonic; sessions and
+    /// existence checks no longer see it. `None` deletes at any version.
+    pub async fn tombstone(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+    ) -> Result<CheckAndSet, StoreError> {
+        match self.backend.tombstone(key, expected_version).await? {
+            Some(version) => Ok(CheckAndSet::Written { version }),
+            None => Ok(CheckAndSet::Conflict {
+                current: self.live_version(key).await?,
+            }),
+        }
+    }
+
+    /// The live version of a secret, 0 when absent or deleted.
+    async fn live_version(&self, key: &RecordKey) -> Result<i64, StoreError> {
+        Ok(match self.backend.metadata(key).await? {
+            Some(meta) if !meta.deleted => meta.version,
+            _ => 0,
+        })
+    }
+
+    /// Metadata of a live secret (`None` when absent or deleted).
+    pub async fn metadata(&self, key: &RecordKey) -> Result<Option<RecordMetadata>, StoreError> {
+        Ok(self.backend.metadata(key).await?.filter(|m| !m.deleted))
+    }
+
+    /// Names and versions of an owner's live secrets in one namespace, never values.
+    pub async fn list(
+        &self,
+        namespace: &str,
+        owner: &str,
+    ) -> Result<Vec<RecordMetadata>, StoreError> {
+        self.backend.list(namespace, owner).await
+    }
+
+    /// Records a signed-request nonce until the request's expiry; `Reused` if already seen.
+    pub async fn use_nonce(
+        &self,
+        owner: &str,
+        nonce: &str,
+        expires_at: i64,
+    ) -> Result<NonceUse, StoreError> {
+        self.backend.use_nonce(owner, nonce, expires_at).await
+    }
+
+    pub async fn delete_expired_nonces(&self, now: i64) -> Result<u64, StoreError> {
+        self.backend.delete_expired_nonces(now).await
     }
 
     /// Removes and returns a value atomically (single-use tokens).

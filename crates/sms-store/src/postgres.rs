@@ -16,7 +16,10 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::sql::{self, bind_key, bind_row};
-use crate::{Backend, Insert, RecordKey, SealedRow, StoreError, WrappedDataKey, unix_now};
+use crate::{
+    Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, WrappedDataKey,
+    unix_now,
+};
 
 /// The versioned schema; applied at start-up under sqlx's `pg_advisory_lock`.
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -213,6 +216,78 @@ impl Backend for PostgresBackend {
             }
         };
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn put_create(&self, row: SealedRow) -> Result<Option<i64>, StoreError> {
+        let r: Option<(i64,)> = bind_row!(sqlx::query_as(sql::PUT_CREATE), row, unix_now())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|(v,)| v))
+    }
+
+    async fn put_update(
+        &self,
+        row: SealedRow,
+        expected_version: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let r: Option<(i64,)> = bind_row!(sqlx::query_as(sql::PUT_UPDATE), row, unix_now())
+            .bind(expected_version)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|(v,)| v))
+    }
+
+    async fn tombstone(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        let r: Option<(i64,)> = bind_key!(sqlx::query_as(sql::TOMBSTONE), key)
+            .bind(Vec::<u8>::new())
+            .bind(unix_now())
+            .bind(expected_version.unwrap_or(-1))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|(v,)| v))
+    }
+
+    async fn metadata(&self, key: &RecordKey) -> Result<Option<RecordMetadata>, StoreError> {
+        let r: Option<sql::MetadataRecord> = bind_key!(sqlx::query_as(sql::METADATA), key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(Into::into))
+    }
+
+    async fn list(&self, namespace: &str, owner: &str) -> Result<Vec<RecordMetadata>, StoreError> {
+        let rows: Vec<sql::MetadataRecord> = sqlx::query_as(sql::LIST)
+            .bind(namespace)
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn use_nonce(
+        &self,
+        owner: &str,
+        nonce: &str,
+        expires_at: i64,
+    ) -> Result<NonceUse, StoreError> {
+        let r = sqlx::query(sql::USE_NONCE)
+            .bind(owner)
+            .bind(nonce)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(sql::nonce_use(r.rows_affected()))
+    }
+
+    async fn delete_expired_nonces(&self, now: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(sql::DELETE_EXPIRED_NONCES)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {

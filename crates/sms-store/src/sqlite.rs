@@ -19,7 +19,10 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sql::{self, bind_key, bind_row};
-use crate::{Backend, Insert, RecordKey, SealedRow, StoreError, WrappedDataKey, unix_now};
+use crate::{
+    Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, WrappedDataKey,
+    unix_now,
+};
 
 /// Upper bound of writes committed by one transaction.
 const MAX_GROUP: usize = 512;
@@ -28,8 +31,7 @@ const INDEX_PAGE: i64 = 5_000;
 
 /// SQLite has RETURNING: the expired keys leave the index too.
 const DELETE_EXPIRED_RETURNING: &str = "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2 RETURNING owner, name";
-const INDEX_PAGE_SQL: &str =
-    "SELECT rowid, namespace, owner, name FROM records WHERE rowid > $1 ORDER BY rowid LIMIT $2";
+const INDEX_PAGE_SQL: &str = "SELECT rowid, namespace, owner, name FROM records WHERE rowid > $1 AND deleted_at IS NULL ORDER BY rowid LIMIT $2";
 
 /// The keys of every row, maintained by the writer.
 #[derive(Default)]
@@ -82,6 +84,21 @@ enum Write {
     Delete(RecordKey, Option<i64>),
     DeleteExpired(String, i64),
     InsertDataKey(WrappedDataKey),
+    /// Check-and-set writes answer the version written, 0 when the precondition failed.
+    PutCreate(SealedRow),
+    PutUpdate(SealedRow, i64),
+    Tombstone(RecordKey, Option<i64>),
+    UseNonce(String, String, i64),
+    DeleteExpiredNonces(i64),
+}
+
+/// The version a check-and-set write reports through the writer (0: not written).
+fn version_result(returned: Option<(i64,)>) -> u64 {
+    returned.map(|(v,)| v.max(0) as u64).unwrap_or(0)
+}
+
+fn version_of(result: u64) -> Option<i64> {
+    (result > 0).then_some(result as i64)
 }
 
 struct Job {
@@ -266,6 +283,52 @@ async fn commit_group(
                 );
                 gone.len() as u64
             }
+            Write::PutCreate(row) => {
+                let v = version_result(
+                    bind_row!(sqlx::query_as(sql::PUT_CREATE), row, now)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                );
+                if v > 0 {
+                    changes.push((
+                        true,
+                        index_key(&row.key.namespace, &row.key.owner, &row.key.name),
+                    ));
+                }
+                v
+            }
+            Write::PutUpdate(row, expected) => version_result(
+                bind_row!(sqlx::query_as(sql::PUT_UPDATE), row, now)
+                    .bind(*expected)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+            ),
+            Write::Tombstone(key, expected) => {
+                let v = version_result(
+                    bind_key!(sqlx::query_as(sql::TOMBSTONE), key)
+                        .bind(Vec::<u8>::new())
+                        .bind(now)
+                        .bind(expected.unwrap_or(-1))
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                );
+                if v > 0 {
+                    changes.push((false, index_key(&key.namespace, &key.owner, &key.name)));
+                }
+                v
+            }
+            Write::UseNonce(owner, nonce, expires_at) => sqlx::query(sql::USE_NONCE)
+                .bind(owner)
+                .bind(nonce)
+                .bind(*expires_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            Write::DeleteExpiredNonces(before) => sqlx::query(sql::DELETE_EXPIRED_NONCES)
+                .bind(*before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
             Write::InsertDataKey(k) => sqlx::query(sql::INSERT_DATA_KEY)
                 .bind(k.id)
                 .bind(&k.wrapped)
@@ -318,6 +381,67 @@ impl Backend for SqliteBackend {
             .submit(Write::Delete(key.clone(), expected_version))
             .await?
             > 0)
+    }
+
+    async fn put_create(&self, row: SealedRow) -> Result<Option<i64>, StoreError> {
+        Ok(version_of(self.submit(Write::PutCreate(row)).await?))
+    }
+
+    async fn put_update(
+        &self,
+        row: SealedRow,
+        expected_version: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(version_of(
+            self.submit(Write::PutUpdate(row, expected_version)).await?,
+        ))
+    }
+
+    async fn tombstone(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(version_of(
+            self.submit(Write::Tombstone(key.clone(), expected_version))
+                .await?,
+        ))
+    }
+
+    async fn metadata(&self, key: &RecordKey) -> Result<Option<RecordMetadata>, StoreError> {
+        let r: Option<sql::MetadataRecord> = bind_key!(sqlx::query_as(sql::METADATA), key)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(r.map(Into::into))
+    }
+
+    async fn list(&self, namespace: &str, owner: &str) -> Result<Vec<RecordMetadata>, StoreError> {
+        let rows: Vec<sql::MetadataRecord> = sqlx::query_as(sql::LIST)
+            .bind(namespace)
+            .bind(owner)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn use_nonce(
+        &self,
+        owner: &str,
+        nonce: &str,
+        expires_at: i64,
+    ) -> Result<NonceUse, StoreError> {
+        let affected = self
+            .submit(Write::UseNonce(
+                owner.to_owned(),
+                nonce.to_owned(),
+                expires_at,
+            ))
+            .await?;
+        Ok(sql::nonce_use(affected))
+    }
+
+    async fn delete_expired_nonces(&self, now: i64) -> Result<u64, StoreError> {
+        self.submit(Write::DeleteExpiredNonces(now)).await
     }
 
     async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sms_core::secret::SecretValue;
 use sms_store::postgres::PostgresBackend;
 use sms_store::sqlite::SqliteBackend;
-use sms_store::{Backend, Insert, MasterKey, RecordKey, Store, Update};
+use sms_store::{Backend, CheckAndSet, Insert, MasterKey, NonceUse, RecordKey, Store, Update};
 
 struct Fixture {
     store: Store,
@@ -202,6 +202,179 @@ async fn swapped_rows_do_not_decrypt(f: Fixture) {
     assert!(err.contains("cannot be decrypted"), "{err}");
 }
 
+/// Check-and-set puts: 0 creates only, N must be current; v1 updates bump the same version.
+async fn check_and_set_put(f: Fixture) {
+    let k = key("cas");
+    let put = |v: &'static str, expected: i64| {
+        let store = f.store.clone();
+        let k = k.clone();
+        async move {
+            store
+                .put(&k, &SecretValue::from(v), expected)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(put("a", 3).await, CheckAndSet::Conflict { current: 0 });
+    assert_eq!(put("a", 0).await, CheckAndSet::Written { version: 1 });
+    assert_eq!(put("b", 0).await, CheckAndSet::Conflict { current: 1 });
+    assert_eq!(put("b", 1).await, CheckAndSet::Written { version: 2 });
+    assert_eq!(put("c", 1).await, CheckAndSet::Conflict { current: 2 });
+    assert_eq!(
+        f.store.update(&k, &SecretValue::from("v1")).await.unwrap(),
+        Update::Updated { version: 3 }
+    );
+    assert_eq!(put("d", 3).await, CheckAndSet::Written { version: 4 });
+    let got = f.store.get(&k).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (SecretValue::from("d"), 4));
+    let meta = f.store.metadata(&k).await.unwrap().unwrap();
+    assert_eq!((meta.name.as_str(), meta.version), ("cas", 4));
+    assert!(meta.key_id > 0 && meta.updated_at >= meta.created_at && !meta.deleted);
+}
+
+/// Many concurrent puts with the same expected version: exactly one is written.
+async fn concurrent_puts_at_one_version_yield_one_winner(f: Fixture) {
+    let k = key("cas-race");
+    f.store
+        .put(&k, &SecretValue::from("base"), 0)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (store, k) = (f.store.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .put(&k, &SecretValue::from(format!("v{i}").as_str()), 1)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let written = outcomes
+        .iter()
+        .filter(|o| matches!(o, CheckAndSet::Written { version: 2 }))
+        .count();
+    assert_eq!(written, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        CheckAndSet::Written { version: 2 } | CheckAndSet::Conflict { current: 2 }
+    )));
+}
+
+/// A tombstone hides the value from reads and existence checks, bumps the version, and the
+/// name can be created again (v2 and v1) with the next version.
+async fn tombstones_keep_versions_monotonic(f: Fixture) {
+    let k = key("gone");
+    f.store
+        .insert(&k, &SecretValue::from("x"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.tombstone(&k, Some(7)).await.unwrap(),
+        CheckAndSet::Conflict { current: 1 }
+    );
+    assert_eq!(
+        f.store.tombstone(&k, Some(1)).await.unwrap(),
+        CheckAndSet::Written { version: 2 }
+    );
+    assert!(f.store.get(&k).await.unwrap().is_none());
+    assert!(!f.store.exists(&k).await.unwrap());
+    assert!(f.store.metadata(&k).await.unwrap().is_none());
+    assert_eq!(
+        f.store.update(&k, &SecretValue::from("y")).await.unwrap(),
+        Update::NotFound
+    );
+    assert_eq!(
+        f.store.tombstone(&k, None).await.unwrap(),
+        CheckAndSet::Conflict { current: 0 }
+    );
+    let raw = f.store.backend().metadata(&k).await.unwrap().unwrap();
+    assert!(raw.deleted && raw.version == 2);
+    assert_eq!(
+        f.store
+            .put(&k, &SecretValue::from("again"), 0)
+            .await
+            .unwrap(),
+        CheckAndSet::Written { version: 3 }
+    );
+    assert!(f.store.exists(&k).await.unwrap());
+    f.store.tombstone(&k, None).await.unwrap();
+    assert_eq!(
+        f.store
+            .insert(&k, &SecretValue::from("v1"), None)
+            .await
+            .unwrap(),
+        Insert::Inserted,
+        "v1 may create a deleted name again"
+    );
+    let got = f.store.get(&k).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (SecretValue::from("v1"), 5));
+}
+
+/// Lists are per owner and namespace, live names only, never values.
+async fn list_by_owner(f: Fixture) {
+    let other = RecordKey::new(
+        "requester",
+        "0x00000000000000000000000000000000000000bb",
+        "b",
+    );
+    for name in ["z", "a", "m"] {
+        f.store
+            .put(&key(name), &SecretValue::from("v"), 0)
+            .await
+            .unwrap();
+    }
+    f.store
+        .put(&key("a"), &SecretValue::from("w"), 1)
+        .await
+        .unwrap();
+    f.store
+        .put(&other, &SecretValue::from("v"), 0)
+        .await
+        .unwrap();
+    f.store.tombstone(&key("m"), None).await.unwrap();
+    let owner = "0x00000000000000000000000000000000000000aa";
+    let listed: Vec<(String, i64)> = f
+        .store
+        .list("requester", owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.version))
+        .collect();
+    assert_eq!(listed, vec![("a".to_owned(), 2), ("z".to_owned(), 1)]);
+    assert!(f.store.list("web2", owner).await.unwrap().is_empty());
+}
+
+/// A nonce is accepted once per owner until it is swept after its expiry.
+async fn nonces_are_single_use_per_owner(f: Fixture) {
+    let n = "0x01";
+    assert_eq!(
+        f.store.use_nonce("0xaa", n, 100).await.unwrap(),
+        NonceUse::Fresh
+    );
+    assert_eq!(
+        f.store.use_nonce("0xaa", n, 100).await.unwrap(),
+        NonceUse::Reused
+    );
+    assert_eq!(
+        f.store.use_nonce("0xbb", n, 100).await.unwrap(),
+        NonceUse::Fresh
+    );
+    assert_eq!(
+        f.store.use_nonce("0xaa", "0x02", 300).await.unwrap(),
+        NonceUse::Fresh
+    );
+    assert_eq!(f.store.delete_expired_nonces(200).await.unwrap(), 2);
+    assert_eq!(
+        f.store.use_nonce("0xaa", "0x02", 300).await.unwrap(),
+        NonceUse::Reused
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -215,6 +388,11 @@ both_backends!(
     concurrent_first_inserts_yield_one_winner,
     take_is_single_use_and_expiry_sweeps,
     swapped_rows_do_not_decrypt,
+    check_and_set_put,
+    concurrent_puts_at_one_version_yield_one_winner,
+    tombstones_keep_versions_monotonic,
+    list_by_owner,
+    nonces_are_single_use_per_owner,
 );
 
 #[tokio::test]
