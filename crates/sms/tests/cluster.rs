@@ -137,6 +137,26 @@ struct Tally {
     network_errors: u64,
 }
 
+/// Stops the load, waits for its workers and returns what they saw; no answer may be a 5xx
+/// other than a 503.
+async fn finish_load<'a>(
+    stop: &AtomicBool,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    tally: &'a Mutex<Tally>,
+) -> tokio::sync::MutexGuard<'a, Tally> {
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let t = tally.lock().await;
+    assert!(
+        t.server_errors.is_empty(),
+        "{:?}",
+        &t.server_errors[..t.server_errors.len().min(5)]
+    );
+    t
+}
+
 /// `workers` tasks pushing distinct web2 secrets round-robin until `stop`.
 fn push_load(
     cluster: Arc<Mutex<Vec<String>>>,
@@ -215,16 +235,7 @@ async fn sigkill_of_a_replica_under_64_way_push_load_loses_no_acknowledged_secre
         cluster.restart(0).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let t = tally.lock().await;
-    assert!(
-        t.server_errors.is_empty(),
-        "{:?}",
-        &t.server_errors[..t.server_errors.len().min(5)]
-    );
+    let t = finish_load(&stop, workers, &tally).await;
     assert_eq!(t.unavailable, 0);
     assert!(
         t.acknowledged.len() > 100,
@@ -320,16 +331,7 @@ async fn outage_under_load(fault: Fault) {
     }
     let recovery = healed.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let t = tally.lock().await;
-    assert!(
-        t.server_errors.is_empty(),
-        "{:?}",
-        &t.server_errors[..t.server_errors.len().min(5)]
-    );
+    let t = finish_load(&stop, workers, &tally).await;
     assert_eq!(
         t.network_errors, 0,
         "replicas must answer 503, not drop connections"
