@@ -3,6 +3,7 @@
 
 pub mod provision;
 pub mod tee;
+pub mod v2;
 pub mod wallet;
 
 use std::path::Path;
@@ -42,6 +43,16 @@ pub enum ClientError {
     },
     #[error("invalid answer from the SMS: {0}")]
     Decode(String),
+    /// A coded refusal of the secrets API v2.
+    #[error("SMS refused the request: {code}{}: {message}", .field.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    Refused {
+        status: StatusCode,
+        code: String,
+        message: String,
+        field: Option<String>,
+        /// The live version, on a VERSION_CONFLICT.
+        current_version: Option<i64>,
+    },
 }
 
 fn reason_suffix(reason: &Option<String>) -> String {

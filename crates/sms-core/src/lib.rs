@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod measurement;
 pub mod pipeline;
 pub mod secret;
+pub mod secret_operation;
 pub mod session_plan;
 pub mod signature;
 pub mod stored_session;

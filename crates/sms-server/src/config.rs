@@ -70,6 +70,13 @@ pub struct ServerConfig {
     #[arg(long, env = "SMS_CORS_ALLOWED_ORIGINS", default_value = "*")]
     pub cors_allowed_origins: crate::routes::CorsOrigins,
 
+    /// Instance id of this SMS in the secrets API v2 signing domain (`verifyingContract`,
+    /// 0x + 40 hex): a signature made for another instance is refused. Default: derived from
+    /// the SMS identity key, which replicas share. Set it only to keep the id across an
+    /// identity change; every replica must use the same value.
+    #[arg(long, env = "SMS_INSTANCE_ID", value_name = "ADDRESS", value_parser = parse_address_arg)]
+    pub instance_id: Option<Address>,
+
     /// Development mode: embedded dev ledger with its API under /dev, dev wallets, simulated
     /// TEE accepted. Never use it for real secrets.
     #[arg(long, env = "SMS_DEV")]
@@ -106,7 +113,7 @@ pub struct ChainArgs {
 
     /// Address of the PoCo hub (the diamond proxy); start-up checks that it holds a contract.
     /// Needs --chain-rpc. Env fallback: IEXEC_HUB_ADDRESS.
-    #[arg(long, env = "SMS_HUB", value_name = "ADDRESS", value_parser = parse_hub)]
+    #[arg(long, env = "SMS_HUB", value_name = "ADDRESS", value_parser = parse_address_arg)]
     pub hub: Option<Address>,
 
     /// Chain id the RPC must serve; a mismatch stops start-up. Env fallback: IEXEC_CHAIN_ID.
@@ -158,7 +165,7 @@ impl Default for ChainArgs {
 }
 
 /// A 0x-prefixed, 40-hex-digit address (any letter case).
-pub(crate) fn parse_hub(text: &str) -> Result<Address, String> {
+pub(crate) fn parse_address_arg(text: &str) -> Result<Address, String> {
     parse_address(text.trim())
         .map_err(|_| format!("'{text}' is not an address (0x followed by 40 hex digits)"))
 }
@@ -191,6 +198,7 @@ impl ServerConfig {
             tls_key: None,
             insecure_http: false,
             cors_allowed_origins: crate::routes::CorsOrigins::Any,
+            instance_id: None,
             dev: true,
             log_format: LogFormat::Text,
             chain: ChainArgs::default(),

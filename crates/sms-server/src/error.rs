@@ -16,6 +16,8 @@ pub enum Shape {
     List,
     /// Everything else: `{"error": "..."}`.
     Plain,
+    /// Secrets API v2: `{"error": {"code", "message", "field"}}` (plus details).
+    Coded,
 }
 
 #[derive(Debug)]
@@ -26,6 +28,12 @@ pub struct ApiError {
     /// Detail for the caller.
     pub reason: Option<String>,
     pub shape: Shape,
+    /// Stable machine-readable code ([`Shape::Coded`]; derived from the status when absent).
+    pub code: Option<&'static str>,
+    /// The request field at fault ([`Shape::Coded`]).
+    pub field: Option<String>,
+    /// More members of the coded error object (e.g. `currentVersion` of a conflict).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -35,7 +43,30 @@ impl ApiError {
             message: message.into(),
             reason: None,
             shape: Shape::Plain,
+            code: None,
+            field: None,
+            details: None,
         }
+    }
+
+    /// A coded error (v2): its code, the field at fault and what is wrong with it.
+    pub fn coded(
+        status: StatusCode,
+        code: &'static str,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        let mut error = Self::new(status, message).shaped(Shape::Coded);
+        error.code = Some(code);
+        error.field = field.map(str::to_owned);
+        error
+    }
+
+    pub fn with_detail(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert(name.to_owned(), value);
+        self
     }
 
     pub fn bad_request(reason: impl Into<String>) -> Self {
@@ -94,6 +125,7 @@ impl IntoResponse for ApiError {
         let error = match self.shape {
             Shape::List => json!([self.message]),
             Shape::Plain => json!(self.message),
+            Shape::Coded => return coded_body(self).into_response(),
         };
         let body = match self.reason {
             Some(reason) => json!({ "error": error, "reason": reason }),
@@ -101,4 +133,27 @@ impl IntoResponse for ApiError {
         };
         (self.status, Json(body)).into_response()
     }
+}
+
+/// `{"error": {"code", "message", "field", ...details}}`; the reason, if any, ends the message.
+fn coded_body(error: ApiError) -> (StatusCode, Json<serde_json::Value>) {
+    let code = error.code.unwrap_or(match error.status {
+        StatusCode::BAD_REQUEST => "BAD_REQUEST",
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::CONFLICT => "CONFLICT",
+        StatusCode::PAYLOAD_TOO_LARGE => "VALUE_TOO_LARGE",
+        StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
+        _ => "INTERNAL",
+    });
+    let message = match error.reason {
+        Some(reason) => format!("{}: {reason}", error.message),
+        None => error.message,
+    };
+    let mut object = serde_json::Map::new();
+    object.insert("code".into(), json!(code));
+    object.insert("message".into(), json!(message));
+    object.insert("field".into(), json!(error.field));
+    object.extend(error.details.unwrap_or_default());
+    (error.status, Json(json!({ "error": object })))
 }

@@ -19,7 +19,7 @@ use sms_chain::Ledger;
 use sms_chain::dev::DevLedger;
 use sms_chain::poco::{ConnectError, PocoConfig, PocoLedger};
 
-use crate::config::{ChainArgs, DEFAULT_CHAIN_ID, ServerConfig, parse_hub};
+use crate::config::{ChainArgs, DEFAULT_CHAIN_ID, ServerConfig, parse_address_arg};
 use crate::server::StartupError;
 
 pub type Ledgers = (Arc<dyn Ledger>, Option<Arc<DevLedger>>);
@@ -71,6 +71,20 @@ fn present(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
+/// The chain id this SMS serves (with or without a PoCo chain): `--chain-id`, else
+/// `IEXEC_CHAIN_ID`, else Bellecour's. It is also the `chainId` of the v2 signing domain.
+pub fn chain_id(args: &ChainArgs, env: impl Fn(&str) -> Option<String>) -> Result<u64, String> {
+    match args.chain_id {
+        Some(id) => Ok(id),
+        None => match present(env(IEXEC_CHAIN_ID_ENV)) {
+            Some(text) => text.parse().map_err(|_| {
+                format!("{IEXEC_CHAIN_ID_ENV}: '{text}' is not a chain id (a decimal number)")
+            }),
+            None => Ok(DEFAULT_CHAIN_ID),
+        },
+    }
+}
+
 /// The PoCo configuration of `args`, the iExec variables filling what the flags and `SMS_*`
 /// variables leave unset (`env` looks a variable up). `Ok(None)`: no chain configured.
 pub fn poco_config(
@@ -81,18 +95,10 @@ pub fn poco_config(
     let hub = match args.hub {
         Some(hub) => Some(hub),
         None => present(env(IEXEC_HUB_ENV))
-            .map(|text| parse_hub(&text).map_err(|e| format!("{IEXEC_HUB_ENV}: {e}")))
+            .map(|text| parse_address_arg(&text).map_err(|e| format!("{IEXEC_HUB_ENV}: {e}")))
             .transpose()?,
     };
-    let chain_id = match args.chain_id {
-        Some(id) => id,
-        None => match present(env(IEXEC_CHAIN_ID_ENV)) {
-            Some(text) => text.parse().map_err(|_| {
-                format!("{IEXEC_CHAIN_ID_ENV}: '{text}' is not a chain id (a decimal number)")
-            })?,
-            None => DEFAULT_CHAIN_ID,
-        },
-    };
+    let chain_id = chain_id(args, &env)?;
     let (rpc, hub) = match (rpc, hub) {
         (None, None) => return Ok(None),
         (Some(rpc), Some(hub)) => (rpc, hub),
@@ -176,7 +182,11 @@ mod tests {
         let c = poco_config(&ChainArgs::default(), vars).unwrap().unwrap();
         assert_eq!(
             (c.rpc_url.as_str(), c.hub, c.chain_id),
-            ("https://bellecour.iex.ec", parse_hub(HUB).unwrap(), 65535)
+            (
+                "https://bellecour.iex.ec",
+                parse_address_arg(HUB).unwrap(),
+                65535
+            )
         );
         assert_eq!(
             (c.timeout, c.retries, c.fresh_for),

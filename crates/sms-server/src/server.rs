@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use axum_server::Handle;
+use sms_core::secret_operation::ServiceDomain;
 use sms_store::postgres::{PostgresBackend, PostgresSettings};
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, MasterKey, Store};
@@ -92,6 +93,13 @@ impl Server {
         let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
         let (identity, identity_created) = crate::identity::load_or_create(&store).await?;
         let identity_document = identity.public_key().document();
+        let domain = ServiceDomain {
+            chain_id: crate::ledger::chain_id(&config.chain, |name| std::env::var(name).ok())
+                .map_err(StartupError::Config)?,
+            instance: config
+                .instance_id
+                .unwrap_or_else(|| ServiceDomain::instance_of_identity(&identity_document.key_id)),
+        };
         let provisioner = Arc::new(crate::provision::Provisioner::build(
             &config.attest,
             config.dev,
@@ -108,6 +116,7 @@ impl Server {
             tee: tee.clone(),
             provisioner,
             cors: config.cors_allowed_origins.clone(),
+            domain,
         });
         crate::routes::secrets::publish_counts(&state).await?;
         let app = with_layers(crate::routes::router(state));

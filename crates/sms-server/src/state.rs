@@ -38,4 +38,6 @@ pub struct AppStateInner {
     pub provisioner: Arc<crate::provision::Provisioner>,
     /// Origins allowed by CORS on the secret routes.
     pub cors: crate::routes::CorsOrigins,
+    /// The signing domain of the secrets API v2 (chain id and instance id).
+    pub domain: sms_core::secret_operation::ServiceDomain,
 }

@@ -18,6 +18,7 @@ mod ops;
 mod provision;
 pub(crate) mod secrets;
 mod tee;
+mod v2;
 
 pub use cors::CorsOrigins;
 
@@ -26,6 +27,8 @@ pub use cors::CorsOrigins;
 pub enum Feature {
     /// iExec-compatible secret API (`/secrets/*`, `/apps/*`, `/requesters/*`); CORS applies.
     Secrets,
+    /// Secrets API v2 (`/v2/*`): EIP-712 signed, versioned; CORS applies.
+    SecretsV2,
     /// Version, health, metrics, this API description.
     Ops,
     /// iExec-compatible TEE API; mounted only when a TEE framework is served.
@@ -37,8 +40,9 @@ pub enum Feature {
 }
 
 impl Feature {
-    pub const ALL: [Feature; 5] = [
+    pub const ALL: [Feature; 6] = [
         Feature::Secrets,
+        Feature::SecretsV2,
         Feature::Ops,
         Feature::Tee,
         Feature::Provisioning,
@@ -48,6 +52,7 @@ impl Feature {
     pub fn tag(self) -> &'static str {
         match self {
             Feature::Secrets => "secrets",
+            Feature::SecretsV2 => "secrets-v2",
             Feature::Ops => "ops",
             Feature::Tee => "tee",
             Feature::Provisioning => "provisioning",
@@ -59,7 +64,7 @@ impl Feature {
         match self {
             Feature::Tee => state.tee.enabled,
             Feature::Dev => state.dev_ledger.is_some(),
-            Feature::Secrets | Feature::Ops | Feature::Provisioning => true,
+            Feature::Secrets | Feature::SecretsV2 | Feature::Ops | Feature::Provisioning => true,
         }
     }
 }
@@ -156,6 +161,19 @@ const CHECK: &[(u16, &str, Body)] = &[
     (404, "no such secret", Body::None),
     (400, "malformed address or name", Body::None),
 ];
+const V2_REQUEST: Body = Body::Json("SignedRequest");
+const V2_ERROR: Body = Body::Json("CodedError");
+/// Refusals every v2 operation can give (its own answers come first).
+macro_rules! v2_answers {
+    ($($own:expr),* $(,)?) => {
+        &[
+            $($own,)*
+            (400, "malformed body or field (`error.field` names it)", V2_ERROR),
+            (401, "WRONG_CHAIN, WRONG_DOMAIN, SIGNATURE_EXPIRED, BAD_SIGNATURE, NONCE_REUSED, VALUE_NOT_SIGNED or NOT_OWNER", V2_ERROR),
+            (503, "store or ledger unavailable", V2_ERROR),
+        ]
+    };
+}
 const DEV_ANSWERS: &[(u16, &str, Body)] = &[
     (200, "done", Body::Json("Object")),
     (
@@ -316,6 +334,90 @@ pub fn table() -> Vec<Route> {
             },
         ),
         // Operations.
+        // Secrets API v2 (docs/secrets-api-v2.md).
+        route(
+            SecretsV2,
+            Get,
+            "/v2/domain",
+            v2::domain,
+            Operation {
+                summary: "The EIP-712 domain v2 requests are signed for",
+                query: &[],
+                request: Body::None,
+                responses: &[(200, "the domain", Body::Json("Domain"))],
+            },
+        ),
+        route(
+            SecretsV2,
+            Post,
+            "/v2/secrets/put",
+            v2::put,
+            Operation {
+                summary: "Create (expectedVersion 0) or replace version N of a secret",
+                query: &[],
+                request: V2_REQUEST,
+                responses: v2_answers![
+                    (200, "written: the new version", Body::Json("SecretVersion")),
+                    (
+                        409,
+                        "VERSION_CONFLICT: `error.currentVersion` is the live version",
+                        V2_ERROR
+                    ),
+                    (413, "value too large", V2_ERROR),
+                ],
+            },
+        ),
+        route(
+            SecretsV2,
+            Post,
+            "/v2/secrets/delete",
+            v2::delete,
+            Operation {
+                summary: "Delete a secret (a tombstone; expectedVersion 0 deletes any version)",
+                query: &[],
+                request: V2_REQUEST,
+                responses: v2_answers![
+                    (
+                        200,
+                        "deleted: the tombstone's version",
+                        Body::Json("SecretVersion")
+                    ),
+                    (404, "no such secret", V2_ERROR),
+                    (
+                        409,
+                        "VERSION_CONFLICT: `error.currentVersion` is the live version",
+                        V2_ERROR
+                    ),
+                ],
+            },
+        ),
+        route(
+            SecretsV2,
+            Post,
+            "/v2/secrets/list",
+            v2::list,
+            Operation {
+                summary: "Names and versions of one kind and owner (never values)",
+                query: &[],
+                request: V2_REQUEST,
+                responses: v2_answers![(200, "the live secrets", Body::Json("SecretList"))],
+            },
+        ),
+        route(
+            SecretsV2,
+            Post,
+            "/v2/secrets/show",
+            v2::show,
+            Operation {
+                summary: "Metadata of one secret: version, times, key id (never the value)",
+                query: &[],
+                request: V2_REQUEST,
+                responses: v2_answers![
+                    (200, "the metadata", Body::Json("SecretMetadata")),
+                    (404, "no such secret", V2_ERROR),
+                ],
+            },
+        ),
         route(
             Ops,
             Get,
@@ -645,7 +747,7 @@ pub fn router(state: AppState) -> Router {
     let mut secret_routes: Router<AppState> = Router::new();
     let mut other_routes: Router<AppState> = Router::new();
     for entry in mounted(&state) {
-        if entry.feature == Feature::Secrets {
+        if matches!(entry.feature, Feature::Secrets | Feature::SecretsV2) {
             secret_routes = secret_routes.route(entry.path, entry.handler);
         } else {
             other_routes = other_routes.route(entry.path, entry.handler);

@@ -50,6 +50,9 @@ pub fn document(routes: &[Route]) -> Value {
 fn tag_description(feature: Feature) -> &'static str {
     match feature {
         Feature::Secrets => "iExec-compatible secret API (CORS enabled)",
+        Feature::SecretsV2 => {
+            "secrets API v2: EIP-712 signed, replay-proof, versioned (CORS enabled)"
+        }
         Feature::Ops => "version, health, metrics, API description",
         Feature::Tee => "iExec-compatible TEE API; only when a TEE framework is served",
         Feature::Provisioning => "attested provisioning of enclave environments",
@@ -184,6 +187,66 @@ fn schemas() -> Value {
         "SessionError": {
             "type": "object", "required": ["error"],
             "properties": { "error": { "type": "string" } },
+        },
+        "Domain": {
+            "type": "object", "required": ["chainId", "verifyingContract"],
+            "properties": {
+                "name": { "type": "string" }, "version": { "type": "string" },
+                "chainId": { "type": "integer" }, "verifyingContract": { "type": "string" },
+            },
+        },
+        "SignedRequest": {
+            "type": "object", "required": ["domain", "message", "signer", "signature"],
+            "properties": {
+                "domain": { "$ref": "#/components/schemas/Domain" },
+                "message": {
+                    "type": "object", "required": ["operation", "kind", "owner", "nonce", "expiry"],
+                    "properties": {
+                        "operation": { "type": "string", "enum": ["put", "delete", "list", "show"] },
+                        "kind": { "type": "string", "enum": ["web2", "web3", "app-developer", "requester"] },
+                        "owner": { "type": "string" }, "name": { "type": "string" },
+                        "valueHash": { "type": "string" }, "expectedVersion": { "type": "integer" },
+                        "nonce": { "type": "string" }, "expiry": { "type": "integer" },
+                    },
+                },
+                "signer": { "type": "string" }, "signature": { "type": "string" },
+                "value": { "type": "string" },
+            },
+        },
+        "SecretVersion": {
+            "type": "object", "required": ["kind", "owner", "name", "version"],
+            "properties": {
+                "kind": { "type": "string" }, "owner": { "type": "string" },
+                "name": { "type": "string" }, "version": { "type": "integer" },
+            },
+        },
+        "SecretMetadata": {
+            "type": "object",
+            "required": ["kind", "owner", "name", "version", "createdAt", "updatedAt", "keyId"],
+            "properties": {
+                "kind": { "type": "string" }, "owner": { "type": "string" },
+                "name": { "type": "string" }, "version": { "type": "integer" },
+                "createdAt": { "type": "integer" }, "updatedAt": { "type": "integer" },
+                "keyId": { "type": "integer" },
+            },
+        },
+        "SecretList": {
+            "type": "object", "required": ["kind", "owner", "secrets"],
+            "properties": {
+                "kind": { "type": "string" }, "owner": { "type": "string" },
+                "secrets": { "type": "array", "items": { "$ref": "#/components/schemas/SecretMetadata" } },
+            },
+        },
+        "CodedError": {
+            "type": "object", "required": ["error"],
+            "properties": { "error": {
+                "type": "object", "required": ["code", "message", "field"],
+                "properties": {
+                    "code": { "type": "string" }, "message": { "type": "string" },
+                    "field": { "type": ["string", "null"] },
+                    "currentVersion": { "type": "integer" },
+                },
+            }},
         },
         "DevInfo": {
             "type": "object", "required": ["dev"],

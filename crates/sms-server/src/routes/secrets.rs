@@ -82,7 +82,7 @@ async fn authorize_entry_owner(
 }
 
 /// Size (after authorization) and UTF-8 checks of a pushed value.
-fn checked_value(
+pub(crate) fn checked_value(
     state: &AppState,
     body: &Bytes,
     too_large: StatusCode,
