@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the local chain tools used by the test suite (idempotent):
-#   - anvil, pinned in package.json / package-lock.json, into tools/chain/node_modules;
+#   - anvil and ethers (the secrets API v2 tests sign with it), pinned in package.json /
+#     package-lock.json, into tools/chain/node_modules;
 #   - the compiled iExec PoCo contracts (@iexec/poco, pinned below) into tools/chain/artifacts/.
 # The PoCo package cannot be `npm install`ed (it has git dependencies), so it is fetched with
 # `npm pack` and only its compiled artifacts are extracted. Nothing here is committed.

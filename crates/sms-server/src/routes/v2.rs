@@ -270,9 +270,9 @@ async fn ensure_signer_owns_on_chain(
     operation: &VerifiedOperation,
     target: &Target,
 ) -> Result<(), ApiError> {
-    let what = match target.kind() {
-        SecretKind::AppDeveloper => "app",
-        SecretKind::Web3 => "dataset",
+    let (what, a_what) = match target.kind() {
+        SecretKind::AppDeveloper => ("app", "an app"),
+        SecretKind::Web3 => ("dataset", "a dataset"),
         SecretKind::Requester | SecretKind::Web2 => return Ok(()),
     };
     let entry = target.owner();
@@ -284,7 +284,7 @@ async fn ensure_signer_owns_on_chain(
             operation.signer
         ))),
         None => Err(not_owner(format!(
-            "{entry} is not a {what} known to {}",
+            "{entry} is not {a_what} known to {}",
             state.ledger.describe()
         ))),
     }
