@@ -439,6 +439,73 @@ async fn plan_requester_secrets_1_and_3() {
     assert!(!service_env(&s, "app").contains_key("IEXEC_REQUESTER_SECRET_2"));
 }
 
+/// Secrets deleted through the v2 API stop releases at once: a deleted requester secret is
+/// skipped (iExec's rule for missing requester secrets), a deleted dataset key fails the
+/// session with PRE_COMPUTE_GET_DATASET_SECRET_FAILED.
+#[tokio::test]
+async fn secrets_deleted_through_v2_are_not_released() {
+    use sms_client::v2::SecretRef;
+    use sms_core::secret::SecretKind;
+    let w = World::new().await;
+    let c = w.client();
+    c.push_requester_secret(&w.requester, "foo", "foo-value")
+        .await
+        .unwrap();
+    c.push_requester_secret(&w.requester, "bar", "bar-value")
+        .await
+        .unwrap();
+    c.push_web2_secret(
+        &w.requester,
+        "iexec-result-iexec-ipfs-token",
+        "t",
+        Web2Write::Create,
+    )
+    .await
+    .unwrap();
+    let foo = SecretRef {
+        kind: SecretKind::Requester,
+        owner: w.requester.address(),
+        name: "foo".into(),
+    };
+    c.v2_delete(&w.requester, &foo, 1).await.unwrap();
+    let task = w
+        .task(json!({ "params": { "iexec_secrets": { "1": "foo", "3": "bar" } } }))
+        .await;
+    let s = w.session(task).await.unwrap();
+    let app = service_env(&s, "app");
+    assert!(!app.contains_key("IEXEC_REQUESTER_SECRET_1"), "{app:?}");
+    assert_eq!(app["IEXEC_REQUESTER_SECRET_3"], "bar-value");
+    assert!(!format!("{s:?}").contains("foo-value"));
+
+    let owner = PrivateKeySigner::random();
+    let dataset: Address = w
+        .post_ok(
+            "/dev/datasets",
+            json!({ "owner": owner.address(), "multiaddr": "/ipfs/QmDataset" }),
+        )
+        .await["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    c.push_dataset_secret(&owner, dataset, "ZGF0YXNldC1rZXk=")
+        .await
+        .unwrap();
+    let key = SecretRef {
+        kind: SecretKind::Web3,
+        owner: dataset,
+        name: String::new(),
+    };
+    c.v2_delete(&owner, &key, 0).await.unwrap();
+    let task = w.task(json!({ "dataset": dataset })).await;
+    w.expect_error(
+        task,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "PRE_COMPUTE_GET_DATASET_SECRET_FAILED",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn plan_dataset() {
     let w = World::new().await;
