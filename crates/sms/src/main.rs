@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use crate::commands::{attest, bench, demo, dev, enclave, secrets, server, wallet, worker};
+use crate::commands::{attest, bench, demo, dev, enclave, secret, secrets, server, wallet, worker};
 use crate::output::Output;
 
 #[derive(Parser)]
@@ -45,6 +45,10 @@ enum Command {
     /// Result encryption keys of a beneficiary and encrypted result archives.
     #[command(subcommand)]
     Result(secrets::ResultCommand),
+    /// Any secret through the secrets API v2: put with check-and-set, delete, list, show
+    /// (EIP-712 signed, replay-proof; the commands above use the iExec API).
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Result storage tokens (ipfs result proxy, dropbox), like `iexec storage init|check`.
     #[command(subcommand)]
     Storage(secrets::StorageCommand),
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
             Command::Dataset(cmd) => secrets::run_dataset(cmd, &out).await,
             Command::Result(cmd) => secrets::run_result(cmd, &out).await,
             Command::Storage(cmd) => secrets::run_storage(cmd, &out).await,
+            Command::Secret(cmd) => secret::run(cmd, &out).await,
             Command::Dev(cmd) => dev::run(cmd, &out).await,
             Command::Attest(cmd) => attest::run(cmd, &out, cli.json),
             Command::Enclave(cmd) => enclave::run(cmd).await,

@@ -423,3 +423,144 @@ fn help_teaches_every_command() {
         assert!(help.contains(flag), "sms server --help lacks {flag}");
     }
 }
+
+/// `sms secret put|show|list|delete` (secrets API v2): create-only by default, check-and-set
+/// with --expected-version, a conflict that names the flag to pass, lists without values.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_v2_commands() {
+    let server = TestServer::dev().await;
+    let cli = Cli {
+        url: server.url(),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let w = cli.wallet("owner.json");
+    let me = cli.ok(&signed(&w, &["wallet", "create"]))["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put = cli.ok(&signed(
+        &w,
+        &[
+            "secret",
+            "put",
+            "requester",
+            "api-key",
+            "--value",
+            "first-value",
+        ],
+    ));
+    assert_eq!(put["version"], 1);
+    assert_eq!(put["name"], "api-key");
+    assert_eq!(
+        put["owner"].as_str().unwrap().to_lowercase(),
+        me.to_lowercase()
+    );
+
+    // Without --expected-version an existing secret is not overwritten; the error says how.
+    let refused = cli.run(&[
+        "secret",
+        "put",
+        "requester",
+        "api-key",
+        "--value",
+        "x",
+        "--wallet-file",
+        &w,
+        "--password",
+        "pw",
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("VERSION_CONFLICT")
+            && refused.stderr.contains("--expected-version 1"),
+        "{}",
+        refused.stderr
+    );
+    let replaced = cli.ok(&signed(
+        &w,
+        &[
+            "secret",
+            "put",
+            "requester",
+            "api-key",
+            "--value",
+            "second",
+            "--expected-version",
+            "1",
+        ],
+    ));
+    assert_eq!(replaced["version"], 2);
+    // The value can come from standard input.
+    let piped = Command::new(env!("CARGO_BIN_EXE_sms"))
+        .args(signed(&w, &["secret", "put", "web2", "token"]))
+        .env("SMS_URL", &cli.url)
+        .env("HOME", cli.home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"web2-value\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(piped.status.success());
+
+    let shown = cli.ok(&signed(&w, &["secret", "show", "requester", "api-key"]));
+    assert_eq!(shown["version"], 2);
+    let listed = cli.ok(&signed(&w, &["secret", "list"]));
+    let names: Vec<&str> = listed["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api-key", "token"]);
+    let text = listed.to_string();
+    assert!(!text.contains("second") && !text.contains("web2-value"));
+    let human = cli.run(&["secret", "list", "--wallet-file", &w, "--password", "pw"]);
+    assert!(
+        human.stdout.contains("api-key") && human.stdout.contains("VERSION"),
+        "{}",
+        human.stdout
+    );
+
+    let deleted = cli.ok(&signed(
+        &w,
+        &[
+            "secret",
+            "delete",
+            "requester",
+            "api-key",
+            "--expected-version",
+            "2",
+        ],
+    ));
+    assert_eq!(deleted["version"], 3);
+    let gone = cli.run(&[
+        "secret",
+        "show",
+        "requester",
+        "api-key",
+        "--wallet-file",
+        &w,
+        "--password",
+        "pw",
+        "--json",
+    ]);
+    assert_ne!(gone.code, 0);
+    assert!(gone.json()["error"].as_str().unwrap().contains("NOT_FOUND"));
+    // A bad address is a CLI error before any request.
+    let bad = cli.run(&[
+        "secret",
+        "list",
+        "app",
+        "0x123",
+        "--wallet-file",
+        &w,
+        "--password",
+        "pw",
+    ]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("0x"), "{}", bad.stderr);
+}

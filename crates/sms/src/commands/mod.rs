@@ -7,6 +7,7 @@ pub mod dev;
 pub mod enclave;
 pub mod local_worker;
 pub mod result_files;
+pub mod secret;
 pub mod secrets;
 pub mod server;
 pub mod wallet;

@@ -27,7 +27,7 @@ pub struct Signed {
 }
 
 /// Secret value from the option, the terminal (hidden), or standard input.
-fn secret_value(given: Option<String>) -> anyhow::Result<String> {
+pub(super) fn secret_value(given: Option<String>) -> anyhow::Result<String> {
     use std::io::{IsTerminal, Read};
     if let Some(v) = given {
         return Ok(v);
