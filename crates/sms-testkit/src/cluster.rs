@@ -1,8 +1,11 @@
 //! [`Cluster`]: N real `sms server` processes on one PostgreSQL database with one master key,
 //! a round-robin client, and SIGKILL/restart of any replica.
 //!
-//! Replicas run `--dev` (embedded dev ledger, one per replica data dir): the store is shared,
-//! the ledger is not, so cluster tests of the store need no chain.
+//! [`Mode::Dev`] replicas run `--dev` (embedded dev ledger, one per replica data dir): the store
+//! is shared, the ledger is not, so cluster tests of the store need no chain.
+//! [`Mode::Production`] replicas run without `--dev`: the caller's `extra_args` name the one
+//! chain they all read (`--chain-rpc`, `--hub`, `--chain-id`) and the TEE settings, so the
+//! ledger is shared too (cluster tests of challenges, sessions and releases).
 
 // Test support: a failure to set up the fixture is a test failure, so panics are intended.
 #![allow(clippy::expect_used)]
@@ -37,8 +40,18 @@ impl Replica {
     }
 }
 
+/// How the replicas are started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `sms server --dev`: each replica has its own in-memory dev ledger.
+    Dev,
+    /// `sms server` without `--dev`: the ledger is the chain named in the extra arguments.
+    Production,
+}
+
 pub struct Cluster {
     binary: PathBuf,
+    mode: Mode,
     database_url: String,
     extra_args: Vec<String>,
     pub replicas: Vec<Replica>,
@@ -60,7 +73,18 @@ impl Cluster {
         n: usize,
         extra_args: &[&str],
     ) -> Self {
-        let mut cluster = Self::spawn(binary, database_url, n, extra_args);
+        Self::start_in(Mode::Dev, binary, database_url, n, extra_args).await
+    }
+
+    /// [`Cluster::start`] in `mode`.
+    pub async fn start_in(
+        mode: Mode,
+        binary: impl Into<PathBuf>,
+        database_url: &str,
+        n: usize,
+        extra_args: &[&str],
+    ) -> Self {
+        let mut cluster = Self::spawn_in(mode, binary, database_url, n, extra_args);
         for i in 0..n {
             cluster.wait_ready(i).await;
         }
@@ -74,9 +98,21 @@ impl Cluster {
         n: usize,
         extra_args: &[&str],
     ) -> Self {
+        Self::spawn_in(Mode::Dev, binary, database_url, n, extra_args)
+    }
+
+    /// [`Cluster::spawn`] in `mode`.
+    pub fn spawn_in(
+        mode: Mode,
+        binary: impl Into<PathBuf>,
+        database_url: &str,
+        n: usize,
+        extra_args: &[&str],
+    ) -> Self {
         sms_client::install_crypto_provider();
         let mut cluster = Self {
             binary: binary.into(),
+            mode,
             database_url: database_url.to_owned(),
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
             replicas: Vec::new(),
@@ -98,9 +134,11 @@ impl Cluster {
 
     fn command(&self, replica: &Replica) -> Command {
         let mut command = Command::new(&self.binary);
+        command.arg("server");
+        if self.mode == Mode::Dev {
+            command.arg("--dev");
+        }
         command
-            .arg("server")
-            .arg("--dev")
             .arg("--listen")
             .arg(replica.addr.to_string())
             .arg("--data-dir")
@@ -162,6 +200,11 @@ impl Cluster {
 
     pub fn url(&self, i: usize) -> String {
         self.replicas[i].url()
+    }
+
+    /// The data directory of replica `i` (with PostgreSQL it holds nothing that matters).
+    pub fn data_dir(&self, i: usize) -> &std::path::Path {
+        self.replicas[i].dir.path()
     }
 
     /// The next replica's base URL, round-robin over all replicas (killed ones included:

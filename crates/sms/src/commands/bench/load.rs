@@ -166,13 +166,25 @@ impl Worker {
 /// Runs `make` requests on `load.connections` connections until the deadline or until
 /// `load.max_requests` were issued. Connections are opened before the clock starts.
 pub async fn run(addr: SocketAddr, load: Load, make: Arc<MakeReq>) -> Outcome {
-    let host = HeaderValue::from_str(&addr.to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+    run_spread(&[addr], load, make).await
+}
+
+/// [`run`] over several servers (replicas behind a connection-level load balancer):
+/// connection `k` goes to `addrs[k % addrs.len()]` and stays there.
+pub async fn run_spread(addrs: &[SocketAddr], load: Load, make: Arc<MakeReq>) -> Outcome {
     let mut conns = Vec::with_capacity(load.connections);
     let mut outcome = Outcome::default();
-    for _ in 0..load.connections.max(1) {
+    if addrs.is_empty() {
+        outcome.errors = 1;
+        outcome.first_error = Some("no server to load".to_owned());
+        return outcome;
+    }
+    for k in 0..load.connections.max(1) {
+        let addr = addrs[k % addrs.len()];
+        let host = HeaderValue::from_str(&addr.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         match connect(addr).await {
-            Ok(c) => conns.push(c),
+            Ok(c) => conns.push((addr, host, c)),
             Err(e) => {
                 outcome.errors += 1;
                 outcome.first_error.get_or_insert(e);
@@ -186,8 +198,8 @@ pub async fn run(addr: SocketAddr, load: Load, make: Arc<MakeReq>) -> Outcome {
     let start = Instant::now();
     let deadline = start + load.duration;
     let mut tasks = tokio::task::JoinSet::new();
-    for mut conn in conns {
-        let (next, make, host) = (next.clone(), make.clone(), host.clone());
+    for (addr, host, mut conn) in conns {
+        let (next, make) = (next.clone(), make.clone());
         let per_worker = (load.max_requests / load.connections.max(1) as u64).min(1 << 20) as usize;
         tasks.spawn(async move {
             let mut w = Worker {

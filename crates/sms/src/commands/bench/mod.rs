@@ -7,6 +7,7 @@
 
 mod ceilings;
 mod child;
+mod cluster;
 mod load;
 mod scenarios;
 
@@ -50,6 +51,17 @@ pub struct BenchArgs {
     /// Directory of the DCAP fixtures (sgx_quote, sgx_quote_collateral.json).
     #[arg(long, env = "SMS_BENCH_FIXTURES")]
     pub fixtures: Option<PathBuf>,
+    /// PostgreSQL of the `cluster` scenario: an existing database on loopback (its tables are
+    /// created if needed; runs leave their rows). Without it the scenario starts a throwaway
+    /// PostgreSQL cluster of its own (initdb in a temporary directory, fsync=on, removed
+    /// afterwards) from --pg-bin.
+    #[arg(long, env = "SMS_BENCH_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Directory of the PostgreSQL server binaries (`initdb`, `pg_ctl`) for the throwaway
+    /// cluster; default: the newest /usr/lib/postgresql/<version>/bin. Run as root, the bench
+    /// runs them as the `postgres` user.
+    #[arg(long, env = "PG_BIN", value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
     /// Skip the ceilings (no ratios).
     #[arg(long)]
     pub no_ceilings: bool,
@@ -207,6 +219,10 @@ pub struct Ctx {
     /// The shared server for the HTTP scenarios (started on first use).
     target: Option<Target>,
     sms_url: Option<String>,
+    /// PostgreSQL of the `cluster` scenario.
+    pub postgres: cluster::PgSource,
+    /// Lines a scenario reports besides its own (printed before it).
+    pub extra_reports: Vec<Report>,
 }
 
 impl Ctx {
@@ -261,6 +277,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "dcap",
         about: "offline verification of the real SGX quote at a pinned time (in process)",
         run: |c| Box::pin(scenarios::dcap(c)),
+    },
+    Scenario {
+        name: "cluster",
+        about: "push and check over 3 replicas on one PostgreSQL, beside 1 replica on PostgreSQL and on SQLite",
+        run: |c| Box::pin(cluster::cluster(c)),
     },
     Scenario {
         name: "scale",
@@ -342,6 +363,11 @@ pub async fn run(args: BenchArgs, json: bool, out: &Output) -> anyhow::Result<()
         work: work.path().to_path_buf(),
         target: None,
         sms_url: args.sms_url.clone(),
+        postgres: cluster::PgSource {
+            url: args.database_url.clone(),
+            bin: args.pg_bin.clone(),
+        },
+        extra_reports: Vec::new(),
     };
 
     let mut reports = Vec::new();
@@ -371,6 +397,10 @@ pub async fn run(args: BenchArgs, json: bool, out: &Output) -> anyhow::Result<()
                 r
             }
         };
+        for r in std::mem::take(&mut ctx.extra_reports) {
+            emit(json, &r);
+            reports.push(r);
+        }
         emit(json, &report);
         reports.push(report);
     }

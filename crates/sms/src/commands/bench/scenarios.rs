@@ -24,7 +24,7 @@ const CHECK_CONNECTIONS: usize = 64;
 const DCAP_NOW: u64 = 1_751_328_000;
 
 /// Fills the latency and throughput fields of a report from a load outcome.
-fn from_outcome(name: &str, o: &Outcome) -> Report {
+pub(super) fn from_outcome(name: &str, o: &Outcome) -> Report {
     let mut r = Report::new(name);
     r.ops_per_s = Some(round(o.ops_per_s()));
     r.p50_ms = o.percentile_ms(50.0).map(round);
@@ -62,12 +62,12 @@ fn set_cpu_ratio(r: &mut Report, ceiling_us: Option<f64>, scenario_us: Option<f6
 }
 
 /// A unique prefix per run, so runs against the same `--sms-url` never collide.
-fn run_tag() -> String {
+pub(super) fn run_tag() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
 /// Signed requester-secret pushes, signed on every core before the clock starts.
-fn signed_pushes(signer: &PrivateKeySigner, names: &[String]) -> Vec<Req> {
+pub(super) fn signed_pushes(signer: &PrivateKeySigner, names: &[String]) -> Vec<Req> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let chunk = names.len().div_ceil(threads).max(1);
     let requester = signer.address();
@@ -104,7 +104,7 @@ fn signed_pushes(signer: &PrivateKeySigner, names: &[String]) -> Vec<Req> {
     })
 }
 
-fn replay(reqs: Arc<Vec<Req>>) -> Arc<load::MakeReq> {
+pub(super) fn replay(reqs: Arc<Vec<Req>>) -> Arc<load::MakeReq> {
     Arc::new(move |i| reqs[i as usize % reqs.len()].clone())
 }
 
