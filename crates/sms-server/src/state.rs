@@ -38,4 +38,6 @@ pub struct AppStateInner {
     pub provisioner: Arc<crate::provision::Provisioner>,
     /// Origins allowed by CORS on the secret routes.
     pub cors: crate::routes::CorsOrigins,
+    /// Present only with `--admin-token-file`: the admin API (`/admin/*`).
+    pub admin: Option<Arc<crate::routes::admin::AdminState>>,
 }

@@ -79,7 +79,10 @@ impl MasterKey {
     /// Reads an existing key file (never creates one).
     pub fn load(path: &Path) -> Result<Self, StoreError> {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            StoreError::Key(format!("cannot read master key file {}: {e}", path.display()))
+            StoreError::Key(format!(
+                "cannot read master key file {}: {e}",
+                path.display()
+            ))
         })?);
         check_permissions(path)?;
         Self::from_base64(&text)
@@ -169,9 +172,8 @@ pub mod wrap_format {
 
 /// Associated data of a row: its identity and its version, each field length-prefixed.
 pub fn row_aad(key: &crate::RecordKey, version: i64) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(
-        16 + key.namespace.len() + key.owner.len() + key.name.len() + 3 * 4 + 8,
-    );
+    let mut aad =
+        Vec::with_capacity(16 + key.namespace.len() + key.owner.len() + key.name.len() + 3 * 4 + 8);
     aad.extend_from_slice(b"sms/row/v2");
     for part in [&key.namespace, &key.owner, &key.name] {
         aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
@@ -312,7 +314,11 @@ impl KeyRing {
     /// The id new values are sealed with now.
     pub fn current(&self) -> Option<i64> {
         let lease = self.lease.lock().ok()?.key_id;
-        if lease > 0 { Some(lease) } else { self.newest() }
+        if lease > 0 {
+            Some(lease)
+        } else {
+            self.newest()
+        }
     }
 
     fn unwrap_into_ring(&self, row: &WrappedDataKey) -> Result<(), StoreError> {
@@ -359,7 +365,11 @@ impl KeyRing {
     async fn refresh(&self, backend: &dyn Backend) -> Result<Vec<WrappedDataKey>, StoreError> {
         let stored = backend.data_keys().await?;
         for row in &stored {
-            let known = self.keys.read().map(|k| k.contains_key(&row.id)).unwrap_or(false);
+            let known = self
+                .keys
+                .read()
+                .map(|k| k.contains_key(&row.id))
+                .unwrap_or(false);
             if !known && let Err(e) = self.unwrap_into_ring(row) {
                 tracing::warn!(data_key = row.id, error = %e, "data key not usable by this process");
             }
@@ -397,23 +407,37 @@ impl KeyRing {
         let mut stored = self.refresh(backend).await?;
         let usable = |stored: &[WrappedDataKey]| -> Option<WrappedDataKey> {
             let keys = self.keys.read().ok()?;
-            stored.iter().rev().find(|k| keys.contains_key(&k.id)).cloned()
+            stored
+                .iter()
+                .rev()
+                .find(|k| keys.contains_key(&k.id))
+                .cloned()
         };
-        let mut current = usable(&stored).ok_or_else(|| StoreError::Key("no usable data key".into()))?;
+        let mut current =
+            usable(&stored).ok_or_else(|| StoreError::Key("no usable data key".into()))?;
         let now = crate::unix_now();
         if force || exhausted(&current, &self.policy, now) {
             let next = stored.iter().map(|k| k.id).max().unwrap_or(0) + 1;
             match self.create_key(backend, next).await? {
                 Insert::Inserted => {
-                    tracing::info!(data_key = next, previous = current.id, forced = force, "new data key");
+                    tracing::info!(
+                        data_key = next,
+                        previous = current.id,
+                        forced = force,
+                        "new data key"
+                    );
                     metrics::counter!("sms_store_data_key_rotations_total").increment(1);
                 }
                 Insert::AlreadyExists => {
-                    tracing::info!(data_key = next, "another instance created the next data key");
+                    tracing::info!(
+                        data_key = next,
+                        "another instance created the next data key"
+                    );
                 }
             }
             stored = self.refresh(backend).await?;
-            let newest = usable(&stored).ok_or_else(|| StoreError::Key("no usable data key".into()))?;
+            let newest =
+                usable(&stored).ok_or_else(|| StoreError::Key("no usable data key".into()))?;
             if newest.id == current.id {
                 // A key this process cannot unwrap was created, or it could not create one.
                 tracing::error!(
@@ -430,16 +454,24 @@ impl KeyRing {
             current = newest;
         }
         let (switch, remaining) = {
-            let lease = self.lease.lock().map_err(|_| StoreError::Key("key lease poisoned".into()))?;
+            let lease = self
+                .lease
+                .lock()
+                .map_err(|_| StoreError::Key("key lease poisoned".into()))?;
             (lease.key_id != current.id, lease.remaining)
         };
         let remaining = if switch || remaining == 0 {
-            backend.reserve_encryptions(current.id, self.policy.block).await?;
+            backend
+                .reserve_encryptions(current.id, self.policy.block)
+                .await?;
             self.policy.block
         } else {
             remaining
         };
-        let mut lease = self.lease.lock().map_err(|_| StoreError::Key("key lease poisoned".into()))?;
+        let mut lease = self
+            .lease
+            .lock()
+            .map_err(|_| StoreError::Key("key lease poisoned".into()))?;
         *lease = Lease {
             key_id: current.id,
             remaining,
@@ -461,7 +493,10 @@ impl KeyRing {
     }
 
     pub fn knows(&self, key_id: i64) -> bool {
-        self.keys.read().map(|k| k.contains_key(&key_id)).unwrap_or(false)
+        self.keys
+            .read()
+            .map(|k| k.contains_key(&key_id))
+            .unwrap_or(false)
     }
 
     /// Seals `value` as row `key` at `version` under the current data key; returns
@@ -477,16 +512,28 @@ impl KeyRing {
         let nonce = random_nonce();
         let aad = row_aad(key, version);
         let ciphertext = cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: value, aad: &aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: value,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| StoreError::Key("encryption failed".into()))?;
         Ok((key_id, nonce.to_vec(), ciphertext))
     }
 
     /// Opens a row; `Integrity` (without detail) when the ciphertext does not belong to this
     /// identity at this version under this key.
-    pub fn open_row(&self, row: &crate::SealedRow) -> Result<sms_core::secret::SecretValue, StoreError> {
+    pub fn open_row(
+        &self,
+        row: &crate::SealedRow,
+    ) -> Result<sms_core::secret::SecretValue, StoreError> {
         let (cipher, key_format) = {
-            let keys = self.keys.read().map_err(|_| StoreError::Key("key ring poisoned".into()))?;
+            let keys = self
+                .keys
+                .read()
+                .map_err(|_| StoreError::Key("key ring poisoned".into()))?;
             let key = keys
                 .get(&row.key_id)
                 .ok_or_else(|| StoreError::Key(format!("unknown data key {}", row.key_id)))?;
@@ -499,7 +546,13 @@ impl KeyRing {
             _ => return Err(StoreError::Integrity(String::new())),
         };
         let plain = cipher
-            .decrypt(&nonce_of(&row.nonce)?, Payload { msg: &row.ciphertext, aad: &aad })
+            .decrypt(
+                &nonce_of(&row.nonce)?,
+                Payload {
+                    msg: &row.ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| StoreError::Integrity(String::new()))?;
         Ok(sms_core::secret::SecretValue::new(plain))
     }
@@ -521,17 +574,29 @@ fn wrap_data_key(
     let nonce = random_nonce();
     let wrapped = master
         .cipher()
-        .encrypt(&Nonce::from(nonce), Payload { msg: key, aad: &data_key_aad(id, format) })
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: key,
+                aad: &data_key_aad(id, format),
+            },
+        )
         .map_err(|_| StoreError::Key("cannot wrap the data key".into()))?;
     Ok((nonce.to_vec(), wrapped))
 }
 
-fn unwrap_data_key(master: &MasterKey, row: &WrappedDataKey) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+fn unwrap_data_key(
+    master: &MasterKey,
+    row: &WrappedDataKey,
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     master
         .cipher()
         .decrypt(
             &nonce_of(&row.nonce)?,
-            Payload { msg: &row.wrapped, aad: &data_key_aad(row.id, row.wrap_format) },
+            Payload {
+                msg: &row.wrapped,
+                aad: &data_key_aad(row.id, row.wrap_format),
+            },
         )
         .map(Zeroizing::new)
         .map_err(|_| StoreError::Key(format!("cannot unwrap data key {}", row.id)))
@@ -555,7 +620,9 @@ pub async fn rotate_master_key(
 ) -> Result<MasterKeyRotation, StoreError> {
     let (old_fp, new_fp) = (old.fingerprint(), new.fingerprint());
     if old_fp == new_fp {
-        return Err(StoreError::Key("the new master key is the current one".into()));
+        return Err(StoreError::Key(
+            "the new master key is the current one".into(),
+        ));
     }
     let stored = backend.data_keys().await?;
     let mut rewrapped = Vec::new();
@@ -579,7 +646,11 @@ pub async fn rotate_master_key(
         });
     }
     let count = rewrapped.len();
-    if count > 0 && !backend.rewrap_data_keys(rewrapped, &old_fp, &new_fp).await? {
+    if count > 0
+        && !backend
+            .rewrap_data_keys(rewrapped, &old_fp, &new_fp)
+            .await?
+    {
         return Err(StoreError::Key(
             "the data keys changed during the rotation (another process created one): nothing was changed, run it again".into(),
         ));

@@ -25,7 +25,8 @@ use sms_core::secret::{SecretId, SecretValue};
 use thiserror::Error;
 
 pub use crypto::{
-    DEFAULT_MAX_ENCRYPTIONS, KeyRing, MasterKey, MasterKeyRotation, RotationPolicy, rotate_master_key,
+    DEFAULT_MAX_ENCRYPTIONS, KeyRing, MasterKey, MasterKeyRotation, RotationPolicy,
+    rotate_master_key,
 };
 
 /// Identity of a stored record. `namespace` separates kinds (`web2`, `requester`,
@@ -450,7 +451,9 @@ impl Store {
         // row sealed for N + 1, so the version sealed is always the version written.
         let mut version = 1;
         for _ in 0..8 {
-            let row = self.seal(key, value.as_bytes(), version, expires_at).await?;
+            let row = self
+                .seal(key, value.as_bytes(), version, expires_at)
+                .await?;
             if self.backend.insert(row).await? == Insert::Inserted {
                 return Ok(Insert::Inserted);
             }

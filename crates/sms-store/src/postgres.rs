@@ -380,7 +380,11 @@ impl Backend for PostgresBackend {
 
     async fn retire_data_key(&self, id: i64) -> Result<bool, StoreError> {
         let r = self
-            .bounded(sqlx::query(sql::RETIRE_DATA_KEY).bind(id).execute(&self.pool))
+            .bounded(
+                sqlx::query(sql::RETIRE_DATA_KEY)
+                    .bind(id)
+                    .execute(&self.pool),
+            )
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -389,7 +393,10 @@ impl Backend for PostgresBackend {
         let rows: Vec<(i64, i64)> = self
             .bounded(sqlx::query_as(sql::ROWS_PER_KEY).fetch_all(&self.pool))
             .await?;
-        Ok(rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(k, n)| (k, n.max(0) as u64))
+            .collect())
     }
 
     async fn pending_rewrap(&self, current: i64) -> Result<u64, StoreError> {

@@ -43,20 +43,19 @@ pub const DELETE_EXPIRED: &str =
     "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2";
 pub const COUNT: &str =
     "SELECT namespace, COUNT(*) AS n FROM records WHERE deleted_at IS NULL GROUP BY namespace";
-pub const DATA_KEYS: &str =
-    "SELECT id, wrapped, nonce, master_fp, created_at, encryptions, wrap_format FROM data_keys ORDER BY id";
+pub const DATA_KEYS: &str = "SELECT id, wrapped, nonce, master_fp, created_at, encryptions, wrap_format FROM data_keys ORDER BY id";
 /// A new data key, unless a key wrapped by another master key exists (rotated elsewhere).
 pub const INSERT_DATA_KEY: &str = "INSERT INTO data_keys (id, wrapped, nonce, master_fp, created_at, encryptions, wrap_format) \
      SELECT $1, $2, $3, $4, $5, 0, $6 WHERE NOT EXISTS (SELECT 1 FROM data_keys WHERE master_fp <> $4) \
      ON CONFLICT (id) DO NOTHING";
 pub const RESERVE_ENCRYPTIONS: &str =
     "UPDATE data_keys SET encryptions = encryptions + $2 WHERE id = $1";
-pub const REWRAP_DATA_KEY: &str =
-    "UPDATE data_keys SET wrapped = $2, nonce = $3, master_fp = $4 WHERE id = $1 AND master_fp = $5";
+pub const REWRAP_DATA_KEY: &str = "UPDATE data_keys SET wrapped = $2, nonce = $3, master_fp = $4 WHERE id = $1 AND master_fp = $5";
 pub const FOREIGN_DATA_KEYS: &str = "SELECT COUNT(*) FROM data_keys WHERE master_fp <> $1";
 pub const RETIRE_DATA_KEY: &str = "DELETE FROM data_keys WHERE id = $1 AND id < (SELECT MAX(id) FROM data_keys) \
      AND NOT EXISTS (SELECT 1 FROM records WHERE key_id = $1)";
-pub const ROWS_PER_KEY: &str = "SELECT key_id, COUNT(*) FROM records GROUP BY key_id ORDER BY key_id";
+pub const ROWS_PER_KEY: &str =
+    "SELECT key_id, COUNT(*) FROM records GROUP BY key_id ORDER BY key_id";
 pub const PENDING_REWRAP: &str =
     "SELECT COUNT(*) FROM records WHERE key_id <> $1 OR (seal_format < 2 AND deleted_at IS NULL)";
 /// Keyset pagination in primary-key order, so a pass ends even when rows do not open.

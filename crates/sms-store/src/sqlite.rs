@@ -554,7 +554,8 @@ impl Backend for SqliteBackend {
     }
 
     async fn reserve_encryptions(&self, key_id: i64, count: u64) -> Result<(), StoreError> {
-        self.submit(Write::ReserveEncryptions(key_id, count)).await?;
+        self.submit(Write::ReserveEncryptions(key_id, count))
+            .await?;
         Ok(())
     }
 
@@ -578,7 +579,10 @@ impl Backend for SqliteBackend {
         let rows: Vec<(i64, i64)> = sqlx::query_as(sql::ROWS_PER_KEY)
             .fetch_all(&self.readers)
             .await?;
-        Ok(rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(k, n)| (k, n.max(0) as u64))
+            .collect())
     }
 
     async fn pending_rewrap(&self, current: i64) -> Result<u64, StoreError> {
@@ -677,11 +681,15 @@ pub async fn restore(
             target.display()
         )));
     }
-    let unreadable =
-        |e: std::io::Error| StoreError::Key(format!("cannot read backup {}: {e}", backup.display()));
+    let unreadable = |e: std::io::Error| {
+        StoreError::Key(format!("cannot read backup {}: {e}", backup.display()))
+    };
     let mut header = [0u8; 16];
-    std::io::Read::read_exact(&mut std::fs::File::open(backup).map_err(unreadable)?, &mut header)
-        .map_err(unreadable)?;
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(backup).map_err(unreadable)?,
+        &mut header,
+    )
+    .map_err(unreadable)?;
     if &header != b"SQLite format 3\0" {
         return Err(StoreError::Key(format!(
             "{} is not an SMS backup (not a SQLite database)",
@@ -696,13 +704,17 @@ pub async fn restore(
         .map_err(|e| StoreError::Key(format!("cannot write {}: {e}", staging.display())))?;
     let checked = match check_restored(&staging, master).await {
         // A clean, self-contained file (no WAL beside it) in place of the staging copy.
-        Ok((backend, rows, data_keys)) => backend
-            .backup_to(&target)
-            .await
-            .map(|()| (rows, data_keys)),
+        Ok((backend, rows, data_keys)) => {
+            backend.backup_to(&target).await.map(|()| (rows, data_keys))
+        }
         Err(e) => Err(e),
     };
-    for leftover in ["sms.db.restoring", "sms.db.restoring-wal", "sms.db.restoring-shm", "sms.db.restoring.lock"] {
+    for leftover in [
+        "sms.db.restoring",
+        "sms.db.restoring-wal",
+        "sms.db.restoring-shm",
+        "sms.db.restoring.lock",
+    ] {
         let _ = std::fs::remove_file(data_dir.join(leftover));
     }
     let (rows, data_keys) = checked?;

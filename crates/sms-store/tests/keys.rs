@@ -109,11 +109,7 @@ pub async fn postgres_url() -> String {
 }
 
 fn key(name: &str) -> RecordKey {
-    RecordKey::new(
-        "web2",
-        "0x00000000000000000000000000000000000000aa",
-        name,
-    )
+    RecordKey::new("web2", "0x00000000000000000000000000000000000000aa", name)
 }
 
 fn quick_policy() -> RotationPolicy {
@@ -129,10 +125,16 @@ fn quick_policy() -> RotationPolicy {
 async fn rolled_back_row_does_not_open(db: Db) {
     let store = db.store("m.key", RotationPolicy::default()).await;
     let k = key("rolled");
-    store.put(&k, &SecretValue::from("old-value"), 0).await.unwrap();
+    store
+        .put(&k, &SecretValue::from("old-value"), 0)
+        .await
+        .unwrap();
     let old = store.backend().get(&k).await.unwrap().unwrap();
     assert_eq!(
-        store.put(&k, &SecretValue::from("new-value"), 1).await.unwrap(),
+        store
+            .put(&k, &SecretValue::from("new-value"), 1)
+            .await
+            .unwrap(),
         CheckAndSet::Written { version: 2 }
     );
     let n = raw_sql!(
@@ -145,17 +147,28 @@ async fn rolled_back_row_does_not_open(db: Db) {
     );
     assert_eq!(n, 1);
     let err = store.get(&k).await.unwrap_err();
-    assert!(matches!(err, StoreError::Integrity(ref id) if id == &k.to_string()), "{err}");
+    assert!(
+        matches!(err, StoreError::Integrity(ref id) if id == &k.to_string()),
+        "{err}"
+    );
     assert!(!err.to_string().contains("old-value"));
     // The same bytes at their own version open: the version column is what binds them.
-    raw_sql!(db, "UPDATE records SET version = 1 WHERE name = $1", "rolled");
+    raw_sql!(
+        db,
+        "UPDATE records SET version = 1 WHERE name = $1",
+        "rolled"
+    );
     assert_eq!(
         store.get(&k).await.unwrap().unwrap().value,
         SecretValue::from("old-value"),
         "documented limit: a whole row rolled back, version included, is a replay"
     );
     // A versioned row marked legacy (to drop the version from its associated data) fails.
-    raw_sql!(db, "UPDATE records SET seal_format = 1 WHERE name = $1", "rolled");
+    raw_sql!(
+        db,
+        "UPDATE records SET seal_format = 1 WHERE name = $1",
+        "rolled"
+    );
     assert!(matches!(store.get(&k).await, Err(StoreError::Integrity(_))));
 }
 
@@ -164,12 +177,23 @@ async fn rolled_back_row_does_not_open(db: Db) {
 async fn every_write_seals_its_version(db: Db) {
     let store = db.store("m.key", RotationPolicy::default()).await;
     let k = key("paths");
-    store.insert(&k, &SecretValue::from("a"), None).await.unwrap();
+    store
+        .insert(&k, &SecretValue::from("a"), None)
+        .await
+        .unwrap();
     store.update(&k, &SecretValue::from("b")).await.unwrap();
-    assert!(store.compare_and_set(&k, &SecretValue::from("c"), 2, None).await.unwrap());
+    assert!(
+        store
+            .compare_and_set(&k, &SecretValue::from("c"), 2, None)
+            .await
+            .unwrap()
+    );
     store.tombstone(&k, None).await.unwrap();
     assert_eq!(
-        store.insert(&k, &SecretValue::from("d"), None).await.unwrap(),
+        store
+            .insert(&k, &SecretValue::from("d"), None)
+            .await
+            .unwrap(),
         sms_store::Insert::Inserted
     );
     let got = store.get(&k).await.unwrap().unwrap();
@@ -186,8 +210,14 @@ async fn every_write_seals_its_version(db: Db) {
     let got = store.get(&k).await.unwrap().unwrap();
     assert_eq!((got.value, got.version), (SecretValue::from("f"), 8));
     let t = RecordKey::new("nonce", "s", "n");
-    store.insert(&t, &SecretValue::from("once"), Some(i64::MAX)).await.unwrap();
-    assert_eq!(store.take(&t).await.unwrap().unwrap().value, SecretValue::from("once"));
+    store
+        .insert(&t, &SecretValue::from("once"), Some(i64::MAX))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take(&t).await.unwrap().unwrap().value,
+        SecretValue::from("once")
+    );
 }
 
 /// Rows sealed before versions were bound (seal_format 1 under a legacy data key) still
@@ -198,7 +228,11 @@ async fn legacy_rows_open_and_are_resealed(db: Db) {
     let raw_master = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD
-            .decode(std::fs::read_to_string(db.key_file("m.key")).unwrap().trim())
+            .decode(
+                std::fs::read_to_string(db.key_file("m.key"))
+                    .unwrap()
+                    .trim(),
+            )
             .unwrap()
     };
     // What an SMS before migration 0003 wrote: key 1 wrapped with the v1 associated data,
@@ -209,7 +243,10 @@ async fn legacy_rows_open_and_are_resealed(db: Db) {
     let wrapped = wrapper
         .encrypt(
             &[1u8; 12].into(),
-            Payload { msg: &data_key, aad: b"sms/data-key/v1/1" },
+            Payload {
+                msg: &data_key,
+                aad: b"sms/data-key/v1/1",
+            },
         )
         .unwrap();
     backend
@@ -227,7 +264,13 @@ async fn legacy_rows_open_and_are_resealed(db: Db) {
     let k = key("legacy");
     let sealed = aes_gcm::Aes256Gcm::new_from_slice(&data_key)
         .unwrap()
-        .encrypt(&[2u8; 12].into(), Payload { msg: b"from-before", aad: &k.binding() })
+        .encrypt(
+            &[2u8; 12].into(),
+            Payload {
+                msg: b"from-before",
+                aad: &k.binding(),
+            },
+        )
         .unwrap();
     backend
         .insert(sms_store::SealedRow {
@@ -241,10 +284,17 @@ async fn legacy_rows_open_and_are_resealed(db: Db) {
         })
         .await
         .unwrap();
-    raw_sql!(db, "UPDATE records SET seal_format = 1 WHERE name = $1", "legacy");
+    raw_sql!(
+        db,
+        "UPDATE records SET seal_format = 1 WHERE name = $1",
+        "legacy"
+    );
     drop(backend);
     let store = Store::open(db.backend().await, master).await.unwrap();
-    assert_eq!(store.get(&k).await.unwrap().unwrap().value, SecretValue::from("from-before"));
+    assert_eq!(
+        store.get(&k).await.unwrap().unwrap().value,
+        SecretValue::from("from-before")
+    );
     assert_eq!(store.key_status().await.unwrap().pending_rewrap, 1);
     let new_key = store.rotate_data_key().await.unwrap();
     assert_eq!(new_key, 2);
@@ -252,10 +302,17 @@ async fn legacy_rows_open_and_are_resealed(db: Db) {
     assert_eq!(batch.rewrapped, 1);
     let row = store.backend().get(&k).await.unwrap().unwrap();
     assert_eq!((row.key_id, row.seal_format), (2, 2));
-    assert_eq!(store.get(&k).await.unwrap().unwrap().value, SecretValue::from("from-before"));
+    assert_eq!(
+        store.get(&k).await.unwrap().unwrap().value,
+        SecretValue::from("from-before")
+    );
     assert_eq!(store.retire_unused_keys().await.unwrap(), vec![1]);
     // A legacy-format row under a key created since is refused.
-    raw_sql!(db, "UPDATE records SET seal_format = 1 WHERE name = $1", "legacy");
+    raw_sql!(
+        db,
+        "UPDATE records SET seal_format = 1 WHERE name = $1",
+        "legacy"
+    );
     assert!(matches!(store.get(&k).await, Err(StoreError::Integrity(_))));
 }
 
@@ -265,7 +322,11 @@ async fn rotation_under_load(db: Db) {
     let store = db.store("m.key", quick_policy()).await;
     for i in 0..300 {
         store
-            .put(&key(&format!("pre{i}")), &SecretValue::from(format!("pre-{i}").as_str()), 0)
+            .put(
+                &key(&format!("pre{i}")),
+                &SecretValue::from(format!("pre-{i}").as_str()),
+                0,
+            )
             .await
             .unwrap();
     }
@@ -280,7 +341,10 @@ async fn rotation_under_load(db: Db) {
             while !stop.load(Ordering::Relaxed) {
                 let k = key(&format!("w{w}-{i}"));
                 let v = format!("value-{w}-{i}");
-                store.put(&k, &SecretValue::from(v.as_str()), 0).await.unwrap();
+                store
+                    .put(&k, &SecretValue::from(v.as_str()), 0)
+                    .await
+                    .unwrap();
                 // Reads (releases) of older rows continue too.
                 let old = key(&format!("pre{}", 1 + i % 299));
                 assert!(store.get(&old).await.unwrap().is_some());
@@ -331,11 +395,19 @@ async fn rotation_under_load(db: Db) {
     }
     assert!(!written.is_empty());
     for (k, v) in written {
-        assert_eq!(store.get(&k).await.unwrap().unwrap().value, SecretValue::from(v.as_str()));
+        assert_eq!(
+            store.get(&k).await.unwrap().unwrap().value,
+            SecretValue::from(v.as_str())
+        );
     }
     for i in 1..300 {
         assert_eq!(
-            store.get(&key(&format!("pre{i}"))).await.unwrap().unwrap().value,
+            store
+                .get(&key(&format!("pre{i}")))
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
             SecretValue::from(format!("pre-{i}").as_str())
         );
     }
@@ -366,8 +438,14 @@ async fn counts_add_up_across_replicas_and_rotate_automatically(db: Db) {
     let status = a.key_status().await.unwrap();
     let reserved: i64 = status.keys.iter().map(|k| k.encryptions).sum();
     assert!(reserved >= 300, "{status:?}");
-    assert!(status.keys.len() >= 2, "a key was spent and replaced: {status:?}");
-    assert!(status.keys.iter().all(|k| k.encryptions <= 200 + 16), "{status:?}");
+    assert!(
+        status.keys.len() >= 2,
+        "a key was spent and replaced: {status:?}"
+    );
+    assert!(
+        status.keys.iter().all(|k| k.encryptions <= 200 + 16),
+        "{status:?}"
+    );
     // Both replicas read everything, whichever key sealed it.
     for i in 0..300 {
         assert!(a.get(&key(&format!("r{i}"))).await.unwrap().is_some());
@@ -376,8 +454,18 @@ async fn counts_add_up_across_replicas_and_rotate_automatically(db: Db) {
     // A rotation by one replica is followed by the other within its refresh interval.
     let rotated = a.rotate_data_key().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    b.put(&key("after"), &SecretValue::from("v"), 0).await.unwrap();
-    assert_eq!(b.backend().get(&key("after")).await.unwrap().unwrap().key_id, rotated);
+    b.put(&key("after"), &SecretValue::from("v"), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.backend()
+            .get(&key("after"))
+            .await
+            .unwrap()
+            .unwrap()
+            .key_id,
+        rotated
+    );
 }
 
 /// Every data key re-wrapped under a new master key in one transaction: the old key file
@@ -387,7 +475,11 @@ async fn master_key_rotation(db: Db) {
     store.rotate_data_key().await.unwrap();
     for i in 0..20 {
         store
-            .put(&key(&format!("m{i}")), &SecretValue::from(format!("v{i}").as_str()), 0)
+            .put(
+                &key(&format!("m{i}")),
+                &SecretValue::from(format!("v{i}").as_str()),
+                0,
+            )
             .await
             .unwrap();
     }
@@ -396,25 +488,42 @@ async fn master_key_rotation(db: Db) {
     let (new, created) = MasterKey::load_or_create(&db.key_file("new.key")).unwrap();
     assert!(created);
     let backend = db.backend().await;
-    let done = rotate_master_key(backend.as_ref(), &old, &new).await.unwrap();
+    let done = rotate_master_key(backend.as_ref(), &old, &new)
+        .await
+        .unwrap();
     assert_eq!(done.data_keys, 2);
     assert_eq!(
-        rotate_master_key(backend.as_ref(), &old, &new).await.unwrap().data_keys,
+        rotate_master_key(backend.as_ref(), &old, &new)
+            .await
+            .unwrap()
+            .data_keys,
         0,
         "running it again is a no-op"
     );
     drop(backend);
     std::fs::remove_file(db.key_file("old.key")).unwrap();
-    let store = Store::open(db.backend().await, MasterKey::load(&db.key_file("new.key")).unwrap())
-        .await
-        .unwrap();
+    let store = Store::open(
+        db.backend().await,
+        MasterKey::load(&db.key_file("new.key")).unwrap(),
+    )
+    .await
+    .unwrap();
     for i in 0..20 {
         assert_eq!(
-            store.get(&key(&format!("m{i}"))).await.unwrap().unwrap().value,
+            store
+                .get(&key(&format!("m{i}")))
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
             SecretValue::from(format!("v{i}").as_str())
         );
     }
-    let err = Store::open(db.backend().await, old).await.err().unwrap().to_string();
+    let err = Store::open(db.backend().await, old)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("cannot unwrap data key"), "{err}");
 }
 
@@ -442,7 +551,11 @@ async fn sqlite_backup_while_pushing_restores_into_a_fresh_dir() {
     let store = db.store("m.key", RotationPolicy::default()).await;
     for i in 0..100 {
         store
-            .put(&key(&format!("b{i}")), &SecretValue::from(format!("v{i}").as_str()), 0)
+            .put(
+                &key(&format!("b{i}")),
+                &SecretValue::from(format!("v{i}").as_str()),
+                0,
+            )
             .await
             .unwrap();
     }
@@ -469,15 +582,23 @@ async fn sqlite_backup_while_pushing_restores_into_a_fresh_dir() {
     let bytes = std::fs::read(&backup).unwrap();
     let master_text = std::fs::read_to_string(db.key_file("m.key")).unwrap();
     assert!(
-        !bytes.windows(master_text.trim().len()).any(|w| w == master_text.trim().as_bytes()),
+        !bytes
+            .windows(master_text.trim().len())
+            .any(|w| w == master_text.trim().as_bytes()),
         "a backup never holds the master key"
     );
 
     // Refused into the data dir a backend (server) has open.
-    let Raw::Sqlite(live) = &db.raw else { unreachable!() };
-    let err = sms_store::sqlite::restore(&backup, live.parent().unwrap(), MasterKey::load(&db.key_file("m.key")).unwrap())
-        .await
-        .unwrap_err();
+    let Raw::Sqlite(live) = &db.raw else {
+        unreachable!()
+    };
+    let err = sms_store::sqlite::restore(
+        &backup,
+        live.parent().unwrap(),
+        MasterKey::load(&db.key_file("m.key")).unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, StoreError::Busy(_)), "{err}");
     // Refused with another master key, leaving nothing behind.
     let fresh = tempfile::tempdir().unwrap();
@@ -489,32 +610,53 @@ async fn sqlite_backup_while_pushing_restores_into_a_fresh_dir() {
     // Not a backup.
     std::fs::write(db.dir.path().join("junk"), b"not a database at all").unwrap();
     assert!(
-        sms_store::sqlite::restore(&db.dir.path().join("junk"), fresh.path(), MasterKey::generate())
-            .await
-            .is_err()
+        sms_store::sqlite::restore(
+            &db.dir.path().join("junk"),
+            fresh.path(),
+            MasterKey::generate()
+        )
+        .await
+        .is_err()
     );
 
-    let restored = sms_store::sqlite::restore(&backup, fresh.path(), MasterKey::load(&db.key_file("m.key")).unwrap())
-        .await
-        .unwrap();
+    let restored = sms_store::sqlite::restore(
+        &backup,
+        fresh.path(),
+        MasterKey::load(&db.key_file("m.key")).unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(restored.rows >= acked as u64);
     let store = Store::open(
-        Arc::new(SqliteBackend::open(&fresh.path().join("sms.db")).await.unwrap()),
+        Arc::new(
+            SqliteBackend::open(&fresh.path().join("sms.db"))
+                .await
+                .unwrap(),
+        ),
         MasterKey::load(&db.key_file("m.key")).unwrap(),
     )
     .await
     .unwrap();
     for i in 0..acked {
         assert_eq!(
-            store.get(&key(&format!("b{i}"))).await.unwrap().unwrap().value,
+            store
+                .get(&key(&format!("b{i}")))
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
             SecretValue::from(format!("v{i}").as_str())
         );
     }
     // A second restore into the now-used dir is refused.
     drop(store);
-    let err = sms_store::sqlite::restore(&backup, fresh.path(), MasterKey::load(&db.key_file("m.key")).unwrap())
-        .await
-        .unwrap_err();
+    let err = sms_store::sqlite::restore(
+        &backup,
+        fresh.path(),
+        MasterKey::load(&db.key_file("m.key")).unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, StoreError::Busy(_)), "{err}");
 }
 
