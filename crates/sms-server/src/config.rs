@@ -94,6 +94,9 @@ pub struct ServerConfig {
 
     #[command(flatten)]
     pub attest: crate::attest_args::AttestArgs,
+
+    #[command(flatten)]
+    pub keys: crate::routes::admin::KeyArgs,
 }
 
 /// Where the iExec PoCo contracts are read (the production ledger). See docs/chain.md.
@@ -204,6 +207,7 @@ impl ServerConfig {
             chain: ChainArgs::default(),
             tee: crate::tee::args::TeeArgs::defaults(),
             attest: crate::attest_args::AttestArgs::default(),
+            keys: crate::routes::admin::KeyArgs::default(),
         }
     }
 

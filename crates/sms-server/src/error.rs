@@ -103,6 +103,14 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%reason, "store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").with_reason(reason)
             }
+            // Logged (row identity) and counted by the store; the value is never served.
+            StoreError::Integrity(record) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "STORE_INTEGRITY",
+            )
+            .with_reason(format!(
+                "stored record {record} failed its integrity check (tampered or rolled back)"
+            )),
             other => Self::internal(other),
         }
     }

@@ -117,6 +117,8 @@ impl Server {
             provisioner,
             cors: config.cors_allowed_origins.clone(),
             domain,
+            admin: crate::routes::admin::AdminState::load(&config.keys, &data_dir)
+                .map_err(StartupError::Config)?,
         });
         crate::routes::secrets::publish_counts(&state).await?;
         let app = with_layers(crate::routes::router(state));
@@ -212,10 +214,8 @@ pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, StartupErr
             data_dir.display()
         ))
     })?;
-    let (master, master_key_created) = match std::env::var("SMS_MASTER_KEY") {
-        Ok(text) => (MasterKey::from_base64(&text)?, false),
-        Err(_) => MasterKey::load_or_create(&config.master_key_file())?,
-    };
+    let (master, master_key_created) =
+        MasterKey::from_env_or_file(&config.master_key_file(), true)?;
     let backend: Arc<dyn Backend> = match &config.database_url {
         Some(url) => Arc::new(
             PostgresBackend::open(&PostgresSettings {
@@ -229,7 +229,7 @@ pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, StartupErr
     };
     let description = backend.describe();
     Ok(OpenedStore {
-        store: Store::open(backend, master).await?,
+        store: Store::open_with(backend, master, config.keys.policy()).await?,
         description,
         master_key_created,
     })

@@ -40,4 +40,6 @@ pub struct AppStateInner {
     pub cors: crate::routes::CorsOrigins,
     /// The signing domain of the secrets API v2 (chain id and instance id).
     pub domain: sms_core::secret_operation::ServiceDomain,
+    /// Present only with `--admin-token-file`: the admin API (`/admin/*`).
+    pub admin: Option<Arc<crate::routes::admin::AdminState>>,
 }

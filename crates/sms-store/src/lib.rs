@@ -3,6 +3,12 @@
 //!
 //! - [`Store`] is what the server uses: it seals values before they reach a [`Backend`] and
 //!   opens them on the way back. Plaintext never reaches the database.
+//! - Every sealed row binds its identity and its version ([`crypto::row_aad`]): a row put
+//!   back to an older copy of itself does not open ([`StoreError::Integrity`], logged with
+//!   the row identity and counted in `sms_store_integrity_failures_total`).
+//! - Data keys rotate ([`Store::rotate_data_key`], automatically per [`RotationPolicy`]),
+//!   rows move to the newest key with [`Store::rewrap_batch`], unused keys are retired, and
+//!   [`rotate_master_key`] re-wraps every data key (docs/keys-and-backups.md).
 //! - [`Backend`] is a small key-value trait over sealed rows, with insert-once, check-and-set
 //!   and expiry. Implementations: [`sqlite::SqliteBackend`] (embedded default, group commit)
 //!   and [`postgres::PostgresBackend`] (shared by several replicas).
@@ -18,7 +24,10 @@ use async_trait::async_trait;
 use sms_core::secret::{SecretId, SecretValue};
 use thiserror::Error;
 
-pub use crypto::{KeyRing, MasterKey};
+pub use crypto::{
+    DEFAULT_MAX_ENCRYPTIONS, KeyRing, MasterKey, MasterKeyRotation, RotationPolicy,
+    rotate_master_key,
+};
 
 /// Identity of a stored record. `namespace` separates kinds (`web2`, `requester`,
 /// `tee-challenge`, …); `owner` is normally a lowercase 0x address.
@@ -42,7 +51,8 @@ impl RecordKey {
         }
     }
 
-    /// Associated data binding a ciphertext to this identity.
+    /// Associated data of rows sealed before versions were bound ([`crypto::seal_format::LEGACY`]);
+    /// new rows use [`crypto::row_aad`].
     pub fn binding(&self) -> Vec<u8> {
         format!("sms/v1/{}/{}/{}", self.namespace, self.owner, self.name).into_bytes()
     }
@@ -64,6 +74,15 @@ pub struct SealedRow {
     pub version: i64,
     /// Unix seconds after which the row may be swept.
     pub expires_at: Option<i64>,
+    /// [`crypto::seal_format`]: what the associated data was. Writes always store
+    /// [`crypto::seal_format::VERSIONED`].
+    pub seal_format: i64,
+}
+
+impl std::fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.owner, self.name)
+    }
 }
 
 /// A data key wrapped by the master key.
@@ -74,6 +93,54 @@ pub struct WrappedDataKey {
     pub nonce: Vec<u8>,
     /// Fingerprint of the master key that wrapped it (detects a wrong master key at start-up).
     pub master_fingerprint: String,
+    pub created_at: i64,
+    /// Encryptions reserved under this key so far, by every process (an upper bound).
+    pub encryptions: i64,
+    /// [`crypto::wrap_format`].
+    pub wrap_format: i64,
+}
+
+/// One data key as `sms operator key-status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataKeyStatus {
+    pub id: i64,
+    pub created_at: i64,
+    /// Encryptions reserved under it (an upper bound of those done).
+    pub encryptions: i64,
+    /// Rows sealed under it (tombstones included).
+    pub rows: u64,
+    pub master_fingerprint: String,
+    /// New values are sealed with it (in this process).
+    pub current: bool,
+    /// Created before versions were bound (may open legacy rows).
+    pub legacy: bool,
+}
+
+/// The data keys and what uses them; never key material.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub master_fingerprint: String,
+    pub current_key_id: i64,
+    pub max_encryptions: u64,
+    pub keys: Vec<DataKeyStatus>,
+    /// Rows still to re-seal under the current key (`sms operator rewrap`).
+    pub pending_rewrap: u64,
+}
+
+/// What one [`Store::rewrap_batch`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RewrapBatch {
+    /// Rows re-sealed under the current key.
+    pub rewrapped: u64,
+    /// Rows changed by a writer meanwhile (the writer sealed them; a later pass checks).
+    pub raced: u64,
+    /// Tombstones moved to the current key (no ciphertext).
+    pub tombstones: u64,
+    /// Rows that do not open (tampered or rolled back): left as they are.
+    pub unreadable: Vec<RecordKey>,
+    /// Where the next batch starts; `None` when this pass reached the end of the table.
+    pub next: Option<RecordKey>,
+    pub current_key_id: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,8 +206,16 @@ pub enum StoreError {
     WriterGone,
     #[error("{0}")]
     Key(String),
-    #[error("record {0} cannot be decrypted: wrong key or tampered row")]
+    /// A row does not open: its ciphertext is not this identity's at this version (tampered,
+    /// or an older copy of the row written back), or the wrong data key. Never served (500).
+    #[error("record {0} cannot be decrypted: wrong key, tampered or rolled-back row")]
     Integrity(String),
+    /// The operation does not exist for this backend (e.g. online backup of PostgreSQL).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The data directory is in use by a running server (restore refused).
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl StoreError {
@@ -245,7 +320,37 @@ pub trait Backend: Send + Sync + 'static {
     /// Number of rows per namespace.
     async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError>;
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
+    /// Inserts a data key unless its id exists or a key wrapped by another master key exists.
     async fn insert_data_key(&self, key: WrappedDataKey) -> Result<Insert, StoreError>;
+    /// Adds `count` to the key's encryption counter.
+    async fn reserve_encryptions(&self, key_id: i64, count: u64) -> Result<(), StoreError>;
+    /// Replaces every wrapping in one transaction, each only if still wrapped by `old_fp`, and
+    /// only if afterwards every key is wrapped by `new_fp`; false (nothing changed) otherwise.
+    async fn rewrap_data_keys(
+        &self,
+        keys: Vec<WrappedDataKey>,
+        old_fp: &str,
+        new_fp: &str,
+    ) -> Result<bool, StoreError>;
+    /// Deletes data key `id` if it is not the newest and no row uses it.
+    async fn retire_data_key(&self, id: i64) -> Result<bool, StoreError>;
+    /// Rows per data key id, tombstones included.
+    async fn rows_per_key(&self) -> Result<Vec<(i64, u64)>, StoreError>;
+    /// Rows not yet sealed under `current` in the current format.
+    async fn pending_rewrap(&self, current: i64) -> Result<u64, StoreError>;
+    /// Live rows after `after` (in key order) not sealed under `current` in the current format.
+    async fn rewrap_candidates(
+        &self,
+        current: i64,
+        after: &RecordKey,
+        limit: u32,
+    ) -> Result<Vec<SealedRow>, StoreError>;
+    /// Writes a re-sealed row if it still is the exact row read (`version`, `old_nonce`).
+    async fn rewrap_row(&self, row: SealedRow, old_nonce: &[u8]) -> Result<bool, StoreError>;
+    /// Moves up to `limit` tombstones to key `current`.
+    async fn rewrap_tombstones(&self, current: i64, limit: u32) -> Result<u64, StoreError>;
+    /// Writes a consistent copy of the whole database to `dest` (a new file), online.
+    async fn backup_to(&self, dest: &std::path::Path) -> Result<(), StoreError>;
     /// One cheap round trip (`SELECT 1`), bounded by the backend's timeout (`/health`).
     async fn ping(&self) -> Result<(), StoreError>;
     fn describe(&self) -> String;
@@ -268,7 +373,16 @@ pub struct Store {
 impl Store {
     /// Loads (or creates, on first start) the data keys, checking the master key.
     pub async fn open(backend: Arc<dyn Backend>, master: MasterKey) -> Result<Self, StoreError> {
-        let keys = KeyRing::load_or_create(backend.as_ref(), master).await?;
+        Self::open_with(backend, master, RotationPolicy::default()).await
+    }
+
+    /// [`Store::open`] with a data-key rotation policy.
+    pub async fn open_with(
+        backend: Arc<dyn Backend>,
+        master: MasterKey,
+        policy: RotationPolicy,
+    ) -> Result<Self, StoreError> {
+        let keys = KeyRing::open(backend.as_ref(), master, policy).await?;
         Ok(Self {
             backend,
             keys: Arc::new(keys),
@@ -279,14 +393,18 @@ impl Store {
         self.backend.as_ref()
     }
 
-    fn seal(
+    /// Seals `value` as `key` at exactly `version`: the version the write will store.
+    async fn seal(
         &self,
         key: &RecordKey,
         value: &[u8],
         version: i64,
         expires_at: Option<i64>,
     ) -> Result<SealedRow, StoreError> {
-        let (key_id, nonce, ciphertext) = self.keys.seal(&key.binding(), value)?;
+        let (key_id, nonce, ciphertext) = self
+            .keys
+            .seal(self.backend.as_ref(), key, version, value)
+            .await?;
         Ok(SealedRow {
             key: key.clone(),
             key_id,
@@ -294,19 +412,32 @@ impl Store {
             ciphertext,
             version,
             expires_at,
+            seal_format: crypto::seal_format::VERSIONED,
         })
     }
 
-    fn open_row(&self, row: &SealedRow) -> Result<SecretValue, StoreError> {
-        self.keys
-            .open(row.key_id, &row.key.binding(), &row.nonce, &row.ciphertext)
-            .map_err(|e| match e {
-                StoreError::Integrity(_) => StoreError::Integrity(format!(
-                    "{}/{}/{}",
-                    row.key.namespace, row.key.owner, row.key.name
-                )),
-                other => other,
-            })
+    /// Opens a row read from the backend. A row under a data key this process does not hold
+    /// yet (created by another replica) reloads the keys once. A row that does not open is
+    /// logged with its identity (never its value), counted, and answered `Integrity`.
+    async fn open_row(&self, row: &SealedRow) -> Result<SecretValue, StoreError> {
+        if !self.keys.knows(row.key_id) {
+            self.keys.reload(self.backend.as_ref()).await?;
+        }
+        self.keys.open_row(row).map_err(|e| match e {
+            StoreError::Integrity(_) => {
+                tracing::error!(
+                    record = %row.key,
+                    version = row.version,
+                    key_id = row.key_id,
+                    seal_format = row.seal_format,
+                    "stored record failed its integrity check (tampered, or an older copy written back)"
+                );
+                metrics::counter!("sms_store_integrity_failures_total", "namespace" => row.key.namespace.clone())
+                    .increment(1);
+                StoreError::Integrity(row.key.to_string())
+            }
+            other => other,
+        })
     }
 
     /// Inserts once: a second insert of the same key is `AlreadyExists`, whatever the value.
@@ -316,14 +447,29 @@ impl Store {
         value: &SecretValue,
         expires_at: Option<i64>,
     ) -> Result<Insert, StoreError> {
-        let row = self.seal(key, value.as_bytes(), 1, expires_at)?;
-        self.backend.insert(row).await
+        // Sealed for version 1; over a tombstone at version N the SQL only revives it with a
+        // row sealed for N + 1, so the version sealed is always the version written.
+        let mut version = 1;
+        for _ in 0..8 {
+            let row = self
+                .seal(key, value.as_bytes(), version, expires_at)
+                .await?;
+            if self.backend.insert(row).await? == Insert::Inserted {
+                return Ok(Insert::Inserted);
+            }
+            match self.backend.metadata(key).await? {
+                Some(meta) if meta.deleted => version = meta.version + 1,
+                Some(_) => return Ok(Insert::AlreadyExists),
+                None => version = 1,
+            }
+        }
+        Err(contention(key))
     }
 
     pub async fn get(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
         match self.backend.get(key).await? {
             Some(row) => Ok(Some(Versioned {
-                value: self.open_row(&row)?,
+                value: self.open_row(&row).await?,
                 version: row.version,
             })),
             None => Ok(None),
@@ -341,19 +487,18 @@ impl Store {
             let Some(current) = self.backend.get(key).await? else {
                 return Ok(Update::NotFound);
             };
-            if self.open_row(&current)? == *value {
+            if self.open_row(&current).await? == *value {
                 return Ok(Update::Unchanged);
             }
             let version = current.version + 1;
-            let row = self.seal(key, value.as_bytes(), version, current.expires_at)?;
+            let row = self
+                .seal(key, value.as_bytes(), version, current.expires_at)
+                .await?;
             if self.backend.replace(row, current.version).await? {
                 return Ok(Update::Updated { version });
             }
         }
-        Err(StoreError::Key(format!(
-            "too much contention updating {}/{}",
-            key.owner, key.name
-        )))
+        Err(contention(key))
     }
 
     /// Replaces the value only if the stored version is still `expected_version`.
@@ -364,7 +509,9 @@ impl Store {
         expected_version: i64,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let row = self.seal(key, value.as_bytes(), expected_version + 1, expires_at)?;
+        let row = self
+            .seal(key, value.as_bytes(), expected_version + 1, expires_at)
+            .await?;
         self.backend.replace(row, expected_version).await
     }
 
@@ -378,10 +525,12 @@ impl Store {
         expected_version: i64,
     ) -> Result<CheckAndSet, StoreError> {
         let written = if expected_version <= 0 {
-            let row = self.seal(key, value.as_bytes(), 1, None)?;
-            self.backend.put_create(row).await?
+            self.put_create(key, value).await?
         } else {
-            let row = self.seal(key, value.as_bytes(), expected_version + 1, None)?;
+            // Sealed for expected + 1; the SQL writes exactly that version or nothing.
+            let row = self
+                .seal(key, value.as_bytes(), expected_version + 1, None)
+                .await?;
             self.backend.put_update(row, expected_version).await?
         };
         match written {
@@ -390,6 +539,28 @@ impl Store {
                 current: self.live_version(key).await?,
             }),
         }
+    }
+
+    /// Creates a live value: sealed for version 1, or for N + 1 over a tombstone at N (the SQL
+    /// revives only that exact tombstone). `None` when a live value exists.
+    async fn put_create(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut version = 1;
+        for _ in 0..8 {
+            let row = self.seal(key, value.as_bytes(), version, None).await?;
+            if let Some(written) = self.backend.put_create(row).await? {
+                return Ok(Some(written));
+            }
+            match self.backend.metadata(key).await? {
+                Some(meta) if meta.deleted => version = meta.version + 1,
+                Some(_) => return Ok(None),
+                None => version = 1,
+            }
+        }
+        Err(contention(key))
     }
 
     /// Deletes a secret's value, keeping a tombstone so versions stay monotonic; sessions and
@@ -452,7 +623,7 @@ impl Store {
             return Ok(None);
         }
         Ok(Some(Versioned {
-            value: self.open_row(&row)?,
+            value: self.open_row(&row).await?,
             version: row.version,
         }))
     }
@@ -473,6 +644,114 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.backend.ping().await
     }
+
+    /// The data keys, their use and the rows left to re-seal; never key material.
+    pub async fn key_status(&self) -> Result<KeyStatus, StoreError> {
+        let stored = self.backend.data_keys().await?;
+        let rows: std::collections::HashMap<i64, u64> =
+            self.backend.rows_per_key().await?.into_iter().collect();
+        let current = self.current_key_id()?;
+        Ok(KeyStatus {
+            master_fingerprint: self.keys.master_fingerprint().to_owned(),
+            current_key_id: current,
+            max_encryptions: self.keys.policy().max_encryptions,
+            pending_rewrap: self.backend.pending_rewrap(current).await?,
+            keys: stored
+                .into_iter()
+                .map(|k| DataKeyStatus {
+                    id: k.id,
+                    created_at: k.created_at,
+                    encryptions: k.encryptions,
+                    rows: rows.get(&k.id).copied().unwrap_or(0),
+                    master_fingerprint: k.master_fingerprint,
+                    current: k.id == current,
+                    legacy: k.wrap_format == crypto::wrap_format::LEGACY,
+                })
+                .collect(),
+        })
+    }
+
+    fn current_key_id(&self) -> Result<i64, StoreError> {
+        self.keys
+            .current()
+            .ok_or_else(|| StoreError::Key("no data key".into()))
+    }
+
+    /// Creates a new data key now; new values are sealed with it. Its id.
+    pub async fn rotate_data_key(&self) -> Result<i64, StoreError> {
+        self.keys.rotate(self.backend.as_ref()).await
+    }
+
+    /// Re-seals up to `limit` rows after `after` under the current data key (and up to
+    /// `limit` tombstones), online: a row a writer changes meanwhile is left to the writer.
+    /// Start with `None`, continue with [`RewrapBatch::next`]; passes until
+    /// [`KeyStatus::pending_rewrap`] is 0 (stateless, so resumable after a crash).
+    pub async fn rewrap_batch(
+        &self,
+        after: Option<&RecordKey>,
+        limit: u32,
+    ) -> Result<RewrapBatch, StoreError> {
+        self.keys.reload(self.backend.as_ref()).await?;
+        let current = self.current_key_id()?;
+        let limit = limit.clamp(1, 10_000);
+        let start = RecordKey::new("", "", "");
+        let rows = self
+            .backend
+            .rewrap_candidates(current, after.unwrap_or(&start), limit)
+            .await?;
+        let mut batch = RewrapBatch {
+            current_key_id: current,
+            next: (rows.len() as u32 == limit)
+                .then(|| rows.last().map(|r| r.key.clone()))
+                .flatten(),
+            ..RewrapBatch::default()
+        };
+        for row in rows {
+            let value = match self.open_row(&row).await {
+                Ok(value) => value,
+                Err(StoreError::Integrity(_)) => {
+                    batch.unreadable.push(row.key.clone());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let resealed = self
+                .seal(&row.key, value.as_bytes(), row.version, row.expires_at)
+                .await?;
+            if self.backend.rewrap_row(resealed, &row.nonce).await? {
+                batch.rewrapped += 1;
+            } else {
+                batch.raced += 1;
+            }
+        }
+        batch.tombstones = self.backend.rewrap_tombstones(current, limit).await?;
+        Ok(batch)
+    }
+
+    /// Deletes every data key that no row uses, except the current one; the ids retired.
+    pub async fn retire_unused_keys(&self) -> Result<Vec<i64>, StoreError> {
+        let current = self.current_key_id()?;
+        let mut retired = Vec::new();
+        for key in self.backend.data_keys().await? {
+            if key.id < current && self.backend.retire_data_key(key.id).await? {
+                tracing::info!(data_key = key.id, "data key retired");
+                retired.push(key.id);
+            }
+        }
+        Ok(retired)
+    }
+
+    /// A consistent online copy of the database in `dest` (SQLite); never the master key.
+    pub async fn backup_to(&self, dest: &std::path::Path) -> Result<(), StoreError> {
+        self.backend.backup_to(dest).await
+    }
+}
+
+fn contention(key: &RecordKey) -> StoreError {
+    StoreError::Key(format!(
+        "too much contention writing {}/{}",
+        key.owner, key.name
+    ))
 }
 
 pub(crate) fn unix_now() -> i64 {

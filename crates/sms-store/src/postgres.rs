@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::sql::{self, bind_key, bind_row};
+use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
 use crate::{
     Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, WrappedDataKey,
     unix_now,
@@ -322,16 +322,137 @@ impl Backend for PostgresBackend {
     async fn insert_data_key(&self, key: WrappedDataKey) -> Result<Insert, StoreError> {
         let r = self
             .bounded(
-                sqlx::query(sql::INSERT_DATA_KEY)
-                    .bind(key.id)
-                    .bind(&key.wrapped)
-                    .bind(&key.nonce)
-                    .bind(&key.master_fingerprint)
-                    .bind(unix_now())
+                bind_data_key!(sqlx::query(sql::INSERT_DATA_KEY), key, unix_now())
                     .execute(&self.pool),
             )
             .await?;
         Ok(sql::insert_outcome(r.rows_affected()))
+    }
+
+    async fn reserve_encryptions(&self, key_id: i64, count: u64) -> Result<(), StoreError> {
+        // One atomic increment in the database: every replica's reservations add up.
+        self.bounded(
+            sqlx::query(sql::RESERVE_ENCRYPTIONS)
+                .bind(key_id)
+                .bind(count as i64)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn rewrap_data_keys(
+        &self,
+        keys: Vec<WrappedDataKey>,
+        old_fp: &str,
+        new_fp: &str,
+    ) -> Result<bool, StoreError> {
+        let pool = self.pool.clone();
+        self.bounded(async move {
+            let mut tx = pool.begin().await?;
+            let mut all = true;
+            for k in &keys {
+                all &= sqlx::query(sql::REWRAP_DATA_KEY)
+                    .bind(k.id)
+                    .bind(&k.wrapped)
+                    .bind(&k.nonce)
+                    .bind(&k.master_fingerprint)
+                    .bind(old_fp)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+            }
+            let (foreign,): (i64,) = sqlx::query_as(sql::FOREIGN_DATA_KEYS)
+                .bind(new_fp)
+                .fetch_one(&mut *tx)
+                .await?;
+            if all && foreign == 0 {
+                tx.commit().await?;
+                Ok(true)
+            } else {
+                tx.rollback().await?;
+                Ok(false)
+            }
+        })
+        .await
+    }
+
+    async fn retire_data_key(&self, id: i64) -> Result<bool, StoreError> {
+        let r = self
+            .bounded(
+                sqlx::query(sql::RETIRE_DATA_KEY)
+                    .bind(id)
+                    .execute(&self.pool),
+            )
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn rows_per_key(&self) -> Result<Vec<(i64, u64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = self
+            .bounded(sqlx::query_as(sql::ROWS_PER_KEY).fetch_all(&self.pool))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, n)| (k, n.max(0) as u64))
+            .collect())
+    }
+
+    async fn pending_rewrap(&self, current: i64) -> Result<u64, StoreError> {
+        let (n,): (i64,) = self
+            .bounded(
+                sqlx::query_as(sql::PENDING_REWRAP)
+                    .bind(current)
+                    .fetch_one(&self.pool),
+            )
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn rewrap_candidates(
+        &self,
+        current: i64,
+        after: &RecordKey,
+        limit: u32,
+    ) -> Result<Vec<SealedRow>, StoreError> {
+        let rows: Vec<sql::RowRecord> = self
+            .bounded(
+                sqlx::query_as(sql::REWRAP_CANDIDATES)
+                    .bind(current)
+                    .bind(&after.namespace)
+                    .bind(&after.owner)
+                    .bind(&after.name)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn rewrap_row(&self, row: SealedRow, old_nonce: &[u8]) -> Result<bool, StoreError> {
+        let r = self
+            .bounded(bind_rewrap!(sqlx::query(sql::REWRAP_ROW), row, old_nonce).execute(&self.pool))
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn rewrap_tombstones(&self, current: i64, limit: u32) -> Result<u64, StoreError> {
+        let r = self
+            .bounded(
+                sqlx::query(sql::REWRAP_TOMBSTONES)
+                    .bind(current)
+                    .bind(i64::from(limit))
+                    .execute(&self.pool),
+            )
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn backup_to(&self, _dest: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(
+            "a PostgreSQL store is backed up with pg_dump (docs/keys-and-backups.md), not by the SMS".into(),
+        ))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

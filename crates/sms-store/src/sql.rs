@@ -1,26 +1,31 @@
 //! SQL shared by both backends (`$n` placeholders work in SQLite and PostgreSQL).
 
-/// Insert-once; a tombstone (deleted secret) is brought back to life with the next version.
-pub const INSERT: &str = "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, expires_at, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (namespace, owner, name) DO UPDATE SET \
-     key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, version = records.version + 1, \
-     expires_at = excluded.expires_at, created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = NULL \
-     WHERE records.deleted_at IS NOT NULL";
+// Every write of a value stores the version its ciphertext was sealed for ($7): the SQL
+// writes exactly that version or nothing, and marks the row `seal_format` 2 (identity and
+// version bound). A tombstone at version N is revived only by a row sealed for N + 1.
+
+/// Insert-once; a tombstone (deleted secret) at `$7 - 1` is brought back to life at `$7`.
+pub const INSERT: &str = "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, expires_at, created_at, updated_at, seal_format) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 2) ON CONFLICT (namespace, owner, name) DO UPDATE SET \
+     key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, version = excluded.version, \
+     expires_at = excluded.expires_at, created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = NULL, seal_format = 2 \
+     WHERE records.deleted_at IS NOT NULL AND records.version = excluded.version - 1";
 /// `INSERT` answering the version written (check-and-set create: `expectedVersion` 0).
-pub const PUT_CREATE: &str = "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, expires_at, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (namespace, owner, name) DO UPDATE SET \
-     key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, version = records.version + 1, \
-     expires_at = excluded.expires_at, created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = NULL \
-     WHERE records.deleted_at IS NOT NULL RETURNING version";
-pub const REPLACE: &str = "UPDATE records SET key_id = $4, nonce = $5, ciphertext = $6, version = $7, expires_at = $8, updated_at = $9 \
-     WHERE namespace = $1 AND owner = $2 AND name = $3 AND version = $10 AND deleted_at IS NULL";
+pub const PUT_CREATE: &str = "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, expires_at, created_at, updated_at, seal_format) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 2) ON CONFLICT (namespace, owner, name) DO UPDATE SET \
+     key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, version = excluded.version, \
+     expires_at = excluded.expires_at, created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = NULL, seal_format = 2 \
+     WHERE records.deleted_at IS NOT NULL AND records.version = excluded.version - 1 RETURNING version";
+/// Replaces the live row at `$10`; the caller sealed it for `$7` = `$10 + 1`.
+pub const REPLACE: &str = "UPDATE records SET key_id = $4, nonce = $5, ciphertext = $6, version = $7, expires_at = $8, updated_at = $9, seal_format = 2 \
+     WHERE namespace = $1 AND owner = $2 AND name = $3 AND version = $10 AND $7 = $10 + 1 AND deleted_at IS NULL";
 /// `REPLACE` answering the version written (check-and-set update: `expectedVersion` N).
-pub const PUT_UPDATE: &str = "UPDATE records SET key_id = $4, nonce = $5, ciphertext = $6, version = $7, expires_at = $8, updated_at = $9 \
-     WHERE namespace = $1 AND owner = $2 AND name = $3 AND version = $10 AND deleted_at IS NULL RETURNING version";
+pub const PUT_UPDATE: &str = "UPDATE records SET key_id = $4, nonce = $5, ciphertext = $6, version = $7, expires_at = $8, updated_at = $9, seal_format = 2 \
+     WHERE namespace = $1 AND owner = $2 AND name = $3 AND version = $10 AND $7 = $10 + 1 AND deleted_at IS NULL RETURNING version";
 /// Deletes the value but keeps the row (version bumped); `$6` < 0 means at any version.
 pub const TOMBSTONE: &str = "UPDATE records SET nonce = $4, ciphertext = $4, version = version + 1, expires_at = NULL, updated_at = $5, deleted_at = $5 \
      WHERE namespace = $1 AND owner = $2 AND name = $3 AND deleted_at IS NULL AND ($6 < 0 OR version = $6) RETURNING version";
-pub const GET: &str = "SELECT namespace, owner, name, key_id, nonce, ciphertext, version, expires_at FROM records \
+pub const GET: &str = "SELECT namespace, owner, name, key_id, nonce, ciphertext, version, expires_at, seal_format FROM records \
      WHERE namespace = $1 AND owner = $2 AND name = $3 AND deleted_at IS NULL";
 pub const EXISTS: &str = "SELECT 1 FROM records WHERE namespace = $1 AND owner = $2 AND name = $3 AND deleted_at IS NULL";
 /// Metadata of a row, tombstone included (the caller decides what a tombstone means).
@@ -38,9 +43,30 @@ pub const DELETE_EXPIRED: &str =
     "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2";
 pub const COUNT: &str =
     "SELECT namespace, COUNT(*) AS n FROM records WHERE deleted_at IS NULL GROUP BY namespace";
-pub const DATA_KEYS: &str = "SELECT id, wrapped, nonce, master_fp FROM data_keys ORDER BY id";
-pub const INSERT_DATA_KEY: &str = "INSERT INTO data_keys (id, wrapped, nonce, master_fp, created_at) VALUES ($1, $2, $3, $4, $5) \
+pub const DATA_KEYS: &str = "SELECT id, wrapped, nonce, master_fp, created_at, encryptions, wrap_format FROM data_keys ORDER BY id";
+/// A new data key, unless a key wrapped by another master key exists (rotated elsewhere).
+pub const INSERT_DATA_KEY: &str = "INSERT INTO data_keys (id, wrapped, nonce, master_fp, created_at, encryptions, wrap_format) \
+     SELECT $1, $2, $3, $4, $5, 0, $6 WHERE NOT EXISTS (SELECT 1 FROM data_keys WHERE master_fp <> $4) \
      ON CONFLICT (id) DO NOTHING";
+pub const RESERVE_ENCRYPTIONS: &str =
+    "UPDATE data_keys SET encryptions = encryptions + $2 WHERE id = $1";
+pub const REWRAP_DATA_KEY: &str = "UPDATE data_keys SET wrapped = $2, nonce = $3, master_fp = $4 WHERE id = $1 AND master_fp = $5";
+pub const FOREIGN_DATA_KEYS: &str = "SELECT COUNT(*) FROM data_keys WHERE master_fp <> $1";
+pub const RETIRE_DATA_KEY: &str = "DELETE FROM data_keys WHERE id = $1 AND id < (SELECT MAX(id) FROM data_keys) \
+     AND NOT EXISTS (SELECT 1 FROM records WHERE key_id = $1)";
+pub const ROWS_PER_KEY: &str =
+    "SELECT key_id, COUNT(*) FROM records GROUP BY key_id ORDER BY key_id";
+pub const PENDING_REWRAP: &str =
+    "SELECT COUNT(*) FROM records WHERE key_id <> $1 OR (seal_format < 2 AND deleted_at IS NULL)";
+/// Keyset pagination in primary-key order, so a pass ends even when rows do not open.
+pub const REWRAP_CANDIDATES: &str = "SELECT namespace, owner, name, key_id, nonce, ciphertext, version, expires_at, seal_format FROM records \
+     WHERE (namespace, owner, name) > ($2, $3, $4) AND deleted_at IS NULL AND (key_id <> $1 OR seal_format < 2) \
+     ORDER BY namespace, owner, name LIMIT $5";
+/// Re-sealed under a new key at the same version, only if the row is still the one read.
+pub const REWRAP_ROW: &str = "UPDATE records SET key_id = $4, nonce = $5, ciphertext = $6, seal_format = 2 \
+     WHERE namespace = $1 AND owner = $2 AND name = $3 AND version = $7 AND nonce = $8 AND deleted_at IS NULL";
+pub const REWRAP_TOMBSTONES: &str = "UPDATE records SET key_id = $1 WHERE deleted_at IS NOT NULL AND key_id <> $1 \
+     AND (namespace, owner, name) IN (SELECT namespace, owner, name FROM records WHERE deleted_at IS NOT NULL AND key_id <> $1 LIMIT $2)";
 
 /// An insert-if-absent affected one row, or none because the key exists.
 pub fn insert_outcome(affected: u64) -> crate::Insert {
@@ -61,6 +87,7 @@ pub struct RowRecord {
     pub ciphertext: Vec<u8>,
     pub version: i64,
     pub expires_at: Option<i64>,
+    pub seal_format: i64,
 }
 
 impl From<RowRecord> for crate::SealedRow {
@@ -72,6 +99,7 @@ impl From<RowRecord> for crate::SealedRow {
             ciphertext: r.ciphertext,
             version: r.version,
             expires_at: r.expires_at,
+            seal_format: r.seal_format,
         }
     }
 }
@@ -114,6 +142,9 @@ pub struct DataKeyRecord {
     pub wrapped: Vec<u8>,
     pub nonce: Vec<u8>,
     pub master_fp: String,
+    pub created_at: i64,
+    pub encryptions: i64,
+    pub wrap_format: i64,
 }
 
 impl From<DataKeyRecord> for crate::WrappedDataKey {
@@ -123,6 +154,9 @@ impl From<DataKeyRecord> for crate::WrappedDataKey {
             wrapped: r.wrapped,
             nonce: r.nonce,
             master_fingerprint: r.master_fp,
+            created_at: r.created_at,
+            encryptions: r.encryptions,
+            wrap_format: r.wrap_format,
         }
     }
 }
@@ -154,3 +188,33 @@ macro_rules! bind_key {
     };
 }
 pub(crate) use bind_key;
+
+/// Binds a re-sealed row to `REWRAP_ROW` ($1..$8).
+macro_rules! bind_rewrap {
+    ($query:expr, $row:expr, $old_nonce:expr) => {
+        $query
+            .bind(&$row.key.namespace)
+            .bind(&$row.key.owner)
+            .bind(&$row.key.name)
+            .bind($row.key_id)
+            .bind(&$row.nonce)
+            .bind(&$row.ciphertext)
+            .bind($row.version)
+            .bind($old_nonce)
+    };
+}
+pub(crate) use bind_rewrap;
+
+/// Binds a data key to `INSERT_DATA_KEY` ($1..$6).
+macro_rules! bind_data_key {
+    ($query:expr, $key:expr, $now:expr) => {
+        $query
+            .bind($key.id)
+            .bind(&$key.wrapped)
+            .bind(&$key.nonce)
+            .bind(&$key.master_fingerprint)
+            .bind($now)
+            .bind($key.wrap_format)
+    };
+}
+pub(crate) use bind_data_key;

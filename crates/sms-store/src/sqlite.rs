@@ -5,6 +5,9 @@
 //! the set of record keys (loaded page by page when it is idle, then updated after every
 //! commit, before the writes are acknowledged). Until it is loaded, the database answers. The
 //! database file therefore belongs to one server process (as the group commit already assumes).
+//!
+//! While open, the backend holds a shared lock on `<db>.lock`: [`restore`] takes it
+//! exclusively, so a restore never replaces the file under a running server.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -18,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::sql::{self, bind_key, bind_row};
+use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
 use crate::{
     Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, WrappedDataKey,
     unix_now,
@@ -90,6 +93,12 @@ enum Write {
     Tombstone(RecordKey, Option<i64>),
     UseNonce(String, String, i64),
     DeleteExpiredNonces(i64),
+    ReserveEncryptions(i64, u64),
+    /// New wrappings, old and new master fingerprints: all or nothing (1 or 0).
+    RewrapDataKeys(Vec<WrappedDataKey>, String, String),
+    RetireDataKey(i64),
+    RewrapRow(SealedRow, Vec<u8>),
+    RewrapTombstones(i64, u32),
 }
 
 /// The version a check-and-set write reports through the writer (0: not written).
@@ -111,6 +120,25 @@ pub struct SqliteBackend {
     writer: mpsc::Sender<Job>,
     index: Arc<KeyIndex>,
     path: String,
+    file: std::path::PathBuf,
+    /// Shared lock held while open (a restore needs it exclusively).
+    _lock: std::fs::File,
+}
+
+/// The lock file beside a database file.
+fn lock_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    std::path::PathBuf::from(name)
+}
+
+fn open_lock(db: &Path) -> Result<std::fs::File, StoreError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(db))
+        .map_err(|e| StoreError::Key(format!("cannot open {}: {e}", lock_path(db).display())))
 }
 
 fn options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
@@ -127,6 +155,13 @@ fn options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
 
 impl SqliteBackend {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = open_lock(path)?;
+        lock.try_lock_shared().map_err(|_| {
+            StoreError::Busy(format!(
+                "{} is being restored: start the server when the restore is done",
+                path.display()
+            ))
+        })?;
         let mut writer = SqliteConnection::connect_with(&options(path)?).await?;
         sqlx::migrate!("migrations/sqlite").run(&mut writer).await?;
         let readers = SqlitePoolOptions::new()
@@ -142,6 +177,8 @@ impl SqliteBackend {
             writer: tx,
             index,
             path: path.display().to_string(),
+            file: path.to_path_buf(),
+            _lock: lock,
         })
     }
 
@@ -329,12 +366,58 @@ async fn commit_group(
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
-            Write::InsertDataKey(k) => sqlx::query(sql::INSERT_DATA_KEY)
-                .bind(k.id)
-                .bind(&k.wrapped)
-                .bind(&k.nonce)
-                .bind(&k.master_fingerprint)
-                .bind(now)
+            Write::InsertDataKey(k) => bind_data_key!(sqlx::query(sql::INSERT_DATA_KEY), k, now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            Write::ReserveEncryptions(id, count) => sqlx::query(sql::RESERVE_ENCRYPTIONS)
+                .bind(*id)
+                .bind(*count as i64)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            Write::RewrapDataKeys(keys, old_fp, new_fp) => {
+                // A savepoint: a failed check undoes this write only, not the group.
+                let mut sp = tx.begin().await?;
+                let mut all = true;
+                for k in keys {
+                    all &= sqlx::query(sql::REWRAP_DATA_KEY)
+                        .bind(k.id)
+                        .bind(&k.wrapped)
+                        .bind(&k.nonce)
+                        .bind(&k.master_fingerprint)
+                        .bind(old_fp)
+                        .execute(&mut *sp)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                }
+                let (foreign,): (i64,) = sqlx::query_as(sql::FOREIGN_DATA_KEYS)
+                    .bind(new_fp)
+                    .fetch_one(&mut *sp)
+                    .await?;
+                if all && foreign == 0 {
+                    sp.commit().await?;
+                    1
+                } else {
+                    sp.rollback().await?;
+                    0
+                }
+            }
+            Write::RetireDataKey(id) => sqlx::query(sql::RETIRE_DATA_KEY)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            Write::RewrapRow(row, old_nonce) => {
+                bind_rewrap!(sqlx::query(sql::REWRAP_ROW), row, old_nonce)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
+            Write::RewrapTombstones(current, limit) => sqlx::query(sql::REWRAP_TOMBSTONES)
+                .bind(*current)
+                .bind(i64::from(*limit))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
@@ -470,6 +553,92 @@ impl Backend for SqliteBackend {
         ))
     }
 
+    async fn reserve_encryptions(&self, key_id: i64, count: u64) -> Result<(), StoreError> {
+        self.submit(Write::ReserveEncryptions(key_id, count))
+            .await?;
+        Ok(())
+    }
+
+    async fn rewrap_data_keys(
+        &self,
+        keys: Vec<WrappedDataKey>,
+        old_fp: &str,
+        new_fp: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .submit(Write::RewrapDataKeys(keys, old_fp.into(), new_fp.into()))
+            .await?
+            == 1)
+    }
+
+    async fn retire_data_key(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(self.submit(Write::RetireDataKey(id)).await? == 1)
+    }
+
+    async fn rows_per_key(&self) -> Result<Vec<(i64, u64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql::ROWS_PER_KEY)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, n)| (k, n.max(0) as u64))
+            .collect())
+    }
+
+    async fn pending_rewrap(&self, current: i64) -> Result<u64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(sql::PENDING_REWRAP)
+            .bind(current)
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn rewrap_candidates(
+        &self,
+        current: i64,
+        after: &RecordKey,
+        limit: u32,
+    ) -> Result<Vec<SealedRow>, StoreError> {
+        let rows: Vec<sql::RowRecord> = sqlx::query_as(sql::REWRAP_CANDIDATES)
+            .bind(current)
+            .bind(&after.namespace)
+            .bind(&after.owner)
+            .bind(&after.name)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn rewrap_row(&self, row: SealedRow, old_nonce: &[u8]) -> Result<bool, StoreError> {
+        Ok(self
+            .submit(Write::RewrapRow(row, old_nonce.to_vec()))
+            .await?
+            == 1)
+    }
+
+    async fn rewrap_tombstones(&self, current: i64, limit: u32) -> Result<u64, StoreError> {
+        self.submit(Write::RewrapTombstones(current, limit)).await
+    }
+
+    async fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Key(format!(
+                "backup destination {} exists",
+                dest.display()
+            )));
+        }
+        // Its own connection: VACUUM INTO reads one snapshot (every commit acknowledged
+        // before it started) while the writer goes on.
+        let mut conn = SqliteConnection::connect_with(&options(&self.file)?).await?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest.display().to_string())
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
@@ -478,6 +647,107 @@ impl Backend for SqliteBackend {
     fn describe(&self) -> String {
         format!("sqlite {}", self.path)
     }
+}
+
+/// What [`restore`] put in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restored {
+    pub database: std::path::PathBuf,
+    /// Rows whose value was opened with the master key (every live row).
+    pub rows: u64,
+    pub data_keys: usize,
+}
+
+/// Restores a backup made by [`Backend::backup_to`] as `data_dir/sms.db`: refused while a
+/// server uses the data directory (its lock) or when a database is already there. The copy
+/// is migrated, its data keys unwrapped with `master` and every live row opened before it is
+/// moved into place, so a wrong master key or a damaged backup changes nothing.
+pub async fn restore(
+    backup: &Path,
+    data_dir: &Path,
+    master: crate::MasterKey,
+) -> Result<Restored, StoreError> {
+    let target = data_dir.join("sms.db");
+    let lock = open_lock(&target)?;
+    lock.try_lock().map_err(|_| {
+        StoreError::Busy(format!(
+            "a running server uses {}: stop it before restoring",
+            target.display()
+        ))
+    })?;
+    if target.exists() {
+        return Err(StoreError::Busy(format!(
+            "{} exists: restore into a fresh data directory, or move the database away first",
+            target.display()
+        )));
+    }
+    let unreadable = |e: std::io::Error| {
+        StoreError::Key(format!("cannot read backup {}: {e}", backup.display()))
+    };
+    let mut header = [0u8; 16];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(backup).map_err(unreadable)?,
+        &mut header,
+    )
+    .map_err(unreadable)?;
+    if &header != b"SQLite format 3\0" {
+        return Err(StoreError::Key(format!(
+            "{} is not an SMS backup (not a SQLite database)",
+            backup.display()
+        )));
+    }
+    let staging = data_dir.join("sms.db.restoring");
+    for leftover in [&staging, &lock_path(&staging)] {
+        let _ = std::fs::remove_file(leftover);
+    }
+    std::fs::copy(backup, &staging)
+        .map_err(|e| StoreError::Key(format!("cannot write {}: {e}", staging.display())))?;
+    let checked = match check_restored(&staging, master).await {
+        // A clean, self-contained file (no WAL beside it) in place of the staging copy.
+        Ok((backend, rows, data_keys)) => {
+            backend.backup_to(&target).await.map(|()| (rows, data_keys))
+        }
+        Err(e) => Err(e),
+    };
+    for leftover in [
+        "sms.db.restoring",
+        "sms.db.restoring-wal",
+        "sms.db.restoring-shm",
+        "sms.db.restoring.lock",
+    ] {
+        let _ = std::fs::remove_file(data_dir.join(leftover));
+    }
+    let (rows, data_keys) = checked?;
+    drop(lock);
+    Ok(Restored {
+        database: target,
+        rows,
+        data_keys,
+    })
+}
+
+/// Opens the staged copy as a server would and reads every live row; (rows, data keys).
+async fn check_restored(
+    staging: &Path,
+    master: crate::MasterKey,
+) -> Result<(Arc<SqliteBackend>, u64, usize), StoreError> {
+    let backend = Arc::new(SqliteBackend::open(staging).await?);
+    let store = crate::Store::open(backend.clone(), master).await?;
+    let keys = backend.data_keys().await?.len();
+    let mut rows = 0u64;
+    let mut after = RecordKey::new("", "", "");
+    loop {
+        let page = backend.rewrap_candidates(i64::MIN, &after, 500).await?;
+        for row in &page {
+            store.get(&row.key).await?;
+            rows += 1;
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => after = last.key.clone(),
+            _ => break,
+        }
+    }
+    Ok((backend, rows, keys))
 }
 
 #[cfg(test)]
@@ -493,6 +763,7 @@ mod tests {
             ciphertext: vec![1; 32],
             version: 1,
             expires_at,
+            seal_format: 2,
         }
     }
 
@@ -512,6 +783,9 @@ mod tests {
             wrapped: vec![0; 48],
             nonce: vec![0; 12],
             master_fingerprint: "f".into(),
+            created_at: 0,
+            encryptions: 0,
+            wrap_format: 2,
         };
         b.insert_data_key(key).await.unwrap();
     }

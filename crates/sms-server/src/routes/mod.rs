@@ -9,6 +9,7 @@ use axum::routing::{MethodFilter, MethodRouter};
 
 use crate::state::AppState;
 
+pub mod admin;
 mod cors;
 mod dev;
 mod dev_deals;
@@ -37,16 +38,19 @@ pub enum Feature {
     Provisioning,
     /// Dev ledger; mounted only with `--dev`.
     Dev,
+    /// Key status, rotation, backup; mounted only with `--admin-token-file`.
+    Admin,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 6] = [
+    pub const ALL: [Feature; 7] = [
         Feature::Secrets,
         Feature::SecretsV2,
         Feature::Ops,
         Feature::Tee,
         Feature::Provisioning,
         Feature::Dev,
+        Feature::Admin,
     ];
 
     pub fn tag(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Feature {
             Feature::Tee => "tee",
             Feature::Provisioning => "provisioning",
             Feature::Dev => "dev",
+            Feature::Admin => "admin",
         }
     }
 
@@ -64,6 +69,7 @@ impl Feature {
         match self {
             Feature::Tee => state.tee.enabled,
             Feature::Dev => state.dev_ledger.is_some(),
+            Feature::Admin => state.admin.is_some(),
             Feature::Secrets | Feature::SecretsV2 | Feature::Ops | Feature::Provisioning => true,
         }
     }
@@ -184,11 +190,14 @@ const DEV_ANSWERS: &[(u16, &str, Body)] = &[
     (404, "unknown entry", PLAIN_ERROR),
 ];
 
+const ADMIN_UNAUTHORIZED: (u16, &str, Body) = (401, "no or wrong admin token", PLAIN_ERROR);
+
 /// Every route of the server. Entries with the same path are merged into one axum route.
 pub fn table() -> Vec<Route> {
     use Feature::*;
     use Verb::*;
-    vec![
+    let mut routes = admin_table();
+    routes.extend(vec![
         // iExec-compatible secret API (docs/secrets-api.md).
         route(
             Secrets,
@@ -723,6 +732,128 @@ pub fn table() -> Vec<Route> {
                 query: &[],
                 request: Body::None,
                 responses: DEV_ANSWERS,
+            },
+        ),
+    ]);
+    routes
+}
+
+/// The admin API (docs/keys-and-backups.md): bearer token, off without `--admin-token-file`.
+fn admin_table() -> Vec<Route> {
+    use Feature::Admin;
+    use Verb::*;
+    vec![
+        route(
+            Admin,
+            Get,
+            "/admin/keys",
+            admin::key_status,
+            Operation {
+                summary: "Data keys: ids, rows and encryptions per key, rows left to re-wrap",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "key status", Body::Json("Object")),
+                    ADMIN_UNAUTHORIZED,
+                ],
+            },
+        ),
+        route(
+            Admin,
+            Post,
+            "/admin/keys/rotate",
+            admin::rotate,
+            Operation {
+                summary: "Create a new data key; new values are sealed with it",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "key status", Body::Json("Object")),
+                    ADMIN_UNAUTHORIZED,
+                ],
+            },
+        ),
+        route(
+            Admin,
+            Post,
+            "/admin/keys/rewrap",
+            admin::rewrap,
+            Operation {
+                summary: "Re-seal one bounded batch of rows under the current data key",
+                query: &[
+                    (
+                        "limit",
+                        "rows in this batch, 1 to 10000 (default 500)",
+                        false,
+                    ),
+                    ("after", "cursor `next` of the previous batch", false),
+                ],
+                request: Body::None,
+                responses: &[
+                    (
+                        200,
+                        "what the batch did, and the next cursor",
+                        Body::Json("Object"),
+                    ),
+                    (400, "bad limit or cursor", PLAIN_ERROR),
+                    ADMIN_UNAUTHORIZED,
+                ],
+            },
+        ),
+        route(
+            Admin,
+            Post,
+            "/admin/keys/retire",
+            admin::retire,
+            Operation {
+                summary: "Delete the data keys no row uses (never the current one)",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "the retired key ids", Body::Json("Object")),
+                    ADMIN_UNAUTHORIZED,
+                ],
+            },
+        ),
+        route(
+            Admin,
+            Post,
+            "/admin/backup",
+            admin::backup,
+            Operation {
+                summary: "Online backup of the SQLite store, streamed (never the master key)",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (
+                        201,
+                        "the backup, a SQLite database",
+                        Body::Text("application/vnd.sqlite3"),
+                    ),
+                    ADMIN_UNAUTHORIZED,
+                    (
+                        409,
+                        "PostgreSQL store: back it up with pg_dump",
+                        PLAIN_ERROR,
+                    ),
+                    (429, "a backup is already running", PLAIN_ERROR),
+                ],
+            },
+        ),
+        route(
+            Admin,
+            Post,
+            "/admin/{storageID}/restore-backup",
+            admin::restore_backup,
+            Operation {
+                summary: "iExec's restore: refused while serving (use `sms operator restore`)",
+                query: &[("fileName", "ignored", false)],
+                request: Body::None,
+                responses: &[
+                    (400, "storageID is not hex", PLAIN_ERROR),
+                    ADMIN_UNAUTHORIZED,
+                    (409, "refused while serving", PLAIN_ERROR),
+                ],
             },
         ),
     ]

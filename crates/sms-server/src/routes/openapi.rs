@@ -57,6 +57,7 @@ fn tag_description(feature: Feature) -> &'static str {
         Feature::Tee => "iExec-compatible TEE API; only when a TEE framework is served",
         Feature::Provisioning => "attested provisioning of enclave environments",
         Feature::Dev => "dev ledger; only with --dev",
+        Feature::Admin => "keys and backups (bearer token); only with --admin-token-file",
     }
 }
 
