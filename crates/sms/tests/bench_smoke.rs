@@ -1,5 +1,7 @@
 //! `sms bench --smoke`: every scenario and ceiling runs for a fraction of a second against a
-//! server of its own and reports no error and no lost write. Figures are never asserted.
+//! server of its own and reports no error and no lost write. Figures are never asserted. The
+//! cluster scenario starts a throwaway PostgreSQL from the server binaries (as scripts/test.sh
+//! does): without them this test fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +14,7 @@ fn every_scenario_runs_without_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_sms"))
         .args(["--json", "bench", "--smoke"])
         .env_remove("SMS_BENCH_URL")
+        .env_remove("SMS_BENCH_DATABASE_URL")
         .output()
         .expect("sms bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -51,6 +54,31 @@ fn every_scenario_runs_without_errors() {
         push["acknowledged"].as_u64().is_some_and(|n| n > 0),
         "{push}"
     );
+    // The cluster scenario (its own throwaway PostgreSQL, or SMS_BENCH_DATABASE_URL): the
+    // three configurations, push and check each, nothing lost, CPU per group of processes.
+    for config in ["sqlite-1", "postgres-1", "postgres-3"] {
+        for op in ["push", "check"] {
+            let name = format!("cluster:{config}:{op}");
+            let line = lines
+                .iter()
+                .find(|l| l["scenario"] == *name)
+                .unwrap_or_else(|| panic!("no {name}:\n{stdout}"));
+            assert_eq!(line["errors"], 0, "{line}");
+            assert!(line.get("server_cpu_us_per_op").is_some(), "{line}");
+            if config.starts_with("postgres") {
+                assert!(line.get("postgres_cpu_us_per_op").is_some(), "{line}");
+            }
+            if op == "push" {
+                assert_eq!(line["lost"], 0, "{line}");
+                assert!(
+                    line["acknowledged"].as_u64().is_some_and(|n| n > 0),
+                    "{line}"
+                );
+            }
+        }
+    }
+    let cluster = lines.iter().find(|l| l["scenario"] == "cluster").unwrap();
+    assert_eq!(cluster["replicas"], 3, "{cluster}");
     for ceiling in [
         "ceiling:bare-head",
         "ceiling:secp256k1-recover",

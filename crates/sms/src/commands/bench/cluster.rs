@@ -253,6 +253,7 @@ impl GroupCpu {
 /// The servers of one configuration.
 struct Servers {
     label: &'static str,
+    database_url: Option<String>,
     replicas: Vec<Spawned>,
 }
 
@@ -313,7 +314,46 @@ async fn start_replicas(
         }
         replicas.push(Spawned::start(&args, &dir.join("server.log")).await?);
     }
-    Ok(Servers { label, replicas })
+    Ok(Servers {
+        label,
+        database_url: database_url.map(str::to_owned),
+        replicas,
+    })
+}
+
+/// Transactions committed and rows inserted, fetched and updated by the database so far
+/// (`pg_stat_database`, after the backends' pending statistics are flushed: they flush at
+/// most once a second while busy, and when idle).
+async fn pg_counters(url: &str) -> Option<[i64; 4]> {
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
+    let row: (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT xact_commit, tup_inserted, tup_fetched, tup_updated FROM pg_stat_database \
+         WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .ok()?;
+    Some([row.0, row.1, row.2, row.3])
+}
+
+/// Per request: PostgreSQL transactions, rows inserted, fetched, updated.
+fn set_pg_counters(r: &mut Report, ops: u64, before: Option<[i64; 4]>, after: Option<[i64; 4]>) {
+    let (Some(b), Some(a)) = (before, after) else {
+        return;
+    };
+    let n = ops.max(1) as f64;
+    for (i, key) in [
+        "postgres_commits_per_op",
+        "postgres_rows_inserted_per_op",
+        "postgres_rows_fetched_per_op",
+        "postgres_rows_updated_per_op",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        r.set(key, round((a[i] - b[i]) as f64 / n));
+    }
 }
 
 /// CPU per request of each group, into `r`.
@@ -374,6 +414,11 @@ async fn measure(
     }
 
     // push: presigned fresh names, `push_connections` spread over the replicas.
+    let url = servers.database_url.as_deref();
+    let counted = match url {
+        Some(u) => pg_counters(u).await,
+        None => None,
+    };
     let (s0, p0, c0) = (
         GroupCpu::start(&servers.pids()),
         GroupCpu::start(&pg_pids()),
@@ -399,6 +444,9 @@ async fn measure(
         c0,
     );
     push.server_rss_mib = servers.rss_mib();
+    if let Some(u) = url {
+        set_pg_counters(&mut push, o.ok + o.errors, counted, pg_counters(u).await);
+    }
     push.set("replicas", servers.replicas.len());
     push.set("connections", ctx.push_connections);
     if o.ok + o.errors >= reqs.len() as u64 {
@@ -473,6 +521,10 @@ async fn measure(
             Req::head(missing[k].clone(), StatusCode::NOT_FOUND)
         }
     });
+    let counted = match url {
+        Some(u) => pg_counters(u).await,
+        None => None,
+    };
     let (s0, p0, c0) = (
         GroupCpu::start(&servers.pids()),
         GroupCpu::start(&pg_pids()),
@@ -498,6 +550,9 @@ async fn measure(
         c0,
     );
     check.server_rss_mib = servers.rss_mib();
+    if let Some(u) = url {
+        set_pg_counters(&mut check, o.ok + o.errors, counted, pg_counters(u).await);
+    }
     check.set("replicas", servers.replicas.len());
     check.set("connections", CHECK_CONNECTIONS);
     Ok((push, check))
