@@ -16,5 +16,6 @@ pub mod tee;
 
 pub use config::{ChainArgs, ServerConfig};
 pub use routes::CorsOrigins;
+pub use routes::admin::{KeyArgs, read_token_file as admin_token};
 pub use server::{OpenedStore, Server, StartupError, open_store};
 pub use state::{AppState, AppStateInner};

@@ -15,7 +15,17 @@ const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"];
 
 /// A `--dev` server serves every feature (dev ledger, TEE with the default framework).
 async fn served() -> (TestServer, Value) {
-    let server = TestServer::dev().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, "x".repeat(40)).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&token).unwrap().permissions(),
+        0o600,
+    );
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut config = sms_server::ServerConfig::dev_in(dir.path().join("data"));
+    config.keys.admin_token_file = Some(token);
+    let server = TestServer::with_config(config, Some(dir)).await;
     let (status, doc) = server.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     (server, doc)

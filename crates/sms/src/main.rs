@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use crate::commands::{attest, bench, demo, dev, enclave, secret, secrets, server, wallet, worker};
+use crate::commands::{
+    attest, bench, demo, dev, enclave, operator, secret, secrets, server, wallet, worker,
+};
 use crate::output::Output;
 
 #[derive(Parser)]
@@ -66,6 +68,9 @@ enum Command {
     /// The local worker and its built-in pre-compute and post-compute stages.
     #[command(subcommand)]
     Worker(worker::WorkerCommand),
+    /// Keys and backups: data-key rotation, rewrap, master-key rotation, backup, restore.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// The requester-secrets tutorial end to end on a throw-away dev server: prints f(2) = 15.
     Demo(demo::DemoArgs),
 }
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(*args, cli.json, &out).await,
             Command::Worker(cmd) => worker::run(cmd, &out).await,
             Command::Demo(args) => demo::run(args, &out).await,
+            Command::Operator(cmd) => operator::run(cmd, cli.json, &out).await,
         }
     });
     match result {

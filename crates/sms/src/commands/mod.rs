@@ -6,6 +6,7 @@ pub mod demo;
 pub mod dev;
 pub mod enclave;
 pub mod local_worker;
+pub mod operator;
 pub mod result_files;
 pub mod secret;
 pub mod secrets;

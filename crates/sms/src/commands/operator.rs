@@ -1,0 +1,420 @@
+//! `sms operator`: keys and backups (docs/keys-and-backups.md). Online commands drive a
+//! running server's admin API with the admin token; `rotate-master-key` and `restore` work on
+//! the store itself.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use sms_store::postgres::{PostgresBackend, PostgresSettings};
+use sms_store::sqlite::SqliteBackend;
+use sms_store::{Backend, MasterKey};
+
+use crate::output::Output;
+
+#[derive(Subcommand)]
+pub enum OperatorCommand {
+    /// Data keys of a running server: ids, rows and encryptions per key, rows left to rewrap.
+    KeyStatus(AdminArgs),
+    /// Create a new data key now on a running server; new values are sealed with it. Follow
+    /// with `sms operator rewrap` to move the existing rows.
+    RotateDataKey(AdminArgs),
+    /// Re-seal every row under the newest data key, online, in bounded batches; stateless, so
+    /// it resumes after a crash by running it again. Progress on stderr (JSON lines with --json).
+    Rewrap(RewrapArgs),
+    /// Delete the data keys no row uses any more (never the current one).
+    RetireKeys(AdminArgs),
+    /// Stream an online backup of a running server's SQLite store to a file (never the master
+    /// key: keep it apart; restoring needs it). PostgreSQL: use pg_dump (see the docs).
+    Backup(BackupArgs),
+    /// Restore a backup into a fresh data directory, with the server stopped. Checks the master
+    /// key and opens every row before putting the database in place.
+    Restore(RestoreArgs),
+    /// Re-wrap every data key under a new master key in one transaction. The old key (from
+    /// SMS_MASTER_KEY or --master-key-file) is not needed afterwards; restart every server with
+    /// the new one.
+    RotateMasterKey(RotateMasterArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct AdminArgs {
+    /// URL of the SMS server.
+    #[arg(long, env = "SMS_URL", default_value = "http://127.0.0.1:13300")]
+    pub sms_url: String,
+    /// Extra CA certificate (PEM) to trust for an HTTPS SMS.
+    #[arg(long, env = "SMS_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// File holding the admin token (the server's --admin-token-file).
+    #[arg(long, env = "SMS_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RewrapArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Rows per batch (one request each). 1 to 10000.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch: u32,
+    /// Pause between batches, in milliseconds (leaves room for the traffic). 0 to 60000.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub pause_ms: u64,
+    /// Retire the keys no row uses once every row is on the newest key.
+    #[arg(long)]
+    pub retire: bool,
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// File to write (must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// A file written by `sms operator backup`.
+    pub file: PathBuf,
+    /// Data directory to restore into (no database there yet, no server running on it).
+    #[arg(long, env = "SMS_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The master key the backup's data keys are wrapped with. Ignored when SMS_MASTER_KEY is
+    /// set. Default: <data-dir>/master.key (never created by a restore).
+    #[arg(long, env = "SMS_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RotateMasterArgs {
+    /// The new master key file: read when it exists, else created (mode 0600). Keep it outside
+    /// the data directory.
+    #[arg(long, value_name = "PATH")]
+    pub new_key_file: PathBuf,
+    /// The current master key file. Ignored when SMS_MASTER_KEY is set. Default:
+    /// <data-dir>/master.key.
+    #[arg(long, env = "SMS_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Data directory of a SQLite store.
+    #[arg(long, env = "SMS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL of a shared store (instead of --data-dir).
+    #[arg(long, env = "SMS_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// A client of one server's admin API.
+struct Admin {
+    http: reqwest::Client,
+    url: String,
+    token: zeroize::Zeroizing<String>,
+}
+
+impl Admin {
+    fn new(args: &AdminArgs) -> anyhow::Result<Self> {
+        sms_client::install_crypto_provider();
+        let token = sms_server::admin_token(&args.admin_token_file).map_err(anyhow::Error::msg)?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(600));
+        if let Some(ca) = &args.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem)
+                    .with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
+            );
+        }
+        Ok(Self {
+            http: builder.build()?,
+            url: args.sms_url.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .query(query)
+            .bearer_auth(self.token.as_str())
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the SMS at {}", self.url))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let reason = body["reason"]
+            .as_str()
+            .or(body["error"].as_str())
+            .unwrap_or("");
+        match status.as_u16() {
+            404 => bail!(
+                "the admin API is off on {} (start the server with --admin-token-file)",
+                self.url
+            ),
+            401 => bail!("the server refused the admin token: {reason}"),
+            _ => bail!("{path}: HTTP {status}: {reason}"),
+        }
+    }
+
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
+        Ok(self.send(method, path, query).await?.json().await?)
+    }
+}
+
+fn status_text(status: &Value) -> String {
+    let mut text = format!(
+        "master key {}; current data key {}; {} rows to rewrap\n  id  rows        encryptions  created     master key        state",
+        status["masterKeyFingerprint"].as_str().unwrap_or("?"),
+        status["currentKeyId"],
+        status["pendingRewrap"],
+    );
+    for key in status["keys"].as_array().into_iter().flatten() {
+        let state = match (key["current"].as_bool(), key["legacy"].as_bool()) {
+            (Some(true), _) => "current",
+            (_, Some(true)) => "legacy",
+            _ => "old",
+        };
+        text.push_str(&format!(
+            "\n  {:<3} {:<11} {:<12} {:<11} {:<17} {state}",
+            key["id"],
+            key["rows"],
+            key["encryptions"],
+            key["createdAt"],
+            key["masterKeyFingerprint"].as_str().unwrap_or("?"),
+        ));
+    }
+    text
+}
+
+pub async fn run(command: OperatorCommand, json_mode: bool, out: &Output) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match command {
+        OperatorCommand::KeyStatus(args) => {
+            let status = Admin::new(&args)?
+                .json(Method::GET, "/admin/keys", &[])
+                .await?;
+            out.done(status_text(&status), status);
+        }
+        OperatorCommand::RotateDataKey(args) => {
+            let status = Admin::new(&args)?
+                .json(Method::POST, "/admin/keys/rotate", &[])
+                .await?;
+            out.done(
+                format!(
+                    "new data key {}: new values are sealed with it; run `sms operator rewrap` to move the {} older rows",
+                    status["currentKeyId"], status["pendingRewrap"]
+                ),
+                status,
+            );
+        }
+        OperatorCommand::RetireKeys(args) => {
+            let answer = Admin::new(&args)?
+                .json(Method::POST, "/admin/keys/retire", &[])
+                .await?;
+            out.done(format!("retired data keys: {}", answer["retired"]), answer);
+        }
+        OperatorCommand::Rewrap(args) => rewrap(args, json_mode, out).await?,
+        OperatorCommand::Backup(args) => backup(args, out).await?,
+        OperatorCommand::Restore(args) => {
+            let key_file = args
+                .master_key_file
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("master.key"));
+            let (master, _) = MasterKey::from_env_or_file(&key_file, false)?;
+            let fingerprint = master.fingerprint();
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+            let restored = sms_store::sqlite::restore(&args.file, &args.data_dir, master).await?;
+            out.done(
+                format!(
+                    "restored {} rows ({} data keys, master key {fingerprint}) into {}",
+                    restored.rows,
+                    restored.data_keys,
+                    restored.database.display()
+                ),
+                json!({ "ok": true, "rows": restored.rows, "dataKeys": restored.data_keys,
+                        "database": restored.database, "masterKeyFingerprint": fingerprint }),
+            );
+        }
+        OperatorCommand::RotateMasterKey(args) => {
+            let backend = open_backend(&args).await?;
+            let old_file = args
+                .master_key_file
+                .clone()
+                .or_else(|| args.data_dir.as_ref().map(|d| d.join("master.key")))
+                .unwrap_or_else(|| PathBuf::from("master.key"));
+            let (old, _) = MasterKey::from_env_or_file(&old_file, false)?;
+            let (new, created) = MasterKey::load_or_create(&args.new_key_file)?;
+            let done = sms_store::rotate_master_key(backend.as_ref(), &old, &new).await?;
+            out.done(
+                format!(
+                    "{} data keys re-wrapped: master key {} -> {}{}\nRestart every server with --master-key-file {} (or SMS_MASTER_KEY); the old key is no longer needed.",
+                    done.data_keys,
+                    done.old_fingerprint,
+                    done.new_fingerprint,
+                    if created { " (new key file created)" } else { "" },
+                    args.new_key_file.display()
+                ),
+                json!({ "ok": true, "dataKeys": done.data_keys, "oldFingerprint": done.old_fingerprint,
+                        "newFingerprint": done.new_fingerprint, "newKeyFileCreated": created }),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn open_backend(args: &RotateMasterArgs) -> anyhow::Result<Arc<dyn Backend>> {
+    Ok(match (&args.database_url, &args.data_dir) {
+        (Some(url), _) => {
+            Arc::new(PostgresBackend::open(&PostgresSettings::new(url.clone())).await?)
+        }
+        (None, Some(dir)) => {
+            let db = dir.join("sms.db");
+            if !db.exists() {
+                bail!("no store in {} (no sms.db)", dir.display());
+            }
+            Arc::new(SqliteBackend::open(&db).await?)
+        }
+        (None, None) => bail!("give --data-dir (SQLite) or --database-url (PostgreSQL)"),
+    })
+}
+
+/// Passes over the table until no row is left on an older key (or only unreadable rows are).
+async fn rewrap(args: RewrapArgs, json_mode: bool, out: &Output) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let admin = Admin::new(&args.admin)?;
+    let terminal = std::io::stderr().is_terminal() && !json_mode;
+    let (mut rewrapped, mut tombstones, mut raced, mut batches) = (0u64, 0u64, 0u64, 0u64);
+    let mut unreadable: Vec<String> = Vec::new();
+    let mut pending = 0u64;
+    let mut current = Value::Null;
+    for pass in 1..=10u32 {
+        let mut after: Option<String> = None;
+        let mut pass_unreadable = Vec::new();
+        loop {
+            let mut query = vec![("limit", args.batch.to_string())];
+            if let Some(cursor) = &after {
+                query.push(("after", cursor.clone()));
+            }
+            let batch = admin
+                .json(Method::POST, "/admin/keys/rewrap", &query)
+                .await?;
+            batches += 1;
+            rewrapped += batch["rewrapped"].as_u64().unwrap_or(0);
+            tombstones += batch["tombstones"].as_u64().unwrap_or(0);
+            raced += batch["raced"].as_u64().unwrap_or(0);
+            pending = batch["pendingRewrap"].as_u64().unwrap_or(0);
+            current = batch["currentKeyId"].clone();
+            for row in batch["unreadable"].as_array().into_iter().flatten() {
+                pass_unreadable.push(row.as_str().unwrap_or("?").to_owned());
+            }
+            if json_mode {
+                eprintln!(
+                    "{}",
+                    json!({ "pass": pass, "batch": batches, "rewrapped": rewrapped, "tombstones": tombstones,
+                            "pending": pending, "currentKeyId": current })
+                );
+            } else if terminal {
+                eprint!(
+                    "\rrewrap to key {current}: pass {pass}, {rewrapped} rows re-sealed, {pending} left   "
+                );
+                let _ = std::io::stderr().flush();
+            }
+            after = batch["next"].as_str().map(str::to_owned);
+            if after.is_none() {
+                break;
+            }
+            if args.pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+            }
+        }
+        unreadable = pass_unreadable;
+        if pending as usize <= unreadable.len() {
+            break;
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+    if !unreadable.is_empty() {
+        bail!(
+            "{} rows do not open (tampered or rolled back; see the server log) and stay on their old key: {}",
+            unreadable.len(),
+            unreadable.join(", ")
+        );
+    }
+    if pending > 0 {
+        bail!(
+            "{pending} rows are still on older keys after 10 passes (heavy writes from replicas on a stale key?): run it again"
+        );
+    }
+    let retired = if args.retire {
+        admin.json(Method::POST, "/admin/keys/retire", &[]).await?["retired"].clone()
+    } else {
+        json!([])
+    };
+    out.done(
+        format!(
+            "every row is on data key {current}: {rewrapped} re-sealed, {tombstones} tombstones moved, {raced} rewritten meanwhile by writers{}",
+            if args.retire { format!("; retired {retired}") } else { String::new() }
+        ),
+        json!({ "ok": true, "currentKeyId": current, "rewrapped": rewrapped, "tombstones": tombstones,
+                "raced": raced, "batches": batches, "retired": retired }),
+    );
+    Ok(())
+}
+
+async fn backup(args: BackupArgs, out: &Output) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if args.out.exists() {
+        bail!("{} exists: choose a new file", args.out.display());
+    }
+    let admin = Admin::new(&args.admin)?;
+    let mut response = admin
+        .send(reqwest::Method::POST, "/admin/backup", &[])
+        .await?;
+    let fingerprint = response
+        .headers()
+        .get("x-sms-master-key-fingerprint")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_owned();
+    let partial = args.out.with_extension("partial");
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let mut bytes = 0u64;
+    while let Some(chunk) = response.chunk().await.context("the backup stream broke")? {
+        file.write_all(&chunk).await?;
+        bytes += chunk.len() as u64;
+    }
+    file.sync_all().await?;
+    drop(file);
+    std::fs::rename(&partial, &args.out)?;
+    out.done(
+        format!(
+            "backup written to {} ({bytes} bytes); restoring it needs master key {fingerprint} (not in the backup)",
+            args.out.display()
+        ),
+        json!({ "ok": true, "file": args.out, "bytes": bytes, "masterKeyFingerprint": fingerprint }),
+    );
+    Ok(())
+}
