@@ -87,6 +87,9 @@ pub struct ServerConfig {
 
     #[command(flatten)]
     pub attest: crate::attest_args::AttestArgs,
+
+    #[command(flatten)]
+    pub limits: crate::limits::LimitsArgs,
 }
 
 /// Where the iExec PoCo contracts are read (the production ledger). See docs/chain.md.
@@ -196,6 +199,7 @@ impl ServerConfig {
             chain: ChainArgs::default(),
             tee: crate::tee::args::TeeArgs::defaults(),
             attest: crate::attest_args::AttestArgs::default(),
+            limits: crate::limits::LimitsArgs::default(),
         }
     }
 
