@@ -97,6 +97,9 @@ pub struct ServerConfig {
 
     #[command(flatten)]
     pub keys: crate::routes::admin::KeyArgs,
+
+    #[command(flatten)]
+    pub limits: crate::limits::LimitsArgs,
 }
 
 /// Where the iExec PoCo contracts are read (the production ledger). See docs/chain.md.
@@ -208,6 +211,7 @@ impl ServerConfig {
             tee: crate::tee::args::TeeArgs::defaults(),
             attest: crate::attest_args::AttestArgs::default(),
             keys: crate::routes::admin::KeyArgs::default(),
+            limits: crate::limits::LimitsArgs::default(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod dev_wallets;
 mod error;
 pub mod identity;
 mod ledger;
+pub mod limits;
 mod metrics_layer;
 pub mod provision;
 mod routes;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use axum_server::Handle;
+use axum_server::accept::DefaultAcceptor;
 use sms_core::secret_operation::ServiceDomain;
 use sms_store::postgres::{PostgresBackend, PostgresSettings};
 use sms_store::sqlite::SqliteBackend;
@@ -20,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
 use crate::dev_wallets::{self, DevWallet};
+use crate::limits::conn::LimitedAcceptor;
 use crate::state::{AppState, AppStateInner};
 
 #[derive(Debug, Error)]
@@ -121,7 +123,8 @@ impl Server {
                 .map_err(StartupError::Config)?,
         });
         crate::routes::secrets::publish_counts(&state).await?;
-        let app = with_layers(crate::routes::router(state));
+        let limits = Arc::new(crate::limits::Limits::new(&config.limits));
+        let app = with_layers(crate::routes::router(state), limits);
 
         let handle: Handle<SocketAddr> = Handle::new();
         let listener =
@@ -141,8 +144,14 @@ impl Server {
             "http"
         };
         tee.set_listen_url(&format!("{scheme}://{local_addr}"));
-        let service = app.into_make_service();
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let tls = config.tls_cert.is_some();
+        // Connection limits sit below TLS: a stalled handshake is on the connection's clock.
+        let limited = LimitedAcceptor::new(
+            DefaultAcceptor,
+            config.limits.max_connections,
+            config.limits.connection_timeouts(),
+        );
         let task = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 let tls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -153,6 +162,10 @@ impl Server {
                         addr: config.listen,
                         reason: e.to_string(),
                     })?
+                    .map(|tls| {
+                        tls.handshake_timeout(config.limits.connection_timeouts().header_read)
+                            .acceptor(limited)
+                    })
                     .handle(handle.clone());
                 tokio::spawn(server.serve(service))
             }
@@ -162,6 +175,7 @@ impl Server {
                         addr: config.listen,
                         reason: e.to_string(),
                     })?
+                    .acceptor(limited)
                     .handle(handle.clone());
                 tokio::spawn(server.serve(service))
             }
@@ -269,7 +283,7 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-fn with_layers(router: Router) -> Router {
+fn with_layers(router: Router, limits: Arc<crate::limits::Limits>) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let ids = RequestIds {
         prefix: rand::random(),
@@ -289,6 +303,10 @@ fn with_layers(router: Router) -> Router {
         tracing::info_span!("request", id = %id, method = %req.method(), route = %route)
     });
     router
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            crate::limits::guard,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics_layer::track))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))

@@ -1,0 +1,84 @@
+//! The per-request guard: in-flight limit of the route family, then the request timeout.
+//! Refusals are answered at once, in the body shape of the route (docs/limits.md).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Limits;
+
+/// A refusal of the limits, in the error shape of the path's API: `/tee/*` answers
+/// `{"error": CODE}` (what iExec workers decode), `/apps/*` and `/requesters/*` a list,
+/// everything else `{"error": message, "reason": …}`.
+pub(crate) fn refusal(
+    path: &str,
+    status: StatusCode,
+    code: &'static str,
+    message: &str,
+    reason: String,
+    retry_after_secs: Option<u64>,
+) -> Response {
+    let body = if path.starts_with("/tee/") && !path.starts_with("/tee/provisioning/") {
+        json!({ "error": code })
+    } else if path.starts_with("/apps/") || path.starts_with("/requesters/") {
+        json!({ "error": [message], "reason": reason, "code": code })
+    } else {
+        json!({ "error": message, "reason": reason, "code": code })
+    };
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&reason) {
+        response.headers_mut().insert("x-sms-reason", value);
+    }
+    if let Some(secs) = retry_after_secs
+        && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+pub async fn guard(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let family = limits
+        .families
+        .classify(request.method(), matched.as_deref());
+    let path = request.uri().path().to_owned();
+    let Some(_permit) = limits.enter(family) else {
+        metrics::counter!("sms_requests_shed_total", "family" => family).increment(1);
+        return refusal(
+            &path,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TOO_MANY_IN_FLIGHT",
+            "Too many requests in flight",
+            format!(
+                "the {family} requests in flight are at their limit (--max-in-flight): retry shortly"
+            ),
+            Some(1),
+        );
+    };
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("sms_requests_timed_out_total", "family" => family).increment(1);
+            refusal(
+                &path,
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "Request timeout",
+                format!(
+                    "the request did not complete within {} ms (--request-timeout-ms)",
+                    limits.request_timeout.as_millis()
+                ),
+                None,
+            )
+        }
+    }
+}
