@@ -28,12 +28,19 @@ pub struct ApiError {
     /// Detail for the caller.
     pub reason: Option<String>,
     pub shape: Shape,
-    /// Stable machine-readable code ([`Shape::Coded`]; derived from the status when absent).
+    /// What a [`Shape::Coded`] body adds (boxed: most errors have none).
+    pub coded: Option<Box<Coded>>,
+}
+
+/// The members of a coded error body besides the message.
+#[derive(Debug, Default)]
+pub struct Coded {
+    /// Stable machine-readable code (derived from the status when absent).
     pub code: Option<&'static str>,
-    /// The request field at fault ([`Shape::Coded`]).
+    /// The request field at fault.
     pub field: Option<String>,
-    /// More members of the coded error object (e.g. `currentVersion` of a conflict).
-    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    /// More members of the error object (e.g. `currentVersion` of a conflict).
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -43,9 +50,7 @@ impl ApiError {
             message: message.into(),
             reason: None,
             shape: Shape::Plain,
-            code: None,
-            field: None,
-            details: None,
+            coded: None,
         }
     }
 
@@ -56,15 +61,25 @@ impl ApiError {
         field: Option<&str>,
         message: impl Into<String>,
     ) -> Self {
-        let mut error = Self::new(status, message).shaped(Shape::Coded);
-        error.code = Some(code);
-        error.field = field.map(str::to_owned);
-        error
+        let mut error = Self::new(status, message);
+        error.coded = Some(Box::new(Coded {
+            code: Some(code),
+            field: field.map(str::to_owned),
+            details: Default::default(),
+        }));
+        error.shaped(Shape::Coded)
+    }
+
+    /// This error as a coded body whose field at fault is `field`.
+    pub fn at_field(mut self, field: &str) -> Self {
+        self.coded.get_or_insert_default().field = Some(field.to_owned());
+        self.shaped(Shape::Coded)
     }
 
     pub fn with_detail(mut self, name: &str, value: serde_json::Value) -> Self {
-        self.details
-            .get_or_insert_with(Default::default)
+        self.coded
+            .get_or_insert_default()
+            .details
             .insert(name.to_owned(), value);
         self
     }
@@ -145,7 +160,8 @@ impl IntoResponse for ApiError {
 
 /// `{"error": {"code", "message", "field", ...details}}`; the reason, if any, ends the message.
 fn coded_body(error: ApiError) -> (StatusCode, Json<serde_json::Value>) {
-    let code = error.code.unwrap_or(match error.status {
+    let coded = error.coded.map(|c| *c).unwrap_or_default();
+    let code = coded.code.unwrap_or(match error.status {
         StatusCode::BAD_REQUEST => "BAD_REQUEST",
         StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
         StatusCode::NOT_FOUND => "NOT_FOUND",
@@ -161,7 +177,7 @@ fn coded_body(error: ApiError) -> (StatusCode, Json<serde_json::Value>) {
     let mut object = serde_json::Map::new();
     object.insert("code".into(), json!(code));
     object.insert("message".into(), json!(message));
-    object.insert("field".into(), json!(error.field));
-    object.extend(error.details.unwrap_or_default());
+    object.insert("field".into(), json!(coded.field));
+    object.extend(coded.details);
     (error.status, Json(json!({ "error": object })))
 }

@@ -191,11 +191,7 @@ fn ensure_value(
     let body = Bytes::copy_from_slice(value.as_bytes());
     super::secrets::checked_value(state, &body, StatusCode::PAYLOAD_TOO_LARGE)
         .map(Some)
-        .map_err(|mut e| {
-            e.shape = crate::error::Shape::Coded;
-            e.field = Some("value".to_owned());
-            e
-        })
+        .map_err(|e| e.at_field("value"))
 }
 
 /// Requester and web2 secrets belong to the signer's own address: checked without a chain read.
