@@ -38,4 +38,6 @@ pub struct AppStateInner {
     pub provisioner: Arc<crate::provision::Provisioner>,
     /// Origins allowed by CORS on the secret routes.
     pub cors: crate::routes::CorsOrigins,
+    /// The store's health, kept up to date in the background (`/health`).
+    pub health: Arc<crate::health::Health>,
 }
