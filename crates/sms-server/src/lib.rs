@@ -5,6 +5,7 @@ pub mod attest_args;
 pub mod config;
 pub mod dev_wallets;
 mod error;
+pub mod health;
 pub mod identity;
 mod ledger;
 pub mod limits;

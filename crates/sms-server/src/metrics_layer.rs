@@ -39,6 +39,7 @@ fn static_method(method: &axum::http::Method) -> Option<&'static str> {
         Method::POST => "POST",
         Method::PUT => "PUT",
         Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
         _ => return None,
     })
 }
@@ -56,7 +57,14 @@ fn status_label(status: u16) -> metrics::SharedString {
         413 => "413",
         500 => "500",
         503 => "503",
-        _ => return metrics::SharedString::from(status.to_string()),
+        408 => "408",
+        429 => "429",
+        // Any other status: its class, so the label set stays bounded.
+        s if s < 200 => "1xx",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
     };
     metrics::SharedString::from(text)
 }
@@ -100,23 +108,18 @@ fn record(method: &'static str, route: &str, status: u16, seconds: f64) {
     });
 }
 
+/// Label of a request no route serves, and of an unusual method: label sets stay bounded
+/// whatever a client sends.
+pub const OTHER: &str = "other";
+
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
+    let method = static_method(request.method()).unwrap_or(OTHER);
     let start = Instant::now();
     let response = next.run(request).await;
     let seconds = start.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    let route_str = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    match static_method(&method) {
-        Some(m) => record(m, route_str, status, seconds),
-        None => {
-            let (m, r) = (method.as_str().to_owned(), route_str.to_owned());
-            metrics::counter!("sms_http_requests_total", "method" => m.clone(), "route" => r.clone(), "status" => status_label(status))
-                .increment(1);
-            metrics::histogram!("sms_http_request_duration_seconds", "method" => m, "route" => r)
-                .record(seconds);
-        }
-    }
+    let route_str = route.as_ref().map_or(OTHER, MatchedPath::as_str);
+    record(method, route_str, status, seconds);
     response
 }

@@ -61,6 +61,7 @@ pub struct Server {
     pub dev_ledger: Option<Arc<sms_chain::dev::DevLedger>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    health_task: tokio::task::AbortHandle,
 }
 
 impl Server {
@@ -109,6 +110,11 @@ impl Server {
         )?);
         let simulated_tee = provisioner.allows_simulated();
         let server_store = store.clone();
+        let (health, health_task) = crate::health::Health::start(
+            store.clone(),
+            Duration::from_millis(config.database_timeout_ms),
+        )
+        .await;
         let state = AppState::new(AppStateInner {
             store,
             ledger: ledger.clone(),
@@ -121,6 +127,7 @@ impl Server {
             domain,
             admin: crate::routes::admin::AdminState::load(&config.keys, &data_dir)
                 .map_err(StartupError::Config)?,
+            health,
         });
         crate::routes::secrets::publish_counts(&state).await?;
         let limits = Arc::new(crate::limits::Limits::new(&config.limits));
@@ -195,6 +202,7 @@ impl Server {
             dev_ledger,
             handle,
             task,
+            health_task,
         })
     }
 
@@ -202,6 +210,7 @@ impl Server {
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         let _ = self.task.await;
+        self.health_task.abort();
     }
 
     /// Waits until the server stops by itself (it normally does not).

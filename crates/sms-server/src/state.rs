@@ -42,4 +42,6 @@ pub struct AppStateInner {
     pub domain: sms_core::secret_operation::ServiceDomain,
     /// Present only with `--admin-token-file`: the admin API (`/admin/*`).
     pub admin: Option<Arc<crate::routes::admin::AdminState>>,
+    /// The store's health, kept up to date in the background (`/health`).
+    pub health: Arc<crate::health::Health>,
 }

@@ -51,6 +51,17 @@ pub async fn guard(State(limits): State<Arc<Limits>>, request: Request, next: Ne
         .families
         .classify(request.method(), matched.as_deref());
     let path = request.uri().path().to_owned();
+    if has_nul(request.uri()) {
+        return refusal(
+            &path,
+            StatusCode::BAD_REQUEST,
+            "NUL_IN_REQUEST",
+            "Malformed request",
+            "the path or the query holds a NUL byte (%00), which no address, name or id may contain"
+                .to_owned(),
+            None,
+        );
+    }
     let Some(_permit) = limits.enter(family) else {
         metrics::counter!("sms_requests_shed_total", "family" => family).increment(1);
         return refusal(
@@ -81,4 +92,12 @@ pub async fn guard(State(limits): State<Arc<Limits>>, request: Request, next: Ne
             )
         }
     }
+}
+
+/// A percent-encoded NUL in the path or the query (a raw one never gets past the HTTP parser).
+/// No address, name or id may hold one, and PostgreSQL refuses them in text: refused here, for
+/// every route, before anything reads the store.
+fn has_nul(uri: &axum::http::Uri) -> bool {
+    let encoded_nul = |text: &str| text.contains("%00");
+    encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul)
 }
