@@ -661,16 +661,17 @@ async fn the_instance_id_can_be_set_and_the_domain_is_published() {
 #[tokio::test]
 async fn replicas_on_one_database_share_domain_nonces_and_versions() {
     let url = sms_testkit::postgres::fresh_database_url().await;
+    // Both replicas need the same master key: the first one creates it.
+    let key_dir = tempfile::tempdir().unwrap();
+    let master_key = key_dir.path().join("master.key");
     let start = || {
         let url = url.clone();
+        let master_key = master_key.clone();
         async move {
             let dir = tempfile::tempdir().unwrap();
             let mut config = ServerConfig::dev_in(dir.path().to_path_buf());
             config.database_url = Some(url);
-            // Both replicas need the same master key: the first one creates it.
-            config.master_key_file = Some(
-                std::env::temp_dir().join(format!("sms-v2-replicas-{}.key", std::process::id())),
-            );
+            config.master_key_file = Some(master_key);
             TestServer::with_config(config, Some(dir)).await
         }
     };
@@ -694,20 +695,17 @@ async fn replicas_on_one_database_share_domain_nonces_and_versions() {
     let requests: Vec<SignedRequest> = (0..8)
         .map(|i| put_request(&alice, &domain, &secret, &format!("w{i}"), 1))
         .collect();
-    let answers = futures_join(&one, &two, &requests).await;
+    let answers = put_concurrently(&one, &two, &requests).await;
     let ok = answers.iter().filter(|a| a.0 == StatusCode::OK).count();
     assert_eq!(ok, 1, "{answers:?}");
     for answer in answers.iter().filter(|a| a.0 != StatusCode::OK) {
         assert_eq!(answer.0, StatusCode::CONFLICT, "{}", answer.1);
         assert_eq!(answer.1["error"]["currentVersion"], 2);
     }
-    let _ = std::fs::remove_file(
-        std::env::temp_dir().join(format!("sms-v2-replicas-{}.key", std::process::id())),
-    );
 }
 
 /// Sends the requests concurrently, alternating replicas.
-async fn futures_join(
+async fn put_concurrently(
     one: &TestServer,
     two: &TestServer,
     requests: &[SignedRequest],

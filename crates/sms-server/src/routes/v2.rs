@@ -24,6 +24,7 @@ use sms_store::{CheckAndSet, NonceUse, RecordKey, RecordMetadata};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tee::challenge::unix_now;
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -293,13 +294,6 @@ fn expected_version(operation: &VerifiedOperation) -> Result<i64, ApiError> {
             "versions are below 2^63",
         ))
     })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 fn field_error(field: &'static str, reason: &str) -> FieldError {
