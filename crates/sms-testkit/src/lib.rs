@@ -10,4 +10,5 @@ pub mod chain;
 pub mod cluster;
 pub mod postgres;
 pub mod proxy;
+pub mod result_proxy;
 pub mod server;
