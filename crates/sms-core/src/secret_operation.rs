@@ -382,8 +382,7 @@ fn recover_signer(request: &SignedRequest, domain: &ServiceDomain) -> Result<Add
         .map_err(|e| Refusal::BadSignature(e.to_string()))?;
     let digest = request.message.signing_hash(domain);
     let recovered = signature
-        .inner()
-        .recover_address_from_prehash(&digest)
+        .recover_prehash(&digest)
         .map_err(|_| Refusal::BadSignature("the signature does not recover".to_owned()))?;
     if recovered != request.signer {
         return Err(Refusal::BadSignature(format!(

@@ -46,10 +46,26 @@ impl EthSignature {
 
     /// Recovers the signer of `keccak256("\x19Ethereum Signed Message:\n32" ‖ digest)`.
     pub fn recover_eip191(&self, digest: &B256) -> Result<Address, SignatureError> {
-        let prehash = eip191_hash_message(digest.as_slice());
-        self.0
-            .recover_address_from_prehash(&prehash)
-            .map_err(|_| SignatureError::Unrecoverable)
+        self.recover_prehash(&eip191_hash_message(digest.as_slice()))
+    }
+
+    /// Recovers the address that signed the 32-byte `prehash` (an EIP-191 or EIP-712 digest),
+    /// with libsecp256k1: the one recovery of every server hot path. Accepts what `ecrecover`
+    /// accepts (high-s included, as alloy/k256 do); refuses r or s of zero or not below n.
+    pub fn recover_prehash(&self, prehash: &B256) -> Result<Address, SignatureError> {
+        use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+        static CONTEXT: std::sync::LazyLock<secp256k1::Secp256k1<secp256k1::VerifyOnly>> =
+            std::sync::LazyLock::new(secp256k1::Secp256k1::verification_only);
+
+        let bytes = self.0.as_bytes();
+        let parity = i32::from(self.0.v());
+        let recovered = RecoveryId::try_from(parity)
+            .and_then(|id| RecoverableSignature::from_compact(&bytes[..64], id))
+            .and_then(|sig| CONTEXT.recover_ecdsa(secp256k1::Message::from_digest(prehash.0), &sig))
+            .map_err(|_| SignatureError::Unrecoverable)?;
+        let point = recovered.serialize_uncompressed();
+        let hash = alloy_primitives::keccak256(&point[1..]);
+        Ok(Address::from_slice(&hash[12..]))
     }
 
     /// `0x` + r ‖ s ‖ v with v = 27/28, lowercase.
@@ -88,6 +104,98 @@ pub fn sign_eip191(signer: &PrivateKeySigner, digest: &B256) -> EthSignature {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// alloy/k256's recovery, the reference libsecp256k1 must agree with.
+    fn k256_recover(sig: &EthSignature, prehash: &B256) -> Option<Address> {
+        sig.inner().recover_address_from_prehash(prehash).ok()
+    }
+
+    fn raw_signature(r: [u8; 32], s: [u8; 32], parity: bool) -> EthSignature {
+        let mut rs = [0u8; 64];
+        rs[..32].copy_from_slice(&r);
+        rs[32..].copy_from_slice(&s);
+        EthSignature(Signature::from_bytes_and_parity(&rs, parity))
+    }
+
+    /// The curve order n, big-endian.
+    const ORDER: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xfe, 0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36,
+        0x41, 0x41,
+    ];
+
+    fn order_minus(s: &[u8; 32]) -> [u8; 32] {
+        let n = alloy_primitives::U256::from_be_bytes(ORDER);
+        (n - alloy_primitives::U256::from_be_bytes(*s)).to_be_bytes()
+    }
+
+    #[test]
+    fn libsecp256k1_agrees_with_k256_on_random_keys_and_messages() {
+        for _ in 0..200 {
+            let signer = PrivateKeySigner::random();
+            let prehash = B256::from(rand::random::<[u8; 32]>());
+            let sig = EthSignature(signer.sign_hash_sync(&prehash).unwrap());
+            assert_eq!(sig.recover_prehash(&prehash).unwrap(), signer.address());
+            assert_eq!(k256_recover(&sig, &prehash), Some(signer.address()));
+            // Another message: both recover the same (other) address.
+            let other = B256::from(rand::random::<[u8; 32]>());
+            assert_eq!(sig.recover_prehash(&other).ok(), k256_recover(&sig, &other));
+            // The high-s twin (s' = n - s, parity flipped) is the same signature to ecrecover.
+            let bytes = sig.inner().as_bytes();
+            let (r, s): ([u8; 32], [u8; 32]) = (
+                bytes[..32].try_into().unwrap(),
+                bytes[32..64].try_into().unwrap(),
+            );
+            let high = raw_signature(r, order_minus(&s), !sig.inner().v());
+            assert_eq!(
+                high.recover_prehash(&prehash).ok(),
+                k256_recover(&high, &prehash)
+            );
+        }
+    }
+
+    #[test]
+    fn libsecp256k1_and_k256_refuse_the_same_invalid_signatures() {
+        let prehash = B256::from(rand::random::<[u8; 32]>());
+        let one = {
+            let mut b = [0u8; 32];
+            b[31] = 1;
+            b
+        };
+        let mut over = ORDER;
+        over[31] += 1;
+        let cases = [
+            ([0u8; 32], one),
+            (one, [0u8; 32]),
+            (ORDER, one),
+            (one, ORDER),
+            (over, one),
+            (one, over),
+            ([0xff; 32], [0xff; 32]),
+            // r is not the x of any curve point for many values; try a few.
+            ([0x05; 32], one),
+            ([0x07; 32], [0x07; 32]),
+        ];
+        for (r, s) in cases {
+            for parity in [false, true] {
+                let sig = raw_signature(r, s, parity);
+                assert_eq!(
+                    sig.recover_prehash(&prehash).ok(),
+                    k256_recover(&sig, &prehash),
+                    "r={} s={} parity={parity}",
+                    crate::hex::encode_prefixed(r),
+                    crate::hex::encode_prefixed(s)
+                );
+            }
+        }
+        for _ in 0..500 {
+            let sig = raw_signature(rand::random(), rand::random(), rand::random());
+            assert_eq!(
+                sig.recover_prehash(&prehash).ok(),
+                k256_recover(&sig, &prehash)
+            );
+        }
+    }
 
     #[test]
     fn recovers_commons_poco_vector() {
