@@ -18,8 +18,8 @@ use sms_core::explain::{CheckStatus, Explanation, names};
 use sms_core::hex::encode_prefixed;
 use sms_core::signature::sign_eip191;
 use sms_core::{Address, B256};
+use sms_server::ServerConfig;
 use sms_server::tee::args::FrameworkArg;
-use sms_server::{ChainArgs, ServerConfig};
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, RecordKey};
 use sms_testkit::chain::{AppSpec, DealSpec, LocalChain, TestDeal, scone_tag, wallet};
@@ -55,14 +55,7 @@ impl Tee {
         .unwrap();
         let mut config = ServerConfig::dev_in(dir.path().join("data"));
         config.dev = false;
-        config.chain = ChainArgs {
-            chain_rpc: Some(chain.rpc_url().to_owned()),
-            hub: Some(chain.hub()),
-            chain_id: Some(chain.chain_id()),
-            chain_timeout_ms: 1000,
-            chain_retries: 1,
-            chain_fresh_ms: 0,
-        };
+        config.chain = chain.server_chain_args(1000);
         config.tee.tee_framework = Some(FrameworkArg::Scone);
         config.tee.pipelines = Some(pipelines);
         config.tee.las_image = Some("las:1".into());
@@ -138,6 +131,11 @@ impl Tee {
             .await
             .unwrap();
         sms_testkit::server::session_reply(response).await
+    }
+
+    /// Rows per store namespace: explaining must leave it unchanged.
+    async fn snapshot(&self) -> Vec<(String, u64)> {
+        self.backend.count_by_namespace().await.unwrap()
     }
 
     /// Nothing was written for `task` by explaining it: no challenge, no session index.
@@ -245,8 +243,10 @@ async fn an_active_tee_task_with_everything_present_passes_every_check() {
         .unwrap();
     let task = chain.initialize_task(deal.deal_id, 0).await.unwrap();
 
+    let before = tee.snapshot().await;
     let explanation = tee.explain(&deal, task, Some(deal.worker.address())).await;
     assert!(explanation.ok, "{explanation:#?}");
+    assert_eq!(tee.snapshot().await, before, "explain wrote to the store");
     assert_eq!(explanation.task_id, encode_prefixed(task));
     let listed: Vec<&str> = explanation.checks.iter().map(|c| c.name.as_str()).collect();
     for expected in [
@@ -311,6 +311,35 @@ async fn an_active_tee_task_with_everything_present_passes_every_check() {
         check.code.as_deref(),
         Some("EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN")
     );
+
+    // The app's environment released once (the default budget): explain reads the budget,
+    // reports it spent, and counts nothing itself.
+    let id = body["data"]["sessionId"].as_str().unwrap();
+    let pinned = client.provision_identity().await.unwrap();
+    let pinned = sms_attest::SmsPublicKey::from_base64(&pinned.public_key).unwrap();
+    let claim = |report_data: &[u8; 64]| {
+        Ok(sms_attest::Evidence::Simulated {
+            measurement: sms_core::hex::decode_lenient(APP_FP).unwrap(),
+            report_data: *report_data,
+            debug: false,
+        })
+    };
+    client
+        .attested_release(id, "app", &pinned, claim)
+        .await
+        .unwrap();
+    let before = tee.snapshot().await;
+    let spent = tee.explain(&deal, task, Some(deal.worker.address())).await;
+    assert_eq!(tee.snapshot().await, before, "explain wrote to the store");
+    let check = failing(&spent);
+    assert_eq!(check.name, names::RELEASE_BUDGET);
+    assert_eq!(check.code.as_deref(), Some("RELEASE_LIMIT_REACHED"));
+    assert!(check.fact.starts_with("app "), "{check:?}");
+    let refused = client
+        .attested_release(id, "app", &pinned, claim)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), check.code.as_deref(), "{refused}");
 }
 
 #[tokio::test]

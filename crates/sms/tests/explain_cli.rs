@@ -7,7 +7,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use sms_server::{ChainArgs, ServerConfig};
+use sms_server::ServerConfig;
 use sms_testkit::chain::LocalChain;
 use sms_testkit::server::TestServer;
 
@@ -36,14 +36,7 @@ async fn names_the_failing_check_and_exits_non_zero_until_it_passes() {
     let chain = LocalChain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::dev_in(dir.path().join("sms"));
-    config.chain = ChainArgs {
-        chain_rpc: Some(chain.rpc_url().to_owned()),
-        hub: Some(chain.hub()),
-        chain_id: Some(chain.chain_id()),
-        chain_timeout_ms: 5000,
-        chain_retries: 1,
-        chain_fresh_ms: 0,
-    };
+    config.chain = chain.server_chain_args(5000);
     let server = TestServer::with_config(config, None).await;
     let client = server.client();
     let deal = chain.deal(true, 1).await.unwrap();
