@@ -42,6 +42,11 @@ struct Tee {
 
 impl Tee {
     async fn start(chain: &LocalChain) -> Self {
+        Self::start_with(chain, true).await
+    }
+
+    /// `simulated`: whether simulated evidence is accepted (no collateral is configured).
+    async fn start_with(chain: &LocalChain, simulated: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pipelines = dir.path().join("pipelines.toml");
         std::fs::write(
@@ -59,7 +64,7 @@ impl Tee {
         config.tee.tee_framework = Some(FrameworkArg::Scone);
         config.tee.pipelines = Some(pipelines);
         config.tee.las_image = Some("las:1".into());
-        config.attest.dangerous_allow_simulated_tee = Some(true);
+        config.attest.dangerous_allow_simulated_tee = Some(simulated);
         let server = TestServer::with_config(config, Some(dir)).await;
         let backend = SqliteBackend::open(&server.data_dir().join("sms.db"))
             .await
@@ -437,6 +442,25 @@ async fn a_completed_task_fails_the_task_active_check() {
     let (status, body) = tee.session(&deal, task, wallet().address()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"].as_str(), check.code.as_deref(), "{body}");
+}
+
+/// Outside dev, without collateral no SGX evidence can be verified: the release would refuse
+/// every enclave, and explain says so before any session exists.
+#[tokio::test]
+async fn no_collateral_and_no_simulated_evidence_fails_the_release_evidence_check() {
+    let chain = LocalChain::start().await;
+    let tee = Tee::start_with(&chain, false).await;
+    let deal = deal_with(&chain, scone_tag(), false).await;
+    push_ipfs_token(&tee, &deal).await;
+    let task = chain.initialize_task(deal.deal_id, 0).await.unwrap();
+    let explanation = tee.explain(&deal, task, None).await;
+    let check = failing(&explanation);
+    assert_eq!(check.name, names::RELEASE_EVIDENCE);
+    assert_eq!(check.code.as_deref(), Some("COLLATERAL_MISSING"));
+    assert!(
+        check.fact.starts_with("sgx evidence needs collateral"),
+        "{check:?}"
+    );
 }
 
 #[tokio::test]
