@@ -242,21 +242,26 @@ async fn session_check(
         "live session of worker {} until {}",
         existing.worker, existing.expires_at
     );
-    Ok(match (request.worker, challenge) {
-        (Some(worker), Some(Ok(enclave))) => {
-            match existing.ensure_held_by(&request.task_id, worker, enclave) {
-                Ok(()) => Check::pass(
-                    names::TASK_SESSION,
-                    format!("{held}: answered again to this worker"),
-                ),
-                Err(e) => Check::session_fail(names::TASK_SESSION, &e),
-            }
-        }
-        _ => Check::pass(
+    let Some(worker) = request.worker else {
+        return Ok(Check::pass(
             names::TASK_SESSION,
             format!("{held} (pass worker= to check another worker)"),
-        ),
-    })
+        ));
+    };
+    // The worker's enclaveChallenge must be the task's issued challenge (else the plan fails).
+    let enclave = match challenge {
+        Some(Ok(address)) => address,
+        _ => existing.enclave_challenge,
+    };
+    Ok(
+        match existing.ensure_held_by(&request.task_id, worker, enclave) {
+            Ok(()) => Check::pass(
+                names::TASK_SESSION,
+                format!("{held}: answered again to this worker"),
+            ),
+            Err(e) => Check::session_fail(names::TASK_SESSION, &e),
+        },
+    )
 }
 
 /// Step 5: the app, the dataset and the deal params (ledger), the secrets (store), then the
