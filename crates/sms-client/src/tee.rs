@@ -155,3 +155,27 @@ impl SmsClient {
             .map_err(|e| ClientError::Decode(format!("session answer: {e}")).into())
     }
 }
+
+impl SmsClient {
+    /// Workerpool owner: every check of session creation and release for a task, run by the
+    /// SMS without side effects (`GET /tee/explain/{taskId}`), signed over
+    /// [`sms_core::challenge::explain_request`].
+    pub async fn tee_explain(
+        &self,
+        pool_owner: &PrivateKeySigner,
+        task_id: B256,
+        worker: Option<Address>,
+    ) -> Result<sms_core::explain::Explanation, TeeCallError> {
+        let digest = sms_core::challenge::explain_request(&task_id);
+        let signature = sign_eip191(pool_owner, &digest).to_hex();
+        let path = match worker {
+            Some(w) => format!("/tee/explain/{task_id}?worker={w:#x}"),
+            None => format!("/tee/explain/{task_id}"),
+        };
+        let bytes = self
+            .tee_call(Method::GET, &path, Some(signature), None)
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Decode(format!("explain answer: {e}")).into())
+    }
+}

@@ -44,6 +44,16 @@ pub fn enclave_challenge_request(task_id: &B256) -> B256 {
     keccak256(task_id.as_slice())
 }
 
+/// Domain string of the explain request: a scheduler's enclave-challenge signature (sent for
+/// every task) does not open `/tee/explain`, nor the reverse.
+pub const EXPLAIN_DOMAIN: &str = "IEXEC_SMS_EXPLAIN";
+
+/// What a workerpool owner signs to read a task's explanation:
+/// `keccak(K(EXPLAIN_DOMAIN) ‖ taskId)`.
+pub fn explain_request(task_id: &B256) -> B256 {
+    keccak_concat(&[keccak_utf8(EXPLAIN_DOMAIN).as_slice(), task_id.as_slice()])
+}
+
 /// WorkerpoolAuthorization hash: `keccak(worker ‖ taskId ‖ enclaveChallenge)` (72 bytes).
 pub fn workerpool_authorization(
     worker: &Address,

@@ -5,6 +5,7 @@ pub mod authorization;
 pub mod challenge;
 pub mod deal_params;
 pub mod enclave_config;
+pub mod explain;
 pub mod hash;
 pub mod hex;
 pub mod ledger;

@@ -432,7 +432,8 @@ fn challenge_signer(key: &SecretValue) -> Option<(PrivateKeySigner, Zeroizing<[u
     Some((signer, raw))
 }
 
-struct AppSide {
+/// What the app enclave is run and measured with (plan step E).
+pub struct AppSide {
     pipeline: Pipeline,
     measurement: Measurement,
     tdx: Option<TdxMeasurement>,
@@ -441,7 +442,25 @@ struct AppSide {
     fspf: Option<(Zeroizing<String>, String)>,
 }
 
-fn resolve_app(
+impl AppSide {
+    /// The pipeline (pre- and post-compute stages) the app's enclave configuration selects.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The measurement the app enclave must prove (published fingerprint for TDX).
+    pub fn measurement(&self) -> &Measurement {
+        &self.measurement
+    }
+
+    /// TDX: the registers the app's TD must prove.
+    pub fn tdx(&self) -> Option<&TdxMeasurement> {
+        self.tdx.as_ref()
+    }
+}
+
+/// Plan step E: the app's enclave configuration (SGX) or checksum (TDX), and its pipeline.
+pub fn resolve_app(
     inputs: &SessionInputs<'_>,
     framework: TeeFramework,
 ) -> Result<AppSide, SessionError> {
@@ -526,7 +545,9 @@ fn resolve_app(
     })
 }
 
-fn sign_tokens(inputs: &SessionInputs<'_>) -> Result<EnclaveEnv, SessionError> {
+/// Plan step F: the tokens pre- and post-compute sign their results with (worker address and
+/// the task's enclave challenge key, which must be the one of `enclaveChallenge`).
+pub fn sign_tokens(inputs: &SessionInputs<'_>) -> Result<EnclaveEnv, SessionError> {
     let worker = inputs.task.worker;
     if worker == Address::ZERO {
         return Err(err(
@@ -582,7 +603,8 @@ fn input_file_name(url: &str) -> String {
     encode_prefixed(crate::hash::sha256(url.as_bytes()))
 }
 
-fn pre_compute_env(
+/// Plan step G1: the pre-compute environment; fails when the dataset has no stored key.
+pub fn pre_compute_env(
     inputs: &SessionInputs<'_>,
     dataset: Option<&DatasetEntry>,
     sign: &EnclaveEnv,
@@ -625,7 +647,12 @@ fn pre_compute_env(
     Ok(env)
 }
 
-fn app_env(inputs: &SessionInputs<'_>, app: &AppSide, warnings: &mut Vec<String>) -> EnclaveEnv {
+/// Plan step G2: the app environment (absent developer or requester secrets are warnings).
+pub fn app_env(
+    inputs: &SessionInputs<'_>,
+    app: &AppSide,
+    warnings: &mut Vec<String>,
+) -> EnclaveEnv {
     let task = &inputs.task;
     let deal = task.deal;
     let mut env = EnclaveEnv::default();
@@ -701,87 +728,106 @@ fn app_env(inputs: &SessionInputs<'_>, app: &AppSide, warnings: &mut Vec<String>
     env
 }
 
-fn post_compute_env(
-    inputs: &SessionInputs<'_>,
-    sign: &EnclaveEnv,
-) -> Result<EnclaveEnv, SessionError> {
+/// Plan step G3a: the result encryption variables; fails when encryption is asked and the
+/// beneficiary has no public key.
+pub fn result_encryption_env(inputs: &SessionInputs<'_>) -> Result<EnclaveEnv, SessionError> {
+    let deal = inputs.task.deal;
+    let mut env = EnclaveEnv::default();
+    let encryption = inputs.task.params.iexec_result_encryption;
+    env.public(RESULT_ENCRYPTION, bool_str(encryption));
+    if encryption {
+        let key = web2_value(
+            inputs.secrets,
+            deal.beneficiary,
+            WEB2_RESULT_ENCRYPTION_PUBLIC_KEY,
+        )
+        .ok_or_else(|| {
+            err(
+                E::PostComputeGetEncryptionTokensFailedEmptyBeneficiaryKey,
+                format!(
+                    "beneficiary {} has no {WEB2_RESULT_ENCRYPTION_PUBLIC_KEY}",
+                    deal.beneficiary
+                ),
+            )
+        })?;
+        env.public(RESULT_ENCRYPTION_PUBLIC_KEY, key.as_str());
+    } else {
+        env.public(RESULT_ENCRYPTION_PUBLIC_KEY, "");
+    }
+    Ok(env)
+}
+
+/// Plan step G3b: the result storage variables; fails when the storage needs a token nobody
+/// stored.
+pub fn result_storage_env(inputs: &SessionInputs<'_>) -> Result<EnclaveEnv, SessionError> {
     let task = &inputs.task;
     let deal = task.deal;
     let params = task.params;
     let secrets = inputs.secrets;
     let mut env = EnclaveEnv::default();
-
-    let encryption = params.iexec_result_encryption;
-    env.public(RESULT_ENCRYPTION, bool_str(encryption));
-    if encryption {
-        let key = web2_value(secrets, deal.beneficiary, WEB2_RESULT_ENCRYPTION_PUBLIC_KEY)
-            .ok_or_else(|| {
-                err(
-                    E::PostComputeGetEncryptionTokensFailedEmptyBeneficiaryKey,
-                    format!(
-                        "beneficiary {} has no {WEB2_RESULT_ENCRYPTION_PUBLIC_KEY}",
-                        deal.beneficiary
-                    ),
-                )
-            })?;
-        env.public(RESULT_ENCRYPTION_PUBLIC_KEY, key.as_str());
-    } else {
-        env.public(RESULT_ENCRYPTION_PUBLIC_KEY, "");
-    }
-
     let callback = deal.has_callback();
     env.public(RESULT_STORAGE_CALLBACK, bool_str(callback));
     if callback {
         env.public(RESULT_STORAGE_PROVIDER, "");
         env.public(RESULT_STORAGE_PROXY, "");
         env.secret(RESULT_STORAGE_TOKEN, Zeroizing::new(String::new()));
-    } else {
-        let provider = params
-            .iexec_result_storage_provider
+        return Ok(env);
+    }
+    let provider = params
+        .iexec_result_storage_provider
+        .clone()
+        .unwrap_or_default();
+    let (token, proxy, missing) = if provider == STORAGE_DROPBOX {
+        let token = web2_value(secrets, deal.requester, WEB2_DROPBOX_TOKEN);
+        let proxy = params
+            .iexec_result_storage_proxy
             .clone()
             .unwrap_or_default();
-        let (token, proxy, missing) = if provider == STORAGE_DROPBOX {
-            let token = web2_value(secrets, deal.requester, WEB2_DROPBOX_TOKEN);
-            let proxy = params
-                .iexec_result_storage_proxy
-                .clone()
-                .unwrap_or_default();
-            (
-                token,
-                proxy,
-                format!("requester {} has no {WEB2_DROPBOX_TOKEN}", deal.requester),
-            )
-        } else {
-            let token = web2_value(secrets, task.worker, WEB2_IPFS_TOKEN)
-                .or_else(|| web2_value(secrets, deal.requester, WEB2_IPFS_TOKEN));
-            let proxy = match &params.iexec_result_storage_proxy {
-                Some(p) => p.clone(),
-                None => web2_value(secrets, deal.workerpool.owner, WEB2_RESULT_PROXY_URL)
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_default(),
-            };
-            (
-                token,
-                proxy,
-                format!(
-                    "neither worker {} nor requester {} has {WEB2_IPFS_TOKEN}",
-                    task.worker, deal.requester
-                ),
-            )
+        (
+            token,
+            proxy,
+            format!("requester {} has no {WEB2_DROPBOX_TOKEN}", deal.requester),
+        )
+    } else {
+        let token = web2_value(secrets, task.worker, WEB2_IPFS_TOKEN)
+            .or_else(|| web2_value(secrets, deal.requester, WEB2_IPFS_TOKEN));
+        let proxy = match &params.iexec_result_storage_proxy {
+            Some(p) => p.clone(),
+            None => web2_value(secrets, deal.workerpool.owner, WEB2_RESULT_PROXY_URL)
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
         };
-        let token = token.ok_or_else(|| err(E::PostComputeGetStorageTokensFailed, missing))?;
-        env.public(RESULT_STORAGE_PROVIDER, provider);
-        env.public(RESULT_STORAGE_PROXY, proxy);
-        env.secret(RESULT_STORAGE_TOKEN, token);
-    }
+        (
+            token,
+            proxy,
+            format!(
+                "neither worker {} nor requester {} has {WEB2_IPFS_TOKEN}",
+                task.worker, deal.requester
+            ),
+        )
+    };
+    let token = token.ok_or_else(|| err(E::PostComputeGetStorageTokensFailed, missing))?;
+    env.public(RESULT_STORAGE_PROVIDER, provider);
+    env.public(RESULT_STORAGE_PROXY, proxy);
+    env.secret(RESULT_STORAGE_TOKEN, token);
+    Ok(env)
+}
+
+/// Plan step G3: the post-compute environment (encryption, then storage, then sign tokens).
+pub fn post_compute_env(
+    inputs: &SessionInputs<'_>,
+    sign: &EnclaveEnv,
+) -> Result<EnclaveEnv, SessionError> {
+    let mut env = result_encryption_env(inputs)?;
+    env.extend(&result_storage_env(inputs)?);
     env.extend(sign);
     Ok(env)
 }
 
-/// Step 2: the session of a task, or the error code to answer with.
-pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, SessionError> {
-    let task = &inputs.task;
-    let deal = task.deal;
+/// Plan step A: the deal's tag selects the framework this SMS serves, and the configured
+/// pipelines are for it.
+pub fn ensure_deal_framework(inputs: &SessionInputs<'_>) -> Result<TeeFramework, SessionError> {
+    let deal = inputs.task.deal;
     let framework = TeeFramework::from_tag(&deal.tag).ok_or_else(|| {
         err(
             E::ExecutionNotAuthorizedNoMatchOnchainType,
@@ -797,15 +843,31 @@ pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, Ses
             ),
         ));
     }
-    if inputs.pipelines.framework() != framework {
+    ensure_pipelines_for(inputs.pipelines, framework)?;
+    Ok(framework)
+}
+
+/// The configured pipelines are for `framework`.
+pub fn ensure_pipelines_for(
+    pipelines: &Pipelines,
+    framework: TeeFramework,
+) -> Result<(), SessionError> {
+    if pipelines.framework() != framework {
         return Err(err(
             E::SecureSessionGenerationFailed,
             format!(
                 "configured pipelines are for {}, not {framework}",
-                inputs.pipelines.framework()
+                pipelines.framework()
             ),
         ));
     }
+    Ok(())
+}
+
+/// Plan step B: the task id is the deal's task at its index, and the app entry is the deal's.
+pub fn ensure_task_matches(inputs: &SessionInputs<'_>) -> Result<(), SessionError> {
+    let task = &inputs.task;
+    let deal = task.deal;
     if crate::ledger::task_id(&deal.deal_id, task.task_index) != task.task_id {
         return Err(err(
             E::GetTaskDescriptionFailed,
@@ -818,30 +880,58 @@ pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, Ses
             "app entry is not the deal's app",
         ));
     }
-    let dataset = match (deal.has_dataset(), inputs.dataset) {
-        (false, _) => None,
-        // Upstream counts a dataset only when it has a URI (DatasetEntry::has_content).
-        (true, Some(d)) if d.address == deal.dataset.pointer => Some(d).filter(|d| d.has_content()),
-        (true, _) => {
-            return Err(err(
-                E::GetTaskDescriptionFailed,
-                "dataset entry of the deal is missing",
-            ));
+    Ok(())
+}
+
+/// Plan step C: the dataset the pre-compute downloads, `None` when the deal has none (or, as
+/// upstream counts it, a dataset entry without a URI).
+pub fn resolve_dataset<'a>(
+    inputs: &SessionInputs<'a>,
+) -> Result<Option<&'a DatasetEntry>, SessionError> {
+    let deal = inputs.task.deal;
+    match (deal.has_dataset(), inputs.dataset) {
+        (false, _) => Ok(None),
+        (true, Some(d)) if d.address == deal.dataset.pointer => {
+            Ok(Some(d).filter(|d| d.has_content()))
         }
-    };
-    if task.params.has_bulk() {
+        (true, _) => Err(err(
+            E::GetTaskDescriptionFailed,
+            "dataset entry of the deal is missing",
+        )),
+    }
+}
+
+/// Plan step D: the deal params ask for nothing this SMS cannot do.
+pub fn ensure_supported_params(params: &DealParams) -> Result<(), SessionError> {
+    if params.has_bulk() {
         return Err(err(
             E::PreComputeBulkProcessingNotSupported,
             "bulk processing (bulk_cid) is not supported by this SMS",
         ));
     }
+    Ok(())
+}
+
+/// True when the session has a pre-compute enclave.
+pub fn needs_pre_compute(dataset: Option<&DatasetEntry>, params: &DealParams) -> bool {
+    dataset.is_some() || params.has_input_files()
+}
+
+/// The session of a task, or the error code to answer with: plan steps A to D, then the app
+/// side (E), the sign tokens (F) and each enclave's environment (G: pre-compute, app,
+/// post-compute), in that order; the first failure is the answer.
+pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, SessionError> {
+    let task = &inputs.task;
+    let framework = ensure_deal_framework(inputs)?;
+    ensure_task_matches(inputs)?;
+    let dataset = resolve_dataset(inputs)?;
+    ensure_supported_params(task.params)?;
 
     let app_side = resolve_app(inputs, framework)?;
     let sign = sign_tokens(inputs)?;
     let mut warnings = Vec::new();
 
-    let needs_pre_compute = dataset.is_some() || task.params.has_input_files();
-    let pre_compute = if needs_pre_compute {
+    let pre_compute = if needs_pre_compute(dataset, task.params) {
         let stage = &app_side.pipeline.pre_compute;
         Some(EnclaveSession {
             role: EnclaveRole::PreCompute,

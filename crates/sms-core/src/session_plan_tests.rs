@@ -880,3 +880,57 @@ fn session_ids() {
     assert_eq!(id, again);
     assert_ne!(session_id(&mut rng, &task), id);
 }
+
+/// `sms_core::explain::plan_checks` runs the builder's own steps: its first failing check
+/// carries the code the builder answers, and a buildable plan fails no check.
+#[test]
+fn explain_agrees_with_the_builder() {
+    use crate::explain::{CheckStatus, plan_checks};
+    fn first_failure(fx: &Fx) -> Option<String> {
+        let inputs = SessionInputs {
+            task: fx.task(),
+            sms_framework: fx.sms_framework,
+            app: &fx.app,
+            dataset: fx.dataset.as_ref(),
+            pipelines: &fx.pipelines,
+            enclave_challenge: Address::ZERO,
+            challenge_private_key: None,
+            secrets: &fx.secrets,
+        };
+        let checks = plan_checks(&inputs, &secrets_needed(&fx.task()));
+        checks
+            .iter()
+            .find(|c| c.status == CheckStatus::Fail)
+            .and_then(|c| c.code.clone())
+    }
+    let agree = |label: &str, fx: &Fx| {
+        let built = fx.plan().err().map(|e| e.code.as_str().to_owned());
+        assert_eq!(first_failure(fx), built, "{label}");
+    };
+    agree("scone", &Fx::scone());
+    agree("tdx", &Fx::tdx());
+    let mut fx = Fx::scone();
+    fx.with_dataset(Some("key"));
+    agree("dataset with key", &fx);
+    fx.secrets.remove(&SecretId::web3(a(DATASET)));
+    agree("dataset without key", &fx);
+    let mut fx = Fx::scone();
+    fx.app.mrenclave = Vec::new();
+    agree("no enclave configuration", &fx);
+    let mut fx = Fx::scone();
+    fx.set_params(r#"{"bulk_cid":"QmBulk"}"#);
+    agree("bulk", &fx);
+    let mut fx = Fx::scone();
+    fx.app.address = Address::repeat_byte(9);
+    agree("not the deal's app", &fx);
+    let mut fx = Fx::scone();
+    fx.pipelines =
+        Pipelines::from_toml_str(&pipelines_toml(&["v5"]), TeeFramework::Gramine).unwrap();
+    agree("pipelines of another framework", &fx);
+    let mut fx = Fx::scone();
+    fx.set_params(r#"{"iexec_result_encryption":true}"#);
+    agree("encryption without key", &fx);
+    let mut fx = Fx::scone();
+    fx.secrets.clear();
+    agree("no storage token", &fx);
+}

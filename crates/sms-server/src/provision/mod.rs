@@ -134,13 +134,9 @@ impl Provisioner {
                  measurement, with no hardware proof. Development only: never run with real secrets !!!"
             );
         }
-        let collateral = match &self.collateral {
-            Some(CollateralSource::Offline(bundle)) => {
-                format!("offline bundle ({} entries)", bundle.len())
-            }
-            Some(CollateralSource::Pccs(client)) => format!("PCCS {}", client.config().url),
-            None => "none (SGX/TDX evidence refused with COLLATERAL_MISSING)".into(),
-        };
+        let collateral = self
+            .collateral_source()
+            .unwrap_or_else(|| "none (SGX/TDX evidence refused with COLLATERAL_MISSING)".into());
         tracing::info!(
             identity = %self.identity.public_key().key_id(),
             collateral = %collateral,
@@ -173,6 +169,45 @@ impl Provisioner {
         }
     }
 
+    /// Releases per service and task (across sessions and replicas).
+    pub fn release_limit(&self) -> u32 {
+        self.release_limit
+    }
+
+    /// Where SGX/TDX collateral comes from, `None` when none is configured (then SGX/TDX
+    /// evidence is refused with `COLLATERAL_MISSING`).
+    pub fn collateral_source(&self) -> Option<String> {
+        self.collateral.as_ref().map(|c| match c {
+            CollateralSource::Offline(bundle) => {
+                format!("offline bundle ({} entries)", bundle.len())
+            }
+            CollateralSource::Pccs(client) => format!("PCCS {}", client.config().url),
+        })
+    }
+
+    /// The attestation policy evidence is judged by.
+    pub fn policy(&self) -> &Policy {
+        self.verifier.policy()
+    }
+
+    /// The service of the task has releases left; answers how many were counted.
+    pub async fn ensure_release_budget(
+        &self,
+        store: &Store,
+        task_id: &sms_core::B256,
+        service: &str,
+    ) -> Result<u32, Refusal> {
+        let count = records::release_log(store, task_id, service)
+            .await?
+            .map_or(0, |log| log.count());
+        if count >= self.release_limit {
+            return Err(Refusal::ReleaseLimitReached {
+                limit: self.release_limit,
+            });
+        }
+        Ok(count)
+    }
+
     /// Issues a fresh nonce for `(session_id, service)` once the session and service exist.
     pub async fn issue_nonce(
         &self,
@@ -185,13 +220,8 @@ impl Provisioner {
         let session = load_session(store, session_id, now_ms).await?;
         find_service(&session, service)?;
         // A service already released up to its limit gets no more nonces (saves an attestation).
-        if let Some(log) = records::release_log(store, &session.task_id, service).await?
-            && log.count() >= self.release_limit
-        {
-            return Err(Refusal::ReleaseLimitReached {
-                limit: self.release_limit,
-            });
-        }
+        self.ensure_release_budget(store, &session.task_id, service)
+            .await?;
 
         let nonce: [u8; NONCE_LEN] = rand::random();
         let expires_at_ms = now_ms.saturating_add(self.nonce_ttl_ms);
@@ -484,13 +514,8 @@ async fn check_task_live(
         }
         Err(refusal) => return Err(Refusal::TaskNotLive(refusal.to_string())),
     };
-    if task.final_deadline > 0 && now >= task.final_deadline {
-        return Err(Refusal::TaskNotLive(format!(
-            "task {:#x} passed its final deadline {}",
-            session.task_id, task.final_deadline
-        )));
-    }
-    Ok(())
+    crate::tee::task::ensure_before_final_deadline(session.task_id, &task, now)
+        .map_err(Refusal::TaskNotLive)
 }
 
 fn service_label(service: &str) -> &'static str {

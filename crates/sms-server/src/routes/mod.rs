@@ -567,6 +567,28 @@ pub fn table() -> Vec<Route> {
         ),
         route(
             Tee,
+            Get,
+            "/tee/explain/{task}",
+            tee::explain,
+            Operation {
+                summary: "Why a session of the task would be created or refused, and what the release requires (workerpool owner, no side effects)",
+                query: &[(
+                    "worker",
+                    "worker address (0x + 40 hex) to run the checks for",
+                    false,
+                )],
+                request: Body::None,
+                responses: &[
+                    (200, "every check with its outcome", Body::Json("Explanation")),
+                    (400, "malformed task id or worker", Body::Json("PlainError")),
+                    (401, "not signed by the deal's workerpool owner", Body::Json("PlainError")),
+                    (404, "task or deal not on chain", Body::Json("PlainError")),
+                    (503, "ledger or store unavailable", Body::Json("PlainError")),
+                ],
+            },
+        ),
+        route(
+            Tee,
             Post,
             "/tee/sessions",
             tee::create_session,

@@ -185,6 +185,24 @@ fn schemas() -> Value {
                 },
             }},
         },
+        "Explanation": {
+            "type": "object", "required": ["taskId", "checks", "ok"],
+            "properties": {
+                "taskId": { "type": "string" },
+                "worker": { "type": ["string", "null"] },
+                "ok": { "type": "boolean" },
+                "checks": { "type": "array", "items": {
+                    "type": "object", "required": ["name", "status", "ok", "fact", "code"],
+                    "properties": {
+                        "name": { "type": "string" },
+                        "status": { "type": "string", "enum": ["pass", "fail", "skipped"] },
+                        "ok": { "type": "boolean" },
+                        "fact": { "type": "string" },
+                        "code": { "type": ["string", "null"] },
+                    },
+                }},
+            },
+        },
         "SessionError": {
             "type": "object", "required": ["error"],
             "properties": { "error": { "type": "string" } },

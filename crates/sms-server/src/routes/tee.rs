@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -14,6 +14,7 @@ use sms_core::tag::TeeFramework;
 use sms_core::tee_error::SessionError;
 
 use crate::state::AppState;
+use crate::tee::explain::{self, ExplainFailure};
 use crate::tee::session::{self, ChallengeFailure};
 
 /// The header carrying the human reason of a refusal.
@@ -187,4 +188,41 @@ pub async fn create_session(
         .into_response(),
         Err(e) => session_error(e),
     }
+}
+
+/// `GET /tee/explain/{taskId}`: a new route (no iExec client decodes it), so the reason is in
+/// the body too.
+pub async fn explain(
+    State(state): State<AppState>,
+    Path(task): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let worker = query.get("worker").map(String::as_str);
+    let (status, code, reason) =
+        match explain::explain(&state, &task, worker, authorization(&headers)).await {
+            Ok(explanation) => return Json(explanation).into_response(),
+            Err(ExplainFailure::BadTaskId(r)) => (StatusCode::BAD_REQUEST, "INVALID_TASK_ID", r),
+            Err(ExplainFailure::BadWorker(r)) => {
+                (StatusCode::BAD_REQUEST, "INVALID_WORKER_ADDRESS", r)
+            }
+            Err(ExplainFailure::Unauthorized(r)) => {
+                tracing::info!(reason = %r, "explain refused");
+                (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", r)
+            }
+            Err(ExplainFailure::UnknownTask(r)) => (StatusCode::NOT_FOUND, "UNKNOWN_TASK", r),
+            Err(ExplainFailure::LedgerUnavailable(r)) => {
+                tracing::warn!(reason = %r, "ledger unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "LEDGER_UNAVAILABLE", r)
+            }
+            Err(ExplainFailure::StoreUnavailable(r)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", r)
+            }
+        };
+    let text = header_text(&reason);
+    let mut response = (status, Json(json!({ "error": code, "reason": text }))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        response.headers_mut().insert(REASON_HEADER, value);
+    }
+    response
 }

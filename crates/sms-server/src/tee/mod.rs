@@ -4,11 +4,13 @@
 //!   the task's final deadline.
 //! - [`session`]: `POST /tee/sessions`, every check of the reference in order, the session plan,
 //!   the sealed [`sms_core::stored_session::StoredSession`] and the optional export.
+//! - [`explain`]: `GET /tee/explain/{taskId}`, the same checks without side effects.
 //! - [`export`]: SCONE CAS YAML, Gramine SPS JSON and TDX session-storage JSON builders, and the
 //!   HTTPS poster.
 
 pub mod args;
 pub mod challenge;
+pub mod explain;
 pub mod export;
 pub mod session;
 pub mod task;

@@ -6,11 +6,11 @@
 
 use sms_core::authorization::WorkerpoolAuthorization;
 use sms_core::deal_params::{self, DealParams};
-use sms_core::ledger::{AppEntry, DatasetEntry};
+use sms_core::ledger::{AppEntry, DatasetEntry, Deal};
 use sms_core::secret::SecretValue;
 use sms_core::session_plan::{
-    SecretValues, SessionInputs, SessionPlan, TaskInput, build_session_plan, secrets_needed,
-    session_id,
+    SecretValues, SecretsNeeded, SessionInputs, SessionPlan, TaskInput, build_session_plan,
+    secrets_needed, session_id,
 };
 use sms_core::signature::EthSignature;
 use sms_core::stored_session::{SESSION_NAMESPACE, StoredSession};
@@ -159,18 +159,7 @@ async fn authorize_session_task(
     )
     .await
     .map_err(|refusal| {
-        let code = match &refusal {
-            TaskRefusal::TaskUnknown(_) | TaskRefusal::TaskUnreadable(..) => {
-                E::ExecutionNotAuthorizedGetChainTaskFailed
-            }
-            TaskRefusal::TaskNotActive(..) => E::ExecutionNotAuthorizedTaskNotActive,
-            TaskRefusal::DealUnknown(_) | TaskRefusal::DealUnreadable(..) => {
-                E::ExecutionNotAuthorizedGetChainDealFailed
-            }
-            TaskRefusal::NotTee(_) => E::ExecutionNotAuthorizedNoMatchOnchainType,
-            TaskRefusal::NotSignedByPoolOwner(_) => E::ExecutionNotAuthorizedInvalidSignature,
-            TaskRefusal::FrameworkNotServed { .. } => E::ExecutionNotAuthorizedTeeFrameworkMismatch,
-        };
+        let code = refusal_code(&refusal);
         if refusal.is_unavailable() {
             SessionError::unavailable(code, refusal.to_string())
         } else {
@@ -183,6 +172,22 @@ async fn authorize_session_task(
     Ok(task)
 }
 
+/// The session error code of a failed on-chain check.
+pub fn refusal_code(refusal: &TaskRefusal) -> E {
+    match refusal {
+        TaskRefusal::TaskUnknown(_) | TaskRefusal::TaskUnreadable(..) => {
+            E::ExecutionNotAuthorizedGetChainTaskFailed
+        }
+        TaskRefusal::TaskNotActive(..) => E::ExecutionNotAuthorizedTaskNotActive,
+        TaskRefusal::DealUnknown(_) | TaskRefusal::DealUnreadable(..) => {
+            E::ExecutionNotAuthorizedGetChainDealFailed
+        }
+        TaskRefusal::NotTee(_) => E::ExecutionNotAuthorizedNoMatchOnchainType,
+        TaskRefusal::NotSignedByPoolOwner(_) => E::ExecutionNotAuthorizedInvalidSignature,
+        TaskRefusal::FrameworkNotServed { .. } => E::ExecutionNotAuthorizedTeeFrameworkMismatch,
+    }
+}
+
 /// Step 3: one task, one session. The live session of the same worker and challenge is
 /// answered again (so a retrying worker gets the same session and budget); another worker's
 /// request for a task with a live session is refused.
@@ -190,28 +195,19 @@ async fn find_live_session(
     state: &AppState,
     auth: &WorkerpoolAuthorization,
 ) -> Result<Option<String>, SessionError> {
-    let found = TaskSession::get(&state.store, &auth.chain_task_id)
-        .await
-        .map_err(|e| {
-            store_fail(
-                E::SecureSessionStorageCallFailed,
-                "session index read failed",
-                e,
-            )
-        })?;
-    match found {
-        Some(existing) if existing.expires_at > challenge::unix_now() => existing
+    match TaskSession::live(&state.store, &auth.chain_task_id).await? {
+        Some(existing) => existing
             .same_holder(auth)
             .map(|()| Some(existing.session_id)),
-        _ => Ok(None),
+        None => Ok(None),
     }
 }
 
 /// What the session is built from besides secrets.
-struct TaskAssets {
-    app: AppEntry,
-    dataset: Option<DatasetEntry>,
-    params: DealParams,
+pub(crate) struct TaskAssets {
+    pub app: AppEntry,
+    pub dataset: Option<DatasetEntry>,
+    pub params: DealParams,
 }
 
 /// Step 4: the app, the dataset (if any) and the deal params.
@@ -219,52 +215,60 @@ async fn describe_task(
     state: &AppState,
     task: &AuthorizedTask,
 ) -> Result<TaskAssets, SessionError> {
-    let deal = &task.deal;
-    let app = match state.ledger.app(deal.app.pointer).await {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            return Err(fail(
-                E::GetTaskDescriptionFailed,
-                format!("app {} not found", deal.app.pointer),
-            ));
-        }
-        Err(e) => {
-            return Err(ledger_fail(
-                E::GetTaskDescriptionFailed,
-                format!("app {}", deal.app.pointer),
-                e,
-            ));
-        }
-    };
-    let dataset = if deal.has_dataset() {
-        match state.ledger.dataset(deal.dataset.pointer).await {
-            Ok(Some(d)) => Some(d),
-            Ok(None) => {
-                return Err(fail(
-                    E::GetTaskDescriptionFailed,
-                    format!("dataset {} not found", deal.dataset.pointer),
-                ));
-            }
-            Err(e) => {
-                return Err(ledger_fail(
-                    E::GetTaskDescriptionFailed,
-                    format!("dataset {}", deal.dataset.pointer),
-                    e,
-                ));
-            }
-        }
-    } else {
-        None
-    };
-    let parsed = deal_params::parse(&deal.params);
-    if let Some(w) = parsed.warning() {
-        tracing::warn!(task = %task.task_id, warning = %w, "deal params");
-    }
+    let app = find_app(state, &task.deal).await?;
+    let dataset = find_dataset(state, &task.deal).await?;
     Ok(TaskAssets {
         app,
         dataset,
-        params: parsed.params,
+        params: deal_params_of(&task.task_id, &task.deal),
     })
+}
+
+/// Step 4a: the deal's app entry.
+pub(crate) async fn find_app(state: &AppState, deal: &Deal) -> Result<AppEntry, SessionError> {
+    match state.ledger.app(deal.app.pointer).await {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(fail(
+            E::GetTaskDescriptionFailed,
+            format!("app {} not found", deal.app.pointer),
+        )),
+        Err(e) => Err(ledger_fail(
+            E::GetTaskDescriptionFailed,
+            format!("app {}", deal.app.pointer),
+            e,
+        )),
+    }
+}
+
+/// Step 4b: the deal's dataset entry, `None` when the deal has no dataset.
+pub(crate) async fn find_dataset(
+    state: &AppState,
+    deal: &Deal,
+) -> Result<Option<DatasetEntry>, SessionError> {
+    if !deal.has_dataset() {
+        return Ok(None);
+    }
+    match state.ledger.dataset(deal.dataset.pointer).await {
+        Ok(Some(d)) => Ok(Some(d)),
+        Ok(None) => Err(fail(
+            E::GetTaskDescriptionFailed,
+            format!("dataset {} not found", deal.dataset.pointer),
+        )),
+        Err(e) => Err(ledger_fail(
+            E::GetTaskDescriptionFailed,
+            format!("dataset {}", deal.dataset.pointer),
+            e,
+        )),
+    }
+}
+
+/// Step 4c: the deal params (a malformed text falls back as upstream does, with a warning).
+pub(crate) fn deal_params_of(task_id: &B256, deal: &Deal) -> DealParams {
+    let parsed = deal_params::parse(&deal.params);
+    if let Some(w) = parsed.warning() {
+        tracing::warn!(task = %task_id, warning = %w, "deal params");
+    }
+    parsed.params
 }
 
 fn task_input<'a>(
@@ -287,6 +291,10 @@ struct GatheredSecrets {
     challenge_key: Option<SecretValue>,
 }
 
+fn secret_read_failed(e: sms_store::StoreError) -> SessionError {
+    store_fail(E::SecureSessionGenerationFailed, "store read failed", e)
+}
+
 /// Step 5: every secret the task needs that exists, and the task's challenge key.
 async fn gather_secrets(
     state: &AppState,
@@ -294,29 +302,35 @@ async fn gather_secrets(
     assets: &TaskAssets,
     auth: &WorkerpoolAuthorization,
 ) -> Result<GatheredSecrets, SessionError> {
-    let read_failed = |e: sms_store::StoreError| {
-        store_fail(E::SecureSessionGenerationFailed, "store read failed", e)
-    };
     let needed = secrets_needed(&task_input(task, assets, auth));
+    let secrets = read_secrets(state, &needed).await?;
+    let challenge_key = challenge::get(&state.store, &task.task_id)
+        .await
+        .map_err(secret_read_failed)?
+        .map(|k| challenge_key_text(&k));
+    Ok(GatheredSecrets {
+        secrets,
+        challenge_key,
+    })
+}
+
+/// Step 5a: the stored values of the secrets a task needs (absent ones left out).
+pub(crate) async fn read_secrets(
+    state: &AppState,
+    needed: &SecretsNeeded,
+) -> Result<SecretValues, SessionError> {
     let mut secrets = SecretValues::new();
     for id in needed.all() {
         if let Some(v) = state
             .store
             .get(&RecordKey::from(&id))
             .await
-            .map_err(read_failed)?
+            .map_err(secret_read_failed)?
         {
             secrets.insert(id, v.value);
         }
     }
-    let challenge_key = challenge::get(&state.store, &task.task_id)
-        .await
-        .map_err(read_failed)?
-        .map(|k| challenge_key_text(&k));
-    Ok(GatheredSecrets {
-        secrets,
-        challenge_key,
-    })
+    Ok(secrets)
 }
 
 /// Step 6: the pure plan builder (every enclave's environment and expected measurement).
@@ -463,6 +477,21 @@ impl TaskSession {
         }
     }
 
+    /// The unexpired session of a task, if any.
+    pub async fn live(
+        store: &sms_store::Store,
+        task_id: &B256,
+    ) -> Result<Option<Self>, SessionError> {
+        let found = Self::get(store, task_id).await.map_err(|e| {
+            store_fail(
+                E::SecureSessionStorageCallFailed,
+                "session index read failed",
+                e,
+            )
+        })?;
+        Ok(found.filter(|s| s.expires_at > challenge::unix_now()))
+    }
+
     /// Inserts the index unless one exists; returns the existing one when it does.
     async fn insert(
         &self,
@@ -483,14 +512,28 @@ impl TaskSession {
 
     /// Ok when `auth` comes from the worker and challenge this session was created for.
     fn same_holder(&self, auth: &WorkerpoolAuthorization) -> Result<(), SessionError> {
-        if self.worker == auth.worker_wallet && self.enclave_challenge == auth.enclave_challenge {
+        self.ensure_held_by(
+            &auth.chain_task_id,
+            auth.worker_wallet,
+            auth.enclave_challenge,
+        )
+    }
+
+    /// Ok when this session was created for `worker` and `enclave_challenge`.
+    pub fn ensure_held_by(
+        &self,
+        task_id: &B256,
+        worker: Address,
+        enclave_challenge: Address,
+    ) -> Result<(), SessionError> {
+        if self.worker == worker && self.enclave_challenge == enclave_challenge {
             return Ok(());
         }
         Err(fail(
             E::ExecutionNotAuthorizedTaskSessionTaken,
             format!(
-                "task {} already has a live session for worker {} (until {}): one task, one session",
-                auth.chain_task_id, self.worker, self.expires_at
+                "task {task_id} already has a live session for worker {} (until {}): one task, one session",
+                self.worker, self.expires_at
             ),
         ))
     }
@@ -520,25 +563,8 @@ pub async fn challenge(
     header: Option<&str>,
 ) -> Result<Address, ChallengeFailure> {
     use ChallengeFailure as F;
-    let task_id: B256 = parse_task_id(task_path).ok_or_else(|| {
-        F::BadTaskId(format!(
-            "'{}' is not a task id (0x + 64 hex)",
-            task_path.chars().take(80).collect::<String>()
-        ))
-    })?;
-    let header = header
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| {
-            F::Unauthorized(
-                "the Authorization header (workerpool owner signature) is missing".into(),
-            )
-        })?;
-    let sig = EthSignature::parse(header).map_err(|e| {
-        F::Unauthorized(format!(
-            "the Authorization header is not a 65-byte hex signature: {e}"
-        ))
-    })?;
+    let task_id = task_id_of(task_path).map_err(F::BadTaskId)?;
+    let sig = owner_signature(header).map_err(F::Unauthorized)?;
     let digest = sms_core::challenge::enclave_challenge_request(&task_id);
     let task = task::authorize_task(
         state.ledger.as_ref(),
@@ -567,6 +593,28 @@ pub async fn challenge(
             }
             e => F::NotCreated(e.to_string()),
         })
+}
+
+/// The workerpool owner's signature in the `Authorization` header (scheduler routes).
+pub fn owner_signature(header: Option<&str>) -> Result<EthSignature, String> {
+    let header = header
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            "the Authorization header (workerpool owner signature) is missing".to_owned()
+        })?;
+    EthSignature::parse(header)
+        .map_err(|e| format!("the Authorization header is not a 65-byte hex signature: {e}"))
+}
+
+/// The task id of a path segment, or why it is not one.
+pub fn task_id_of(task_path: &str) -> Result<B256, String> {
+    parse_task_id(task_path).ok_or_else(|| {
+        format!(
+            "taskId '{}' is not a task id (0x + 64 hex)",
+            task_path.chars().take(80).collect::<String>()
+        )
+    })
 }
 
 fn parse_task_id(text: &str) -> Option<B256> {

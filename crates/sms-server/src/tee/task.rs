@@ -74,21 +74,10 @@ pub async fn authorize_task(
     signed_by: impl Fn(Address) -> bool,
 ) -> Result<AuthorizedTask, TaskRefusal> {
     let task = ensure_task_active(ledger, task_id).await?;
-    let deal = match ledger.deal(task.deal_id).await {
-        Ok(Some(d)) if d.start_time > 0 => d,
-        Ok(_) => return Err(TaskRefusal::DealUnknown(task.deal_id)),
-        Err(e) => return Err(TaskRefusal::DealUnreadable(task.deal_id, e)),
-    };
-    let framework = TeeFramework::from_tag(&deal.tag).ok_or(TaskRefusal::NotTee(deal.tag))?;
-    if !signed_by(deal.workerpool.owner) {
-        return Err(TaskRefusal::NotSignedByPoolOwner(deal.workerpool.owner));
-    }
-    if framework != served {
-        return Err(TaskRefusal::FrameworkNotServed {
-            deal: framework,
-            served,
-        });
-    }
+    let deal = find_deal(ledger, task.deal_id).await?;
+    let framework = ensure_tee_deal(&deal)?;
+    ensure_signed_by_pool_owner(&deal, signed_by)?;
+    ensure_framework_served(framework, served)?;
     Ok(AuthorizedTask {
         task_id,
         task,
@@ -99,13 +88,74 @@ pub async fn authorize_task(
 
 /// The task exists and is ACTIVE.
 pub async fn ensure_task_active(ledger: &dyn Ledger, task_id: B256) -> Result<Task, TaskRefusal> {
-    let task = match ledger.task(task_id).await {
-        Ok(Some(t)) if t.deal_id != B256::ZERO => t,
-        Ok(_) => return Err(TaskRefusal::TaskUnknown(task_id)),
-        Err(e) => return Err(TaskRefusal::TaskUnreadable(task_id, e)),
-    };
+    let task = find_task(ledger, task_id).await?;
+    ensure_active(task_id, &task)?;
+    Ok(task)
+}
+
+/// The task exists on chain (a task never initialized has no deal).
+pub async fn find_task(ledger: &dyn Ledger, task_id: B256) -> Result<Task, TaskRefusal> {
+    match ledger.task(task_id).await {
+        Ok(Some(t)) if t.deal_id != B256::ZERO => Ok(t),
+        Ok(_) => Err(TaskRefusal::TaskUnknown(task_id)),
+        Err(e) => Err(TaskRefusal::TaskUnreadable(task_id, e)),
+    }
+}
+
+/// The task's status is ACTIVE.
+pub fn ensure_active(task_id: B256, task: &Task) -> Result<(), TaskRefusal> {
     if task.status != TaskStatus::Active {
         return Err(TaskRefusal::TaskNotActive(task_id, task.status));
     }
-    Ok(task)
+    Ok(())
+}
+
+/// The task's final deadline (0: none known) is after `now` (Unix seconds): the release rule.
+pub fn ensure_before_final_deadline(task_id: B256, task: &Task, now: u64) -> Result<(), String> {
+    if task.final_deadline > 0 && now >= task.final_deadline {
+        return Err(format!(
+            "task {task_id:#x} passed its final deadline {}",
+            task.final_deadline
+        ));
+    }
+    Ok(())
+}
+
+/// The task's deal exists (a started deal).
+pub async fn find_deal(ledger: &dyn Ledger, deal_id: B256) -> Result<Deal, TaskRefusal> {
+    match ledger.deal(deal_id).await {
+        Ok(Some(d)) if d.start_time > 0 => Ok(d),
+        Ok(_) => Err(TaskRefusal::DealUnknown(deal_id)),
+        Err(e) => Err(TaskRefusal::DealUnreadable(deal_id, e)),
+    }
+}
+
+/// The deal's tag selects a TEE framework.
+pub fn ensure_tee_deal(deal: &Deal) -> Result<TeeFramework, TaskRefusal> {
+    TeeFramework::from_tag(&deal.tag).ok_or(TaskRefusal::NotTee(deal.tag))
+}
+
+/// The request is signed by the deal's workerpool owner.
+pub fn ensure_signed_by_pool_owner(
+    deal: &Deal,
+    signed_by: impl Fn(Address) -> bool,
+) -> Result<(), TaskRefusal> {
+    if !signed_by(deal.workerpool.owner) {
+        return Err(TaskRefusal::NotSignedByPoolOwner(deal.workerpool.owner));
+    }
+    Ok(())
+}
+
+/// The deal's framework is the one this SMS serves.
+pub fn ensure_framework_served(
+    framework: TeeFramework,
+    served: TeeFramework,
+) -> Result<(), TaskRefusal> {
+    if framework != served {
+        return Err(TaskRefusal::FrameworkNotServed {
+            deal: framework,
+            served,
+        });
+    }
+    Ok(())
 }

@@ -545,6 +545,19 @@ impl LocalChain {
         self.node.port
     }
 
+    /// The chain flags of a server reading this chain: reads bounded by `timeout_ms`, one
+    /// retry, no freshness cache (every read sees the chain as it is now).
+    pub fn server_chain_args(&self, timeout_ms: u64) -> sms_server::ChainArgs {
+        sms_server::ChainArgs {
+            chain_rpc: Some(self.rpc_url().to_owned()),
+            hub: Some(self.hub()),
+            chain_id: Some(self.chain_id()),
+            chain_timeout_ms: timeout_ms,
+            chain_retries: 1,
+            chain_fresh_ms: 0,
+        }
+    }
+
     /// A read-only provider on this chain.
     pub fn provider(&self) -> DynProvider {
         self.node.provider()

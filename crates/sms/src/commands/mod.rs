@@ -5,6 +5,7 @@ pub mod dataset_files;
 pub mod demo;
 pub mod dev;
 pub mod enclave;
+pub mod explain;
 pub mod local_worker;
 pub mod operator;
 pub mod result_files;

@@ -1,0 +1,99 @@
+//! `sms explain task <taskId>`: asks the SMS which checks a session of the task passes, fails
+//! or skips, and what the release will require (`GET /tee/explain/{taskId}`, signed by the
+//! workerpool owner's wallet). Prints one line per check; exits 1 when a check fails.
+
+use anyhow::Context;
+use clap::Subcommand;
+use sms_core::explain::{CheckStatus, Explanation};
+use sms_core::secret::parse_address;
+
+use crate::output::Output;
+
+#[derive(Subcommand)]
+pub enum ExplainCommand {
+    /// Every check of session creation and release for a task, without side effects.
+    Task(TaskArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TaskArgs {
+    /// Task id (0x + 64 hex).
+    pub task_id: String,
+    /// Run the checks for this worker address (its result storage token, the live session).
+    #[arg(long)]
+    pub worker: Option<String>,
+    #[command(flatten)]
+    pub sms: super::SmsArgs,
+    /// The workerpool owner's wallet.
+    #[command(flatten)]
+    pub wallet: super::WalletArgs,
+}
+
+pub async fn run(command: ExplainCommand, json_mode: bool, out: &Output) -> anyhow::Result<()> {
+    let ExplainCommand::Task(args) = command;
+    let task_id = args
+        .task_id
+        .trim()
+        .parse()
+        .ok()
+        .filter(|_| args.task_id.trim().len() == 66)
+        .with_context(|| format!("task id '{}': expected 0x + 64 hex", args.task_id))?;
+    let worker = args
+        .worker
+        .as_deref()
+        .map(|w| parse_address(w).map_err(|e| anyhow::anyhow!("--worker: {e}")))
+        .transpose()?;
+    let signer = args.wallet.signer()?;
+    let explanation = args
+        .sms
+        .client()?
+        .tee_explain(&signer, task_id, worker)
+        .await?;
+    let data = serde_json::to_value(&explanation)?;
+    if explanation.first_failure().is_none() {
+        out.done(human(&explanation), data);
+        return Ok(());
+    }
+    // The checks are the output: exit 1 without a second message (one JSON object in --json).
+    if json_mode {
+        println!("{data}");
+    } else {
+        println!("{}", human(&explanation));
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(1);
+}
+
+fn human(explanation: &Explanation) -> String {
+    let width = explanation
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = format!("task {}\n", explanation.task_id);
+    for check in &explanation.checks {
+        let mark = match check.status {
+            CheckStatus::Pass => "✓",
+            CheckStatus::Fail => "✗",
+            CheckStatus::Skipped => "–",
+        };
+        text.push_str(&format!(
+            "{mark} {:width$}  {}",
+            check.name,
+            check.fact,
+            width = width
+        ));
+        if let Some(code) = &check.code {
+            text.push_str(&format!(" [{code}]"));
+        }
+        text.push('\n');
+    }
+    text.push_str(match explanation.first_failure() {
+        None if explanation.ok => "every check passes",
+        None => "no check fails (some were skipped)",
+        Some(_) => "a session or release of this task would be refused",
+    });
+    text
+}
