@@ -264,6 +264,38 @@ async fn per_ip_rate_limit_answers_429_and_spares_other_addresses() {
     }
 }
 
+/// Behind a trusted proxy (127.0.0.1 here) the client is the `X-Forwarded-For` hop; another
+/// peer's header is ignored, so it cannot pick a fresh address per request.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
+    let w = World::start(|l| {
+        l.rate_limit_ip = "off,tee-challenge=2/h".parse().unwrap();
+        l.trusted_proxies = "127.0.0.1".parse().unwrap();
+    })
+    .await;
+    let task = random_task();
+    let via = |http: &reqwest::Client, forwarded: &str| {
+        http.post(w.url(&format!("/tee/challenges/{task}")))
+            .header("X-Forwarded-For", forwarded.to_owned())
+            .send()
+    };
+    for _ in 0..2 {
+        let resp = via(&w.a, "203.0.113.7").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_rate_limited(via(&w.a, "198.51.100.1, 203.0.113.7").await.unwrap(), 3600).await;
+    assert_eq!(
+        via(&w.a, "203.0.113.8").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // 127.0.0.2 is no trusted proxy: its own address counts, whatever it forwards.
+    for i in 0..2 {
+        let resp = via(&w.b, &format!("192.0.2.{i}")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_rate_limited(via(&w.b, "192.0.2.99").await.unwrap(), 3600).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn per_signer_rate_limit_answers_429_before_any_chain_read() {
     let w = World::start(|l| {

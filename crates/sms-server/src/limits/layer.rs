@@ -63,8 +63,9 @@ pub async fn guard(State(limits): State<Arc<Limits>>, request: Request, next: Ne
             None,
         );
     }
-    if let Some(ip) = client_ip(&request)
-        && let Err(refusal) = limits.rates.check_ip(family, ip)
+    if let Some(peer) = peer_ip(&request)
+        && let client = limits.rates.trusted_proxies.client(peer, request.headers())
+        && let Err(refusal) = limits.rates.check_ip(family, client)
     {
         return refusal.response_for(&path);
     }
@@ -102,7 +103,7 @@ pub async fn guard(State(limits): State<Arc<Limits>>, request: Request, next: Ne
 
 /// The address of the connection's peer (absent only when the router is driven without a
 /// listener, as in unit tests).
-fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+fn peer_ip(request: &Request) -> Option<std::net::IpAddr> {
     request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()

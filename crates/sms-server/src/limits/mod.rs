@@ -81,6 +81,18 @@ pub struct LimitsArgs {
           value_parser = parse_max_clients)]
     pub rate_limit_max_clients: usize,
 
+    /// Proxies in front of this server whose `X-Forwarded-For` names the client for the
+    /// per-address rate limits: comma-separated addresses or `address/prefix` ranges. Off by
+    /// default (the client is the connection's peer); list only proxies that overwrite or
+    /// append to the header, or clients could pick their address.
+    #[arg(
+        long,
+        env = "SMS_TRUSTED_PROXIES",
+        value_name = "LIST",
+        default_value = ""
+    )]
+    pub trusted_proxies: rate::TrustedProxies,
+
     /// How long "does not exist" answers of the chain (unknown task, deal, app, dataset,
     /// workerpool, an address without owner) are remembered, in milliseconds; 0 turns it off.
     /// Concurrent reads of one fact always share one RPC call. 0 to 60000.
@@ -111,6 +123,7 @@ impl Default for LimitsArgs {
             rate_limit_signer: rate::parse_family_rates(rate::DEFAULT_RATE_LIMIT_SIGNER)
                 .unwrap_or_default(),
             rate_limit_max_clients: rate::DEFAULT_RATE_LIMIT_MAX_CLIENTS,
+            trusted_proxies: rate::TrustedProxies::default(),
             chain_miss_ttl_ms: DEFAULT_CHAIN_MISS_TTL_MS,
         }
     }
@@ -119,11 +132,13 @@ impl Default for LimitsArgs {
 impl LimitsArgs {
     /// The bucket tables these flags describe.
     pub fn rate_limits(&self) -> rate::RateLimits {
-        rate::RateLimits::new(
+        let mut rates = rate::RateLimits::new(
             &self.rate_limit_ip,
             &self.rate_limit_signer,
             self.rate_limit_max_clients,
-        )
+        );
+        rates.trusted_proxies = self.trusted_proxies.clone();
+        rates
     }
 
     /// The chain's negative cache and single flight these flags describe.

@@ -124,6 +124,77 @@ pub(crate) fn parse_family_rates(text: &str) -> Result<FamilyRates, String> {
     Ok(rates)
 }
 
+/// The proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`): addresses or
+/// `address/prefix` ranges. Empty (the default): the client is the connection's peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl std::str::FromStr for TrustedProxies {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut ranges = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let bad = || format!("'{item}' is not an IP address or an address/prefix range");
+            let (ip, prefix) = match item.split_once('/') {
+                Some((ip, prefix)) => (ip, Some(prefix.parse::<u8>().map_err(|_| bad())?)),
+                None => (item, None),
+            };
+            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = prefix.unwrap_or(bits);
+            if prefix > bits {
+                return Err(bad());
+            }
+            ranges.push((ip, prefix));
+        }
+        Ok(Self(ranges))
+    }
+}
+
+impl TrustedProxies {
+    fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, true),
+            IpAddr::V6(v6) => (u128::from(v6), false),
+        };
+        let (ip, v4) = bits(ip);
+        self.0.iter().any(|&(range, prefix)| {
+            let (range, range_v4) = bits(range);
+            // Both families sit in the top bits, so a prefix masks the top `prefix` bits.
+            let shift = 128 - u32::from(prefix);
+            let mask = u128::MAX.checked_shl(shift).unwrap_or(0);
+            v4 == range_v4 && ip & mask == range & mask
+        })
+    }
+
+    /// The client of a request from `peer`: the peer itself, unless it is a trusted proxy;
+    /// then the rightmost `X-Forwarded-For` hop that is not a trusted proxy (a hop that does
+    /// not parse ends the walk at the last trusted one).
+    pub fn client(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect::<Vec<_>>();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                return client;
+            };
+            client = ip;
+            if !self.contains(ip) {
+                break;
+            }
+        }
+        client
+    }
+}
+
 /// Who a bucket is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum ClientKey {
@@ -252,6 +323,8 @@ impl RateRefusal {
 pub struct RateLimits {
     by_ip: HashMap<&'static str, Limiter>,
     by_signer: HashMap<&'static str, Limiter>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl RateLimits {
@@ -272,6 +345,7 @@ impl RateLimits {
         Self {
             by_ip: tables(by_ip),
             by_signer: tables(by_signer),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -397,6 +471,40 @@ mod tests {
         );
         // a, b and the overflow key in tee-session; a in tee-challenge.
         assert_eq!(limits.clients().0, 4);
+    }
+
+    #[test]
+    fn forwarded_for_is_read_from_trusted_proxies_only() {
+        let trusted: TrustedProxies = "127.0.0.1, 10.0.0.0/8, 2001:db8::/32".parse().unwrap();
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        let headers = |xff: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert("x-forwarded-for", xff.parse().unwrap());
+            h
+        };
+        let xff = headers("198.51.100.1, 203.0.113.9, 10.1.2.3");
+        // The rightmost hop that is not a trusted proxy.
+        assert_eq!(trusted.client(ip("127.0.0.1"), &xff), ip("203.0.113.9"));
+        assert_eq!(trusted.client(ip("2001:db8::5"), &xff), ip("203.0.113.9"));
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(trusted.client(ip("127.0.0.2"), &xff), ip("127.0.0.2"));
+        assert_eq!(trusted.client(ip("11.0.0.1"), &xff), ip("11.0.0.1"));
+        // No header, or garbage: the last trusted hop.
+        let none = axum::http::HeaderMap::new();
+        assert_eq!(trusted.client(ip("127.0.0.1"), &none), ip("127.0.0.1"));
+        assert_eq!(
+            trusted.client(ip("127.0.0.1"), &headers("nope, 10.0.0.7")),
+            ip("10.0.0.7")
+        );
+        assert_eq!(
+            TrustedProxies::default().client(ip("127.0.0.1"), &xff),
+            ip("127.0.0.1")
+        );
+        for bad in ["1.2.3.4/33", "nope", "::1/129"] {
+            assert!(bad.parse::<TrustedProxies>().is_err(), "{bad}");
+        }
+        let all: TrustedProxies = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("8.8.8.8")) && !all.contains(ip("::1")));
     }
 
     #[test]
