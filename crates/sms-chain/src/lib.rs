@@ -5,13 +5,14 @@
 
 pub mod dev;
 pub mod poco;
+pub mod shared;
 
 use async_trait::async_trait;
 use sms_core::ledger::{AppEntry, DatasetEntry, Deal, Task, WorkerpoolEntry};
 use sms_core::{Address, B256};
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum LedgerError {
     /// The chain could not be read in time (node down, timeout, garbage answer): HTTP 503.
     #[error("ledger unavailable: {0}")]

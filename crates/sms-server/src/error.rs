@@ -30,6 +30,8 @@ pub struct ApiError {
     pub shape: Shape,
     /// What a [`Shape::Coded`] body adds (boxed: most errors have none).
     pub coded: Option<Box<Coded>>,
+    /// `Retry-After` of the answer, in seconds (rate limits).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The members of a coded error body besides the message.
@@ -51,7 +53,24 @@ impl ApiError {
             reason: None,
             shape: Shape::Plain,
             coded: None,
+            retry_after_secs: None,
         }
+    }
+
+    /// A request over its rate: 429 with `Retry-After` and the `RATE_LIMITED` code, which the
+    /// plain and list bodies carry in `code` like the other limit refusals (docs/limits.md).
+    pub fn rate_limited(refusal: &crate::limits::rate::RateRefusal) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            crate::limits::rate::RateRefusal::MESSAGE,
+        )
+        .with_reason(refusal.reason());
+        error.coded = Some(Box::new(Coded {
+            code: Some(crate::limits::rate::RateRefusal::CODE),
+            ..Coded::default()
+        }));
+        error.retry_after_secs = Some(refusal.retry_after_secs);
+        error
     }
 
     /// A coded error (v2): its code, the field at fault and what is wrong with it.
@@ -145,17 +164,36 @@ impl From<LedgerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // A limit refusal also carries its reason in a header, like those of the request guard.
+        let retry_after = self
+            .retry_after_secs
+            .map(|secs| (secs, self.reason.clone().unwrap_or_default()));
         let error = match self.shape {
             Shape::List => json!([self.message]),
             Shape::Plain => json!(self.message),
-            Shape::Coded => return coded_body(self).into_response(),
+            Shape::Coded => return with_retry_after(coded_body(self).into_response(), retry_after),
         };
-        let body = match self.reason {
+        let mut body = match self.reason {
             Some(reason) => json!({ "error": error, "reason": reason }),
             None => json!({ "error": error }),
         };
-        (self.status, Json(body)).into_response()
+        // Only the limit refusals set a code on a plain or list body.
+        if let Some(code) = self.coded.and_then(|c| c.code) {
+            body["code"] = json!(code);
+        }
+        with_retry_after((self.status, Json(body)).into_response(), retry_after)
     }
+}
+
+fn with_retry_after(mut response: Response, limit: Option<(u64, String)>) -> Response {
+    if let Some((secs, reason)) = limit {
+        let headers = response.headers_mut();
+        headers.insert(axum::http::header::RETRY_AFTER, secs.into());
+        if let Ok(value) = axum::http::HeaderValue::from_str(&reason) {
+            headers.insert("x-sms-reason", value);
+        }
+    }
+    response
 }
 
 /// `{"error": {"code", "message", "field", ...details}}`; the reason, if any, ends the message.

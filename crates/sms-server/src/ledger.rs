@@ -41,7 +41,12 @@ pub async fn build(config: &ServerConfig, data_dir: &Path) -> Result<Ledgers, St
                     "--dev with a chain: dev wallets are available, the /dev ledger API is not served"
                 );
             }
-            Ok((Arc::new(ledger), None))
+            // Random or repeated ids must not each cost an RPC call (docs/limits.md).
+            let shared = sms_chain::shared::SharedReads::new(
+                Arc::new(ledger),
+                config.limits.shared_reads(),
+            );
+            Ok((Arc::new(shared), None))
         }
         None if config.dev => {
             let dev = Arc::new(DevLedger::open(data_dir.join("dev-ledger.json"))?);

@@ -62,6 +62,7 @@ pub struct Server {
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     health_task: tokio::task::AbortHandle,
+    rates_task: tokio::task::AbortHandle,
 }
 
 impl Server {
@@ -85,6 +86,8 @@ impl Server {
         } = open_store(&config).await?;
 
         let (ledger, dev_ledger) = crate::ledger::build(&config, &data_dir).await?;
+        let rates = Arc::new(config.limits.rate_limits());
+        let rates_task = rates.spawn_shrinker();
         let dev_wallets = if config.dev {
             dev_wallets::load_or_create(&data_dir)
                 .map_err(|e| StartupError::Io(format!("dev wallets: {e}")))?
@@ -128,9 +131,10 @@ impl Server {
             admin: crate::routes::admin::AdminState::load(&config.keys, &data_dir)
                 .map_err(StartupError::Config)?,
             health,
+            rates: rates.clone(),
         });
         crate::routes::secrets::publish_counts(&state).await?;
-        let limits = Arc::new(crate::limits::Limits::new(&config.limits));
+        let limits = Arc::new(crate::limits::Limits::new(&config.limits, rates));
         let app = with_layers(crate::routes::router(state), limits);
 
         let handle: Handle<SocketAddr> = Handle::new();
@@ -203,6 +207,7 @@ impl Server {
             handle,
             task,
             health_task,
+            rates_task,
         })
     }
 
@@ -211,6 +216,7 @@ impl Server {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         let _ = self.task.await;
         self.health_task.abort();
+        self.rates_task.abort();
     }
 
     /// Waits until the server stops by itself (it normally does not).

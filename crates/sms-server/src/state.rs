@@ -44,4 +44,6 @@ pub struct AppStateInner {
     pub admin: Option<Arc<crate::routes::admin::AdminState>>,
     /// The store's health, kept up to date in the background (`/health`).
     pub health: Arc<crate::health::Health>,
+    /// Request-rate buckets; the handlers check the per-signer ones (docs/limits.md).
+    pub rates: Arc<crate::limits::rate::RateLimits>,
 }

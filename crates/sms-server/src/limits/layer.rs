@@ -1,10 +1,11 @@
-//! The per-request guard: in-flight limit of the route family, then the request timeout.
+//! The per-request guard: the client's rate in the route family, the family's in-flight
+//! limit, then the request timeout.
 //! Refusals are answered at once, in the body shape of the route (docs/limits.md).
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -62,6 +63,12 @@ pub async fn guard(State(limits): State<Arc<Limits>>, request: Request, next: Ne
             None,
         );
     }
+    if let Some(peer) = peer_ip(&request)
+        && let client = limits.rates.trusted_proxies.client(peer, request.headers())
+        && let Err(refusal) = limits.rates.check_ip(family, client)
+    {
+        return refusal.response_for(&path);
+    }
     let Some(_permit) = limits.enter(family) else {
         metrics::counter!("sms_requests_shed_total", "family" => family).increment(1);
         return refusal(
@@ -92,6 +99,15 @@ pub async fn guard(State(limits): State<Arc<Limits>>, request: Request, next: Ne
             )
         }
     }
+}
+
+/// The address of the connection's peer (absent only when the router is driven without a
+/// listener, as in unit tests).
+fn peer_ip(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
 }
 
 /// A percent-encoded NUL in the path or the query (a raw one never gets past the HTTP parser).

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod family;
 mod layer;
+pub mod rate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +57,57 @@ pub struct LimitsArgs {
     #[arg(long, env = "SMS_MAX_IN_FLIGHT", value_name = "SPEC", default_value = DEFAULT_MAX_IN_FLIGHT,
           value_parser = parse_in_flight)]
     pub max_in_flight: FamilyValues,
+
+    /// Request rate per client IP address (IPv6: per /64) and route family: a token bucket
+    /// of `N/s`, `N/m` or `N/h` (burst N, or `:BURST`), or `off`; the first item for every
+    /// family, then `family=RATE` overrides, comma-separated. Over it the answer is 429
+    /// RATE_LIMITED with Retry-After. Buckets are per replica.
+    #[arg(long, env = "SMS_RATE_LIMIT_IP", value_name = "SPEC", default_value = rate::DEFAULT_RATE_LIMIT_IP,
+          value_parser = rate::parse_family_rates)]
+    pub rate_limit_ip: rate::FamilyRates,
+
+    /// Request rate per signer address and route family (same syntax as --rate-limit-ip),
+    /// counted once the signature is recovered and before anything is read from the chain.
+    /// Signed families: tee-challenge, tee-session (the workerpool owner), chain-push,
+    /// secrets-v2.
+    #[arg(long, env = "SMS_RATE_LIMIT_SIGNER", value_name = "SPEC", default_value = rate::DEFAULT_RATE_LIMIT_SIGNER,
+          value_parser = rate::parse_family_rates)]
+    pub rate_limit_signer: rate::FamilyRates,
+
+    /// Most clients (addresses or signers) with a bucket of their own per family and table;
+    /// past it new clients share one bucket until full buckets are dropped (every 10 s).
+    /// 1 to 10000000.
+    #[arg(long, env = "SMS_RATE_LIMIT_MAX_CLIENTS", value_name = "N", default_value_t = rate::DEFAULT_RATE_LIMIT_MAX_CLIENTS,
+          value_parser = parse_max_clients)]
+    pub rate_limit_max_clients: usize,
+
+    /// Proxies in front of this server whose `X-Forwarded-For` names the client for the
+    /// per-address rate limits: comma-separated addresses or `address/prefix` ranges. Off by
+    /// default (the client is the connection's peer); list only proxies that overwrite or
+    /// append to the header, or clients could pick their address.
+    #[arg(
+        long,
+        env = "SMS_TRUSTED_PROXIES",
+        value_name = "LIST",
+        default_value = ""
+    )]
+    pub trusted_proxies: rate::TrustedProxies,
+
+    /// How long "does not exist" answers of the chain (unknown task, deal, app, dataset,
+    /// workerpool, an address without owner) are remembered, in milliseconds; 0 turns it off.
+    /// Concurrent reads of one fact always share one RPC call. 0 to 60000.
+    #[arg(long, env = "SMS_CHAIN_MISS_TTL_MS", value_name = "MS", default_value_t = DEFAULT_CHAIN_MISS_TTL_MS,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub chain_miss_ttl_ms: u64,
+}
+
+pub const DEFAULT_CHAIN_MISS_TTL_MS: u64 = 2000;
+
+fn parse_max_clients(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=10_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' is not a number from 1 to 10000000")),
+    }
 }
 
 impl Default for LimitsArgs {
@@ -66,11 +118,37 @@ impl Default for LimitsArgs {
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_in_flight: parse_in_flight(DEFAULT_MAX_IN_FLIGHT).unwrap_or_default(),
+            rate_limit_ip: rate::parse_family_rates(rate::DEFAULT_RATE_LIMIT_IP)
+                .unwrap_or_default(),
+            rate_limit_signer: rate::parse_family_rates(rate::DEFAULT_RATE_LIMIT_SIGNER)
+                .unwrap_or_default(),
+            rate_limit_max_clients: rate::DEFAULT_RATE_LIMIT_MAX_CLIENTS,
+            trusted_proxies: rate::TrustedProxies::default(),
+            chain_miss_ttl_ms: DEFAULT_CHAIN_MISS_TTL_MS,
         }
     }
 }
 
 impl LimitsArgs {
+    /// The bucket tables these flags describe.
+    pub fn rate_limits(&self) -> rate::RateLimits {
+        let mut rates = rate::RateLimits::new(
+            &self.rate_limit_ip,
+            &self.rate_limit_signer,
+            self.rate_limit_max_clients,
+        );
+        rates.trusted_proxies = self.trusted_proxies.clone();
+        rates
+    }
+
+    /// The chain's negative cache and single flight these flags describe.
+    pub fn shared_reads(&self) -> sms_chain::shared::SharedReadsConfig {
+        sms_chain::shared::SharedReadsConfig {
+            miss_ttl: Duration::from_millis(self.chain_miss_ttl_ms),
+            ..Default::default()
+        }
+    }
+
     pub fn connection_timeouts(&self) -> conn::ConnectionTimeouts {
         conn::ConnectionTimeouts {
             header_read: Duration::from_millis(self.header_read_timeout_ms),
@@ -149,10 +227,12 @@ pub struct Limits {
     pub families: family::Families,
     pub request_timeout: Duration,
     in_flight: HashMap<&'static str, Arc<Semaphore>>,
+    /// Shared with the handlers (per-signer buckets).
+    pub rates: Arc<rate::RateLimits>,
 }
 
 impl Limits {
-    pub fn new(args: &LimitsArgs) -> Self {
+    pub fn new(args: &LimitsArgs, rates: Arc<rate::RateLimits>) -> Self {
         let in_flight = family::names()
             .into_iter()
             .map(|f| {
@@ -165,6 +245,7 @@ impl Limits {
             families: family::Families::from_table(),
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             in_flight,
+            rates,
         }
     }
 

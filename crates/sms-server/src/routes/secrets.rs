@@ -57,8 +57,9 @@ fn authorize(headers: &HeaderMap, digest: &B256, expected: Address) -> Result<()
     Ok(())
 }
 
-/// Verifies that `digest` is signed by the current owner of an app or dataset. The signature
-/// is checked for form before the ledger is asked, so garbage costs no chain call.
+/// Verifies that `digest` is signed by the current owner of an app or dataset. The signer is
+/// recovered and its request rate counted before the ledger is asked, so garbage costs no
+/// chain call.
 async fn authorize_entry_owner(
     state: &AppState,
     headers: &HeaderMap,
@@ -67,6 +68,10 @@ async fn authorize_entry_owner(
     what: &str,
 ) -> Result<(), ApiError> {
     let signer = recover_signer(headers, digest)?;
+    state
+        .rates
+        .check_signer(crate::limits::family::CHAIN_PUSH, signer)
+        .map_err(|refusal| ApiError::rate_limited(&refusal))?;
     let owner = state.ledger.owner_of(entry).await?.ok_or_else(|| {
         ApiError::unauthorized(format!(
             "{entry} is not a {what} known to {}",

@@ -152,6 +152,7 @@ pub async fn challenge(
         Err(ChallengeFailure::StoreUnavailable(r)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", r)
         }
+        Err(ChallengeFailure::RateLimited(r)) => r.response_for("/tee/challenges/"),
         Err(ChallengeFailure::NotCreated(r)) => {
             tracing::error!(reason = %r, "enclave challenge not created");
             error(StatusCode::NOT_FOUND, "CHALLENGE_NOT_CREATED", r)
@@ -178,7 +179,17 @@ pub async fn create_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match session::create(&state, authorization(&headers), &body).await {
+    let worker = match session::verify_worker(authorization(&headers), &body) {
+        Ok(worker) => worker,
+        Err(e) => return session_error(e),
+    };
+    if let Err(refusal) = state
+        .rates
+        .check_signer(crate::limits::family::TEE_SESSION, worker.pool_signer)
+    {
+        return refusal.response_for("/tee/sessions");
+    }
+    match session::create(&state, worker).await {
         Ok(created) => Json(json!({
             "data": {
                 "sessionId": created.session_id,

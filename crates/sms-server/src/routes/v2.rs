@@ -2,9 +2,9 @@
 //! operations on the same stored secrets as the iExec API.
 //!
 //! Every operation runs the same steps before it touches a secret:
-//! `parse_request → verify (chain, domain, expiry, signature) → ensure_operation →
-//! ensure_target → ensure_value → ensure_signer_owns_offline → record_nonce →
-//! ensure_signer_owns_on_chain`. Nothing is read from the chain before the signature holds,
+//! `parse_request → verify (chain, domain, expiry, signature) → ensure_signer_budget →
+//! ensure_operation → ensure_target → ensure_value → ensure_signer_owns_offline →
+//! record_nonce → ensure_signer_owns_on_chain`. Nothing is read from the chain before the signature holds,
 //! and the nonce is spent before the chain is asked.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,6 +131,7 @@ async fn authorize(
                 refusal.to_string(),
             )
         })?;
+    ensure_signer_budget(state, &operation)?;
     let op = operation.operation(expected).map_err(invalid)?;
     let target = operation.target(op).map_err(invalid)?;
     let value = ensure_value(state, &request, op)?;
@@ -142,6 +143,15 @@ async fn authorize(
         target,
         value,
     })
+}
+
+/// The signer's request rate (`--rate-limit-signer`), counted before the nonce is spent (a
+/// refused request can be sent again as is) and before the chain is asked.
+fn ensure_signer_budget(state: &AppState, operation: &VerifiedOperation) -> Result<(), ApiError> {
+    state
+        .rates
+        .check_signer(crate::routes::Feature::SecretsV2.tag(), operation.signer)
+        .map_err(|refusal| ApiError::rate_limited(&refusal))
 }
 
 /// Step 1: the body is a [`SignedRequest`] (400 naming what is wrong).

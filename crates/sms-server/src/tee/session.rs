@@ -1,6 +1,8 @@
 //! `POST /tee/sessions` as a list of steps, each returning what the next needs:
-//! `verify_worker → authorize_session_task → find_live_session → describe_task →
-//! gather_secrets → build_plan → store_session → export`. Every failure is a
+//! `verify_worker → (the route counts the workerpool signer's rate) → authorize_session_task →
+//! find_live_session → describe_task → gather_secrets → build_plan → store_session → export`.
+//! Both signatures are recovered offline in the first step: a request nobody could have
+//! signed costs no chain read. Every failure is a
 //! [`SessionError`] whose code is the wire contract; details name what was wrong and never
 //! carry secret values. `/tee/challenges` shares the on-chain checks ([`super::task`]).
 
@@ -71,14 +73,14 @@ fn challenge_key_text(stored: &SecretValue) -> SecretValue {
     }
 }
 
-/// Runs every step of session creation, in order. Each step returns what the next needs.
+/// Runs the steps of session creation after [`verify_worker`], in order. Each step returns
+/// what the next needs.
 pub async fn create(
     state: &AppState,
-    header: Option<&str>,
-    body: &[u8],
+    worker: VerifiedWorker,
 ) -> Result<CreatedSession, SessionError> {
-    let auth = verify_worker(header, body)?;
-    let task = authorize_session_task(state, &auth).await?;
+    let VerifiedWorker { auth, pool_signer } = worker;
+    let task = authorize_session_task(state, &auth, pool_signer).await?;
     if let Some(existing) = find_live_session(state, &auth).await? {
         return Ok(created(state, existing));
     }
@@ -105,11 +107,17 @@ fn created(state: &AppState, session_id: String) -> CreatedSession {
     }
 }
 
-/// Step 1: the body is a WorkerpoolAuthorization, signed by its worker in `Authorization`.
-fn verify_worker(
-    header: Option<&str>,
-    body: &[u8],
-) -> Result<WorkerpoolAuthorization, SessionError> {
+/// What step 1 establishes offline: the authorization, signed by its worker, and who signed
+/// it as the workerpool owner (checked against the chain in step 2).
+#[derive(Debug)]
+pub struct VerifiedWorker {
+    pub auth: WorkerpoolAuthorization,
+    pub pool_signer: Address,
+}
+
+/// Step 1: the body is a WorkerpoolAuthorization, signed by its worker in `Authorization`,
+/// whose body signature recovers to an address (the workerpool owner's, if genuine).
+pub fn verify_worker(header: Option<&str>, body: &[u8]) -> Result<VerifiedWorker, SessionError> {
     // Body first: without it there is no hash for the worker signature.
     let auth = WorkerpoolAuthorization::from_json_bytes(body).map_err(|e| e.to_session_error())?;
     let header = header
@@ -142,7 +150,13 @@ fn verify_worker(
             "chainTaskId is zero",
         ));
     }
-    Ok(auth)
+    let pool_signer = auth.signature.recover_eip191(&auth.hash()).map_err(|e| {
+        fail(
+            E::ExecutionNotAuthorizedInvalidSignature,
+            format!("the authorization signature recovers to no address: {e}"),
+        )
+    })?;
+    Ok(VerifiedWorker { auth, pool_signer })
 }
 
 /// Step 2: the shared on-chain checks ([`task::authorize_task`]), with the workerpool owner's
@@ -150,12 +164,13 @@ fn verify_worker(
 async fn authorize_session_task(
     state: &AppState,
     auth: &WorkerpoolAuthorization,
+    pool_signer: Address,
 ) -> Result<AuthorizedTask, SessionError> {
     let task = task::authorize_task(
         state.ledger.as_ref(),
         state.tee.framework,
         auth.chain_task_id,
-        |owner| auth.is_signed_by_workerpool_owner(owner),
+        |owner| owner == pool_signer,
     )
     .await
     .map_err(|refusal| {
@@ -554,9 +569,13 @@ pub enum ChallengeFailure {
     NotCreated(String),
     /// 503: the store could not be reached in time.
     StoreUnavailable(String),
+    /// 429: the signer is over its rate (`--rate-limit-signer`).
+    RateLimited(crate::limits::rate::RateRefusal),
 }
 
-/// Authorizes the workerpool owner and gets or creates the task's challenge.
+/// Authorizes the workerpool owner and gets or creates the task's challenge. The signer is
+/// recovered and its rate counted offline; only then is the chain read (task, then its deal,
+/// which holds the workerpool owner).
 pub async fn challenge(
     state: &AppState,
     task_path: &str,
@@ -566,11 +585,20 @@ pub async fn challenge(
     let task_id = task_id_of(task_path).map_err(F::BadTaskId)?;
     let sig = owner_signature(header).map_err(F::Unauthorized)?;
     let digest = sms_core::challenge::enclave_challenge_request(&task_id);
+    let signer = sig.recover_eip191(&digest).map_err(|e| {
+        F::Unauthorized(format!(
+            "the Authorization header recovers to no address: {e}"
+        ))
+    })?;
+    state
+        .rates
+        .check_signer(crate::limits::family::TEE_CHALLENGE, signer)
+        .map_err(F::RateLimited)?;
     let task = task::authorize_task(
         state.ledger.as_ref(),
         state.tee.framework,
         task_id,
-        |owner| sms_core::signature::is_signed_by(&sig, &digest, owner),
+        |owner| owner == signer,
     )
     .await
     .map_err(|refusal| match refusal {

@@ -34,6 +34,9 @@ impl Spawned {
                 cmd.env_remove(k);
             }
         }
+        // The bench measures throughput from one loopback client: rate limits would cap it.
+        cmd.env("SMS_RATE_LIMIT_IP", "off")
+            .env("SMS_RATE_LIMIT_SIGNER", "off");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
