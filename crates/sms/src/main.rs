@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crate::commands::{
-    attest, bench, demo, dev, enclave, operator, secret, secrets, server, wallet, worker,
+    attest, audit, bench, demo, dev, enclave, operator, secret, secrets, server, wallet, worker,
 };
 use crate::output::Output;
 
@@ -71,6 +71,9 @@ enum Command {
     /// Keys and backups: data-key rotation, rewrap, master-key rotation, backup, restore.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// The audit log: verify it, export it, read the receipts of your secrets.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// The requester-secrets tutorial end to end on a throw-away dev server: prints f(2) = 15.
     Demo(demo::DemoArgs),
 }
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             Command::Worker(cmd) => worker::run(cmd, &out).await,
             Command::Demo(args) => demo::run(args, &out).await,
             Command::Operator(cmd) => operator::run(cmd, cli.json, &out).await,
+            Command::Audit(cmd) => audit::run(cmd, &out).await,
         }
     });
     match result {
