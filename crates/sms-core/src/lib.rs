@@ -1,6 +1,7 @@
 //! Pure domain of the Secret Management Service: identifiers, the challenges owners sign,
 //! EIP-191 signatures, on-chain entry models. No I/O lives here.
 
+pub mod audit;
 pub mod authorization;
 pub mod challenge;
 pub mod deal_params;

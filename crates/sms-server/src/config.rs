@@ -100,6 +100,13 @@ pub struct ServerConfig {
 
     #[command(flatten)]
     pub limits: crate::limits::LimitsArgs,
+
+    /// How often the audit log's tree head is signed when entries were appended since the
+    /// last one (docs/audit.md). 100 ms to 1 h.
+    #[arg(long, env = "SMS_AUDIT_HEAD_INTERVAL_MS", value_name = "MS",
+          default_value_t = crate::audit::DEFAULT_HEAD_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub audit_head_interval_ms: u64,
 }
 
 /// Where the iExec PoCo contracts are read (the production ledger). See docs/chain.md.
@@ -212,6 +219,7 @@ impl ServerConfig {
             attest: crate::attest_args::AttestArgs::default(),
             keys: crate::routes::admin::KeyArgs::default(),
             limits: crate::limits::LimitsArgs::default(),
+            audit_head_interval_ms: crate::audit::DEFAULT_HEAD_INTERVAL_MS,
         }
     }
 

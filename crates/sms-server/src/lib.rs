@@ -2,6 +2,7 @@
 //! `--dev`) the dev ledger API. Start with [`Server::start`]; see `sms server --help`.
 
 pub mod attest_args;
+pub mod audit;
 pub mod config;
 pub mod dev_wallets;
 mod error;

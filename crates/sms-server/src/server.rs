@@ -59,10 +59,13 @@ pub struct Server {
     pub store: Store,
     /// The writable dev ledger (only with `--dev`; tests seed it directly).
     pub dev_ledger: Option<Arc<sms_chain::dev::DevLedger>>,
+    /// Signs the audit log's tree heads (tests call it to sign now).
+    pub audit_signer: Arc<crate::audit::HeadSigner>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     health_task: tokio::task::AbortHandle,
     rates_task: tokio::task::AbortHandle,
+    audit_task: tokio::task::AbortHandle,
 }
 
 impl Server {
@@ -99,6 +102,14 @@ impl Server {
         let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
         let (identity, identity_created) = crate::identity::load_or_create(&store).await?;
         let identity_document = identity.public_key().document();
+        // A second handle on the same key: the provisioner owns the first.
+        let head_identity = crate::identity::load(&store).await?.ok_or_else(|| {
+            StartupError::Config("the SMS identity vanished from the store".into())
+        })?;
+        let audit_signer = Arc::new(crate::audit::HeadSigner::new(store.clone(), head_identity));
+        let audit_task = audit_signer
+            .clone()
+            .spawn(Duration::from_millis(config.audit_head_interval_ms));
         let domain = ServiceDomain {
             chain_id: crate::ledger::chain_id(&config.chain, |name| std::env::var(name).ok())
                 .map_err(StartupError::Config)?,
@@ -204,10 +215,12 @@ impl Server {
             simulated_tee,
             store: server_store,
             dev_ledger,
+            audit_signer,
             handle,
             task,
             health_task,
             rates_task,
+            audit_task,
         })
     }
 
@@ -217,6 +230,7 @@ impl Server {
         let _ = self.task.await;
         self.health_task.abort();
         self.rates_task.abort();
+        self.audit_task.abort();
     }
 
     /// Waits until the server stops by itself (it normally does not).

@@ -1149,3 +1149,64 @@ async fn replicas_on_one_database_share_the_identity() {
         .count();
     assert_eq!(created, 1);
 }
+
+/// Makes the audit table of the server's SQLite database refuse inserts (a read-only log).
+async fn read_only_audit_log(data_dir: &std::path::Path) {
+    use sqlx::Connection;
+    let db = data_dir.join("sms.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER audit_read_only BEFORE INSERT ON audit_entries \
+         BEGIN SELECT RAISE(ABORT, 'audit log is read-only'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// No release without its audit entry: when the log cannot be written, the release is
+/// refused (503 AUDIT_LOG_UNAVAILABLE) and nothing is sealed or answered; once the log is
+/// writable again the next release goes through and is in the log.
+#[tokio::test]
+async fn release_is_refused_when_its_audit_entry_cannot_be_written() {
+    let p = Prov::new().await;
+    let sid = p.seed("s-audit", p.now() + 600, &APP_MEASUREMENT).await;
+    let key = EphemeralKey::generate();
+    let nonce = p.nonce(&sid, "app").await;
+    let before = p.store().audit_size().await.unwrap();
+    read_only_audit_log(&p.server.data_dir()).await;
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "AUDIT_LOG_UNAVAILABLE",
+    )
+    .await;
+    assert_eq!(p.store().audit_size().await.unwrap(), before);
+    assert!(p.metrics().await.contains("sms_audit_write_failures_total"));
+
+    // Writable again: the post-compute service is released, and its entry is there.
+    use sqlx::Connection;
+    let db = p.server.data_dir().join("sms.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("DROP TRIGGER audit_read_only")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let nonce = p.nonce(&sid, "post-compute").await;
+    let (answer, _) = p
+        .release(&sid, "post-compute", &good(&nonce, &POST_MEASUREMENT, &key))
+        .await;
+    assert_eq!(answer.release, 1);
+    let entries = p.store().audit_entries(before, 100).await.unwrap();
+    let bodies: Vec<&str> = entries.iter().map(|e| e.entry.body.as_str()).collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(bodies[0].contains("release-granted") && bodies[0].contains("post-compute"));
+    assert!(!bodies[0].contains("post-value") && !bodies[0].contains(TEST_SECRET));
+}

@@ -273,6 +273,31 @@ fn unavailability(e: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// One entry of the audit log as stored, with the hash the log recorded for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAuditEntry {
+    pub entry: sms_core::audit::AuditEntry,
+    pub hash: sms_core::audit::Hash,
+}
+
+/// A signed tree head as stored: the signature is the identity's JSON
+/// (`{keyId, algorithm, value}`), checked by readers, not by the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTreeHead {
+    pub head: sms_core::audit::TreeHead,
+    pub signature: String,
+}
+
+/// A hash column read back: its 32 bytes (a column of another length, zero-padded or cut,
+/// then fails the checks that use it).
+pub(crate) fn fixed_hash(bytes: &[u8]) -> sms_core::audit::Hash {
+    let mut out = [0u8; 32];
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = *b;
+    }
+    out
+}
+
 /// Storage of sealed rows. Every acknowledged write is durable.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -353,6 +378,28 @@ pub trait Backend: Send + Sync + 'static {
     async fn backup_to(&self, dest: &std::path::Path) -> Result<(), StoreError>;
     /// One cheap round trip (`SELECT 1`), bounded by the backend's timeout (`/health`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Appends the entry with `body` after the current head of the audit log, in one
+    /// transaction (one chain across replicas); the index it got.
+    async fn append_audit(&self, at: u64, body: String) -> Result<u64, StoreError>;
+    /// Up to `limit` entries from index `from`, in order.
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEntry>, StoreError>;
+    /// The recorded hashes of the first `size` entries (inclusion proofs).
+    async fn audit_leaves(&self, size: u64) -> Result<Vec<sms_core::audit::Hash>, StoreError>;
+    /// Entries appended so far (the chain head's size).
+    async fn audit_size(&self) -> Result<u64, StoreError>;
+    /// Stores a signed tree head unless one of that size exists.
+    async fn insert_audit_head(&self, head: StoredTreeHead) -> Result<Insert, StoreError>;
+    /// Up to `limit` heads of size `from_size` or more, by size.
+    async fn audit_heads(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredTreeHead>, StoreError>;
+    async fn latest_audit_head(&self) -> Result<Option<StoredTreeHead>, StoreError>;
     fn describe(&self) -> String;
 }
 
@@ -739,6 +786,54 @@ impl Store {
             }
         }
         Ok(retired)
+    }
+
+    /// Appends `event` to the audit log now; the index it got. Fails rather than skip: the
+    /// caller decides whether the action may go on without its entry.
+    pub async fn audit_append(
+        &self,
+        event: &sms_core::audit::AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let index = self
+            .backend
+            .append_audit(unix_now().max(0) as u64, event.body())
+            .await?;
+        metrics::counter!("sms_audit_entries_total", "type" => event.kind()).increment(1);
+        Ok(index)
+    }
+
+    /// Up to `limit` audit entries from index `from`.
+    pub async fn audit_entries(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEntry>, StoreError> {
+        self.backend.audit_entries(from, limit).await
+    }
+
+    /// The recorded hashes of the first `size` audit entries.
+    pub async fn audit_leaves(&self, size: u64) -> Result<Vec<sms_core::audit::Hash>, StoreError> {
+        self.backend.audit_leaves(size).await
+    }
+
+    pub async fn audit_size(&self) -> Result<u64, StoreError> {
+        self.backend.audit_size().await
+    }
+
+    pub async fn insert_audit_head(&self, head: StoredTreeHead) -> Result<Insert, StoreError> {
+        self.backend.insert_audit_head(head).await
+    }
+
+    pub async fn audit_heads(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredTreeHead>, StoreError> {
+        self.backend.audit_heads(from_size, limit).await
+    }
+
+    pub async fn latest_audit_head(&self) -> Result<Option<StoredTreeHead>, StoreError> {
+        self.backend.latest_audit_head().await
     }
 
     /// A consistent online copy of the database in `dest` (SQLite); never the master key.

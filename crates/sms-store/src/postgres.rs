@@ -17,8 +17,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
 use crate::{
-    Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, WrappedDataKey,
-    unix_now,
+    Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, StoredAuditEntry,
+    StoredTreeHead, WrappedDataKey, unix_now,
 };
 
 /// The versioned schema; applied at start-up under sqlx's `pg_advisory_lock`.
@@ -463,6 +463,108 @@ impl Backend for PostgresBackend {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    async fn append_audit(&self, at: u64, body: String) -> Result<u64, StoreError> {
+        let pool = self.pool.clone();
+        self.bounded(async move {
+            let mut tx = pool.begin().await?;
+            // The head row's lock orders the appends of every replica: the next one reads the
+            // head this one wrote (READ COMMITTED re-reads a locked row once it is released).
+            let (size, head): (i64, Vec<u8>) = sqlx::query_as(sql::AUDIT_CHAIN_FOR_UPDATE)
+                .fetch_one(&mut *tx)
+                .await?;
+            let entry = sql::next_audit_entry(size, &head, at, body);
+            let hash = entry.hash();
+            sqlx::query(sql::AUDIT_INSERT)
+                .bind(size)
+                .bind(at as i64)
+                .bind(entry.prev.as_slice())
+                .bind(hash.as_slice())
+                .bind(&entry.body)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::AUDIT_ADVANCE)
+                .bind(size + 1)
+                .bind(hash.as_slice())
+                .bind(size)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(size.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEntry>, StoreError> {
+        let rows: Vec<sql::AuditEntryRecord> = self
+            .bounded(
+                sqlx::query_as(sql::AUDIT_ENTRIES)
+                    .bind(i64::try_from(from).unwrap_or(i64::MAX))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn audit_leaves(&self, size: u64) -> Result<Vec<sms_core::audit::Hash>, StoreError> {
+        let rows: Vec<(Vec<u8>,)> = self
+            .bounded(
+                sqlx::query_as(sql::AUDIT_LEAVES)
+                    .bind(i64::try_from(size).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+        Ok(rows.iter().map(|(h,)| crate::fixed_hash(h)).collect())
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        let (size, _): (i64, Vec<u8>) = self
+            .bounded(sqlx::query_as(sql::AUDIT_CHAIN).fetch_one(&self.pool))
+            .await?;
+        Ok(size.max(0) as u64)
+    }
+
+    async fn insert_audit_head(&self, head: StoredTreeHead) -> Result<Insert, StoreError> {
+        let r = self
+            .bounded(
+                sqlx::query(sql::AUDIT_INSERT_HEAD)
+                    .bind(head.head.size as i64)
+                    .bind(head.head.root.as_slice())
+                    .bind(head.head.at as i64)
+                    .bind(&head.signature)
+                    .execute(&self.pool),
+            )
+            .await?;
+        Ok(sql::insert_outcome(r.rows_affected()))
+    }
+
+    async fn audit_heads(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredTreeHead>, StoreError> {
+        let rows: Vec<sql::AuditHeadRecord> = self
+            .bounded(
+                sqlx::query_as(sql::AUDIT_HEADS)
+                    .bind(i64::try_from(from_size).unwrap_or(i64::MAX))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn latest_audit_head(&self) -> Result<Option<StoredTreeHead>, StoreError> {
+        let row: Option<sql::AuditHeadRecord> = self
+            .bounded(sqlx::query_as(sql::AUDIT_LATEST_HEAD).fetch_optional(&self.pool))
+            .await?;
+        Ok(row.map(Into::into))
     }
 }
 

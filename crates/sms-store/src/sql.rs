@@ -68,6 +68,87 @@ pub const REWRAP_ROW: &str = "UPDATE records SET key_id = $4, nonce = $5, cipher
 pub const REWRAP_TOMBSTONES: &str = "UPDATE records SET key_id = $1 WHERE deleted_at IS NOT NULL AND key_id <> $1 \
      AND (namespace, owner, name) IN (SELECT namespace, owner, name FROM records WHERE deleted_at IS NOT NULL AND key_id <> $1 LIMIT $2)";
 
+// The audit log (docs/audit.md). An append reads the chain head, inserts the entry that
+// follows it and advances the head, in one transaction; PostgreSQL locks the head row
+// (`FOR UPDATE`) so concurrent replicas append one after the other to one chain.
+pub const AUDIT_CHAIN: &str = "SELECT size, head FROM audit_chain WHERE id = 1";
+pub const AUDIT_CHAIN_FOR_UPDATE: &str =
+    "SELECT size, head FROM audit_chain WHERE id = 1 FOR UPDATE";
+pub const AUDIT_INSERT: &str =
+    "INSERT INTO audit_entries (seq, at, prev, hash, body) VALUES ($1, $2, $3, $4, $5)";
+/// Advances the head from `$3` entries; no row changed means the head moved meanwhile.
+pub const AUDIT_ADVANCE: &str =
+    "UPDATE audit_chain SET size = $1, head = $2 WHERE id = 1 AND size = $3";
+pub const AUDIT_ENTRIES: &str = "SELECT seq, at, prev, hash, body FROM audit_entries \
+     WHERE seq >= $1 ORDER BY seq LIMIT $2";
+pub const AUDIT_LEAVES: &str = "SELECT hash FROM audit_entries WHERE seq < $1 ORDER BY seq";
+pub const AUDIT_INSERT_HEAD: &str = "INSERT INTO audit_heads (size, root, at, signature) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
+pub const AUDIT_HEADS: &str = "SELECT size, root, at, signature FROM audit_heads \
+     WHERE size >= $1 ORDER BY size LIMIT $2";
+pub const AUDIT_LATEST_HEAD: &str =
+    "SELECT size, root, at, signature FROM audit_heads ORDER BY size DESC LIMIT 1";
+
+#[derive(sqlx::FromRow)]
+pub struct AuditEntryRecord {
+    pub seq: i64,
+    pub at: i64,
+    pub prev: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub body: String,
+}
+
+impl From<AuditEntryRecord> for crate::StoredAuditEntry {
+    fn from(r: AuditEntryRecord) -> Self {
+        // Bytes of the wrong length are kept visible as such (zero-padded) for the verifier.
+        Self {
+            entry: sms_core::audit::AuditEntry {
+                index: r.seq.max(0) as u64,
+                at: r.at.max(0) as u64,
+                prev: crate::fixed_hash(&r.prev),
+                body: r.body,
+            },
+            hash: crate::fixed_hash(&r.hash),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AuditHeadRecord {
+    pub size: i64,
+    pub root: Vec<u8>,
+    pub at: i64,
+    pub signature: String,
+}
+
+impl From<AuditHeadRecord> for crate::StoredTreeHead {
+    fn from(r: AuditHeadRecord) -> Self {
+        Self {
+            head: sms_core::audit::TreeHead {
+                size: r.size.max(0) as u64,
+                root: crate::fixed_hash(&r.root),
+                at: r.at.max(0) as u64,
+            },
+            signature: r.signature,
+        }
+    }
+}
+
+/// The entry that follows a chain head of `size` entries ending in `head`.
+pub fn next_audit_entry(
+    size: i64,
+    head: &[u8],
+    at: u64,
+    body: String,
+) -> sms_core::audit::AuditEntry {
+    sms_core::audit::AuditEntry {
+        index: size.max(0) as u64,
+        at,
+        prev: crate::fixed_hash(head),
+        body,
+    }
+}
+
 /// An insert-if-absent affected one row, or none because the key exists.
 pub fn insert_outcome(affected: u64) -> crate::Insert {
     if affected == 1 {

@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
 use crate::{
-    Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, WrappedDataKey,
-    unix_now,
+    Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, StoredAuditEntry,
+    StoredTreeHead, WrappedDataKey, unix_now,
 };
 
 /// Upper bound of writes committed by one transaction.
@@ -99,6 +99,9 @@ enum Write {
     RetireDataKey(i64),
     RewrapRow(SealedRow, Vec<u8>),
     RewrapTombstones(i64, u32),
+    /// Unix seconds and body of the next audit entry; answers its index + 1.
+    AppendAudit(u64, String),
+    InsertAuditHead(StoredTreeHead),
 }
 
 /// The version a check-and-set write reports through the writer (0: not written).
@@ -213,10 +216,18 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ind
             break;
         }
         match commit_group(&mut conn, &batch).await {
-            Ok((results, changes)) => {
+            Ok(Committed {
+                results,
+                changes,
+                refused,
+            }) => {
                 index.apply(changes);
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.done.send(Ok(result));
+                for (i, (job, result)) in batch.drain(..).zip(results).enumerate() {
+                    let answer = match refused.iter().find(|(at, _)| *at == i) {
+                        Some((_, reason)) => Err(StoreError::Key(reason.clone())),
+                        None => Ok(result),
+                    };
+                    let _ = job.done.send(answer);
                 }
             }
             Err(e) => {
@@ -258,16 +269,60 @@ async fn load_index_page(
     }
 }
 
+/// What a committed group did.
+struct Committed {
+    /// The result of each write.
+    results: Vec<u64>,
+    /// The key-index changes.
+    changes: Vec<(bool, String)>,
+    /// Writes undone alone (their savepoint rolled back), by position, with the reason.
+    refused: Vec<(usize, String)>,
+}
+
+/// Appends one audit entry inside the group's transaction: head, entry, head advanced.
+async fn append_audit(
+    conn: &mut SqliteConnection,
+    at: u64,
+    body: &str,
+) -> Result<u64, sqlx::Error> {
+    let (size, head): (i64, Vec<u8>) = sqlx::query_as(sql::AUDIT_CHAIN)
+        .fetch_one(&mut *conn)
+        .await?;
+    let entry = sql::next_audit_entry(size, &head, at, body.to_owned());
+    let hash = entry.hash();
+    sqlx::query(sql::AUDIT_INSERT)
+        .bind(size)
+        .bind(at as i64)
+        .bind(entry.prev.as_slice())
+        .bind(hash.as_slice())
+        .bind(body)
+        .execute(&mut *conn)
+        .await?;
+    let advanced = sqlx::query(sql::AUDIT_ADVANCE)
+        .bind(size + 1)
+        .bind(hash.as_slice())
+        .bind(size)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if advanced != 1 {
+        return Err(sqlx::Error::Protocol(
+            "the audit chain head moved during an append".into(),
+        ));
+    }
+    Ok(size.max(0) as u64)
+}
+
 /// Commits a group; the result of each write, and the key-index changes it made.
-#[allow(clippy::type_complexity)]
 async fn commit_group(
     conn: &mut SqliteConnection,
     batch: &[Job],
-) -> Result<(Vec<u64>, Vec<(bool, String)>), sqlx::Error> {
+) -> Result<Committed, sqlx::Error> {
     let now = unix_now();
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     let mut changes = Vec::new();
+    let mut refused = Vec::new();
     for job in batch {
         let affected = match &job.write {
             Write::Insert(row) => {
@@ -421,11 +476,38 @@ async fn commit_group(
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
+            Write::AppendAudit(at, body) => {
+                // A savepoint: an append the database refuses fails alone, not the group.
+                let mut sp = tx.begin().await?;
+                match append_audit(&mut sp, *at, body).await {
+                    Ok(index) => {
+                        sp.commit().await?;
+                        index + 1
+                    }
+                    Err(e) => {
+                        sp.rollback().await?;
+                        refused.push((results.len(), format!("audit log append refused: {e}")));
+                        0
+                    }
+                }
+            }
+            Write::InsertAuditHead(head) => sqlx::query(sql::AUDIT_INSERT_HEAD)
+                .bind(head.head.size as i64)
+                .bind(head.head.root.as_slice())
+                .bind(head.head.at as i64)
+                .bind(&head.signature)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
         };
         results.push(affected);
     }
     tx.commit().await?;
-    Ok((results, changes))
+    Ok(Committed {
+        results,
+        changes,
+        refused,
+    })
 }
 
 #[async_trait]
@@ -646,6 +728,67 @@ impl Backend for SqliteBackend {
 
     fn describe(&self) -> String {
         format!("sqlite {}", self.path)
+    }
+
+    async fn append_audit(&self, at: u64, body: String) -> Result<u64, StoreError> {
+        let result = self.submit(Write::AppendAudit(at, body)).await?;
+        result
+            .checked_sub(1)
+            .ok_or_else(|| StoreError::Key("audit log append refused".into()))
+    }
+
+    async fn audit_entries(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEntry>, StoreError> {
+        let rows: Vec<sql::AuditEntryRecord> = sqlx::query_as(sql::AUDIT_ENTRIES)
+            .bind(i64::try_from(from).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn audit_leaves(&self, size: u64) -> Result<Vec<sms_core::audit::Hash>, StoreError> {
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(sql::AUDIT_LEAVES)
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.iter().map(|(h,)| crate::fixed_hash(h)).collect())
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        let (size, _): (i64, Vec<u8>) = sqlx::query_as(sql::AUDIT_CHAIN)
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(size.max(0) as u64)
+    }
+
+    async fn insert_audit_head(&self, head: StoredTreeHead) -> Result<Insert, StoreError> {
+        Ok(sql::insert_outcome(
+            self.submit(Write::InsertAuditHead(head)).await?,
+        ))
+    }
+
+    async fn audit_heads(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredTreeHead>, StoreError> {
+        let rows: Vec<sql::AuditHeadRecord> = sqlx::query_as(sql::AUDIT_HEADS)
+            .bind(i64::try_from(from_size).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn latest_audit_head(&self) -> Result<Option<StoredTreeHead>, StoreError> {
+        let row: Option<sql::AuditHeadRecord> = sqlx::query_as(sql::AUDIT_LATEST_HEAD)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(Into::into))
     }
 }
 

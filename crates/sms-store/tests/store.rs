@@ -6,10 +6,13 @@
 
 use std::sync::Arc;
 
+use sms_core::audit::{AuditEvent, TreeHead, merkle_root, verify_log};
 use sms_core::secret::SecretValue;
 use sms_store::postgres::PostgresBackend;
 use sms_store::sqlite::SqliteBackend;
-use sms_store::{Backend, CheckAndSet, Insert, MasterKey, NonceUse, RecordKey, Store, Update};
+use sms_store::{
+    Backend, CheckAndSet, Insert, MasterKey, NonceUse, RecordKey, Store, StoredTreeHead, Update,
+};
 
 struct Fixture {
     store: Store,
@@ -375,6 +378,80 @@ async fn nonces_are_single_use_per_owner(f: Fixture) {
     );
 }
 
+fn audit_event(i: usize) -> AuditEvent {
+    AuditEvent::AdminAction {
+        action: "test".into(),
+        detail: format!("event {i}"),
+    }
+}
+
+/// Reads the whole log and checks it (chain, recorded hashes, heads' roots).
+async fn checked_log(store: &Store) -> Vec<sms_store::StoredAuditEntry> {
+    let entries = store.audit_entries(0, 10_000).await.unwrap();
+    let heads: Vec<_> = store
+        .audit_heads(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.head)
+        .collect();
+    let pairs: Vec<_> = entries
+        .iter()
+        .map(|e| (e.entry.clone(), Some(e.hash)))
+        .collect();
+    verify_log(&pairs, &heads).unwrap();
+    entries
+}
+
+/// Concurrent appends get distinct consecutive indexes and form one valid chain; heads are
+/// stored once per size and read back in order.
+async fn audit_log_is_one_chain_under_concurrent_appends(f: Fixture) {
+    assert_eq!(f.store.audit_size().await.unwrap(), 0);
+    assert!(f.store.latest_audit_head().await.unwrap().is_none());
+    let mut appends = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = f.store.clone();
+        appends.spawn(async move { store.audit_append(&audit_event(i)).await });
+    }
+    let mut indexes = Vec::new();
+    while let Some(r) = appends.join_next().await {
+        indexes.push(r.unwrap().unwrap());
+    }
+    indexes.sort_unstable();
+    assert_eq!(indexes, (0..40).collect::<Vec<u64>>());
+    assert_eq!(f.store.audit_size().await.unwrap(), 40);
+    let entries = checked_log(&f.store).await;
+    assert_eq!(entries.len(), 40);
+    let leaves = f.store.audit_leaves(25).await.unwrap();
+    assert_eq!(leaves.len(), 25);
+    let head = StoredTreeHead {
+        head: TreeHead {
+            size: 25,
+            root: merkle_root(&leaves),
+            at: 7,
+        },
+        signature: "{}".into(),
+    };
+    assert_eq!(
+        f.store.insert_audit_head(head.clone()).await.unwrap(),
+        Insert::Inserted
+    );
+    let mut again = head.clone();
+    again.head.at = 8;
+    assert_eq!(
+        f.store.insert_audit_head(again).await.unwrap(),
+        Insert::AlreadyExists
+    );
+    assert_eq!(f.store.latest_audit_head().await.unwrap(), Some(head));
+    checked_log(&f.store).await;
+    // Paging: from an index, bounded.
+    let page = f.store.audit_entries(38, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.entry.index).collect::<Vec<_>>(),
+        [38, 39]
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -393,7 +470,68 @@ both_backends!(
     tombstones_keep_versions_monotonic,
     list_by_owner,
     nonces_are_single_use_per_owner,
+    audit_log_is_one_chain_under_concurrent_appends,
 );
+
+/// Two replicas (two backends on one database) appending at once keep one chain.
+#[tokio::test]
+async fn postgres_replicas_append_to_one_chain() {
+    let url = postgres_url().await;
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        let backend = Arc::new(PostgresBackend::connect(&url, 4).await.unwrap());
+        let master = MasterKey::from_base64(&format!("{}=", "A".repeat(43))).unwrap();
+        stores.push(Store::open(backend, master).await.unwrap());
+    }
+    let mut appends = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let store = stores[i % 2].clone();
+        appends.spawn(async move { store.audit_append(&audit_event(i)).await });
+    }
+    while let Some(r) = appends.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(checked_log(&stores[1]).await.len(), 60);
+}
+
+/// A log the database refuses to extend (a trigger standing for a read-only table) fails the
+/// append, and only the append: the group's other writes commit.
+#[tokio::test]
+async fn sqlite_refused_audit_append_fails_alone() {
+    let f = sqlite().await;
+    f.store.audit_append(&audit_event(0)).await.unwrap();
+    let db = f.db_file.clone().unwrap();
+    read_only_audit_log(&db).await;
+    let (event, beside, value) = (
+        audit_event(1),
+        key("beside"),
+        SecretValue::new(b"v".to_vec()),
+    );
+    let (append, insert) = tokio::join!(
+        f.store.audit_append(&event),
+        f.store.insert(&beside, &value, None)
+    );
+    assert!(append.is_err(), "{append:?}");
+    assert_eq!(insert.unwrap(), Insert::Inserted);
+    assert_eq!(f.store.audit_size().await.unwrap(), 1);
+    assert_eq!(checked_log(&f.store).await.len(), 1);
+}
+
+/// Makes the audit table of a SQLite database refuse inserts.
+async fn read_only_audit_log(db: &std::path::Path) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER audit_read_only BEFORE INSERT ON audit_entries \
+         BEGIN SELECT RAISE(ABORT, 'audit log is read-only'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}
 
 #[tokio::test]
 async fn sqlite_file_never_holds_plaintext() {

@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crate::commands::{
-    attest, bench, demo, dev, enclave, explain, operator, secret, secrets, server, wallet, worker,
+    attest, audit, bench, demo, dev, enclave, explain, operator, secret, secrets, server, wallet,
+    worker,
 };
 use crate::output::Output;
 
@@ -74,6 +75,9 @@ enum Command {
     /// Which checks a TEE session of a task passes or fails, and why (workerpool owner).
     #[command(subcommand)]
     Explain(explain::ExplainCommand),
+    /// The audit log: verify it, export it, read the receipts of your secrets.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// The requester-secrets tutorial end to end on a throw-away dev server: prints f(2) = 15.
     Demo(demo::DemoArgs),
 }
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args, &out).await,
             Command::Operator(cmd) => operator::run(cmd, cli.json, &out).await,
             Command::Explain(cmd) => explain::run(cmd, cli.json, &out).await,
+            Command::Audit(cmd) => audit::run(cmd, &out).await,
         }
     });
     match result {

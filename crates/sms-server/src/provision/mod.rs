@@ -4,7 +4,9 @@
 //!
 //! A release is a list of steps, each returning what the next needs: `parse_request →
 //! take_nonce → load_session → find_service → verify_evidence → check_task_live →
-//! count_release → seal_answer`. The answer is signed by the SMS identity over the transcript
+//! count_release → record_release → seal_answer`. A refusal after the session is found is
+//! an audit entry too; the release's own entry is written before anything is sealed, and if
+//! it cannot be, nothing is (docs/audit.md). The answer is signed by the SMS identity over the transcript
 //! of the exchange, so an enclave that pins the identity refuses anything else.
 
 mod records;
@@ -22,6 +24,7 @@ use sms_attest::{
 };
 use sms_chain::Ledger;
 use sms_client::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, ReleasedEnv};
+use sms_core::audit::AuditEvent;
 use sms_core::session_plan::EnclaveRole;
 use sms_core::stored_session::{SESSION_NAMESPACE, StoredService, StoredSession};
 use sms_store::{RecordKey, Store};
@@ -256,14 +259,29 @@ impl Provisioner {
         let now_ms = self.clock.now_ms();
         take_nonce(store, &request, session_id, service, now_ms).await?;
         let session = load_session(store, session_id, now_ms).await?;
-        let stored = find_service(&session, service)?;
-        let report = self
-            .verify_evidence(&request, &session, stored, now_ms / 1000)
-            .await?;
-        check_task_live(ledger, &session, now_ms / 1000).await?;
-        let number = self
-            .count_release(store, &session, service, &report, &request, now_ms / 1000)
-            .await?;
+        let mut report = None;
+        let checked = self
+            .check_release(
+                store,
+                ledger,
+                &request,
+                &session,
+                service,
+                now_ms,
+                &mut report,
+            )
+            .await;
+        let (stored, report, number) = match checked {
+            Ok(done) => done,
+            Err(refusal) => {
+                // A refusal of a real session is a security event; its entry is best effort
+                // (the answer is a refusal whether or not it is written).
+                let event = refused_event(&session, service, report.as_ref(), &refusal);
+                crate::audit::record_after(store, &event).await;
+                return Err(refusal);
+            }
+        };
+        record_release(store, &session, service, &report, number).await?;
         let answer = self.seal_answer(&request, &session, stored, &report, number)?;
         metrics::counter!("sms_provision_releases_total", "service" => service_label(service), "tee" => report.tee.as_str())
             .increment(1);
@@ -281,6 +299,31 @@ impl Provisioner {
             "environment released"
         );
         Ok(answer)
+    }
+
+    /// Steps 3 to 6 (service, evidence, task live, budget), each refusal an audit entry; the
+    /// verified report is left in `report` as soon as there is one (the refusal names it).
+    #[allow(clippy::too_many_arguments)]
+    async fn check_release<'s>(
+        &self,
+        store: &Store,
+        ledger: &dyn Ledger,
+        request: &ParsedRequest,
+        session: &'s StoredSession,
+        service: &str,
+        now_ms: u64,
+        report: &mut Option<VerifiedReport>,
+    ) -> Result<(&'s StoredService, VerifiedReport, u32), Refusal> {
+        let stored = find_service(session, service)?;
+        let verified = self
+            .verify_evidence(request, session, stored, now_ms / 1000)
+            .await?;
+        *report = Some(verified.clone());
+        check_task_live(ledger, session, now_ms / 1000).await?;
+        let number = self
+            .count_release(store, session, service, &verified, request, now_ms / 1000)
+            .await?;
+        Ok((stored, verified, number))
     }
 
     /// Step 3: authenticity, policy, measurement and report-data binding of the evidence.
@@ -516,6 +559,51 @@ async fn check_task_live(
     };
     crate::tee::task::ensure_before_final_deadline(session.task_id, &task, now)
         .map_err(Refusal::TaskNotLive)
+}
+
+/// Step 7: the release's audit entry, before anything is sealed: no entry, no release.
+async fn record_release(
+    store: &Store,
+    session: &StoredSession,
+    service: &str,
+    report: &VerifiedReport,
+    number: u32,
+) -> Result<(), Refusal> {
+    let event = AuditEvent::ReleaseGranted {
+        task: format!("{:#x}", session.task_id),
+        session: session.session_id.clone(),
+        service: service.to_owned(),
+        worker: format!("{:#x}", session.worker),
+        tee: report.tee.as_str().to_owned(),
+        measurement: report.measurement_hex(),
+        tcb_status: report.tcb_status.map(|s| s.as_str().to_owned()),
+        advisories: report.advisory_ids.clone(),
+        release: number,
+    };
+    crate::audit::record(store, &event)
+        .await
+        .map(|_| ())
+        .map_err(|e| Refusal::AuditUnavailable(e.to_string()))
+}
+
+fn refused_event(
+    session: &StoredSession,
+    service: &str,
+    report: Option<&VerifiedReport>,
+    refusal: &Refusal,
+) -> AuditEvent {
+    AuditEvent::ReleaseRefused {
+        task: format!("{:#x}", session.task_id),
+        session: session.session_id.clone(),
+        // The caller's text: bounded, it is not one of the session's names when unknown.
+        service: service.chars().take(64).collect(),
+        worker: format!("{:#x}", session.worker),
+        code: refusal.code().to_owned(),
+        tee: report.map(|r| r.tee.as_str().to_owned()),
+        measurement: report.map(VerifiedReport::measurement_hex),
+        tcb_status: report.and_then(|r| r.tcb_status.map(|s| s.as_str().to_owned())),
+        advisories: report.map(|r| r.advisory_ids.clone()).unwrap_or_default(),
+    }
 }
 
 fn service_label(service: &str) -> &'static str {

@@ -37,13 +37,15 @@ pub enum Refusal {
     Busy,
     /// The store could not be reached in time: retry.
     StoreUnavailable(String),
+    /// The release's audit entry could not be written: nothing is released without it.
+    AuditUnavailable(String),
     /// A failure of ours (store, undecodable stored session): logged, answered as a bare 500.
     Internal(String),
 }
 
 impl Refusal {
     /// Provisioner codes besides the evidence codes of [`VerifyError::CODES`].
-    pub const CODES: [&'static str; 12] = [
+    pub const CODES: [&'static str; 13] = [
         "REQUEST_MALFORMED",
         "SERVICE_UNKNOWN",
         "SESSION_UNKNOWN",
@@ -55,6 +57,7 @@ impl Refusal {
         "TASK_NOT_LIVE",
         "CHAIN_UNAVAILABLE",
         "RELEASE_BUSY",
+        "AUDIT_LOG_UNAVAILABLE",
         "INTERNAL_ERROR",
     ];
 
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::ChainUnavailable(_) => "CHAIN_UNAVAILABLE",
             Refusal::Busy => "RELEASE_BUSY",
             Refusal::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+            Refusal::AuditUnavailable(_) => "AUDIT_LOG_UNAVAILABLE",
             Refusal::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -88,9 +92,10 @@ impl Refusal {
             Refusal::ReleaseLimitReached { .. } => StatusCode::CONFLICT,
             Refusal::Evidence(e) => evidence_status(e),
             Refusal::TaskNotLive(_) => StatusCode::FORBIDDEN,
-            Refusal::ChainUnavailable(_) | Refusal::Busy | Refusal::StoreUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refusal::ChainUnavailable(_)
+            | Refusal::Busy
+            | Refusal::StoreUnavailable(_)
+            | Refusal::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +118,9 @@ impl Refusal {
             Refusal::ChainUnavailable(_) => "the chain cannot be read now, retry".into(),
             Refusal::Busy => "too many concurrent releases of this service, retry".into(),
             Refusal::StoreUnavailable(_) => "the store cannot be reached now, retry".into(),
+            Refusal::AuditUnavailable(_) => {
+                "the audit log cannot be written: nothing is released without its entry".into()
+            }
             Refusal::Internal(_) => "internal error".into(),
         }
     }
@@ -131,7 +139,8 @@ impl Refusal {
             Refusal::Evidence(e) => Some(e.full_message()),
             Refusal::TaskNotLive(detail)
             | Refusal::ChainUnavailable(detail)
-            | Refusal::StoreUnavailable(detail) => Some(detail.clone()),
+            | Refusal::StoreUnavailable(detail)
+            | Refusal::AuditUnavailable(detail) => Some(detail.clone()),
             _ => None,
         }
     }

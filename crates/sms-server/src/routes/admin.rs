@@ -181,6 +181,15 @@ fn ensure_admin(state: &AppState, headers: &HeaderMap, action: &str) -> Result<C
     Ok(caller)
 }
 
+/// The audit entry of an admin call that changed or copied something (never key material).
+async fn record_admin(state: &AppState, action: &str, detail: String) {
+    let event = sms_core::audit::AuditEvent::AdminAction {
+        action: action.to_owned(),
+        detail,
+    };
+    crate::audit::record_after(&state.store, &event).await;
+}
+
 fn unauthorized(reason: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "Invalid admin token").with_reason(reason)
 }
@@ -220,6 +229,7 @@ pub async fn rotate(
     let caller = ensure_admin(&state, &headers, "rotate-data-key")?;
     let id = state.store.rotate_data_key().await?;
     tracing::info!(data_key = id, caller = %caller.0, "data key rotated");
+    record_admin(&state, "rotate-data-key", format!("new data key {id}")).await;
     Ok(Json(status_json(&state.store.key_status().await?)))
 }
 
@@ -281,6 +291,15 @@ pub async fn rewrap(
     };
     let after = query.get("after").map(|c| decode_cursor(c)).transpose()?;
     let batch = state.store.rewrap_batch(after.as_ref(), limit).await?;
+    record_admin(
+        &state,
+        "rewrap",
+        format!(
+            "{} rows and {} tombstones moved to data key {}",
+            batch.rewrapped, batch.tombstones, batch.current_key_id
+        ),
+    )
+    .await;
     let status = state.store.key_status().await?;
     Ok(Json(batch_json(&batch, status.pending_rewrap)))
 }
@@ -293,6 +312,7 @@ pub async fn retire(
     let caller = ensure_admin(&state, &headers, "retire-data-keys")?;
     let retired = state.store.retire_unused_keys().await?;
     tracing::info!(?retired, caller = %caller.0, "data keys retired");
+    record_admin(&state, "retire-data-keys", format!("retired {retired:?}")).await;
     Ok(Json(json!({ "retired": retired })))
 }
 
@@ -336,6 +356,7 @@ pub async fn backup(
     let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let fingerprint = state.store.key_status().await?.master_fingerprint;
     tracing::info!(bytes = size, caller = %caller.0, "backup streamed");
+    record_admin(&state, "backup", format!("{size} bytes streamed")).await;
     let mut response = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
     *response.status_mut() = StatusCode::CREATED;
     let headers = response.headers_mut();

@@ -10,6 +10,7 @@ use axum::routing::{MethodFilter, MethodRouter};
 use crate::state::AppState;
 
 pub mod admin;
+mod audit;
 mod cors;
 mod dev;
 mod dev_deals;
@@ -40,10 +41,12 @@ pub enum Feature {
     Dev,
     /// Key status, rotation, backup; mounted only with `--admin-token-file`.
     Admin,
+    /// The audit log: entries, signed heads, owner receipts.
+    Audit,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 7] = [
+    pub const ALL: [Feature; 8] = [
         Feature::Secrets,
         Feature::SecretsV2,
         Feature::Ops,
@@ -51,6 +54,7 @@ impl Feature {
         Feature::Provisioning,
         Feature::Dev,
         Feature::Admin,
+        Feature::Audit,
     ];
 
     pub fn tag(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Feature {
             Feature::Provisioning => "provisioning",
             Feature::Dev => "dev",
             Feature::Admin => "admin",
+            Feature::Audit => "audit",
         }
     }
 
@@ -70,7 +75,11 @@ impl Feature {
             Feature::Tee => state.tee.enabled,
             Feature::Dev => state.dev_ledger.is_some(),
             Feature::Admin => state.admin.is_some(),
-            Feature::Secrets | Feature::SecretsV2 | Feature::Ops | Feature::Provisioning => true,
+            Feature::Secrets
+            | Feature::SecretsV2
+            | Feature::Ops
+            | Feature::Provisioning
+            | Feature::Audit => true,
         }
     }
 }
@@ -197,6 +206,7 @@ pub fn table() -> Vec<Route> {
     use Feature::*;
     use Verb::*;
     let mut routes = admin_table();
+    routes.extend(audit::table());
     routes.extend(vec![
         // iExec-compatible secret API (docs/secrets-api.md).
         route(

@@ -58,6 +58,7 @@ fn tag_description(feature: Feature) -> &'static str {
         Feature::Provisioning => "attested provisioning of enclave environments",
         Feature::Dev => "dev ledger; only with --dev",
         Feature::Admin => "keys and backups (bearer token); only with --admin-token-file",
+        Feature::Audit => "tamper-evident audit log: entries, signed tree heads, owner receipts",
     }
 }
 

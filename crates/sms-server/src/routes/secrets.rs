@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use sms_core::audit::{AuditEvent, SecretAction};
 use sms_core::challenge;
 use sms_core::secret::{RequesterSecretName, SecretId, SecretKind, SecretValue, parse_address};
 use sms_core::signature::EthSignature;
@@ -47,14 +48,14 @@ fn recover_signer(headers: &HeaderMap, digest: &B256) -> Result<Address, ApiErro
 }
 
 /// Verifies the `Authorization` header signs `digest` and recovers to `expected`.
-fn authorize(headers: &HeaderMap, digest: &B256, expected: Address) -> Result<(), ApiError> {
+fn authorize(headers: &HeaderMap, digest: &B256, expected: Address) -> Result<Address, ApiError> {
     let signer = recover_signer(headers, digest)?;
     if signer != expected {
         return Err(ApiError::unauthorized(format!(
             "signer {signer} is not {expected}"
         )));
     }
-    Ok(())
+    Ok(signer)
 }
 
 /// Verifies that `digest` is signed by the current owner of an app or dataset. The signer is
@@ -66,7 +67,7 @@ async fn authorize_entry_owner(
     digest: &B256,
     entry: Address,
     what: &str,
-) -> Result<(), ApiError> {
+) -> Result<Address, ApiError> {
     let signer = recover_signer(headers, digest)?;
     state
         .rates
@@ -83,7 +84,7 @@ async fn authorize_entry_owner(
             "signer {signer} is not {owner}, the owner of {what} {entry}"
         )));
     }
-    Ok(())
+    Ok(signer)
 }
 
 /// Size (after authorization) and UTF-8 checks of a pushed value.
@@ -118,7 +119,25 @@ pub(crate) fn checked_value(
     Ok(SecretValue::new(body.to_vec()))
 }
 
-async fn insert(state: &AppState, id: &SecretId, value: &SecretValue) -> Reply {
+/// The audit entry of a v1 secret write (identity, signer, version: never the value).
+async fn record_write(
+    state: &AppState,
+    id: &SecretId,
+    signer: Address,
+    action: SecretAction,
+    version: i64,
+) {
+    let event = AuditEvent::SecretWritten {
+        secret: id.into(),
+        action,
+        signer: sms_core::hex::encode_prefixed(signer),
+        version,
+        api: "v1".into(),
+    };
+    crate::audit::record_after(&state.store, &event).await;
+}
+
+async fn insert(state: &AppState, id: &SecretId, signer: Address, value: &SecretValue) -> Reply {
     match state
         .store
         .insert(&RecordKey::from(id), value, None)
@@ -127,6 +146,14 @@ async fn insert(state: &AppState, id: &SecretId, value: &SecretValue) -> Reply {
         Insert::Inserted => {
             metrics::gauge!("sms_secrets_stored", "kind" => id.kind.as_str()).increment(1.0);
             tracing::info!(secret = %id, "secret stored");
+            let version = state
+                .store
+                .metadata(&RecordKey::from(id))
+                .await
+                .ok()
+                .flatten()
+                .map_or(1, |m| m.version);
+            record_write(state, id, signer, SecretAction::Created, version).await;
             Ok(StatusCode::NO_CONTENT)
         }
         Insert::AlreadyExists => Err(ApiError::new(StatusCode::CONFLICT, "Secret already exists")
@@ -160,9 +187,9 @@ pub async fn push_web3(
 ) -> Reply {
     let dataset = address(query_param(&q, "secretAddress")?, "secretAddress")?;
     let digest = challenge::web3_secret(dataset.as_slice(), &body);
-    authorize_entry_owner(&state, &headers, &digest, dataset, "dataset").await?;
+    let signer = authorize_entry_owner(&state, &headers, &digest, dataset, "dataset").await?;
     let value = checked_value(&state, &body, StatusCode::PAYLOAD_TOO_LARGE)?;
-    insert(&state, &SecretId::web3(dataset), &value).await
+    insert(&state, &SecretId::web3(dataset), signer, &value).await
 }
 
 // ---- web2: owner-named secrets ------------------------------------------------------------
@@ -183,15 +210,17 @@ fn authorize_web2(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<SecretId, ApiError> {
+) -> Result<(SecretId, Address), ApiError> {
     let owner = address(query_param(q, "ownerAddress")?, "ownerAddress")?;
     let name = query_param(q, "secretName")?;
-    authorize(
+    let signer = authorize(
         headers,
         &challenge::named_secret(owner.as_slice(), name, body),
         owner,
     )?;
-    SecretId::web2(owner, name).map_err(|e| ApiError::bad_request(format!("secretName: {e}")))
+    SecretId::web2(owner, name)
+        .map(|id| (id, signer))
+        .map_err(|e| ApiError::bad_request(format!("secretName: {e}")))
 }
 
 pub async fn push_web2(
@@ -200,9 +229,9 @@ pub async fn push_web2(
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    let id = authorize_web2(&q, &headers, &body)?;
+    let (id, signer) = authorize_web2(&q, &headers, &body)?;
     let value = checked_value(&state, &body, StatusCode::PAYLOAD_TOO_LARGE)?;
-    insert(&state, &id, &value).await
+    insert(&state, &id, signer, &value).await
 }
 
 pub async fn update_web2(
@@ -211,11 +240,12 @@ pub async fn update_web2(
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    let id = authorize_web2(&q, &headers, &body)?;
+    let (id, signer) = authorize_web2(&q, &headers, &body)?;
     let value = checked_value(&state, &body, StatusCode::PAYLOAD_TOO_LARGE)?;
     match state.store.update(&RecordKey::from(&id), &value).await? {
         Update::Updated { version } => {
             tracing::info!(secret = %id, version, "secret updated");
+            record_write(&state, &id, signer, SecretAction::Updated, version).await;
             Ok(StatusCode::NO_CONTENT)
         }
         Update::Unchanged => Ok(StatusCode::NO_CONTENT),
@@ -240,9 +270,9 @@ pub async fn push_app(
     let push = async {
         let app = address(&app, "appAddress")?;
         let digest = challenge::app_developer_secret(&app, &body);
-        authorize_entry_owner(&state, &headers, &digest, app, "app").await?;
+        let signer = authorize_entry_owner(&state, &headers, &digest, app, "app").await?;
         let value = checked_value(&state, &body, StatusCode::PAYLOAD_TOO_LARGE)?;
-        insert(&state, &SecretId::app_developer(app), &value).await
+        insert(&state, &SecretId::app_developer(app), signer, &value).await
     };
     push.await.map_err(|e| e.shaped(Shape::List))
 }
@@ -270,7 +300,7 @@ pub async fn push_requester(
 ) -> Reply {
     let push = async {
         let requester = address(&requester, "requesterAddress")?;
-        authorize(
+        let signer = authorize(
             &headers,
             &challenge::named_secret(requester.as_slice(), &name, &body),
             requester,
@@ -279,7 +309,13 @@ pub async fn push_requester(
             RequesterSecretName::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
         // iExec answers 400, not 413, for an oversized requester secret.
         let value = checked_value(&state, &body, StatusCode::BAD_REQUEST)?;
-        insert(&state, &SecretId::requester(requester, &name), &value).await
+        insert(
+            &state,
+            &SecretId::requester(requester, &name),
+            signer,
+            &value,
+        )
+        .await
     };
     push.await.map_err(|e| e.shaped(Shape::List))
 }

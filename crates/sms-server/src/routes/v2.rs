@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
+use sms_core::audit::{AuditEvent, SecretAction};
 use sms_core::secret::{SecretId, SecretKind, SecretValue};
 use sms_core::secret_operation::{
     self, DomainClaim, FieldError, Operation, SecretList, SecretMetadata, SecretVersion,
@@ -50,6 +51,12 @@ pub async fn put(State(state): State<AppState>, body: Bytes) -> Reply<SecretVers
                 metrics::gauge!("sms_secrets_stored", "kind" => id.kind.as_str()).increment(1.0);
             }
             tracing::info!(secret = %id, version, signer = %authorized.operation.signer, "secret written (v2)");
+            let action = if expected == 0 {
+                SecretAction::Created
+            } else {
+                SecretAction::Updated
+            };
+            record_write(&state, id, &authorized, action, version).await;
             Ok(Json(secret_version(id, version)))
         }
         CheckAndSet::Conflict { current } => Err(conflict(expected, current)),
@@ -69,6 +76,7 @@ pub async fn delete(State(state): State<AppState>, body: Bytes) -> Reply<SecretV
         CheckAndSet::Written { version } => {
             metrics::gauge!("sms_secrets_stored", "kind" => id.kind.as_str()).decrement(1.0);
             tracing::info!(secret = %id, version, signer = %authorized.operation.signer, "secret deleted (v2)");
+            record_write(&state, id, &authorized, SecretAction::Deleted, version).await;
             Ok(Json(secret_version(id, version)))
         }
         CheckAndSet::Conflict { current: 0 } => Err(not_found(id)),
@@ -106,6 +114,24 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Reply<SecretMet
         Some(meta) => Ok(Json(metadata(id.kind, id.owner, &meta))),
         None => Err(not_found(id)),
     }
+}
+
+/// The audit entry of a v2 write (identity, signer, version: never the value).
+async fn record_write(
+    state: &AppState,
+    id: &SecretId,
+    authorized: &Authorized,
+    action: SecretAction,
+    version: i64,
+) {
+    let event = AuditEvent::SecretWritten {
+        secret: id.into(),
+        action,
+        signer: sms_core::hex::encode_prefixed(authorized.operation.signer),
+        version,
+        api: "v2".into(),
+    };
+    crate::audit::record_after(&state.store, &event).await;
 }
 
 /// What the steps establish: who signed, what they may touch, and for a put the value.

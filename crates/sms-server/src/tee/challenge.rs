@@ -68,16 +68,16 @@ pub enum ChallengeError {
     Corrupt,
 }
 
-/// Gets or creates the challenge of a task; returns its address.
+/// Gets or creates the challenge of a task; returns its address and whether this call created it.
 pub async fn get_or_create(
     store: &Store,
     task_id: &B256,
     expires_at: u64,
-) -> Result<Address, ChallengeError> {
+) -> Result<(Address, bool), ChallengeError> {
     let key = record_key(task_id);
     if let Some(existing) = store.get(&key).await? {
         return signer_of(&existing.value)
-            .map(|s| s.address())
+            .map(|s| (s.address(), false))
             .ok_or(ChallengeError::Corrupt);
     }
     let signer = PrivateKeySigner::random();
@@ -87,13 +87,13 @@ pub async fn get_or_create(
     match store.insert(&key, &value, Some(expires)).await? {
         Insert::Inserted => {
             metrics::counter!("sms_tee_challenges_created_total").increment(1);
-            Ok(signer.address())
+            Ok((signer.address(), true))
         }
         Insert::AlreadyExists => {
             // Lost the race: the winner's key is the task's challenge.
             let winner = store.get(&key).await?.ok_or(ChallengeError::Corrupt)?;
             signer_of(&winner.value)
-                .map(|s| s.address())
+                .map(|s| (s.address(), false))
                 .ok_or(ChallengeError::Corrupt)
         }
     }

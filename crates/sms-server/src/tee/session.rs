@@ -1,8 +1,8 @@
 //! `POST /tee/sessions` as a list of steps, each returning what the next needs:
 //! `verify_worker → (the route counts the workerpool signer's rate) → authorize_session_task →
-//! find_live_session → describe_task → gather_secrets → build_plan → store_session → export`.
-//! Both signatures are recovered offline in the first step: a request nobody could have
-//! signed costs no chain read. Every failure is a
+//! find_live_session → describe_task → gather_secrets → build_plan → store_session → export →
+//! record_session`. Both signatures are recovered offline in the first step: a request nobody
+//! could have signed costs no chain read. Every failure is a
 //! [`SessionError`] whose code is the wire contract; details name what was wrong and never
 //! carry secret values. `/tee/challenges` shares the on-chain checks ([`super::task`]).
 
@@ -89,6 +89,7 @@ pub async fn create(
     let plan = build_plan(state, &task, &assets, &secrets, &auth)?;
     let session_id = store_session(state, &task, &plan, &auth).await?;
     export(state, &session_id, &plan).await?;
+    record_session(state, &task, &assets, &secrets, &auth, &session_id).await;
     metrics::counter!("sms_tee_sessions_created_total").increment(1);
     tracing::info!(
         task = %task.task_id,
@@ -456,6 +457,38 @@ async fn export(
     }
 }
 
+/// Step 9: the audit entry of the session (docs/audit.md): who runs what, with which
+/// secrets, by identity. The session is stored already, so a failed append is logged and
+/// counted; the releases from it are the entries that must not be missing.
+async fn record_session(
+    state: &AppState,
+    task: &AuthorizedTask,
+    assets: &TaskAssets,
+    secrets: &GatheredSecrets,
+    auth: &WorkerpoolAuthorization,
+    session_id: &str,
+) {
+    use sms_core::hex::encode_prefixed as hex;
+    let mut held: Vec<sms_core::audit::SecretRef> =
+        secrets.secrets.keys().map(Into::into).collect();
+    held.sort();
+    let event = sms_core::audit::AuditEvent::SessionCreated {
+        task: hex(task.task_id),
+        deal: hex(task.deal.deal_id),
+        session: session_id.to_owned(),
+        app: hex(task.deal.app.pointer),
+        dataset: assets
+            .dataset
+            .as_ref()
+            .map(|_| hex(task.deal.dataset.pointer)),
+        requester: hex(task.deal.requester),
+        workerpool: hex(task.deal.workerpool.pointer),
+        worker: hex(auth.worker_wallet),
+        secrets: held,
+    };
+    crate::audit::record_after(&state.store, &event).await;
+}
+
 /// The live session of a task: `RecordKey("tee-task-session", "", <taskId>)`, sealed JSON,
 /// expiring with the session. Only this type builds that key or decodes that record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -613,14 +646,24 @@ pub async fn challenge(
         0 => challenge::unix_now() + challenge::MISSING_DEADLINE_RETENTION_SECS,
         deadline => deadline,
     };
-    challenge::get_or_create(&state.store, &task_id, expires_at)
+    let (address, created) = challenge::get_or_create(&state.store, &task_id, expires_at)
         .await
         .map_err(|e| match e {
             challenge::ChallengeError::Store(e) if e.is_unavailable() => {
                 F::StoreUnavailable(e.to_string())
             }
             e => F::NotCreated(e.to_string()),
-        })
+        })?;
+    if created {
+        use sms_core::hex::encode_prefixed as hex;
+        let event = sms_core::audit::AuditEvent::ChallengeIssued {
+            task: hex(task_id),
+            challenge: hex(address),
+            workerpool: hex(task.deal.workerpool.pointer),
+        };
+        crate::audit::record_after(&state.store, &event).await;
+    }
+    Ok(address)
 }
 
 /// The workerpool owner's signature in the `Authorization` header (scheduler routes).

@@ -1,5 +1,6 @@
 pub mod app_run;
 pub mod attest;
+pub mod audit;
 pub mod bench;
 pub mod dataset_files;
 pub mod demo;

@@ -247,7 +247,7 @@ fn table(rows: &[SecretMetadata]) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of unix seconds (civil-from-days, proleptic Gregorian).
-fn utc(secs: i64) -> String {
+pub(crate) fn utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let z = days + 719_468;
