@@ -318,9 +318,15 @@ pub fn plan_checks(inputs: &SessionInputs<'_>, needed: &SecretsNeeded) -> Vec<Ch
     }));
 
     let storage = session_plan::result_storage_env(inputs);
-    checks.push(Check::from_step(RESULT_STORAGE_TOKEN, &storage, |env| {
+    let mut storage_check = Check::from_step(RESULT_STORAGE_TOKEN, &storage, |env| {
         storage_fact(inputs, env)
-    }));
+    });
+    if storage.is_err() && task.worker == crate::Address::ZERO {
+        storage_check
+            .fact
+            .push_str(" (no worker given: a worker's own token was not looked for)");
+    }
+    checks.push(storage_check);
 
     let pre_needed = match &dataset {
         Ok(d) => Ok(session_plan::needs_pre_compute(*d, task.params)),

@@ -220,10 +220,10 @@ async fn find_live_session(
 }
 
 /// What the session is built from besides secrets.
-pub(crate) struct TaskAssets {
-    pub app: AppEntry,
-    pub dataset: Option<DatasetEntry>,
-    pub params: DealParams,
+struct TaskAssets {
+    app: AppEntry,
+    dataset: Option<DatasetEntry>,
+    params: DealParams,
 }
 
 /// Step 4: the app, the dataset (if any) and the deal params.
