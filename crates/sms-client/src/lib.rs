@@ -2,6 +2,7 @@
 //! CLI, the local worker and the tests.
 
 pub mod provision;
+pub mod result_proxy;
 pub mod tee;
 pub mod v2;
 pub mod wallet;

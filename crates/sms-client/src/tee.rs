@@ -11,9 +11,10 @@ use sms_core::{Address, B256};
 
 use crate::{ClientError, SmsClient};
 
-/// `POST /tee/sessions` answer.
+/// `POST /tee/sessions` answer, decoded as strictly as the iExec worker does (an unknown key
+/// fails the decode).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionAnswer {
     pub session_id: String,
     pub secret_provisioning_url: String,
@@ -145,6 +146,7 @@ impl SmsClient {
             )
             .await?;
         #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct Wrapped {
             data: SessionAnswer,
         }

@@ -10,6 +10,7 @@ pub mod hex;
 pub mod ledger;
 pub mod measurement;
 pub mod pipeline;
+pub mod result_proxy;
 pub mod secret;
 pub mod secret_operation;
 pub mod session_plan;

@@ -132,11 +132,10 @@ async fn tdx_session_pins_every_register_and_releases_the_app_stage() {
         enclave_challenge: enclave,
         signature: sign_eip191(&pool_owner, &hash),
     };
-    let session_id = client
-        .tee_session(&worker, &authorization)
-        .await
-        .unwrap()
-        .session_id;
+    let answer = client.tee_session(&worker, &authorization).await.unwrap();
+    // TDX: the full URL of the attestation endpoint (SCONE and Gramine answer host:port).
+    assert_eq!(answer.secret_provisioning_url, server.url());
+    let session_id = answer.session_id;
 
     // The stored expectation of each stage.
     let stored = server

@@ -1239,6 +1239,40 @@ async fn configured_pipelines() {
     assert!(err.contains("pipelines[0].pre-compute"), "{err}");
 }
 
+/// A Gramine session answer, decoded as the iExec worker does (unknown keys refused), carries
+/// `host:port` of the attestation endpoint like SCONE's.
+#[tokio::test]
+async fn gramine_session_answer_decodes_strictly() {
+    let mut w = World::with_config(|c| {
+        c.tee.tee_framework = Some(sms_server::tee::args::FrameworkArg::Gramine);
+    })
+    .await;
+    w.app = w
+        .deploy_app(&format!(
+            r#"{{"framework":"GRAMINE","version":"v5","entrypoint":"/app","heapSize":1073741824,"fingerprint":"{APP_FP}"}}"#
+        ))
+        .await;
+    w.client()
+        .push_web2_secret(
+            &w.requester,
+            "iexec-result-iexec-ipfs-token",
+            "t",
+            Web2Write::Create,
+        )
+        .await
+        .unwrap();
+    let task = w.task(json!({ "tag": "tee,gramine" })).await;
+    let enclave = w.challenge(task).await;
+    let (s, v) = w.session_with(task, enclave).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let answer: UpstreamSession = strict("gramine session", &v);
+    assert_eq!(
+        answer.data.secret_provisioning_url,
+        w.server.url().trim_start_matches("http://")
+    );
+    assert!(answer.data.session_id.ends_with(&format!("0000{task}")));
+}
+
 #[tokio::test]
 async fn provisioning_url_is_host_port_for_scone_and_configurable() {
     for (public, configured, expected) in [
@@ -1492,6 +1526,19 @@ struct UpstreamStage {
 #[serde(deny_unknown_fields)]
 struct UpstreamError {
     error: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamSession {
+    data: UpstreamSessionData,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpstreamSessionData {
+    session_id: String,
+    secret_provisioning_url: String,
 }
 
 fn strict<T: serde::de::DeserializeOwned>(what: &str, body: &Value) -> T {

@@ -11,5 +11,6 @@ pub mod chain;
 pub mod cluster;
 pub mod postgres;
 pub mod proxy;
+pub mod result_proxy;
 pub mod rpc_count;
 pub mod server;

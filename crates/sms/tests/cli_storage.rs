@@ -5,6 +5,9 @@
 
 use reqwest::Method;
 use sms_core::Address;
+use sms_core::secret::{RESULT_IPFS_TOKEN, SecretId};
+use sms_store::RecordKey;
+use sms_testkit::result_proxy::FakeResultProxy;
 use sms_testkit::server::TestServer;
 
 mod common;
@@ -84,6 +87,85 @@ async fn storage_init_and_check_push_the_sdk_secrets() {
     ]);
     assert_ne!(empty.code, 0);
     assert!(empty.stderr.contains("empty"), "{}", empty.stderr);
+}
+
+/// `storage init` for ipfs without `--token` logs in to the result proxy like the SDK (the
+/// proxy checks the signature over its EIP-712 challenge) and pushes the token it issues.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_init_ipfs_logs_in_to_the_result_proxy() {
+    let server = TestServer::dev().await;
+    let cli = DevCli::new(&server);
+    let requester = cli.wallet("requester");
+    let address: Address = cli.address("requester").parse().unwrap();
+    let chain_id = server.client().v2_domain().await.unwrap().chain_id;
+    let proxy = FakeResultProxy::start(chain_id).await;
+    let url = proxy.url();
+    let pushed = cli.ok(&[
+        "storage",
+        "init",
+        "--result-proxy-url",
+        &url,
+        "--wallet-file",
+        &requester,
+        "--json",
+    ]);
+    assert_eq!(pushed["isPushed"], true);
+    assert_eq!(proxy.logins(), 1);
+    let id = SecretId::web2(address, RESULT_IPFS_TOKEN).unwrap();
+    let stored = server
+        .server()
+        .store
+        .get(&RecordKey::from(&id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.value.as_str(),
+        Some(FakeResultProxy::token_for(address).as_str())
+    );
+
+    // Without a proxy URL on a chain iExec runs no proxy for: refused, naming the flag.
+    let other = cli.wallet("owner");
+    let run = cli.run(&[
+        "storage",
+        "init",
+        "--chain-id",
+        "65535",
+        "--wallet-file",
+        &other,
+    ]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("--result-proxy-url"), "{}", run.stderr);
+}
+
+/// A proxy that asks for anything but its own challenge (here: the typed data of a dataset
+/// order, which would hand a signed order to the proxy) gets no signature and no login.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_init_refuses_to_sign_a_hostile_challenge() {
+    let server = TestServer::dev().await;
+    let cli = DevCli::new(&server);
+    let requester = cli.wallet("requester");
+    let chain_id = server.client().v2_domain().await.unwrap().chain_id;
+    let order = serde_json::json!({
+        "types": { "DatasetOrder": [{ "name": "dataset", "type": "address" }] },
+        "domain": { "name": "iExecODB", "version": "5.0.0", "chainId": chain_id },
+        "primaryType": "DatasetOrder",
+        "message": { "dataset": Address::repeat_byte(7) },
+    });
+    let proxy = FakeResultProxy::hostile(chain_id, order).await;
+    let run = cli.run(&[
+        "storage",
+        "init",
+        "--result-proxy-url",
+        &proxy.url(),
+        "--chain-id",
+        &chain_id.to_string(),
+        "--wallet-file",
+        &requester,
+    ]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("primaryType"), "{}", run.stderr);
+    assert_eq!(proxy.logins(), 0, "nothing was signed or sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]

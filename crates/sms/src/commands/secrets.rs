@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
+use alloy_signer_local::PrivateKeySigner;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use sms_client::Web2Write;
+use sms_client::{SmsClient, Web2Write, result_proxy};
 use sms_core::Address;
 use sms_core::secret::{
     RESULT_DROPBOX_TOKEN, RESULT_ENCRYPTION_PUBLIC_KEY, RESULT_IPFS_TOKEN, parse_address,
@@ -283,11 +284,20 @@ pub enum StorageCommand {
     Init {
         #[arg(long, value_enum, default_value = "ipfs")]
         provider: StorageProvider,
-        /// The token (prompted for, or read from standard input, when absent). For ipfs it is
-        /// the result proxy's token: the SDK logs in to the result proxy to get one, `sms`
-        /// does not (yet), so pass it.
+        /// The token. Dropbox: prompted for, or read from standard input, when absent. Ipfs:
+        /// when absent, `sms` logs in to the result proxy with your wallet (it signs the proxy's
+        /// EIP-712 challenge, nothing else) and pushes the token the proxy issues, as
+        /// `iexec storage init` does.
         #[arg(long)]
         token: Option<String>,
+        /// Result proxy to log in to (ipfs without --token). Default: iExec's result proxy of
+        /// the chain, known for bellecour (134) only.
+        #[arg(long, env = "IEXEC_RESULT_PROXY_URL")]
+        result_proxy_url: Option<String>,
+        /// Chain id the result proxy login is signed for. Default: the SMS's chain
+        /// (`GET /v2/domain`).
+        #[arg(long, env = "IEXEC_CHAIN_ID")]
+        chain_id: Option<u64>,
         /// Replace the token if one is already set.
         #[arg(long)]
         force_update: bool,
@@ -313,15 +323,22 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
         StorageCommand::Init {
             provider,
             token,
+            result_proxy_url,
+            chain_id,
             force_update,
             signed,
         } => {
-            let token = secret_value(token)?;
+            let client = signed.sms.client()?;
+            let signer = signed.wallet.signer()?;
+            let token = match (provider, token) {
+                (StorageProvider::Ipfs, None) => {
+                    result_proxy_token(&client, &signer, result_proxy_url, chain_id).await?
+                }
+                (_, token) => secret_value(token)?,
+            };
             if token.trim().is_empty() {
                 anyhow::bail!("the {provider:?} storage token is empty (give it with --token)");
             }
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
             let name = provider.secret_name();
             let exists = push_reserved_web2(&client, &signer, name, &token, force_update).await?;
             let human = if exists {
@@ -349,6 +366,31 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// Logs in to the result proxy for the SMS's chain (or `chain_id`) and returns its token.
+async fn result_proxy_token(
+    client: &SmsClient,
+    signer: &PrivateKeySigner,
+    url: Option<String>,
+    chain_id: Option<u64>,
+) -> anyhow::Result<String> {
+    let chain_id = match chain_id {
+        Some(id) => id,
+        None => {
+            client
+                .v2_domain()
+                .await
+                .context("cannot learn the chain id from the SMS (give it with --chain-id)")?
+                .chain_id
+        }
+    };
+    let url = url
+        .or_else(|| result_proxy::default_url(chain_id).map(str::to_owned))
+        .with_context(|| {
+            format!("no known result proxy for chain {chain_id}: give it with --result-proxy-url")
+        })?;
+    Ok(result_proxy::login(&url, chain_id, signer).await?)
 }
 
 // ---- result encryption key ----
