@@ -15,19 +15,20 @@ pub const DEFAULT_HEAD_INTERVAL_MS: u64 = 10_000;
 /// Entries read per page by the head signer and the receipts.
 pub const PAGE: u32 = 1000;
 
-/// Appends `event`; a failure is logged and counted, and returned: the caller decides
-/// whether its action may stand without its entry (a release may not).
+/// Appends `event` and waits for it; a failure is logged (and counted by the store) and
+/// returned: the caller decides whether its action may stand without its entry (a release
+/// may not).
 pub async fn record(store: &Store, event: &AuditEvent) -> Result<u64, StoreError> {
     store.audit_append(event).await.inspect_err(|e| {
         tracing::error!(error = %e, event = event.kind(), "audit log append failed");
-        metrics::counter!("sms_audit_write_failures_total", "type" => event.kind()).increment(1);
     })
 }
 
-/// Appends `event` after an action that is already committed (a secret write, a session):
-/// the action stands; a failed append is logged and counted (`sms_audit_write_failures_total`).
+/// Queues `event` after an action that is already committed (a secret write, a session):
+/// the action stands and its answer does not wait on the log; a failed append is logged and
+/// counted (`sms_audit_write_failures_total`).
 pub async fn record_after(store: &Store, event: &AuditEvent) {
-    let _ = record(store, event).await;
+    store.audit_append_detached(event);
 }
 
 /// The head signer of one replica: reads each new entry once, checks it links to the one

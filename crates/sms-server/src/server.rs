@@ -102,10 +102,9 @@ impl Server {
         let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
         let (identity, identity_created) = crate::identity::load_or_create(&store).await?;
         let identity_document = identity.public_key().document();
-        // A second handle on the same key: the provisioner owns the first.
-        let head_identity = crate::identity::load(&store).await?.ok_or_else(|| {
-            StartupError::Config("the SMS identity vanished from the store".into())
-        })?;
+        // A second handle on the same key (the provisioner owns the first), from its seed.
+        let head_identity = sms_attest::SmsIdentity::from_seed(identity.seed())
+            .map_err(|e| StartupError::Config(format!("SMS identity: {e}")))?;
         let audit_signer = Arc::new(crate::audit::HeadSigner::new(store.clone(), head_identity));
         let audit_task = audit_signer
             .clone()

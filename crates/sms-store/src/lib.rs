@@ -378,9 +378,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn backup_to(&self, dest: &std::path::Path) -> Result<(), StoreError>;
     /// One cheap round trip (`SELECT 1`), bounded by the backend's timeout (`/health`).
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Appends the entry with `body` after the current head of the audit log, in one
-    /// transaction (one chain across replicas); the index it got.
-    async fn append_audit(&self, at: u64, body: String) -> Result<u64, StoreError>;
+    /// Appends one entry per body, in order, after the current head of the audit log, in one
+    /// transaction (one chain across replicas); the index of the first.
+    async fn append_audit(&self, at: u64, bodies: Vec<String>) -> Result<u64, StoreError>;
     /// Up to `limit` entries from index `from`, in order.
     async fn audit_entries(
         &self,
@@ -415,6 +415,54 @@ pub struct Versioned {
 pub struct Store {
     backend: Arc<dyn Backend>,
     keys: Arc<KeyRing>,
+    audit: tokio::sync::mpsc::Sender<AuditJob>,
+}
+
+/// Entries appended by one audit transaction at most.
+const AUDIT_BATCH: usize = 256;
+/// Entries waiting for the audit writer at most; past it a detached entry is dropped (counted).
+const AUDIT_QUEUE: usize = 8192;
+
+/// One entry for the audit writer; `done` when the caller waits for it.
+struct AuditJob {
+    body: String,
+    kind: &'static str,
+    done: Option<tokio::sync::oneshot::Sender<Result<u64, StoreError>>>,
+}
+
+/// The audit writer of one process: appends queued entries in batches, one transaction (one
+/// chain-head lock) each, so concurrent actions do not queue on the lock one by one.
+async fn audit_writer(backend: Arc<dyn Backend>, mut jobs: tokio::sync::mpsc::Receiver<AuditJob>) {
+    let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    while jobs.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+        let bodies = batch.iter().map(|j| j.body.clone()).collect();
+        let result = backend.append_audit(unix_now().max(0) as u64, bodies).await;
+        for (i, job) in batch.drain(..).enumerate() {
+            let answer = match &result {
+                Ok(first) => {
+                    metrics::counter!("sms_audit_entries_total", "type" => job.kind).increment(1);
+                    Ok(first + i as u64)
+                }
+                Err(e) => {
+                    metrics::counter!("sms_audit_write_failures_total", "type" => job.kind)
+                        .increment(1);
+                    Err(if e.is_unavailable() {
+                        StoreError::Unavailable(e.to_string())
+                    } else {
+                        StoreError::Key(format!("audit log append failed: {e}"))
+                    })
+                }
+            };
+            if let Err(e) = &answer
+                && job.done.is_none()
+            {
+                tracing::error!(error = %e, event = job.kind, "audit log append failed");
+            }
+            if let Some(done) = job.done {
+                let _ = done.send(answer);
+            }
+        }
+    }
 }
 
 impl Store {
@@ -430,9 +478,12 @@ impl Store {
         policy: RotationPolicy,
     ) -> Result<Self, StoreError> {
         let keys = KeyRing::open(backend.as_ref(), master, policy).await?;
+        let (audit, jobs) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
+        tokio::spawn(audit_writer(backend.clone(), jobs));
         Ok(Self {
             backend,
             keys: Arc::new(keys),
+            audit,
         })
     }
 
@@ -788,18 +839,41 @@ impl Store {
         Ok(retired)
     }
 
-    /// Appends `event` to the audit log now; the index it got. Fails rather than skip: the
-    /// caller decides whether the action may go on without its entry.
+    /// Appends `event` to the audit log and waits until it is committed; the index it got.
+    /// Fails rather than skip: the caller decides whether its action may go on without it.
     pub async fn audit_append(
         &self,
         event: &sms_core::audit::AuditEvent,
     ) -> Result<u64, StoreError> {
-        let index = self
-            .backend
-            .append_audit(unix_now().max(0) as u64, event.body())
-            .await?;
-        metrics::counter!("sms_audit_entries_total", "type" => event.kind()).increment(1);
-        Ok(index)
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let job = AuditJob {
+            body: event.body(),
+            kind: event.kind(),
+            done: Some(done),
+        };
+        self.audit
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        committed.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues `event` for the audit log without waiting (an action already committed must
+    /// not wait on the log); a failure is logged and counted (`sms_audit_write_failures_total`).
+    pub fn audit_append_detached(&self, event: &sms_core::audit::AuditEvent) {
+        let job = AuditJob {
+            body: event.body(),
+            kind: event.kind(),
+            done: None,
+        };
+        if self.audit.try_send(job).is_err() {
+            tracing::error!(
+                event = event.kind(),
+                "audit queue full or writer gone: entry dropped"
+            );
+            metrics::counter!("sms_audit_write_failures_total", "type" => event.kind())
+                .increment(1);
+        }
     }
 
     /// Up to `limit` audit entries from index `from`.

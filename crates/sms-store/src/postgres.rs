@@ -60,10 +60,13 @@ impl PostgresSettings {
         }
         let options = PgConnectOptions::from_str(&self.url)
             .map_err(|e| StoreError::Key(format!("--database-url is not a PostgreSQL URL: {e}")))?;
-        Ok(options.options([(
-            "statement_timeout",
-            format!("{}ms", self.timeout.as_millis().max(1)),
-        )]))
+        let ms = format!("{}ms", self.timeout.as_millis().max(1));
+        // A client that vanished inside a transaction (the audit append holds the chain-head
+        // lock) must not keep its locks: the server ends such a session after the same bound.
+        Ok(options.options([
+            ("statement_timeout", ms.clone()),
+            ("idle_in_transaction_session_timeout", ms),
+        ]))
     }
 }
 
@@ -465,33 +468,38 @@ impl Backend for PostgresBackend {
         self.description.clone()
     }
 
-    async fn append_audit(&self, at: u64, body: String) -> Result<u64, StoreError> {
+    async fn append_audit(&self, at: u64, bodies: Vec<String>) -> Result<u64, StoreError> {
         let pool = self.pool.clone();
         self.bounded(async move {
             let mut tx = pool.begin().await?;
             // The head row's lock orders the appends of every replica: the next one reads the
             // head this one wrote (READ COMMITTED re-reads a locked row once it is released).
-            let (size, head): (i64, Vec<u8>) = sqlx::query_as(sql::AUDIT_CHAIN_FOR_UPDATE)
+            let (first, mut head): (i64, Vec<u8>) = sqlx::query_as(sql::AUDIT_CHAIN_FOR_UPDATE)
                 .fetch_one(&mut *tx)
                 .await?;
-            let entry = sql::next_audit_entry(size, &head, at, body);
-            let hash = entry.hash();
-            sqlx::query(sql::AUDIT_INSERT)
-                .bind(size)
-                .bind(at as i64)
-                .bind(entry.prev.as_slice())
-                .bind(hash.as_slice())
-                .bind(&entry.body)
-                .execute(&mut *tx)
-                .await?;
+            let mut size = first;
+            for body in bodies {
+                let entry = sql::next_audit_entry(size, &head, at, body);
+                let hash = entry.hash();
+                sqlx::query(sql::AUDIT_INSERT)
+                    .bind(size)
+                    .bind(at as i64)
+                    .bind(entry.prev.as_slice())
+                    .bind(hash.as_slice())
+                    .bind(&entry.body)
+                    .execute(&mut *tx)
+                    .await?;
+                head = hash.to_vec();
+                size += 1;
+            }
             sqlx::query(sql::AUDIT_ADVANCE)
-                .bind(size + 1)
-                .bind(hash.as_slice())
                 .bind(size)
+                .bind(head.as_slice())
+                .bind(first)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(size.max(0) as u64)
+            Ok(first.max(0) as u64)
         })
         .await
     }

@@ -99,8 +99,8 @@ enum Write {
     RetireDataKey(i64),
     RewrapRow(SealedRow, Vec<u8>),
     RewrapTombstones(i64, u32),
-    /// Unix seconds and body of the next audit entry; answers its index + 1.
-    AppendAudit(u64, String),
+    /// Unix seconds and bodies of the next audit entries; answers the first index + 1.
+    AppendAudit(u64, Vec<String>),
     InsertAuditHead(StoredTreeHead),
 }
 
@@ -476,13 +476,23 @@ async fn commit_group(
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
-            Write::AppendAudit(at, body) => {
+            Write::AppendAudit(at, bodies) => {
                 // A savepoint: an append the database refuses fails alone, not the group.
                 let mut sp = tx.begin().await?;
-                match append_audit(&mut sp, *at, body).await {
-                    Ok(index) => {
+                let mut appended: Result<Option<u64>, sqlx::Error> = Ok(None);
+                for body in bodies {
+                    match append_audit(&mut sp, *at, body).await {
+                        Ok(index) => appended = appended.map(|first| first.or(Some(index))),
+                        Err(e) => {
+                            appended = Err(e);
+                            break;
+                        }
+                    }
+                }
+                match appended {
+                    Ok(first) => {
                         sp.commit().await?;
-                        index + 1
+                        first.map_or(0, |f| f + 1)
                     }
                     Err(e) => {
                         sp.rollback().await?;
@@ -730,8 +740,8 @@ impl Backend for SqliteBackend {
         format!("sqlite {}", self.path)
     }
 
-    async fn append_audit(&self, at: u64, body: String) -> Result<u64, StoreError> {
-        let result = self.submit(Write::AppendAudit(at, body)).await?;
+    async fn append_audit(&self, at: u64, bodies: Vec<String>) -> Result<u64, StoreError> {
+        let result = self.submit(Write::AppendAudit(at, bodies)).await?;
         result
             .checked_sub(1)
             .ok_or_else(|| StoreError::Key("audit log append refused".into()))
