@@ -594,7 +594,10 @@ mod tests {
         assert_eq!(options.get_port(), 5433);
         assert_eq!(options.get_database(), Some("sms"));
         assert!(format!("{options:?}").contains("/etc/sms/pg-ca.pem"));
-        assert_eq!(options.get_options(), Some("-c statement_timeout=1200ms"));
+        assert_eq!(
+            options.get_options(),
+            Some("-c statement_timeout=1200ms -c idle_in_transaction_session_timeout=1200ms")
+        );
     }
 
     #[test]

@@ -182,15 +182,17 @@ pub async fn receipts(
         Some(h) => state.store.audit_leaves(h.head.size).await?,
         None => Vec::new(),
     };
+    let entries: HashMap<u64, &sms_store::StoredAuditEntry> =
+        stored.iter().map(|s| (s.entry.index, s)).collect();
+    let events_by_index: HashMap<u64, &AuditEvent> = events.iter().map(|(i, e)| (*i, e)).collect();
     let receipts = mine
         .iter()
         .filter_map(|index| {
-            let s = stored.get(usize::try_from(*index).ok()?)?;
-            let (_, event) = events.iter().find(|(i, _)| i == index)?;
+            let position = usize::try_from(*index).ok()?;
             Some(Receipt {
-                entry: wire_entry(s),
-                event: event.clone(),
-                proof: inclusion_proof(&leaves, usize::try_from(*index).ok()?)
+                entry: wire_entry(entries.get(index)?),
+                event: (*events_by_index.get(index)?).clone(),
+                proof: inclusion_proof(&leaves, position)
                     .map(|path| path.iter().map(hash_hex).collect()),
             })
         })
