@@ -569,7 +569,7 @@ pub async fn challenge(
         })
 }
 
-fn parse_task_id(text: &str) -> Option<B256> {
+pub(crate) fn parse_task_id(text: &str) -> Option<B256> {
     let digits = text
         .strip_prefix("0x")
         .or_else(|| text.strip_prefix("0X"))?;
