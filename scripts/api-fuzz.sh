@@ -2,14 +2,14 @@
 # API fuzzing (docs/fuzzing.md): starts `sms server --dev` on a free loopback port, runs
 # schemathesis (pinned, installed from PyPI in a venv under ~/.cache) against its
 # /openapi.json, stops the server. Fails on a 5xx, a response that violates the document, or a
-# response slower than 10 s. Usage: scripts/api-fuzz.sh [examples per operation, default 50]
-# Bounded: at most API_FUZZ_MAX_TIME seconds of generation (default 240).
+# response slower than 10 s. Usage: scripts/api-fuzz.sh [examples per operation, default 20]
+# Bounded: at most API_FUZZ_MAX_TIME seconds of generation (default 120).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
-EXAMPLES=${1:-50}
-MAX_TIME=${API_FUZZ_MAX_TIME:-240}
+EXAMPLES=${1:-20}
+MAX_TIME=${API_FUZZ_MAX_TIME:-120}
 VENV=${SMS_SCHEMATHESIS_VENV:-$HOME/.cache/sms-schemathesis-$SCHEMATHESIS_VERSION}
 
 if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
@@ -39,7 +39,6 @@ timeout --kill-after=10 $((MAX_TIME + 120)) "$VENV/bin/schemathesis" --no-color 
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$EXAMPLES" --max-time "$MAX_TIME" --workers 1 --seed 17 \
     --request-timeout 10 --max-response-time 10 --generation-database none \
-    --exclude-path-regex '^/admin/' \
     || status=$?
 echo "schemathesis: $(( $(date +%s) - start )) s, exit $status"
 if ! kill -0 "$SERVER" 2>/dev/null; then

@@ -56,7 +56,7 @@ for target in "${targets[@]}"; do
     status=0
     cargo +nightly fuzz run --release "$target" "${dirs[@]}" -- \
         -max_total_time="$SECONDS_PER_TARGET" -timeout="$TIMEOUT" -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="artifacts/$target/" \
+        -print_final_stats=1 \
         >"logs/$target.log" 2>&1 || status=$?
     execs=$(awk -F: '/stat::number_of_executed_units/ { gsub(/ /, "", $2); print $2 }' "logs/$target.log" | tail -n 1)
     rate=$(awk -F: '/stat::average_exec_per_sec/ { gsub(/ /, "", $2); print $2 }' "logs/$target.log" | tail -n 1)

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::arbitrary::{self, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use sms_store::crypto::{KeyRing, MasterKey, fuzzing, seal_format, wrap_format};
 use sms_store::{RecordKey, SealedRow, WrappedDataKey};
@@ -35,7 +35,7 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-#[derive(Arbitrary, Debug)]
+#[derive(Debug)]
 struct Row {
     /// Start from the sealed row and replace only the fields set.
     from_sealed: bool,
@@ -53,7 +53,29 @@ struct Row {
     master_text: Option<String>,
 }
 
-fuzz_target!(|input: Row| {
+impl Row {
+    fn take(u: &mut Unstructured) -> arbitrary::Result<Self> {
+        Ok(Self {
+            from_sealed: u.arbitrary()?,
+            namespace: u.arbitrary()?,
+            owner: u.arbitrary()?,
+            name: u.arbitrary()?,
+            key_id: u.arbitrary()?,
+            nonce: u.arbitrary()?,
+            ciphertext: u.arbitrary()?,
+            flip: u.arbitrary()?,
+            version: u.arbitrary()?,
+            seal_format: u.arbitrary()?,
+            data_key: u.arbitrary()?,
+            master_text: u.arbitrary()?,
+        })
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(input) = Row::take(&mut Unstructured::new(data)) else {
+        return;
+    };
     let f = fixture();
     let mut row = if input.from_sealed {
         f.sealed.clone()
