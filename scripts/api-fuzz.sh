@@ -33,12 +33,13 @@ done
 echo "== schemathesis $SCHEMATHESIS_VERSION against http://127.0.0.1:$PORT/openapi.json"
 start=$(date +%s)
 status=0
-# A hard bound above schemathesis' own budget: a hang fails the run.
-timeout --kill-after=10 $((MAX_TIME + 120)) "$VENV/bin/schemathesis" --no-color run \
+# A hard bound above schemathesis' own budget: a hang fails the run. Run from the temporary
+# directory: schemathesis writes its cache in the current directory.
+(cd "$DATA" && timeout --kill-after=10 $((MAX_TIME + 120)) "$VENV/bin/schemathesis" --no-color run \
     "http://127.0.0.1:$PORT/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$EXAMPLES" --max-time "$MAX_TIME" --workers 1 --seed 17 \
-    --request-timeout 10 --max-response-time 10 --generation-database none \
+    --request-timeout 10 --max-response-time 10 --generation-database none) \
     || status=$?
 echo "schemathesis: $(( $(date +%s) - start )) s, exit $status"
 if ! kill -0 "$SERVER" 2>/dev/null; then

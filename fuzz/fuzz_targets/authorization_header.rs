@@ -20,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(EthSignature::parse(&printed), Ok(signature));
     let digest = challenge::web3_secret(rest, rest);
     if let Ok(signer) = signature.recover_eip191(&digest) {
-        assert!(sms_core::signature::is_signed_by(&signature, &digest, signer));
+        assert!(sms_core::signature::is_signed_by(
+            &signature, &digest, signer
+        ));
     }
 });

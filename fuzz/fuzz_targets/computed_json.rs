@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     };
     // What parses prints to JSON that parses to the same.
     assert_eq!(
-        ComputedFile::parse(computed.to_json().as_bytes()).ok().as_ref(),
+        ComputedFile::parse(computed.to_json().as_bytes())
+            .ok()
+            .as_ref(),
         Some(&computed)
     );
     if computed.validate(true).is_ok() {

@@ -14,12 +14,17 @@ fuzz_target!(|data: &[u8]| {
     };
     // What parses prints to JSON that parses to the same evidence.
     assert_eq!(
-        Evidence::from_json(evidence.to_json().as_bytes()).ok().as_ref(),
+        Evidence::from_json(evidence.to_json().as_bytes())
+            .ok()
+            .as_ref(),
         Some(&evidence)
     );
     let verifier = Verifier::default().dangerous_allow_simulated();
     if let Ok(report) = verifier.appraise(&evidence, None, NOW) {
-        assert!(matches!(evidence, Evidence::Simulated { .. }), "only simulated evidence passes without collateral");
+        assert!(
+            matches!(evidence, Evidence::Simulated { .. }),
+            "only simulated evidence passes without collateral"
+        );
         let _ = report.measurement_hex();
     }
     let _ = Verifier::default().appraise(&evidence, None, NOW);

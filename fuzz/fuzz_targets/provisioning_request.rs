@@ -7,6 +7,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Err(code) = sms_server::fuzzing::release_request(data) {
-        assert_eq!(code, "REQUEST_MALFORMED", "a parse step refuses as malformed only");
+        assert_eq!(
+            code, "REQUEST_MALFORMED",
+            "a parse step refuses as malformed only"
+        );
     }
 });

@@ -90,17 +90,33 @@ fuzz_target!(|data: &[u8]| {
             seal_format: seal_format::VERSIONED,
         }
     };
-    if let Some(v) = input.namespace { row.key.namespace = v; }
-    if let Some(v) = input.owner { row.key.owner = v; }
-    if let Some(v) = input.name { row.key.name = v; }
-    if let Some(v) = input.key_id { row.key_id = v; }
-    if let Some(v) = input.nonce { row.nonce = v; }
-    if let Some(v) = input.ciphertext { row.ciphertext = v; }
+    if let Some(v) = input.namespace {
+        row.key.namespace = v;
+    }
+    if let Some(v) = input.owner {
+        row.key.owner = v;
+    }
+    if let Some(v) = input.name {
+        row.key.name = v;
+    }
+    if let Some(v) = input.key_id {
+        row.key_id = v;
+    }
+    if let Some(v) = input.nonce {
+        row.nonce = v;
+    }
+    if let Some(v) = input.ciphertext {
+        row.ciphertext = v;
+    }
     for (byte, flip) in row.ciphertext.iter_mut().zip(&input.flip) {
         *byte ^= flip;
     }
-    if let Some(v) = input.version { row.version = v; }
-    if let Some(v) = input.seal_format { row.seal_format = v; }
+    if let Some(v) = input.version {
+        row.version = v;
+    }
+    if let Some(v) = input.seal_format {
+        row.seal_format = v;
+    }
     if let Ok(value) = f.ring.open_row(&row) {
         // Integrity: only the sealed row, unchanged, opens.
         assert_eq!(value.as_bytes(), b"value");

@@ -5,7 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use sms_core::Address;
-use sms_core::secret_operation::{self, Operation, ServiceDomain, SignedRequest, VerifiedOperation};
+use sms_core::secret_operation::{
+    self, Operation, ServiceDomain, SignedRequest, VerifiedOperation,
+};
 
 const NOW: u64 = 1_750_000_000;
 
@@ -23,7 +25,12 @@ fuzz_target!(|data: &[u8]| {
         signer: request.signer,
         message: request.message.clone(),
     };
-    for expected in [Operation::Put, Operation::Delete, Operation::List, Operation::Show] {
+    for expected in [
+        Operation::Put,
+        Operation::Delete,
+        Operation::List,
+        Operation::Show,
+    ] {
         if let Ok(op) = unverified.operation(expected) {
             if let Ok(target) = unverified.target(op) {
                 let _ = target.kind();

@@ -16,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = auth.hash();
     // What parses prints to JSON that parses to the same authorization.
-    let again = WorkerpoolAuthorization::from_json_str(&auth.to_json()).expect("printed form parses");
+    let again =
+        WorkerpoolAuthorization::from_json_str(&auth.to_json()).expect("printed form parses");
     assert_eq!(again.hash(), auth.hash());
     if let Ok(signature) = EthSignature::parse(&String::from_utf8_lossy(header)) {
         let _ = auth.is_signed_by_worker(&signature);
