@@ -18,6 +18,22 @@ mod state;
 pub mod tee;
 
 pub use config::{ChainArgs, ServerConfig};
+
+/// Entry points for the fuzz targets (`fuzz/`): parse steps of hostile input that are private
+/// to their routes. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Step 1 of a release (`POST /tee/provisioning/{session}/{service}/release`): the refusal
+    /// code of a malformed body.
+    pub fn release_request(body: &[u8]) -> Result<(), &'static str> {
+        crate::provision::parse_request_code(body)
+    }
+
+    /// The `{task}` segment of `POST /tee/challenges/{task}`.
+    pub fn task_id(text: &str) -> Option<sms_core::B256> {
+        crate::tee::session::parse_task_id(text)
+    }
+}
 pub use routes::CorsOrigins;
 pub use routes::admin::{KeyArgs, read_token_file as admin_token};
 pub use server::{OpenedStore, Server, StartupError, open_store};

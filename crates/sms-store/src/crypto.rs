@@ -662,6 +662,86 @@ pub async fn rotate_master_key(
     })
 }
 
+/// Entry points for the fuzz targets (`fuzz/`): a key ring built without a database, so that
+/// `open_row` and the data-key unwrap run on hostile rows at fuzzing speed. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// A ring over `master` holding the data keys `(id, wrap format, key)`, each wrapped and
+    /// unwrapped as start-up does.
+    pub fn ring(master: MasterKey, keys: &[(i64, i64, [u8; 32])]) -> Result<KeyRing, StoreError> {
+        let ring = KeyRing {
+            fingerprint: master.fingerprint(),
+            master,
+            policy: RotationPolicy::default(),
+            keys: RwLock::new(BTreeMap::new()),
+            lease: Mutex::new(Lease {
+                key_id: 0,
+                remaining: 0,
+                refresh_at: Instant::now(),
+            }),
+            refill: tokio::sync::Mutex::new(()),
+        };
+        for &(id, format, key) in keys {
+            let (nonce, wrapped) = wrap_data_key(&ring.master, id, format, &key)?;
+            ring.unwrap_into_ring(&WrappedDataKey {
+                id,
+                wrapped,
+                nonce,
+                master_fingerprint: ring.fingerprint.clone(),
+                created_at: 0,
+                encryptions: 0,
+                wrap_format: format,
+            })?;
+        }
+        Ok(ring)
+    }
+
+    /// Unwraps a stored data-key row into `ring`, as start-up does.
+    pub fn unwrap_row(ring: &KeyRing, row: &WrappedDataKey) -> Result<(), StoreError> {
+        ring.unwrap_into_ring(row)
+    }
+
+    /// Seals `value` as `key` at `version` under data key `key_id` of `ring` with `nonce`
+    /// (the store itself always draws a random nonce).
+    pub fn seal(
+        ring: &KeyRing,
+        key_id: i64,
+        key: &crate::RecordKey,
+        version: i64,
+        nonce: [u8; NONCE_LEN],
+        value: &[u8],
+    ) -> Result<crate::SealedRow, StoreError> {
+        let cipher = ring
+            .keys
+            .read()
+            .map_err(|_| StoreError::Key("key ring poisoned".into()))?
+            .get(&key_id)
+            .map(|k| k.cipher.clone())
+            .ok_or_else(|| StoreError::Key(format!("unknown data key {key_id}")))?;
+        let aad = row_aad(key, version);
+        let ciphertext = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: value,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| StoreError::Key("encryption failed".into()))?;
+        Ok(crate::SealedRow {
+            key: key.clone(),
+            key_id,
+            nonce: nonce.to_vec(),
+            ciphertext,
+            version,
+            expires_at: None,
+            seal_format: seal_format::VERSIONED,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

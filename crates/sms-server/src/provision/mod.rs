@@ -520,6 +520,11 @@ fn parse_request(body: &[u8]) -> Result<ParsedRequest, Refusal> {
     })
 }
 
+/// [`parse_request`] for the fuzz targets ([`crate::fuzzing`]): the refusal code only.
+pub(crate) fn parse_request_code(body: &[u8]) -> Result<(), &'static str> {
+    parse_request(body).map(|_| ()).map_err(|e| e.code())
+}
+
 /// Step 2: the nonce is single-use (taken whatever happens next; of two concurrent releases
 /// presenting it, one takes it), unexpired, and was issued for this session and service.
 async fn take_nonce(

@@ -688,7 +688,7 @@ pub fn task_id_of(task_path: &str) -> Result<B256, String> {
     })
 }
 
-fn parse_task_id(text: &str) -> Option<B256> {
+pub(crate) fn parse_task_id(text: &str) -> Option<B256> {
     let digits = text
         .strip_prefix("0x")
         .or_else(|| text.strip_prefix("0X"))?;

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of fuzz/ for a bounded time on the committed seeds
+# (docs/fuzzing.md). Usage: scripts/fuzz.sh [seconds per target, default 60] [target ...]
+# Needs the nightly toolchain; installs cargo-fuzz when missing. Fails when a target finds a
+# crash, a hang (an input over FUZZ_TIMEOUT s, default 10) or a memory blow-up (over 2 GiB);
+# the input is left in fuzz/artifacts/<target>/. Prints executions, exec/s and coverage.
+# FUZZ_SKIP_BUILD=1 runs the targets already built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_PER_TARGET=${1:-60}
+shift || true
+TIMEOUT=${FUZZ_TIMEOUT:-10}
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "the nightly toolchain is needed (rustup toolchain install nightly)" >&2
+    exit 1
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    cargo +nightly install cargo-fuzz --locked
+fi
+
+# The real Intel sample quotes ship in the dcap-qvl package (version of Cargo.lock): seeds for
+# the quote and evidence targets, read where cargo unpacked it.
+cargo fetch --locked >/dev/null 2>&1 || true
+dcap_version=$(awk '/^name = "dcap-qvl"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+samples=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/dcap-qvl-"$dcap_version"/sample 2>/dev/null | head -n 1)
+[ -n "$samples" ] || { echo "dcap-qvl $dcap_version is not unpacked (cargo fetch)" >&2; exit 1; }
+extra=$(mktemp -d /tmp/sms-fuzz-seeds.XXXXXX)
+trap 'rm -rf "$extra"' EXIT
+mkdir -p "$extra/dcap_quote" "$extra/evidence_json"
+for quote in sgx_quote tdx_quote; do
+    cp "$samples/$quote" "$extra/dcap_quote/$quote"
+    kind=${quote%_quote}_dcap
+    printf '{"kind":"%s","quote":"%s"}' "$kind" "$(base64 -w0 "$samples/$quote")" >"$extra/evidence_json/$quote"
+done
+
+cd fuzz
+mkdir -p logs
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+bin=target/$(rustc +nightly -vV | awk '/^host:/ { print $2 }')/release
+if [ -z "${FUZZ_SKIP_BUILD:-}" ]; then
+    echo "== fuzz build (${#targets[@]} targets)"
+    build_start=$(date +%s)
+    if ! cargo +nightly fuzz build --release >logs/build.txt 2>&1; then
+        tail -n 40 logs/build.txt >&2
+        echo "fuzz build failed" >&2
+        exit 1
+    fi
+    echo "fuzz build: $(( $(date +%s) - build_start )) s"
+fi
+
+failed=()
+printf '%-22s %12s %10s %8s %8s\n' target executions exec/s cov ft >logs/summary.txt
+for target in "${targets[@]}"; do
+    mkdir -p "corpus/$target" "artifacts/$target"
+    dirs=("corpus/$target" "seeds/$target")
+    [ -d "$extra/$target" ] && dirs+=("$extra/$target")
+    echo "== fuzz $target (${SECONDS_PER_TARGET} s)"
+    status=0
+    "$bin/$target" "${dirs[@]}" \
+        -max_total_time="$SECONDS_PER_TARGET" -timeout="$TIMEOUT" -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="artifacts/$target/" \
+        >"logs/$target.log" 2>&1 || status=$?
+    execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "logs/$target.log" | tail -n 1)
+    rate=$(awk '/stat::average_exec_per_sec/ { print $2 }' "logs/$target.log" | tail -n 1)
+    cov=$(grep -oE 'cov: [0-9]+' "logs/$target.log" | tail -n 1 | cut -d' ' -f2)
+    ft=$(grep -oE 'ft: [0-9]+' "logs/$target.log" | tail -n 1 | cut -d' ' -f2)
+    printf '%-22s %12s %10s %8s %8s\n' "$target" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" | tee -a logs/summary.txt
+    if [ "$status" -ne 0 ]; then
+        failed+=("$target")
+        grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "logs/$target.log" | head -n 20 >&2 || true
+    fi
+done
+cat logs/summary.txt
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzzing found failures in: ${failed[*]} (inputs in fuzz/artifacts/, logs in fuzz/logs/)" >&2
+    exit 1
+fi
+echo "fuzz: ${#targets[@]} passed, 0 failed"
