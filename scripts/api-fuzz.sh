@@ -17,7 +17,7 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
     "$VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-CARGO_INCREMENTAL=0 cargo build --workspace --locked --quiet
+cargo build --workspace --locked --quiet
 DATA=$(mktemp -d /tmp/sms-api-fuzz.XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 SMS_LOG=warn target/debug/sms server --dev --data-dir "$DATA" --listen "127.0.0.1:$PORT" \

@@ -4,7 +4,9 @@
 # Needs the nightly toolchain; installs cargo-fuzz when missing. Fails when a target finds a
 # crash, a hang (an input over FUZZ_TIMEOUT s, default 10) or a memory blow-up (over 2 GiB);
 # the input is left in fuzz/artifacts/<target>/. Prints executions, exec/s and coverage.
-# FUZZ_SKIP_BUILD=1 runs the targets already built.
+# FUZZ_SKIP_BUILD=1 runs the targets already built. FUZZ_PROFILE=dev (unoptimised, debug
+# assertions) and FUZZ_SANITIZER=none (default: address) make the build much cheaper: CI's
+# short runs use both; long runs keep the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,11 +43,18 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
-bin=target/$(rustc +nightly -vV | awk '/^host:/ { print $2 }')/release
+profile=${FUZZ_PROFILE:-release}
+case "$profile" in
+    release) profile_flag=--release; profile_dir=release ;;
+    dev) profile_flag=--dev; profile_dir=debug ;;
+    *) echo "FUZZ_PROFILE must be release or dev, got '$profile'" >&2; exit 1 ;;
+esac
+sanitizer=${FUZZ_SANITIZER:-address}
+bin=target/$(rustc +nightly -vV | awk '/^host:/ { print $2 }')/$profile_dir
 if [ -z "${FUZZ_SKIP_BUILD:-}" ]; then
-    echo "== fuzz build (${#targets[@]} targets)"
+    echo "== fuzz build (${#targets[@]} targets, $profile, sanitizer $sanitizer)"
     build_start=$(date +%s)
-    if ! cargo +nightly fuzz build --release >logs/build.txt 2>&1; then
+    if ! cargo +nightly fuzz build "$profile_flag" --sanitizer "$sanitizer" >logs/build.txt 2>&1; then
         tail -n 40 logs/build.txt >&2
         echo "fuzz build failed" >&2
         exit 1

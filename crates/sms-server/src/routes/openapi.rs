@@ -62,6 +62,22 @@ fn tag_description(feature: Feature) -> &'static str {
     }
 }
 
+/// Statuses of the request limits, documented on every operation that does not name them.
+const LIMIT_REFUSALS: [(u16, &str); 3] = [
+    (
+        408,
+        "the request was not received in time (--request-timeout-ms)",
+    ),
+    (
+        429,
+        "rate limited (per client address or signer); see Retry-After",
+    ),
+    (
+        503,
+        "too many requests of this route family in flight, or a dependency is unavailable",
+    ),
+];
+
 fn operation(route: &Route) -> Value {
     let op = &route.operation;
     let mut parameters: Vec<Value> = route
@@ -83,6 +99,12 @@ fn operation(route: &Route) -> Value {
             answer["content"] = content;
         }
         responses.insert(status.to_string(), answer);
+    }
+    // Refusals any route can give before its handler runs (docs/limits.md).
+    for (status, description) in LIMIT_REFUSALS {
+        responses
+            .entry(status.to_string())
+            .or_insert_with(|| json!({ "description": description }));
     }
     let mut value = json!({
         "operationId": operation_id(route),
