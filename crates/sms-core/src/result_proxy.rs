@@ -127,6 +127,17 @@ impl LoginChallenge {
         })
     }
 
+    /// The typed data a result proxy answers for this challenge (the only shape [`Self::parse`]
+    /// accepts).
+    pub fn typed_data(&self) -> Value {
+        serde_json::json!({
+            "types": challenge_types(),
+            "domain": { "name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": self.chain_id },
+            "primaryType": "Challenge",
+            "message": { "challenge": self.challenge },
+        })
+    }
+
     fn domain(&self) -> Eip712Domain {
         Eip712Domain {
             name: Some(DOMAIN_NAME.into()),
@@ -161,15 +172,20 @@ fn address_text(address: Address) -> String {
     address.to_checksum(None)
 }
 
-fn ensure_types(types: Option<&Value>) -> Result<(), ChallengeError> {
-    let expected = serde_json::json!({
+/// The `types` member of a result-proxy challenge.
+fn challenge_types() -> Value {
+    serde_json::json!({
         "EIP712Domain": [
             { "name": "name", "type": "string" },
             { "name": "version", "type": "string" },
             { "name": "chainId", "type": "uint256" },
         ],
         "Challenge": [{ "name": "challenge", "type": "string" }],
-    });
+    })
+}
+
+fn ensure_types(types: Option<&Value>) -> Result<(), ChallengeError> {
+    let expected = challenge_types();
     // The domain type may be left out (ethers derives it from the domain).
     let mut found = types.cloned();
     if let Some(Value::Object(map)) = found.as_mut()
@@ -226,19 +242,13 @@ mod tests {
         "0x10ff103511e3e233033628dbd641136d4670c16c33a4ce11950ab316ef18bce9";
 
     fn typed(chain_id: Value, challenge: &str) -> Value {
-        json!({
-            "types": {
-                "EIP712Domain": [
-                    { "name": "name", "type": "string" },
-                    { "name": "version", "type": "string" },
-                    { "name": "chainId", "type": "uint256" },
-                ],
-                "Challenge": [{ "name": "challenge", "type": "string" }],
-            },
-            "domain": { "name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id },
-            "primaryType": "Challenge",
-            "message": { "challenge": challenge },
-        })
+        let mut typed = LoginChallenge {
+            chain_id: 0,
+            challenge: challenge.to_owned(),
+        }
+        .typed_data();
+        typed["domain"]["chainId"] = chain_id;
+        typed
     }
 
     fn parse(value: &Value, chain_id: u64) -> Result<LoginChallenge, ChallengeError> {

@@ -116,19 +116,11 @@ async fn challenge(
     }
     let text = format!("0x{}", hex::encode(rand::random::<[u8; 32]>()));
     proxy.issued.insert(address.to_lowercase(), text.clone());
-    let typed = json!({
-        "types": {
-            "EIP712Domain": [
-                { "name": "name", "type": "string" },
-                { "name": "version", "type": "string" },
-                { "name": "chainId", "type": "uint256" },
-            ],
-            "Challenge": [{ "name": "challenge", "type": "string" }],
-        },
-        "domain": { "name": "iExec Result Repository", "version": "1", "chainId": proxy.chain_id },
-        "primaryType": "Challenge",
-        "message": { "challenge": text },
-    });
+    let typed = LoginChallenge {
+        chain_id: proxy.chain_id,
+        challenge: text,
+    }
+    .typed_data();
     (
         StatusCode::OK,
         json!({ "ok": true, "data": typed }).to_string(),
