@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use sms_core::bulk::{OrderRejection, SignedDatasetOrder};
 use sms_core::hash::keccak_concat;
 use sms_core::ledger::{
     AppEntry, DatasetEntry, Deal, EntryKind, Task, TaskStatus, WorkerpoolEntry,
@@ -275,6 +276,30 @@ impl Ledger for DevLedger {
 
     async fn task(&self, task_id: B256) -> Result<Option<Task>, LedgerError> {
         Ok(self.read(|s| s.tasks.get(&task_id).cloned()))
+    }
+
+    /// The PoCo rules run locally with the dev owners and the dev order domain; nothing is
+    /// ever consumed on the dev ledger.
+    async fn check_dataset_order(
+        &self,
+        order: &SignedDatasetOrder,
+        deal: &Deal,
+    ) -> Result<Result<(), OrderRejection>, LedgerError> {
+        let dataset = order.order.dataset;
+        let Some(owner) = self.read(|s| s.datasets.get(&dataset).map(|d| d.owner)) else {
+            return Ok(Err(OrderRejection::UnknownDataset(dataset)));
+        };
+        let known = self.read(|s| s.deals.contains_key(&deal.deal_id));
+        if !known {
+            return Ok(Err(OrderRejection::Poco("Deal not found".into())));
+        }
+        Ok(sms_core::bulk::check_order(
+            order,
+            deal,
+            owner,
+            sms_core::U256::ZERO,
+            &sms_core::bulk::dev_domain(),
+        ))
     }
 
     fn describe(&self) -> String {

@@ -123,6 +123,25 @@ sol! {
     interface IOwnable {
         function owner() external view returns (address);
     }
+
+    /// `IexecLibOrders_v5.DatasetOrder` with its signature, as `assertDatasetDealCompatibility`
+    /// takes it.
+    struct PocoDatasetOrder {
+        address dataset;
+        uint256 datasetprice;
+        uint256 volume;
+        bytes32 tag;
+        address apprestrict;
+        address workerpoolrestrict;
+        address requesterrestrict;
+        bytes32 salt;
+        bytes sign;
+    }
+
+    interface IexecPoco1 {
+        error IncompatibleDatasetOrder(string reason);
+        function assertDatasetDealCompatibility(PocoDatasetOrder datasetOrder, bytes32 dealId) external view;
+    }
 }
 
 /// How to reach the PoCo contracts.
@@ -444,7 +463,10 @@ impl PocoLedger {
                 Ok(Err(RpcError::ErrorResp(payload)))
                     if is_revert(payload.code, &payload.message) =>
                 {
-                    return Ok(Err(payload.message.to_string()));
+                    return Ok(Err(revert_reason(
+                        payload.as_revert_data().as_ref().map(|d| d.as_ref()),
+                        &payload.message,
+                    )));
                 }
                 Ok(Err(error)) => error,
             };
@@ -680,6 +702,43 @@ impl<T> Answer<T> {
     }
 }
 
+impl PocoLedger {
+    /// `assertDatasetDealCompatibility(order, dealId)` at `latest`: `Ok(Err(reason))` when it
+    /// reverts (the reason PoCo gives), `Ok(Ok(()))` when it returns.
+    pub async fn assert_dataset_deal_compatibility(
+        &self,
+        order: &sms_core::bulk::SignedDatasetOrder,
+        deal_id: B256,
+    ) -> Result<Result<(), String>, LedgerError> {
+        let o = &order.order;
+        let call = IexecPoco1::assertDatasetDealCompatibilityCall {
+            datasetOrder: PocoDatasetOrder {
+                dataset: o.dataset,
+                datasetprice: o.datasetprice,
+                volume: o.volume,
+                tag: o.tag,
+                apprestrict: o.apprestrict,
+                workerpoolrestrict: o.workerpoolrestrict,
+                requesterrestrict: o.requesterrestrict,
+                salt: o.salt,
+                sign: order.sign.clone(),
+            },
+            dealId: deal_id,
+        };
+        let tx = TransactionRequest::default()
+            .with_from(self.from)
+            .with_to(self.config.hub)
+            .with_input(call.abi_encode());
+        let what = format!("assertDatasetDealCompatibility({}, {deal_id})", o.dataset);
+        let answer = self
+            .rpc_or_revert(&what, self.deadline(), || {
+                self.provider.call(tx.clone()).latest().into_future()
+            })
+            .await?;
+        Ok(answer.map(|_| ()))
+    }
+}
+
 #[async_trait]
 impl Ledger for PocoLedger {
     async fn owner_of(&self, entry: Address) -> Result<Option<Address>, LedgerError> {
@@ -801,6 +860,17 @@ impl Ledger for PocoLedger {
         Ok(task)
     }
 
+    async fn check_dataset_order(
+        &self,
+        order: &sms_core::bulk::SignedDatasetOrder,
+        deal: &Deal,
+    ) -> Result<Result<(), sms_core::bulk::OrderRejection>, LedgerError> {
+        Ok(self
+            .assert_dataset_deal_compatibility(order, deal.deal_id)
+            .await?
+            .map_err(sms_core::bulk::OrderRejection::Poco))
+    }
+
     fn describe(&self) -> String {
         format!(
             "PoCo hub {} on chain {} via {}",
@@ -810,6 +880,19 @@ impl Ledger for PocoLedger {
 }
 
 /// A JSON-RPC error that means "the call executed and reverted" rather than "the node failed".
+/// The reason of a revert: PoCo's `IncompatibleDatasetOrder(reason)` or a `require` message
+/// decoded from the revert data, else the node's message.
+fn revert_reason(data: Option<&[u8]>, message: &str) -> String {
+    use alloy::sol_types::{Revert, SolError};
+    let decoded = data.and_then(|d| {
+        IexecPoco1::IncompatibleDatasetOrder::abi_decode(d)
+            .map(|e| e.reason)
+            .or_else(|_| Revert::abi_decode(d).map(|r| r.reason))
+            .ok()
+    });
+    decoded.unwrap_or_else(|| message.to_owned())
+}
+
 fn is_revert(code: i64, message: &str) -> bool {
     code == 3 || message.to_ascii_lowercase().contains("revert")
 }
