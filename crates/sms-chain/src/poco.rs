@@ -969,18 +969,8 @@ mod multiaddr {
         })
     }
 
-    /// Unsigned LEB128, at most 9 bytes (multiformats varint).
     fn varint(bytes: &mut &[u8]) -> Option<u64> {
-        let mut value = 0u64;
-        for i in 0..9 {
-            let (&b, rest) = bytes.split_first()?;
-            *bytes = rest;
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
+        sms_core::cid::read_varint(bytes)
     }
 
     fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -1037,34 +1027,8 @@ mod multiaddr {
         Some(out)
     }
 
-    const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-
-    /// Bitcoin-alphabet base58 (leading zero bytes become `1`s).
     pub(super) fn base58(input: &[u8]) -> String {
-        let zeros = input.iter().take_while(|&&b| b == 0).count();
-        // Little-endian base-58 digits of the big-endian number `input`.
-        let mut digits: Vec<u8> = Vec::with_capacity(input.len() * 138 / 100 + 1);
-        for &byte in &input[zeros..] {
-            let mut carry = u32::from(byte);
-            for digit in digits.iter_mut() {
-                carry += u32::from(*digit) << 8;
-                *digit = (carry % 58) as u8;
-                carry /= 58;
-            }
-            while carry > 0 {
-                digits.push((carry % 58) as u8);
-                carry /= 58;
-            }
-        }
-        let mut out = String::with_capacity(zeros + digits.len());
-        out.extend(std::iter::repeat_n('1', zeros));
-        out.extend(
-            digits
-                .iter()
-                .rev()
-                .map(|&d| char::from(ALPHABET[usize::from(d)])),
-        );
-        out
+        sms_core::cid::base58_encode(input)
     }
 }
 

@@ -6,7 +6,8 @@
 use std::fmt;
 
 use alloy_primitives::{Address, B256, Bytes, U256};
-use alloy_sol_types::{Eip712Domain, SolStruct, sol};
+pub use alloy_sol_types::Eip712Domain;
+use alloy_sol_types::{SolStruct, sol};
 use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -81,6 +82,53 @@ impl SignedDatasetOrder {
     /// The EIP-712 digest the dataset owner signs.
     pub fn hash(&self, domain: &Eip712Domain) -> B256 {
         self.order.eip712_signing_hash(domain)
+    }
+
+    /// Signs `order` with the dataset owner's key (EIP-712, 65 bytes, v = 27/28).
+    pub fn sign(
+        order: DatasetOrder,
+        owner: &alloy_signer_local::PrivateKeySigner,
+        domain: &Eip712Domain,
+    ) -> Self {
+        use alloy_signer::SignerSync;
+        let hash = order.eip712_signing_hash(domain);
+        // Signing a prehash with an in-memory secp256k1 key cannot fail.
+        let sign = match owner.sign_hash_sync(&hash) {
+            Ok(sig) => Bytes::from(sig.as_bytes().to_vec()),
+            Err(e) => unreachable!("local secp256k1 signing failed: {e}"),
+        };
+        Self { order, sign }
+    }
+
+    /// The order as the iExec SDK writes it in a slice (uints as decimal strings).
+    pub fn to_json(&self) -> serde_json::Value {
+        let o = &self.order;
+        serde_json::json!({
+            "dataset": o.dataset.to_checksum(None),
+            "datasetprice": o.datasetprice.to_string(),
+            "volume": o.volume.to_string(),
+            "tag": encode_prefixed(o.tag),
+            "apprestrict": o.apprestrict.to_checksum(None),
+            "workerpoolrestrict": o.workerpoolrestrict.to_checksum(None),
+            "requesterrestrict": o.requesterrestrict.to_checksum(None),
+            "salt": encode_prefixed(o.salt),
+            "sign": encode_prefixed(&self.sign),
+        })
+    }
+}
+
+/// A bulk order of `dataset` for any app, pool and requester: price 0, the SDK's infinite
+/// volume (2^53 − 1), the given tag and salt.
+pub fn open_order(dataset: Address, tag: B256, salt: B256) -> DatasetOrder {
+    DatasetOrder {
+        dataset,
+        datasetprice: U256::ZERO,
+        volume: U256::from((1u64 << 53) - 1),
+        tag,
+        apprestrict: Address::ZERO,
+        workerpoolrestrict: Address::ZERO,
+        requesterrestrict: Address::ZERO,
+        salt,
     }
 }
 

@@ -357,3 +357,19 @@ fn slice_environment() {
         Some(encode_prefixed(b).as_str())
     );
 }
+
+#[test]
+fn sign_and_json_round_trip() {
+    let owner = PrivateKeySigner::random();
+    let order = open_order(
+        Address::repeat_byte(0x42),
+        B256::repeat_byte(3),
+        B256::repeat_byte(9),
+    );
+    let signed = SignedDatasetOrder::sign(order, &owner, &dev_domain());
+    ensure_signed_by(&signed, owner.address(), &dev_domain()).unwrap();
+    let bytes = serde_json::to_vec(&[signed.to_json()]).unwrap();
+    let cid = Cid::parse(&crate::cid::cid_v0(&bytes)).unwrap();
+    verify_document(&cid, &bytes).unwrap();
+    assert_eq!(parse_slice(&cid, &bytes).unwrap(), vec![signed]);
+}

@@ -140,6 +140,15 @@ impl Cid {
     }
 }
 
+/// The CIDv0 (`Qm…`) kubo's `add` gives `content` with its defaults (what the iExec SDK
+/// uploads bulk documents with).
+pub fn cid_v0(content: &[u8]) -> String {
+    let root = unixfs_balanced_root(content, 0, LeafKind::UnixFs).unwrap_or_default();
+    let mut multihash = vec![0x12, 0x20];
+    multihash.extend_from_slice(sha256(&root).as_slice());
+    base58_encode(&multihash)
+}
+
 /// `0x12 0x20 <32 bytes>` exactly.
 fn sha256_multihash(bytes: &[u8]) -> Result<[u8; 32], String> {
     let mut input = bytes;
@@ -156,7 +165,8 @@ fn sha256_multihash(bytes: &[u8]) -> Result<[u8; 32], String> {
     Ok(digest)
 }
 
-fn read_varint(input: &mut &[u8]) -> Option<u64> {
+/// Unsigned LEB128 (multiformats varint), at most 9 bytes.
+pub fn read_varint(input: &mut &[u8]) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..63).step_by(7) {
         let (&byte, rest) = input.split_first()?;
@@ -178,6 +188,32 @@ fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 }
 
 const BASE58_ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// Bitcoin-alphabet base58 (each leading zero byte becomes `1`).
+pub fn base58_encode(input: &[u8]) -> String {
+    let mut digits: Vec<u8> = Vec::with_capacity(input.len() * 138 / 100 + 1);
+    for &byte in input {
+        let mut carry = u32::from(byte);
+        for digit in digits.iter_mut() {
+            carry += u32::from(*digit) << 8;
+            *digit = (carry % 58) as u8;
+            carry /= 58;
+        }
+        while carry > 0 {
+            digits.push((carry % 58) as u8);
+            carry /= 58;
+        }
+    }
+    let zeros = input.iter().take_while(|&&b| b == 0).count();
+    std::iter::repeat_n('1', zeros)
+        .chain(
+            digits
+                .iter()
+                .rev()
+                .map(|&d| char::from(BASE58_ALPHABET[usize::from(d)])),
+        )
+        .collect()
+}
 
 /// Bitcoin-alphabet base58 (each leading `1` is a zero byte).
 fn base58_decode(text: &str) -> Option<Vec<u8>> {
@@ -450,6 +486,16 @@ mod tests {
             assert_eq!(read_varint(&mut out.as_slice()), Some(v));
         }
         assert_eq!(base58_decode("1112").unwrap(), vec![0, 0, 0, 1]);
+        assert_eq!(base58_encode(&[0, 0, 0, 1]), "1112");
+        assert_eq!(base58_encode(b"hello world"), "StV1DL6CwTryKyV");
+        assert_eq!(
+            cid_v0(b"hello world\n"),
+            "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+        );
+        assert_eq!(
+            cid_v0(&pattern(300_000)),
+            "QmR9BAE3mzYhqgJ5eoHLYPV91oG8EcsUutiv8FW2QtyL1t"
+        );
         assert_eq!(base32_decode("mzxw6").unwrap(), b"foo");
         assert_eq!(base32_decode("mzxw6y"), None);
     }
