@@ -137,7 +137,7 @@ impl Bulk {
         let slice_cid = self.gateway.add(&serde_json::to_vec(&slice).unwrap());
         let root_cid = self
             .gateway
-            .add(&serde_json::to_vec(&[slice_cid.clone()]).unwrap());
+            .add(&serde_json::to_vec(std::slice::from_ref(&slice_cid)).unwrap());
         (root_cid, slice_cid)
     }
 

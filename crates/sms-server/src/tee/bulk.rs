@@ -138,12 +138,26 @@ pub async fn resolve_slice(
     if !params.has_bulk() {
         return Ok(None);
     }
-    let gateway = state.tee.ipfs.as_ref().ok_or_else(|| {
-        SessionError::new(
-            E::PreComputeBulkProcessingNotSupported,
-            "the deal has a bulk_cid and this SMS has no --ipfs-gateway",
-        )
-    })?;
+    let dev_gateway;
+    let gateway = match (&state.tee.ipfs, &state.dev_ledger) {
+        (Some(configured), _) => configured,
+        // `--dev` without a gateway: the server's own dev IPFS (`GET /dev/ipfs/{cid}`), read
+        // over loopback HTTP like any gateway.
+        (None, Some(_)) => {
+            dev_gateway = IpfsGateway::new(
+                &format!("{}/dev", state.tee.public_url()),
+                Duration::from_millis(super::args::DEFAULT_IPFS_TIMEOUT_MS),
+            )
+            .map_err(|e| SessionError::new(E::PreComputeBulkProcessingNotSupported, e))?;
+            &dev_gateway
+        }
+        (None, None) => {
+            return Err(SessionError::new(
+                E::PreComputeBulkProcessingNotSupported,
+                "the deal has a bulk_cid and this SMS has no --ipfs-gateway",
+            ));
+        }
+    };
     let root_cid = bulk::parse_bulk_cid(&params.bulk_cid).map_err(document_error)?;
     let root = gateway.fetch(&root_cid).await?;
     let slice_cid = bulk::slice_cid(&root_cid, &root, task.task.index).map_err(document_error)?;

@@ -340,9 +340,9 @@ async fn plan(
         enclave_challenge: Address::ZERO,
         challenge_private_key: None,
         secrets: &secrets,
-        // Explain reads no IPFS: with a gateway, a bulk deal's slice is taken as resolvable
+        // Explain reads no IPFS: with a gateway (or the dev IPFS), a bulk deal's slice is taken as resolvable
         // (the session reads and checks it).
-        bulk: state.tee.ipfs.as_ref().map(|_| &pending_slice),
+        bulk: (state.tee.ipfs.is_some() || state.dev_ledger.is_some()).then_some(&pending_slice),
     };
     checks.extend(sms_core::explain::plan_checks(&inputs, &needed));
     Ok(())

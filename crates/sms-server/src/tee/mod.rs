@@ -303,6 +303,11 @@ impl TeeState {
         }))
     }
 
+    /// The public base URL (`--public-url`, else the URL the server listens on).
+    pub fn public_url(&self) -> String {
+        self.public_url.get().cloned().unwrap_or_default()
+    }
+
     /// Called once the listener is bound: the default public URL.
     pub fn set_listen_url(&self, url: &str) {
         let _ = self.public_url.set(trim_url(url));
