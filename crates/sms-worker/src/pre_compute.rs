@@ -11,9 +11,9 @@
 //!    checksum **before** any decryption (`PRE_COMPUTE_INVALID_DATASET_CHECKSUM`); then
 //!    decrypted (`PRE_COMPUTE_DATASET_DECRYPTION_FAILED` for a bad key or file) and renamed to
 //!    `<out>/<IEXEC_DATASET_FILENAME>` only once complete.
-//! 4b. Bulk datasets (`IEXEC_BULK_SLICE_SIZE`, `IEXEC_DATASET_<i>_*`, see `pre_compute_bulk`),
+//! 5. Bulk datasets (`IEXEC_BULK_SLICE_SIZE`, `IEXEC_DATASET_<i>_*`, see `pre_compute_bulk`),
 //!    each like the dataset, in index order.
-//! 5. Input files, in order, to `<out>/0x<sha256(url)>` (`PRE_COMPUTE_INPUT_FILE_DOWNLOAD_FAILED`).
+//! 6. Input files, in order, to `<out>/0x<sha256(url)>` (`PRE_COMPUTE_INPUT_FILE_DOWNLOAD_FAILED`).
 //!
 //! Unlike upstream, the real cause is reported (upstream always reports
 //! `PRE_COMPUTE_FAILED_UNKNOWN_ISSUE`), and the dataset file name must be a plain file name.
