@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod authorization;
 pub mod challenge;
+pub mod clock;
 pub mod deal_params;
 pub mod enclave_config;
 pub mod explain;

@@ -31,7 +31,7 @@ use sms_store::{RecordKey, Store};
 use zeroize::Zeroizing;
 
 use crate::attest_args::{AttestArgs, Clock, IEXEC_IGNORED_ADVISORIES_ENV};
-use crate::server::StartupError;
+use crate::startup::StartupError;
 pub use records::{NONCE_NAMESPACE, RELEASE_NAMESPACE, ReleaseEntry, ReleaseLog, release_key};
 use records::{NonceRecord, Reserve};
 pub use refusal::Refusal;
