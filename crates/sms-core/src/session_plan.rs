@@ -1,5 +1,5 @@
-//! What a TEE session delivers to each enclave of a task, computed without I/O (reference: SMS
-//! behaviour §4.4–§4.6, client §11).
+//! What a TEE session delivers to each enclave of a task, computed without I/O
+//! (docs/iexec-compatibility.md §4, §5; reference: client §11).
 //!
 //! The server works in two steps:
 //!
