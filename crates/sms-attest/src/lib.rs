@@ -63,6 +63,7 @@ pub mod inspect;
 #[cfg(feature = "pccs")]
 pub mod pccs;
 mod policy;
+pub mod provision;
 mod report;
 pub mod samples;
 pub mod seal;

@@ -18,12 +18,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use sms_attest::pccs::{PccsClient, PccsConfig};
+use sms_attest::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, ReleasedEnv};
 use sms_attest::{
     CollateralSource, Evidence, Policy, ReleaseTranscript, SmsIdentity, SmsPublicKey, TeeKind,
     VerifiedReport, Verifier, VerifyError,
 };
 use sms_chain::Ledger;
-use sms_client::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, ReleasedEnv};
 use sms_core::audit::AuditEvent;
 use sms_core::session_plan::EnclaveRole;
 use sms_core::stored_session::{SESSION_NAMESPACE, StoredService, StoredSession};
