@@ -624,10 +624,7 @@ fn service_label(service: &str) -> &'static str {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sms_core::hex::encode(Sha256::digest(bytes))
 }
 
 /// Stores `session` as `/tee/sessions` does (sealed JSON under `RecordKey("tee-session", "",

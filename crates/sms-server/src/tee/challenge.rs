@@ -31,24 +31,9 @@ pub use sms_core::clock::unix_now;
 
 /// The signer of a stored key (hex text of 32 bytes, `0x` optional), `None` if unusable.
 pub fn signer_of(value: &SecretValue) -> Option<PrivateKeySigner> {
-    let text = std::str::from_utf8(value.as_bytes()).ok()?.trim();
-    let digits = text.strip_prefix("0x").unwrap_or(text);
-    let mut raw = Zeroizing::new([0u8; 32]);
-    alloy_primitives_hex_decode(digits, raw.as_mut_slice())?;
+    let text = std::str::from_utf8(value.as_bytes()).ok()?;
+    let raw = sms_core::hex::decode_key32(text)?;
     PrivateKeySigner::from_slice(raw.as_slice()).ok()
-}
-
-fn alloy_primitives_hex_decode(digits: &str, out: &mut [u8]) -> Option<()> {
-    if digits.len() != out.len() * 2 {
-        return None;
-    }
-    let bytes = sms_core::hex::decode_lenient(digits).ok()?;
-    let bytes = Zeroizing::new(bytes);
-    if bytes.len() != out.len() {
-        return None;
-    }
-    out.copy_from_slice(&bytes);
-    Some(())
 }
 
 /// The issued challenge of a task: its stored key (possibly unusable), if any.
