@@ -1095,6 +1095,55 @@ async fn challenge_is_authorized_and_idempotent() {
     );
 }
 
+/// A challenge and a session commit with their audit entries: while the log refuses entries,
+/// neither is created (503, the worker retries) and nothing is stored; once it accepts them
+/// again both are created.
+#[tokio::test]
+async fn challenges_and_sessions_are_not_created_without_their_audit_entry() {
+    let w = World::new().await;
+    let task = w.storable_task().await;
+    w.server.audit_log_read_only(true).await;
+    let (status, text) = w.challenge_as(task, Some(&w.pool_owner)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let key = RecordKey::new("tee-challenge", "", encode_prefixed(task));
+    assert!(w.store.get(&key).await.unwrap().is_none());
+
+    w.server.audit_log_read_only(false).await;
+    let enclave = w.challenge(task).await;
+    w.server.audit_log_read_only(true).await;
+    let (status, answer) = w.session_with(task, enclave).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(
+        answer["error"], "SECURE_SESSION_STORAGE_CALL_FAILED",
+        "{answer}"
+    );
+    let counts = w.store.count_by_namespace().await.unwrap();
+    assert!(
+        !counts
+            .iter()
+            .any(|(ns, n)| ns == SESSION_NAMESPACE && *n > 0),
+        "{counts:?}"
+    );
+
+    w.server.audit_log_read_only(false).await;
+    let (status, answer) = w.session_with(task, enclave).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let store = w.server.server().store.clone();
+    let kinds: Vec<String> = store
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            ["challenge-issued", "session-created"]
+                .into_iter()
+                .find(|k| e.entry.body.contains(k))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(kinds, ["challenge-issued", "session-created"]);
+}
+
 #[tokio::test]
 async fn fifty_parallel_first_challenges_give_one_address() {
     let w = World::new().await;
