@@ -1022,12 +1022,22 @@ async fn session_error_codes() {
             "POST_COMPUTE_GET_STORAGE_TOKENS_FAILED",
         )
         .await;
-    // Bulk processing is not implemented.
+    // A bulk_cid that is no CID (the dev server reads bulk documents from its dev IPFS);
+    // then one the dev IPFS does not hold (a 404 of the gateway).
     let t = w.task(json!({ "params": { "bulk_cid": "QmBulk" } })).await;
     w.expect_error(
         t,
-        StatusCode::NOT_IMPLEMENTED,
-        "PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "PRE_COMPUTE_BULK_DOCUMENT_INVALID",
+    )
+    .await;
+    let t = w
+        .task(json!({ "params": { "bulk_cid": "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o" } }))
+        .await;
+    w.expect_error(
+        t,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "PRE_COMPUTE_BULK_GATEWAY_FAILED",
     )
     .await;
 }

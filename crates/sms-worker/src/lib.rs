@@ -23,6 +23,7 @@ pub mod fetch;
 pub mod local;
 pub mod post_compute;
 pub mod pre_compute;
+pub mod pre_compute_bulk;
 pub mod result_archive;
 pub mod result_digest;
 pub mod stage;

@@ -1,6 +1,7 @@
 //! `POST /tee/sessions` as a list of steps, each returning what the next needs:
 //! `verify_worker → (the route counts the workerpool signer's rate) → authorize_session_task →
-//! find_live_session → describe_task → gather_secrets → build_plan → store_session → export →
+//! find_live_session → describe_task (with the bulk slice, `super::bulk`) → gather_secrets →
+//! build_plan → store_session → export →
 //! record_session`. Both signatures are recovered offline in the first step: a request nobody
 //! could have signed costs no chain read. Every failure is a
 //! [`SessionError`] whose code is the wire contract; details name what was wrong and never
@@ -223,19 +224,25 @@ struct TaskAssets {
     app: AppEntry,
     dataset: Option<DatasetEntry>,
     params: DealParams,
+    /// The checked slice of a bulk deal.
+    bulk: Option<sms_core::bulk::BulkSlice>,
 }
 
-/// Step 4: the app, the dataset (if any) and the deal params.
+/// Step 4: the app, the dataset (if any), the deal params and, for a bulk deal, its checked
+/// slice ([`super::bulk::resolve_slice`]).
 async fn describe_task(
     state: &AppState,
     task: &AuthorizedTask,
 ) -> Result<TaskAssets, SessionError> {
     let app = find_app(state, &task.deal).await?;
     let dataset = find_dataset(state, &task.deal).await?;
+    let params = deal_params_of(&task.task_id, &task.deal);
+    let bulk = super::bulk::resolve_slice(state, task, &params).await?;
     Ok(TaskAssets {
         app,
         dataset,
-        params: deal_params_of(&task.task_id, &task.deal),
+        params,
+        bulk,
     })
 }
 
@@ -317,7 +324,10 @@ async fn gather_secrets(
     assets: &TaskAssets,
     auth: &WorkerpoolAuthorization,
 ) -> Result<GatheredSecrets, SessionError> {
-    let needed = secrets_needed(&task_input(task, assets, auth));
+    let mut needed = secrets_needed(&task_input(task, assets, auth));
+    if let Some(slice) = &assets.bulk {
+        needed.bulk_dataset_keys = slice.secrets_needed();
+    }
     let secrets = read_secrets(state, &needed).await?;
     let challenge_key = challenge::get(&state.store, &task.task_id)
         .await
@@ -370,6 +380,7 @@ fn build_plan(
         enclave_challenge: auth.enclave_challenge,
         challenge_private_key: secrets.challenge_key.as_ref(),
         secrets: &secrets.secrets,
+        bulk: assets.bulk.as_ref(),
     };
     let plan = build_session_plan(&inputs)?;
     for w in &plan.warnings {
