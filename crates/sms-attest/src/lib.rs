@@ -54,6 +54,7 @@
 
 mod binding;
 pub mod collateral;
+pub mod collateral_source;
 mod error;
 mod evidence;
 mod hexser;
@@ -62,6 +63,7 @@ pub mod inspect;
 #[cfg(feature = "pccs")]
 pub mod pccs;
 mod policy;
+pub mod provision;
 mod report;
 pub mod samples;
 pub mod seal;
@@ -70,7 +72,8 @@ pub mod tee;
 mod verifier;
 
 pub use binding::{REPORT_DATA_CONTEXT, report_data_binding};
-pub use collateral::{Collateral, CollateralBundle, CollateralSource};
+pub use collateral::{Collateral, CollateralBundle};
+pub use collateral_source::CollateralSource;
 pub use error::{CollateralError, Detail, VerifyError};
 pub use evidence::Evidence;
 pub use identity::{

@@ -3,7 +3,8 @@
 use sms_core::measurement::{ExpectedMeasurement, TdxMeasurement};
 
 use crate::binding::report_data_eq;
-use crate::collateral::{Collateral, CollateralSource};
+use crate::collateral::Collateral;
+use crate::collateral_source::CollateralSource;
 use crate::error::VerifyError;
 use crate::evidence::Evidence;
 use crate::policy::Policy;

@@ -1,5 +1,13 @@
 //! The embedded dev ledger: registry entries, deals and tasks kept in a JSON file of the data
 //! directory. For `--dev` and demos only; it never stands in for the chain in production.
+//!
+//! The rules of the dev ledger live here, not in the HTTP handlers that expose them: what a
+//! new app may hold, how a deal and its tasks are made ([`DevLedger::create_deal`]).
+//!
+//! Deal ids follow PoCo's shape: `taskId = keccak256(dealId ‖ uint256 index)`; the deal id is
+//! `keccak256("sms-dev-deal" ‖ uint64 nonce)` with a nonce of the dev ledger (unique per ledger).
+//! Deadlines follow PoCo with the category's time reference ([`CATEGORY_TIME_REFS`]):
+//! contribution = start + 7·ref, final = start + 10·ref.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,9 +19,11 @@ use serde::{Deserialize, Serialize};
 use sms_core::bulk::{OrderRejection, SignedDatasetOrder};
 use sms_core::hash::keccak_concat;
 use sms_core::ledger::{
-    AppEntry, DatasetEntry, Deal, EntryKind, Task, TaskStatus, WorkerpoolEntry,
+    AppEntry, DatasetEntry, Deal, DealResource, EntryKind, Task, TaskStatus, WorkerpoolEntry,
+    task_id,
 };
-use sms_core::{Address, B256};
+use sms_core::tag::parse_tag;
+use sms_core::{Address, B256, U256};
 
 use crate::{Ledger, LedgerError};
 
@@ -25,6 +35,16 @@ struct State {
     workerpools: BTreeMap<Address, WorkerpoolEntry>,
     deals: BTreeMap<B256, Deal>,
     tasks: BTreeMap<B256, Task>,
+}
+
+impl State {
+    fn owner_of(&self, entry: Address) -> Option<Address> {
+        self.apps
+            .get(&entry)
+            .map(|a| a.owner)
+            .or_else(|| self.datasets.get(&entry).map(|d| d.owner))
+            .or_else(|| self.workerpools.get(&entry).map(|w| w.owner))
+    }
 }
 
 /// Fields of a new dev app.
@@ -53,6 +73,49 @@ pub struct NewDataset {
     pub multiaddr: String,
     #[serde(default)]
     pub checksum: B256,
+}
+
+/// Time references of the PoCo default categories, in seconds (0 XS 300 s, 1 S 1200 s,
+/// 2 M 3600 s, 3 L 10800 s, 4 XL 36000 s).
+pub const CATEGORY_TIME_REFS: [u64; 5] = [300, 1200, 3600, 10800, 36000];
+/// Largest volume of one dev deal.
+pub const MAX_VOLUME: u64 = 1000;
+
+/// Fields of a new dev deal (`POST /dev/deals`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewDeal {
+    pub app: Address,
+    #[serde(default)]
+    pub dataset: Option<Address>,
+    pub workerpool: Address,
+    pub requester: Address,
+    #[serde(default)]
+    pub beneficiary: Option<Address>,
+    #[serde(default)]
+    pub callback: Option<Address>,
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// A string (verbatim) or a JSON object (serialised).
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+    #[serde(default)]
+    pub volume: Option<u64>,
+    #[serde(default)]
+    pub category: Option<u64>,
+    #[serde(default)]
+    pub trust: Option<u64>,
+    /// Unix seconds; default now. Lets tests create tasks whose deadlines have passed (and a 0
+    /// start time, a deal the session check refuses).
+    #[serde(default)]
+    pub start_time: Option<u64>,
+}
+
+/// A deal [`DevLedger::create_deal`] recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatedDeal {
+    pub deal_id: B256,
+    pub task_ids: Vec<B256>,
 }
 
 /// A ledger persisted atomically (write, fsync, rename) on every change.
@@ -112,7 +175,12 @@ impl DevLedger {
         Address::from_slice(&digest[12..])
     }
 
+    /// Registers an app; its enclave configuration, when given, must be JSON.
     pub fn deploy_app(&self, app: NewApp) -> Result<Address, LedgerError> {
+        if !app.mrenclave.is_empty() {
+            serde_json::from_str::<serde_json::Value>(&app.mrenclave)
+                .map_err(|e| LedgerError::Rejected(format!("mrenclave: not JSON ({e})")))?;
+        }
         self.update(|s| {
             let address = Self::next_address(s, EntryKind::App, app.owner);
             s.apps.insert(
@@ -188,7 +256,111 @@ impl DevLedger {
         })
     }
 
-    /// Records a deal and its tasks (used by the dev deal API).
+    /// Makes a deal of `new` and its ACTIVE tasks, starting at `new.start_time` or `now` (Unix
+    /// seconds), and records them. A field outside the rules is `LedgerError::Rejected`, naming
+    /// the field.
+    pub fn create_deal(&self, new: NewDeal, now: u64) -> Result<CreatedDeal, LedgerError> {
+        let rejected = |m: String| LedgerError::Rejected(m);
+        let tag = parse_tag(new.tag.as_deref().unwrap_or("tee,scone"))
+            .map_err(|e| rejected(format!("tag: {e}")))?;
+        let params = match new.params {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s,
+            Some(v @ serde_json::Value::Object(_)) => v.to_string(),
+            Some(_) => {
+                return Err(rejected(
+                    "params: expected a string or a JSON object".into(),
+                ));
+            }
+        };
+        let volume = new.volume.unwrap_or(1);
+        if !(1..=MAX_VOLUME).contains(&volume) {
+            return Err(rejected(format!("volume: expected 1 to {MAX_VOLUME}")));
+        }
+        let category = new.category.unwrap_or(0);
+        let time_ref = usize::try_from(category)
+            .ok()
+            .and_then(|c| CATEGORY_TIME_REFS.get(c).copied())
+            .ok_or_else(|| rejected("category: expected 0 (XS) to 4 (XL)".into()))?;
+        // Entry kinds of the app are not checked: a deal naming another entry as its app lets
+        // tests provoke GET_TASK_DESCRIPTION_FAILED.
+        let app = self.resource(new.app, "app")?;
+        let dataset = match new.dataset.filter(|d| *d != Address::ZERO) {
+            Some(d) => {
+                if self.read(|s| !s.datasets.contains_key(&d)) {
+                    return Err(rejected(format!(
+                        "dataset: {d} is not a dataset of the dev ledger"
+                    )));
+                }
+                self.resource(d, "dataset")?
+            }
+            None => DealResource {
+                pointer: Address::ZERO,
+                owner: Address::ZERO,
+                price: U256::ZERO,
+            },
+        };
+        if self.read(|s| !s.workerpools.contains_key(&new.workerpool)) {
+            return Err(rejected(format!(
+                "workerpool: {} is not a workerpool of the dev ledger",
+                new.workerpool
+            )));
+        }
+        let workerpool = self.resource(new.workerpool, "workerpool")?;
+        let nonce = self.next_nonce()?;
+        let deal_id = keccak_concat(&[b"sms-dev-deal", &nonce.to_be_bytes()]);
+        let start = new.start_time.unwrap_or(now);
+        let deal = Deal {
+            deal_id,
+            app,
+            dataset,
+            workerpool,
+            trust: U256::from(new.trust.unwrap_or(1).max(1)),
+            category: U256::from(category),
+            tag,
+            requester: new.requester,
+            beneficiary: new.beneficiary.unwrap_or(new.requester),
+            callback: new.callback.unwrap_or(Address::ZERO),
+            params,
+            start_time: start,
+            bot_first: 0,
+            bot_size: volume,
+            worker_stake: U256::ZERO,
+            scheduler_reward_ratio: U256::ZERO,
+            sponsor: new.requester,
+        };
+        let tasks: Vec<Task> = (0..volume)
+            .map(|index| Task {
+                task_id: task_id(&deal_id, index),
+                deal_id,
+                index,
+                status: TaskStatus::Active,
+                time_ref,
+                contribution_deadline: start + 7 * time_ref,
+                reveal_deadline: 0,
+                final_deadline: start + 10 * time_ref,
+            })
+            .collect();
+        let task_ids = tasks.iter().map(|t| t.task_id).collect();
+        self.insert_deal(deal, tasks)?;
+        Ok(CreatedDeal { deal_id, task_ids })
+    }
+
+    /// A deal's resource: the entry and its current owner, at no price.
+    fn resource(&self, pointer: Address, what: &str) -> Result<DealResource, LedgerError> {
+        let owner = self.read(|s| s.owner_of(pointer)).ok_or_else(|| {
+            LedgerError::Rejected(format!(
+                "{what}: {pointer} is not registered in the dev ledger"
+            ))
+        })?;
+        Ok(DealResource {
+            pointer,
+            owner,
+            price: U256::ZERO,
+        })
+    }
+
+    /// Records a deal and its tasks.
     pub fn insert_deal(&self, deal: Deal, tasks: Vec<Task>) -> Result<(), LedgerError> {
         self.update(|s| {
             if s.deals.contains_key(&deal.deal_id) {
@@ -283,13 +455,7 @@ fn persist(path: &Path, state: &State) -> Result<(), LedgerError> {
 #[async_trait]
 impl Ledger for DevLedger {
     async fn owner_of(&self, entry: Address) -> Result<Option<Address>, LedgerError> {
-        Ok(self.read(|s| {
-            s.apps
-                .get(&entry)
-                .map(|a| a.owner)
-                .or_else(|| s.datasets.get(&entry).map(|d| d.owner))
-                .or_else(|| s.workerpools.get(&entry).map(|w| w.owner))
-        }))
+        Ok(self.read(|s| s.owner_of(entry)))
     }
 
     async fn app(&self, address: Address) -> Result<Option<AppEntry>, LedgerError> {
@@ -367,5 +533,62 @@ mod tests {
         assert_eq!(ledger.owner_of(app).await.unwrap(), Some(bob));
         assert_eq!(ledger.owner_of(Address::ZERO).await.unwrap(), None);
         assert!(ledger.transfer(Address::ZERO, bob).is_err());
+    }
+
+    #[tokio::test]
+    async fn deals_take_the_category_time_reference_and_name_bad_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = DevLedger::open(dir.path().join("ledger.json")).unwrap();
+        let owner = Address::repeat_byte(0xa1);
+        let app = ledger
+            .deploy_app(NewApp {
+                owner,
+                ..Default::default()
+            })
+            .unwrap();
+        let workerpool = ledger.deploy_workerpool(owner, String::new()).unwrap();
+        let new = NewDeal {
+            app,
+            workerpool,
+            requester: owner,
+            category: Some(2),
+            volume: Some(2),
+            start_time: Some(1000),
+            ..Default::default()
+        };
+        let created = ledger.create_deal(new.clone(), 5).unwrap();
+        assert_eq!(created.task_ids.len(), 2);
+        let task = ledger.task(created.task_ids[1]).await.unwrap().unwrap();
+        assert_eq!(task.task_id, task_id(&created.deal_id, 1));
+        assert_eq!(task.contribution_deadline, 1000 + 7 * 3600);
+        assert_eq!(task.final_deadline, 1000 + 10 * 3600);
+        for (bad, field) in [
+            (
+                NewDeal {
+                    category: Some(5),
+                    ..new.clone()
+                },
+                "category:",
+            ),
+            (
+                NewDeal {
+                    volume: Some(MAX_VOLUME + 1),
+                    ..new.clone()
+                },
+                "volume:",
+            ),
+            (
+                NewDeal {
+                    dataset: Some(app),
+                    ..new.clone()
+                },
+                "dataset:",
+            ),
+        ] {
+            match ledger.create_deal(bad, 5) {
+                Err(LedgerError::Rejected(m)) => assert!(m.starts_with(field), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -2,8 +2,6 @@
 //! signed receipts request, the export (JSON lines) and its verification against the SMS
 //! identity key. Hashing and proofs are `sms_core::audit`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use alloy_signer_local::PrivateKeySigner;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -319,13 +317,6 @@ pub fn sign_receipts_request(signer: &PrivateKeySigner, instance: &str, timestam
     sign_eip191(signer, &receipts_digest(&owner, instance, timestamp)).to_hex()
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 impl SmsClient {
     async fn audit_get<T: DeserializeOwned>(
         &self,
@@ -406,7 +397,7 @@ impl SmsClient {
         signer: &PrivateKeySigner,
     ) -> Result<ReceiptsAnswer, ClientError> {
         let instance = sms_core::hex::encode_prefixed(self.v2_domain().await?.instance);
-        let timestamp = unix_now();
+        let timestamp = sms_core::clock::unix_now();
         self.audit_receipts_signed(
             signer.address(),
             timestamp,

@@ -2,7 +2,7 @@
 //! signs each operation with EIP-712 typed data (fresh nonce, short expiry) and decodes the
 //! typed answers and coded errors.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use alloy_signer_local::PrivateKeySigner;
 use reqwest::StatusCode;
@@ -96,10 +96,7 @@ impl SmsClient {
         value: Option<&str>,
         expected_version: u64,
     ) -> OperationMessage {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let now = sms_core::clock::unix_now();
         OperationMessage::new(
             operation,
             secret.kind,

@@ -1,5 +1,5 @@
-//! The WorkerpoolAuthorization a worker sends to `POST /tee/sessions` (reference: client §10.1,
-//! SMS behaviour §1.4 and §4.1).
+//! The WorkerpoolAuthorization a worker sends to `POST /tee/sessions` (reference: client §10.1;
+//! docs/iexec-compatibility.md §3, §4).
 //!
 //! JSON, camelCase:
 //! `{"chainTaskId","dealId","taskIndex","workerWallet","enclaveChallenge","signature":{"value"}}`.

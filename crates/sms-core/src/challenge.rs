@@ -1,4 +1,4 @@
-//! The digests signed by secret owners, schedulers and workers (reference: SMS behaviour §2.3).
+//! The digests signed by secret owners, schedulers and workers (docs/iexec-compatibility.md §2).
 
 use alloy_primitives::{Address, B256, keccak256};
 

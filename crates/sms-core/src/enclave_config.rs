@@ -1,5 +1,5 @@
-//! The app's enclave configuration, stored on chain in `m_appMREnclave` (reference: client §9,
-//! SMS behaviour §4.4 and §4.6).
+//! The app's enclave configuration, stored on chain in `m_appMREnclave` (reference: client §9;
+//! docs/iexec-compatibility.md §4, §5).
 //!
 //! The bytes are UTF-8 JSON with exactly these keys: `framework` (alias `provider`), `version`,
 //! `entrypoint`, `heapSize`, `fingerprint`. The framework is an uppercase `SCONE`, `GRAMINE` or

@@ -46,12 +46,45 @@ pub fn decode_lenient(input: &str) -> Result<Vec<u8>, HexError> {
 
 /// Lowercase `0x`-prefixed hex.
 pub fn encode_prefixed(bytes: impl AsRef<[u8]>) -> String {
-    format!("0x{}", alloy_primitives::hex::encode(bytes))
+    format!("0x{}", encode(bytes))
+}
+
+/// Lowercase hex without a prefix (record names, digests in text).
+pub fn encode(bytes: impl AsRef<[u8]>) -> String {
+    alloy_primitives::hex::encode(bytes)
+}
+
+/// A 32-byte secret written as hex (`0x` optional, surrounding white space ignored), the way
+/// enclave challenge keys are stored and delivered; `None` unless exactly 64 hex digits. The
+/// bytes are wiped when dropped.
+pub fn decode_key32(text: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+    let text = text.trim();
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    alloy_primitives::hex::decode_to_slice(digits, raw.as_mut_slice()).ok()?;
+    Some(raw)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key32_is_exactly_64_hex_digits() {
+        let digits = "11".repeat(32);
+        assert_eq!(decode_key32(&digits).map(|k| *k), Some([0x11; 32]));
+        assert_eq!(
+            decode_key32(&format!(" 0x{digits}\n")).map(|k| *k),
+            Some([0x11; 32])
+        );
+        assert!(decode_key32(&digits[2..]).is_none());
+        assert!(decode_key32(&format!("0x0x{}", &digits[4..])).is_none());
+        assert!(decode_key32(&"zz".repeat(32)).is_none());
+        assert_eq!(encode([0xab, 0x01]), "ab01");
+    }
 
     #[test]
     fn decodes_odd_length_as_left_padded() {

@@ -6,6 +6,7 @@ pub mod authorization;
 pub mod bulk;
 pub mod challenge;
 pub mod cid;
+pub mod clock;
 pub mod deal_params;
 pub mod enclave_config;
 pub mod explain;

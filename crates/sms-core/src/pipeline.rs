@@ -1,4 +1,4 @@
-//! Pre-/post-compute pipelines served by this SMS (reference: SMS behaviour §1.4, §4.4, §6.1).
+//! Pre-/post-compute pipelines served by this SMS (docs/iexec-compatibility.md §3, §4).
 //!
 //! ## The `--pipelines <file>` format
 //!

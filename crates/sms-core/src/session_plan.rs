@@ -1,5 +1,5 @@
-//! What a TEE session delivers to each enclave of a task, computed without I/O (reference: SMS
-//! behaviour §4.4–§4.6, client §11).
+//! What a TEE session delivers to each enclave of a task, computed without I/O
+//! (docs/iexec-compatibility.md §4, §5; reference: client §11).
 //!
 //! The server works in two steps:
 //!
@@ -427,18 +427,14 @@ fn web2_value(secrets: &SecretValues, owner: Address, name: &str) -> Option<Zero
 
 /// The challenge signer and its raw key, from 32 raw bytes or 64 hex characters (optional `0x`).
 fn challenge_signer(key: &SecretValue) -> Option<(PrivateKeySigner, Zeroizing<[u8; 32]>)> {
-    let mut raw = Zeroizing::new([0u8; 32]);
     let bytes = key.as_bytes();
-    if bytes.len() == 32 {
+    let raw = if bytes.len() == 32 {
+        let mut raw = Zeroizing::new([0u8; 32]);
         raw.copy_from_slice(bytes);
+        raw
     } else {
-        let text = std::str::from_utf8(bytes).ok()?.trim();
-        let digits = text.strip_prefix("0x").unwrap_or(text);
-        if digits.len() != 64 {
-            return None;
-        }
-        alloy_primitives::hex::decode_to_slice(digits, raw.as_mut_slice()).ok()?;
-    }
+        crate::hex::decode_key32(std::str::from_utf8(bytes).ok()?)?
+    };
     let signer = PrivateKeySigner::from_slice(raw.as_slice()).ok()?;
     Some((signer, raw))
 }

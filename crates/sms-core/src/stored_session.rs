@@ -18,6 +18,8 @@ use crate::tag::TeeFramework;
 
 /// Store namespace of provisioning sessions.
 pub const SESSION_NAMESPACE: &str = "tee-session";
+/// Store namespace of the index task → its one live session (`tee-task-session/<taskId>`).
+pub const TASK_SESSION_NAMESPACE: &str = "tee-task-session";
 
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -1,4 +1,4 @@
-//! The error codes of `POST /tee/sessions` (reference: SMS behaviour §4.7).
+//! The error codes of `POST /tee/sessions` (docs/iexec-compatibility.md §4, §6).
 //!
 //! The wire form is the SCREAMING_SNAKE_CASE name of the variant, sent as
 //! `{"error":"<CODE>"}`. Workers turn it into the replicate cause

@@ -96,7 +96,7 @@ pub struct ServerConfig {
     pub attest: crate::attest_args::AttestArgs,
 
     #[command(flatten)]
-    pub keys: crate::routes::admin::KeyArgs,
+    pub keys: crate::admin_config::KeyArgs,
 
     #[command(flatten)]
     pub limits: crate::limits::LimitsArgs,
@@ -217,7 +217,7 @@ impl ServerConfig {
             chain: ChainArgs::default(),
             tee: crate::tee::args::TeeArgs::defaults(),
             attest: crate::attest_args::AttestArgs::default(),
-            keys: crate::routes::admin::KeyArgs::default(),
+            keys: crate::admin_config::KeyArgs::default(),
             limits: crate::limits::LimitsArgs::default(),
             audit_head_interval_ms: crate::audit::DEFAULT_HEAD_INTERVAL_MS,
         }

@@ -20,7 +20,7 @@ use sms_chain::dev::DevLedger;
 use sms_chain::poco::{ConnectError, PocoConfig, PocoLedger};
 
 use crate::config::{ChainArgs, DEFAULT_CHAIN_ID, ServerConfig, parse_address_arg};
-use crate::server::StartupError;
+use crate::startup::StartupError;
 
 pub type Ledgers = (Arc<dyn Ledger>, Option<Arc<DevLedger>>);
 

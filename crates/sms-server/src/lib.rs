@@ -1,6 +1,7 @@
 //! The SMS HTTP server: the iExec-compatible secret API, operational endpoints, and (in
 //! `--dev`) the dev ledger API. Start with [`Server::start`]; see `sms server --help`.
 
+pub mod admin_config;
 pub mod attest_args;
 pub mod audit;
 pub mod config;
@@ -14,6 +15,7 @@ mod metrics_layer;
 pub mod provision;
 mod routes;
 mod server;
+mod startup;
 mod state;
 pub mod tee;
 
@@ -34,7 +36,8 @@ pub mod fuzzing {
         crate::tee::session::parse_task_id(text)
     }
 }
+pub use admin_config::{KeyArgs, read_token_file as admin_token};
 pub use routes::CorsOrigins;
-pub use routes::admin::{KeyArgs, read_token_file as admin_token};
-pub use server::{OpenedStore, Server, StartupError, open_store};
+pub use server::{OpenedStore, Server, open_store};
+pub use startup::StartupError;
 pub use state::{AppState, AppStateInner};

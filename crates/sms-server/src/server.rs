@@ -13,7 +13,6 @@ use sms_core::secret_operation::ServiceDomain;
 use sms_store::postgres::{PostgresBackend, PostgresSettings};
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, MasterKey, Store};
-use thiserror::Error;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -22,21 +21,8 @@ use tower_http::trace::TraceLayer;
 use crate::config::ServerConfig;
 use crate::dev_wallets::{self, DevWallet};
 use crate::limits::conn::LimitedAcceptor;
+use crate::startup::StartupError;
 use crate::state::{AppState, AppStateInner};
-
-#[derive(Debug, Error)]
-pub enum StartupError {
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("store: {0}")]
-    Store(#[from] sms_store::StoreError),
-    #[error("ledger: {0}")]
-    Ledger(#[from] sms_chain::LedgerError),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
-    #[error("{0}")]
-    Io(String),
-}
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
@@ -144,13 +130,16 @@ impl Server {
             provisioner,
             cors: config.cors_allowed_origins.clone(),
             domain,
-            admin: crate::routes::admin::AdminState::load(&config.keys, &data_dir)
+            admin: crate::admin_config::AdminState::load(&config.keys, &data_dir)
                 .map_err(StartupError::Config)?,
             health,
             rates: rates.clone(),
         });
         crate::routes::secrets::publish_counts(&state).await?;
-        let limits = Arc::new(crate::limits::Limits::new(&config.limits, rates));
+        let families = crate::limits::family::Families::new(
+            crate::routes::table().iter().map(|r| (r.path, r.feature)),
+        );
+        let limits = Arc::new(crate::limits::Limits::new(&config.limits, families, rates));
         let app = with_layers(crate::routes::router(state), limits);
 
         let handle: Handle<SocketAddr> = Handle::new();

@@ -37,11 +37,11 @@ pub struct AppStateInner {
     /// The built-in attested provisioner (`/tee/provisioning`).
     pub provisioner: Arc<crate::provision::Provisioner>,
     /// Origins allowed by CORS on the secret routes.
-    pub cors: crate::routes::CorsOrigins,
+    pub cors: crate::routes::cors::CorsOrigins,
     /// The signing domain of the secrets API v2 (chain id and instance id).
     pub domain: sms_core::secret_operation::ServiceDomain,
     /// Present only with `--admin-token-file`: the admin API (`/admin/*`).
-    pub admin: Option<Arc<crate::routes::admin::AdminState>>,
+    pub admin: Option<Arc<crate::admin_config::AdminState>>,
     /// The store's health, kept up to date in the background (`/health`).
     pub health: Arc<crate::health::Health>,
     /// Request-rate buckets; the handlers check the per-signer ones (docs/limits.md).

@@ -115,7 +115,7 @@ impl MasterKey {
 }
 
 fn alloy_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    sms_core::hex::encode(bytes)
 }
 
 #[cfg(unix)]

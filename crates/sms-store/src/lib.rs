@@ -1225,8 +1225,5 @@ fn contention(key: &RecordKey) -> StoreError {
 }
 
 pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    i64::try_from(sms_core::clock::unix_now()).unwrap_or(i64::MAX)
 }

@@ -204,7 +204,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The codes of upstream's `TeeSessionGenerationError`, as the iExec worker's enum spells them
-/// (reference: SMS behaviour §4.7); written out here, independently of `sms_core`.
+/// (docs/iexec-compatibility.md §6); written out here, independently of `sms_core`.
 pub const UPSTREAM_SESSION_CODES: [&str; 23] = [
     "INVALID_AUTHORIZATION",
     "EXECUTION_NOT_AUTHORIZED_EMPTY_PARAMS_UNAUTHORIZED",

@@ -15,7 +15,6 @@ use sms_core::hash::concat_and_hash;
 use sms_core::hex::HexError;
 use sms_core::signature::{EthSignature, sign_eip191};
 use thiserror::Error;
-use zeroize::Zeroizing;
 
 /// Signing input failure.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -31,14 +30,8 @@ pub enum SigningError {
 /// Parses `SIGN_TEE_CHALLENGE_PRIVATE_KEY` (`0x` + 64 hex digits; `0x` optional). The
 /// intermediate byte buffer is wiped.
 pub fn parse_challenge_key(text: &str) -> Result<PrivateKeySigner, SigningError> {
-    let text = text.trim();
-    let digits = text.strip_prefix("0x").unwrap_or(text);
-    if digits.len() != 64 {
-        return Err(SigningError::KeyFormat);
-    }
-    let bytes =
-        Zeroizing::new(sms_core::hex::decode_lenient(digits).map_err(|_| SigningError::KeyFormat)?);
-    PrivateKeySigner::from_slice(&bytes).map_err(|_| SigningError::KeyInvalid)
+    let bytes = sms_core::hex::decode_key32(text).ok_or(SigningError::KeyFormat)?;
+    PrivateKeySigner::from_slice(bytes.as_slice()).map_err(|_| SigningError::KeyInvalid)
 }
 
 /// `keccak256(taskId ‖ resultDigest)`.

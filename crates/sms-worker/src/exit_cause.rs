@@ -5,6 +5,7 @@
 //! `{"cause":"<NAME>"}` to `/compute/{pre|post}/{taskId}/exit`.
 
 use serde::{Deserialize, Serialize};
+use sms_core::session_plan::EnclaveRole;
 use thiserror::Error;
 
 /// A pre-compute or post-compute failure cause.
@@ -97,6 +98,12 @@ pub enum ExitCause {
     PostComputeExitReportingFailed,
     #[error("post-compute did not finish in time")]
     PostComputeTimeout,
+
+    // ---- app (given by the worker: the app reports nothing itself) --------------------------
+    #[error("the app failed")]
+    AppComputeFailed,
+    #[error("the app did not finish in time")]
+    AppComputeTimeout,
 }
 
 impl ExitCause {
@@ -106,6 +113,32 @@ impl ExitCause {
             Ok(serde_json::Value::String(s)) => s,
             // A unit variant always serializes to a string.
             _ => format!("{self:?}"),
+        }
+    }
+}
+
+impl ExitCause {
+    /// The cause a worker gives a stage that ended with `exit_code` without reporting a cause
+    /// (`None`: killed, or never started): the upstream exit codes 2 (failure not reported)
+    /// and 3 (task id missing), else the stage's unknown issue. The app has one failure cause.
+    pub fn unreported(role: EnclaveRole, exit_code: Option<i32>) -> Self {
+        match (role, exit_code) {
+            (EnclaveRole::App, _) => Self::AppComputeFailed,
+            (EnclaveRole::PreCompute, Some(2)) => Self::PreComputeExitReportingFailed,
+            (EnclaveRole::PreCompute, Some(3)) => Self::PreComputeTaskIdMissing,
+            (EnclaveRole::PreCompute, _) => Self::PreComputeFailedUnknownIssue,
+            (EnclaveRole::PostCompute, Some(2)) => Self::PostComputeExitReportingFailed,
+            (EnclaveRole::PostCompute, Some(3)) => Self::PostComputeTaskIdMissing,
+            (EnclaveRole::PostCompute, _) => Self::PostComputeFailedUnknownIssue,
+        }
+    }
+
+    /// The cause a worker gives a stage it ended because it ran over its time limit.
+    pub fn timeout(role: EnclaveRole) -> Self {
+        match role {
+            EnclaveRole::PreCompute => Self::PreComputeTimeout,
+            EnclaveRole::App => Self::AppComputeTimeout,
+            EnclaveRole::PostCompute => Self::PostComputeTimeout,
         }
     }
 }
@@ -205,6 +238,30 @@ mod tests {
         ] {
             assert_eq!(cause.name(), name);
         }
+    }
+
+    #[test]
+    fn causes_given_by_the_worker() {
+        use EnclaveRole::*;
+        for (role, code, name) in [
+            (App, Some(1), "APP_COMPUTE_FAILED"),
+            (App, Some(2), "APP_COMPUTE_FAILED"),
+            (App, None, "APP_COMPUTE_FAILED"),
+            (PreCompute, Some(2), "PRE_COMPUTE_EXIT_REPORTING_FAILED"),
+            (PreCompute, Some(3), "PRE_COMPUTE_TASK_ID_MISSING"),
+            (PreCompute, Some(1), "PRE_COMPUTE_FAILED_UNKNOWN_ISSUE"),
+            (PostCompute, Some(2), "POST_COMPUTE_EXIT_REPORTING_FAILED"),
+            (PostCompute, Some(3), "POST_COMPUTE_TASK_ID_MISSING"),
+            (PostCompute, None, "POST_COMPUTE_FAILED_UNKNOWN_ISSUE"),
+        ] {
+            assert_eq!(ExitCause::unreported(role, code).name(), name);
+        }
+        assert_eq!(ExitCause::timeout(PreCompute).name(), "PRE_COMPUTE_TIMEOUT");
+        assert_eq!(ExitCause::timeout(App).name(), "APP_COMPUTE_TIMEOUT");
+        assert_eq!(
+            ExitCause::timeout(PostCompute).name(),
+            "POST_COMPUTE_TIMEOUT"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! - [`computed`]: the `computed.json` model;
 //! - [`exit_cause`]: the wire names of pre-/post-compute failure causes;
 //! - [`stage`], [`pre_compute`], [`post_compute`]: the built-in pipeline stages of the local
-//!   worker, reading only their environment; [`fetch`]: their downloads.
+//!   worker, reading only their environment; [`fetch`]: their downloads;
+//! - [`local`]: the local worker, which plays scheduler and worker for one task against an
+//!   SMS and runs the stages as processes through the enclave launcher.
 
 mod cbc_stream;
 pub mod computed;
@@ -18,6 +20,7 @@ pub mod dataset;
 pub mod enclave_signature;
 pub mod exit_cause;
 pub mod fetch;
+pub mod local;
 pub mod post_compute;
 pub mod pre_compute;
 pub mod pre_compute_bulk;

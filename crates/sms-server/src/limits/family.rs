@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::http::Method;
 
-use crate::routes::Feature;
+use crate::routes::feature::Feature;
 
 /// The expensive unauthenticated entry points have a family of their own (tighter budgets).
 pub const TEE_CHALLENGE: &str = "tee-challenge";
@@ -32,11 +32,12 @@ pub struct Families {
 }
 
 impl Families {
-    pub fn from_table() -> Self {
+    /// The families of the routes `(path pattern, feature)` (the route table's entries).
+    pub fn new(routes: impl IntoIterator<Item = (&'static str, Feature)>) -> Self {
         Self {
-            features: crate::routes::table()
-                .iter()
-                .map(|r| (r.path, r.feature.tag()))
+            features: routes
+                .into_iter()
+                .map(|(path, feature)| (path, feature.tag()))
                 .collect(),
         }
     }

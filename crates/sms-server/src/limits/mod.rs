@@ -232,7 +232,11 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(args: &LimitsArgs, rates: Arc<rate::RateLimits>) -> Self {
+    pub fn new(
+        args: &LimitsArgs,
+        families: family::Families,
+        rates: Arc<rate::RateLimits>,
+    ) -> Self {
         let in_flight = family::names()
             .into_iter()
             .map(|f| {
@@ -242,7 +246,7 @@ impl Limits {
             })
             .collect();
         Self {
-            families: family::Families::from_table(),
+            families,
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             in_flight,
             rates,

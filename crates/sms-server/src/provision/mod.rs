@@ -18,12 +18,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use sms_attest::pccs::{PccsClient, PccsConfig};
+use sms_attest::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, ReleasedEnv};
 use sms_attest::{
     CollateralSource, Evidence, Policy, ReleaseTranscript, SmsIdentity, SmsPublicKey, TeeKind,
     VerifiedReport, Verifier, VerifyError,
 };
 use sms_chain::Ledger;
-use sms_client::provision::{NonceAnswer, ReleaseAnswer, ReleaseRequest, ReleasedEnv};
 use sms_core::audit::AuditEvent;
 use sms_core::session_plan::EnclaveRole;
 use sms_core::stored_session::{SESSION_NAMESPACE, StoredService, StoredSession};
@@ -31,7 +31,7 @@ use sms_store::{RecordKey, Store};
 use zeroize::Zeroizing;
 
 use crate::attest_args::{AttestArgs, Clock, IEXEC_IGNORED_ADVISORIES_ENV};
-use crate::server::StartupError;
+use crate::startup::StartupError;
 pub use records::{NONCE_NAMESPACE, RELEASE_NAMESPACE, ReleaseEntry, ReleaseLog, release_key};
 use records::{NonceRecord, Reserve};
 pub use refusal::Refusal;
@@ -628,10 +628,7 @@ fn service_label(service: &str) -> &'static str {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sms_core::hex::encode(Sha256::digest(bytes))
 }
 
 /// Stores `session` as `/tee/sessions` does (sealed JSON under `RecordKey("tee-session", "",

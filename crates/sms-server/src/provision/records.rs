@@ -60,8 +60,7 @@ impl ReleaseLog {
 }
 
 fn nonce_key(nonce: &[u8]) -> RecordKey {
-    let name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    RecordKey::new(NONCE_NAMESPACE, "", name)
+    RecordKey::new(NONCE_NAMESPACE, "", sms_core::hex::encode(nonce))
 }
 
 pub fn release_key(task_id: &B256, service: &str) -> RecordKey {

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use sms_attest::IdentityDocument;
-use sms_client::provision::{NonceAnswer, ReleaseAnswer};
+use sms_attest::provision::{NonceAnswer, ReleaseAnswer};
 
 use crate::provision::Refusal;
 use crate::state::AppState;

@@ -1,5 +1,5 @@
 //! The iExec secret API. Check order on every push: authorization, then the name format,
-//! then the size, then the insert (reference: SMS behaviour §1, §2).
+//! then the size, then the insert (docs/iexec-compatibility.md §1, §2).
 
 use std::collections::HashMap;
 

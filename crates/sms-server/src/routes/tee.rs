@@ -1,5 +1,5 @@
-//! `/tee/*`: framework, pipeline properties, enclave challenges and sessions (reference: SMS
-//! behaviour §1.4, §4, §5). Every error body is exactly `{"error": "<CODE>"}`, which iExec
+//! `/tee/*`: framework, pipeline properties, enclave challenges and sessions
+//! (docs/iexec-compatibility.md §3, §4, §7). Every error body is exactly `{"error": "<CODE>"}`, which iExec
 //! clients decode strictly; the human reason goes to the log and to the `X-Sms-Reason` header,
 //! and a session code this implementation adds goes to `X-Sms-Error` (see
 //! [`sms_core::tee_error`]).

@@ -25,7 +25,7 @@ use sms_store::{CheckAndSet, NonceUse, RecordKey, RecordMetadata};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::tee::challenge::unix_now;
+use sms_core::clock::unix_now;
 
 type Reply<T> = Result<Json<T>, ApiError>;
 

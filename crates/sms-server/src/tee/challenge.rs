@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alloy_signer_local::PrivateKeySigner;
 use sms_core::secret::SecretValue;
-use sms_core::stored_session::SESSION_NAMESPACE;
+use sms_core::stored_session::{SESSION_NAMESPACE, TASK_SESSION_NAMESPACE};
 use sms_core::{Address, B256};
 use sms_store::{Insert, RecordKey, Store, StoreError};
 use zeroize::Zeroizing;
@@ -26,33 +26,14 @@ pub fn record_key(task_id: &B256) -> RecordKey {
     )
 }
 
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
+/// The one system clock reading of the workspace; this path stays for the audit head signer.
+pub use sms_core::clock::unix_now;
 
 /// The signer of a stored key (hex text of 32 bytes, `0x` optional), `None` if unusable.
 pub fn signer_of(value: &SecretValue) -> Option<PrivateKeySigner> {
-    let text = std::str::from_utf8(value.as_bytes()).ok()?.trim();
-    let digits = text.strip_prefix("0x").unwrap_or(text);
-    let mut raw = Zeroizing::new([0u8; 32]);
-    alloy_primitives_hex_decode(digits, raw.as_mut_slice())?;
+    let text = std::str::from_utf8(value.as_bytes()).ok()?;
+    let raw = sms_core::hex::decode_key32(text)?;
     PrivateKeySigner::from_slice(raw.as_slice()).ok()
-}
-
-fn alloy_primitives_hex_decode(digits: &str, out: &mut [u8]) -> Option<()> {
-    if digits.len() != out.len() * 2 {
-        return None;
-    }
-    let bytes = sms_core::hex::decode_lenient(digits).ok()?;
-    let bytes = Zeroizing::new(bytes);
-    if bytes.len() != out.len() {
-        return None;
-    }
-    out.copy_from_slice(&bytes);
-    Some(())
 }
 
 /// The issued challenge of a task: its stored key (possibly unusable), if any.
@@ -113,9 +94,7 @@ pub async fn sweep_once(store: &Store, now: u64) -> Result<u64, StoreError> {
     let now = i64::try_from(now).unwrap_or(i64::MAX);
     let challenges = store.delete_expired(CHALLENGE_NAMESPACE, now).await?;
     let sessions = store.delete_expired(SESSION_NAMESPACE, now).await?;
-    let index = store
-        .delete_expired(super::session::TASK_SESSION_NAMESPACE, now)
-        .await?;
+    let index = store.delete_expired(TASK_SESSION_NAMESPACE, now).await?;
     Ok(challenges + sessions + index)
 }
 

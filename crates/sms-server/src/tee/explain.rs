@@ -148,7 +148,7 @@ fn chain_checks(
         ),
         Err(r) => refusal_check(names::TASK_ACTIVE, &r),
     });
-    let now = challenge::unix_now();
+    let now = sms_core::clock::unix_now();
     checks.push(match task::ensure_before_final_deadline(id, task, now) {
         Ok(()) if task.final_deadline == 0 => {
             Check::pass(names::TASK_DEADLINE, "no final deadline on chain")

@@ -25,7 +25,7 @@ use sms_core::pipeline::{Pipeline, PipelineConfigError, Pipelines, StageConfig, 
 use sms_core::tag::TeeFramework;
 use sms_store::Store;
 
-use crate::server::StartupError;
+use crate::startup::StartupError;
 use args::{FrameworkArg, TeeArgs, UPSTREAM_FRAMEWORK_ENV};
 
 /// Image of the built-in dev pre-compute pipeline.

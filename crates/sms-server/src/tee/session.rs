@@ -408,7 +408,7 @@ async fn store_session(
             e,
         )
     };
-    let now = challenge::unix_now();
+    let now = sms_core::clock::unix_now();
     let ttl_end = now.saturating_add(state.tee.session_ttl.as_secs());
     let expires_at = match task.task.final_deadline {
         0 => ttl_end,
@@ -513,8 +513,7 @@ pub struct TaskSession {
     pub expires_at: u64,
 }
 
-/// Store namespace of [`TaskSession`].
-pub const TASK_SESSION_NAMESPACE: &str = "tee-task-session";
+pub use sms_core::stored_session::TASK_SESSION_NAMESPACE;
 
 impl TaskSession {
     fn key(task_id: &B256) -> RecordKey {
@@ -549,7 +548,7 @@ impl TaskSession {
                 e,
             )
         })?;
-        Ok(found.filter(|s| s.expires_at > challenge::unix_now()))
+        Ok(found.filter(|s| s.expires_at > sms_core::clock::unix_now()))
     }
 
     /// Inserts the index with the session's audit entry unless one exists; returns the
@@ -659,7 +658,7 @@ pub async fn challenge(
         r => F::Unauthorized(r.to_string()),
     })?;
     let expires_at = match task.task.final_deadline {
-        0 => challenge::unix_now() + challenge::MISSING_DEADLINE_RETENTION_SECS,
+        0 => sms_core::clock::unix_now() + challenge::MISSING_DEADLINE_RETENTION_SECS,
         deadline => deadline,
     };
     let issued = |challenge: Address| sms_core::audit::AuditEvent::ChallengeIssued {

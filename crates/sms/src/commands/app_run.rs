@@ -1,5 +1,5 @@
 //! `sms app run <app> --dev …`: the SDK's `iexec app run` against a `--dev` SMS, executed by the
-//! local worker (see `local_worker`).
+//! local worker (`sms_worker::local`).
 //!
 //! The dev workerpool: created once per SMS URL, owned by a wallet of its own; that wallet and the
 //! worker's are kept in `<config dir>/dev-workerpool.json` (`~/.config/sms/` unless
@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use sms_core::deal_params::ParamsBuilder;
 use sms_core::tag::parse_tag;
 
-use super::local_worker::{RunReport, WorkerSetup};
 use super::{SmsArgs, WalletArgs};
 use crate::output::Output;
+use sms_worker::local::{RunReport, WorkerSetup};
 
 /// Options of the local worker shared by `app run`, `worker run` and `demo`.
 #[derive(Args, Clone)]
@@ -368,7 +368,7 @@ pub async fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
     }
     let setup = setup(&args.sms, &pool, &args.worker, args.watch)?;
     let report = setup
-        .run_task(super::local_worker::parse_task_id(&task)?)
+        .run_task(sms_worker::local::parse_task_id(&task)?)
         .await?;
     print_report(&report, out)
 }

@@ -114,7 +114,7 @@ fn verify(args: VerifyArgs, out: &Output, json_mode: bool) -> anyhow::Result<()>
         }
         (None, None) => None,
     };
-    let at = args.at.unwrap_or_else(unix_now);
+    let at = args.at.unwrap_or_else(sms_core::clock::unix_now);
     let inspection = inspect_quote(&quote, &collateral, at, expected.as_ref(), policy.as_ref());
     let accepted = inspection.verdict.accepted;
     let mut data = serde_json::to_value(&inspection)?;
@@ -194,11 +194,4 @@ fn human(inspection: &QuoteInspection, at: u64) -> String {
     };
     lines.push(format!("Verdict:          {verdict}"));
     lines.join("\n")
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }

@@ -206,7 +206,7 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     say(&format!("running task {task} with --secret 1=x1"));
     let setup = setup(&sms, &pool, &worker_args, args.watch)?;
     let report = setup
-        .run_task(super::local_worker::parse_task_id(&task)?)
+        .run_task(sms_worker::local::parse_task_id(&task)?)
         .await?;
     drop(server);
     let ok = report.ok;

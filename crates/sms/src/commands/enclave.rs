@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// configfs-tsm report directory.
     #[arg(long, hide = true, default_value = "/sys/kernel/config/tsm/report")]
     pub tsm_report_dir: PathBuf,
+    /// When the SMS refuses the release, write its refusal code there as JSON (for the local
+    /// worker, which must not parse this launcher's output).
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub refusal_file: Option<PathBuf>,
     /// The command and its arguments (run as given: no shell).
     #[arg(last = true, value_name = "COMMAND", required = true)]
     pub command: Vec<String>,
@@ -133,9 +137,24 @@ async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
         };
         Ok(evidence)
     };
-    let (answer, released) = client
+    let (answer, released) = match client
         .attested_release(&args.session, &args.service, &pinned, evidence)
-        .await?;
+        .await
+    {
+        Ok(release) => release,
+        Err(e) => {
+            if let (Some(path), Some(code)) = (&args.refusal_file, e.code()) {
+                let refusal = sms_worker::local::LaunchRefusal {
+                    code: code.to_owned(),
+                    message: e.to_string(),
+                };
+                if let Err(write) = refusal.write(path) {
+                    eprintln!("sms enclave run: cannot write {}: {write}", path.display());
+                }
+            }
+            return Err(e.into());
+        }
+    };
     eprintln!(
         "sms enclave run: {} attested ({} evidence, release {}/{}), answer signed by SMS key {}, {} variables released; starting the command",
         args.service,

@@ -8,7 +8,6 @@ pub mod demo;
 pub mod dev;
 pub mod enclave;
 pub mod explain;
-pub mod local_worker;
 pub mod operator;
 pub mod result_files;
 pub mod secret;

@@ -99,7 +99,7 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("chain: {e}"))?;
                 setup.chain = Some(std::sync::Arc::new(ledger));
             }
-            let task = super::local_worker::parse_task_id(&args.task)?;
+            let task = sms_worker::local::parse_task_id(&args.task)?;
             let report = setup.run_task(task).await?;
             super::app_run::print_report(&report, out)?;
         }

@@ -1,4 +1,4 @@
-//! Gramine SPS session JSON (reference: SMS behaviour §4.7, "Gramine: SPS").
+//! Gramine SPS session JSON (docs/iexec-compatibility.md §6).
 //!
 //! `{"session", "enclaves": [{name, mrenclave, command, environment, volumes}]}`. Unlike
 //! upstream, which dropped it, the pre-compute enclave is included when the task needs one, so

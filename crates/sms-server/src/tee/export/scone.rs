@@ -1,4 +1,4 @@
-//! SCONE CAS session YAML (reference: SMS behaviour §4.7, "Scone: CAS").
+//! SCONE CAS session YAML (docs/iexec-compatibility.md §6).
 //!
 //! Services in order pre-compute (when present), app, post-compute; each pins its measurement
 //! in `mrenclaves`, runs its command from `/` and receives its environment. The legacy Java

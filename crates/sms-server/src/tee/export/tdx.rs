@@ -1,4 +1,4 @@
-//! TDX session-storage JSON (reference: SMS behaviour §4.7, "TDX: iExec session storage").
+//! TDX session-storage JSON (docs/iexec-compatibility.md §6).
 //!
 //! `{"name", "version": "0.1.0", "services": [{name, image_name, fingerprint, environment}]}`:
 //! pre/post take the pipeline image and fingerprint, the app its on-chain multiaddr (docker

@@ -18,6 +18,11 @@
 //!    locale variables and the local-worker directories;
 //! 5. checks the enclave signature as a worker does (it must recover to the challenge), and
 //!    removes the workspace: only `<results>/<taskId>.zip` and `<taskId>.computed.json` remain.
+//!
+//! A stage's failure cause comes from structured channels only, never from its output: the
+//! cause file the built-in stages write ([`ENV_EXIT_CAUSE_FILE`]), the refusal file the
+//! launcher writes when the SMS refuses the release ([`LaunchRefusal`]), else the exit code
+//! or the timeout ([`ExitCause::unreported`], [`ExitCause::timeout`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,10 +38,12 @@ use sms_core::authorization::WorkerpoolAuthorization;
 use sms_core::enclave_config::TeeEnclaveConfiguration;
 use sms_core::ledger::{Deal, Task};
 use sms_core::pipeline::TeeProperties;
+use sms_core::session_plan::EnclaveRole;
 use sms_core::signature::{EthSignature, sign_eip191};
 use sms_core::{Address, B256};
-use sms_worker::exit_cause::ExitCauseReport;
-use sms_worker::stage::{
+
+use crate::exit_cause::{ExitCause, ExitCauseReport};
+use crate::stage::{
     ENV_EXIT_CAUSE_FILE, ENV_LOCAL_IEXEC_IN, ENV_LOCAL_IEXEC_OUT, ENV_POST_COMPUTE_TMP,
     ENV_RESULT_DIR,
 };
@@ -184,26 +191,26 @@ struct TaskDescription {
     app_enclave_config: String,
 }
 
-fn stage_cause_name(stage: &str, code: Option<i32>) -> String {
-    let prefix = match stage {
-        "pre-compute" => "PRE_COMPUTE",
-        "post-compute" => "POST_COMPUTE",
-        _ => "APP_COMPUTE",
-    };
-    match (stage, code) {
-        ("app", _) => "APP_COMPUTE_FAILED".into(),
-        (_, Some(2)) => format!("{prefix}_EXIT_REPORTING_FAILED"),
-        (_, Some(3)) => format!("{prefix}_TASK_ID_MISSING"),
-        _ => format!("{prefix}_FAILED_UNKNOWN_ISSUE"),
-    }
+/// What the launcher (`sms enclave run --refusal-file <path>`) writes when the SMS refuses to
+/// release a service's environment, so that its orchestrator learns the refusal code without
+/// reading the launcher's output: `{"code":"RELEASE_LIMIT_REACHED","message":"…"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchRefusal {
+    /// The SMS's stable refusal code, e.g. `MEASUREMENT_MISMATCH`.
+    pub code: String,
+    pub message: String,
 }
 
-/// The refusal code in an `sms enclave run` error line, e.g. `SMS refused (MEASUREMENT_MISMATCH, …`.
-fn refusal_code(log: &str) -> Option<String> {
-    let start = log.rfind("SMS refused (")? + "SMS refused (".len();
-    let rest = &log[start..];
-    let end = rest.find([',', ')'])?;
-    Some(rest[..end].trim().to_owned())
+impl LaunchRefusal {
+    /// Writes the refusal for the orchestrator (best effort: the launcher fails either way).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, serde_json::to_vec(self)?)
+    }
+
+    /// The refusal a launcher wrote, `None` when it wrote none (or an unreadable one).
+    pub fn read(path: &Path) -> Option<Self> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
 }
 
 struct Workspace {
@@ -240,11 +247,19 @@ impl Workspace {
     }
 }
 
+/// How a stage ended when it did not exit by itself.
+enum StageEnd {
+    /// Over its time limit: ended, with its process group.
+    TimedOut,
+    /// Could not be started or waited for.
+    Broken(String),
+}
+
 /// Environment variables passed from the worker's own environment to the stages.
 const PASSED_THROUGH: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT"];
 
 struct StageSpec<'a> {
-    name: &'static str,
+    role: EnclaveRole,
     measurement: &'a str,
     command: Vec<String>,
 }
@@ -357,13 +372,13 @@ impl WorkerSetup {
         let mut stages = Vec::new();
         if needs_pre {
             stages.push(StageSpec {
-                name: "pre-compute",
+                role: EnclaveRole::PreCompute,
                 measurement: &properties.pre_compute_properties.fingerprint,
                 command: vec![exe_s.clone(), "worker".into(), "pre-compute".into()],
             });
         }
         stages.push(StageSpec {
-            name: "app",
+            role: EnclaveRole::App,
             measurement: valid.measurement().as_hex(),
             command: [
                 exe_s.clone(),
@@ -376,7 +391,7 @@ impl WorkerSetup {
             .collect(),
         });
         stages.push(StageSpec {
-            name: "post-compute",
+            role: EnclaveRole::PostCompute,
             measurement: &properties.post_compute_properties.fingerprint,
             command: vec![exe_s.clone(), "worker".into(), "post-compute".into()],
         });
@@ -511,12 +526,14 @@ impl WorkerSetup {
         ws: &Workspace,
         results: &Path,
     ) -> StageReport {
-        self.progress(&format!("{}: starting", spec.name));
+        let name = spec.role.name();
+        self.progress(&format!("{name}: starting"));
         let started = std::time::Instant::now();
-        let cause_file = ws.path(&format!("logs/{}.causes.json", spec.name));
-        let log_path = ws.path(&format!("logs/{}.log", spec.name));
+        let cause_file = ws.path(&format!("logs/{name}.causes.json"));
+        let refusal_file = ws.path(&format!("logs/{name}.refusal.json"));
+        let log_path = ws.path(&format!("logs/{name}.log"));
         let mut report = StageReport {
-            stage: spec.name.to_owned(),
+            stage: name.to_owned(),
             ok: false,
             exit_code: None,
             cause: None,
@@ -526,7 +543,7 @@ impl WorkerSetup {
         let log = match std::fs::File::create(&log_path).and_then(|f| Ok((f.try_clone()?, f))) {
             Ok(pair) => pair,
             Err(e) => {
-                report.cause = Some(stage_cause_name(spec.name, None));
+                report.cause = Some(ExitCause::unreported(spec.role, None).name());
                 report.message = Some(format!("cannot create the stage log: {e}"));
                 return report;
             }
@@ -540,9 +557,11 @@ impl WorkerSetup {
             .arg("--session")
             .arg(session_id)
             .arg("--service")
-            .arg(spec.name)
+            .arg(name)
             .arg("--sms-public-key")
             .arg(pinned)
+            .arg("--refusal-file")
+            .arg(&refusal_file)
             .arg("--evidence")
             .arg("simulated")
             .arg("--measurement")
@@ -577,7 +596,7 @@ impl WorkerSetup {
         let status = match command.spawn() {
             Ok(mut child) => match tokio::time::timeout(self.stage_timeout, child.wait()).await {
                 Ok(Ok(status)) => Ok(status),
-                Ok(Err(e)) => Err(format!("cannot wait for the stage: {e}")),
+                Ok(Err(e)) => Err(StageEnd::Broken(format!("cannot wait for the stage: {e}"))),
                 Err(_) => {
                     #[cfg(unix)]
                     if let Some(pid) = child.id() {
@@ -587,10 +606,10 @@ impl WorkerSetup {
                             .status();
                     }
                     let _ = child.kill().await;
-                    Err("timeout".to_owned())
+                    Err(StageEnd::TimedOut)
                 }
             },
-            Err(e) => Err(format!("cannot start the stage: {e}")),
+            Err(e) => Err(StageEnd::Broken(format!("cannot start the stage: {e}"))),
         };
         report.seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         if self.show_logs {
@@ -598,7 +617,7 @@ impl WorkerSetup {
                 .unwrap_or_default()
                 .lines()
             {
-                eprintln!("[{}] {line}", spec.name);
+                eprintln!("[{name}] {line}");
             }
         }
         match status {
@@ -606,19 +625,18 @@ impl WorkerSetup {
             Ok(s) => {
                 report.exit_code = s.code();
                 let causes: Option<Vec<ExitCauseReport>> =
-                    sms_worker::stage::read_cause_file(&cause_file);
-                let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    crate::stage::read_cause_file(&cause_file);
                 if let Some(first) = causes.as_ref().and_then(|c| c.first()) {
                     report.cause = Some(first.cause.name());
                     report.message = Some(first.message.clone());
-                } else if let Some(code) = refusal_code(&log_text) {
+                } else if let Some(refusal) = LaunchRefusal::read(&refusal_file) {
+                    let code = refusal.code;
                     report.cause = Some(format!("ATTESTATION_REFUSED_{code}"));
                     report.message = Some(format!(
-                        "the SMS refused to release the {} environment ({code})",
-                        spec.name
+                        "the SMS refused to release the {name} environment ({code})"
                     ));
                 } else {
-                    report.cause = Some(stage_cause_name(spec.name, s.code()));
+                    report.cause = Some(ExitCause::unreported(spec.role, s.code()).name());
                     report.message = Some(format!(
                         "exit code {}",
                         s.code()
@@ -627,23 +645,17 @@ impl WorkerSetup {
                     ));
                 }
             }
-            Err(reason) if reason == "timeout" => {
-                let prefix = match spec.name {
-                    "pre-compute" => "PRE_COMPUTE",
-                    "post-compute" => "POST_COMPUTE",
-                    _ => "APP_COMPUTE",
-                };
-                report.cause = Some(format!("{prefix}_TIMEOUT"));
+            Err(StageEnd::TimedOut) => {
+                report.cause = Some(ExitCause::timeout(spec.role).name());
                 report.message = Some(format!("no exit after {} s", self.stage_timeout.as_secs()));
             }
-            Err(reason) => {
-                report.cause = Some(stage_cause_name(spec.name, None));
+            Err(StageEnd::Broken(reason)) => {
+                report.cause = Some(ExitCause::unreported(spec.role, None).name());
                 report.message = Some(reason);
             }
         }
         self.progress(&format!(
-            "{}: {} ({:.1} s)",
-            spec.name,
+            "{name}: {} ({:.1} s)",
             if report.ok {
                 "ok".to_owned()
             } else {
@@ -656,10 +668,10 @@ impl WorkerSetup {
 
     /// Reads what post-compute stored and checks the enclave signature as a worker does.
     fn collect(&self, report: &mut RunReport, task_id: B256, challenge: Address, results: &Path) {
-        let stem = sms_worker::post_compute::file_stem(&task_id.to_string());
+        let stem = crate::post_compute::file_stem(&task_id.to_string());
         let computed_path = results.join(format!("{stem}.computed.json"));
         let archive = results.join(format!("{stem}.zip"));
-        let computed = match sms_worker::computed::ComputedFile::read(&computed_path) {
+        let computed = match crate::computed::ComputedFile::read(&computed_path) {
             Ok(c) => c,
             Err(e) => {
                 report.cause = Some(format!(
@@ -672,7 +684,7 @@ impl WorkerSetup {
         let signature = computed.enclave_signature.clone().unwrap_or_default();
         let worker = self.worker.address().to_string();
         report.signature_verified =
-            sms_worker::enclave_signature::enclave_message(&task_id.to_string(), &worker, &digest)
+            crate::enclave_signature::enclave_message(&task_id.to_string(), &worker, &digest)
                 .ok()
                 .and_then(|(_, _, message)| {
                     EthSignature::parse(&signature)
@@ -705,10 +717,7 @@ fn archive_is_encrypted(path: &Path) -> bool {
         return false;
     };
     zip::ZipArchive::new(file)
-        .map(|z| {
-            z.index_for_name(sms_worker::result_archive::KEY_ENTRY)
-                .is_some()
-        })
+        .map(|z| z.index_for_name(crate::result_archive::KEY_ENTRY).is_some())
         .unwrap_or(false)
 }
 
