@@ -65,7 +65,8 @@ enum Command {
     #[command(subcommand)]
     Enclave(enclave::EnclaveCommand),
     /// Measure this service against the limits of the machine (loopback only; see BENCHMARKS.md).
-    Bench(Box<bench::BenchArgs>),
+    #[command(disable_help_flag = true)]
+    Bench(bench::BenchArgs),
     /// The local worker and its built-in pre-compute and post-compute stages.
     #[command(subcommand)]
     Worker(worker::WorkerCommand),
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
             Command::Dev(cmd) => dev::run(cmd, &out).await,
             Command::Attest(cmd) => attest::run(cmd, &out, cli.json),
             Command::Enclave(cmd) => enclave::run(cmd).await,
-            Command::Bench(args) => bench::run(*args, cli.json, &out).await,
+            Command::Bench(args) => bench::run(args, cli.json),
             Command::Worker(cmd) => worker::run(cmd, &out).await,
             Command::Demo(args) => demo::run(args, &out).await,
             Command::Operator(cmd) => operator::run(cmd, cli.json, &out).await,

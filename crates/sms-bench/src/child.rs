@@ -2,7 +2,7 @@
 //! their resident memory, and the loopback-only target check.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,9 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// `sms --json <args…>` with a clean `SMS_*` environment; stderr goes to `log`.
-    pub async fn start(args: &[&str], log: &Path) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the sms executable")?;
-        let mut cmd = Command::new(exe);
+    /// `<program> --json <args…>` with a clean `SMS_*` environment; stderr goes to `log`.
+    pub async fn start(program: &Path, args: &[&str], log: &Path) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(program);
         cmd.arg("--json").args(args);
         for (key, _) in std::env::vars_os() {
             if let Some(k) = key.to_str()
@@ -47,7 +46,9 @@ impl Spawned {
             .stderr(log_file)
             .kill_on_drop(true);
         let start = Instant::now();
-        let mut child = cmd.spawn().context("cannot start a child sms process")?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
         let pid = child.id().context("child exited at once")?;
         let stdout = child.stdout.take().context("child stdout")?;
         let mut reader = BufReader::new(stdout);
@@ -70,13 +71,19 @@ impl Spawned {
         let url = match read {
             Ok(Ok(Some(url))) => url,
             Ok(Ok(None)) => bail!(
-                "`sms {}` exited before printing its URL (log: {})",
+                "`{} {}` exited before printing its URL (log: {})",
+                program.display(),
                 args.join(" "),
                 log.display()
             ),
-            Ok(Err(e)) => bail!("reading the start-up line of `sms {}`: {e}", args.join(" ")),
+            Ok(Err(e)) => bail!(
+                "reading the start-up line of `{} {}`: {e}",
+                program.display(),
+                args.join(" ")
+            ),
             Err(_) => bail!(
-                "`sms {}` printed no URL within 60 s (log: {})",
+                "`{} {}` printed no URL within 60 s (log: {})",
+                program.display(),
                 args.join(" "),
                 log.display()
             ),
@@ -98,12 +105,29 @@ impl Spawned {
     }
 }
 
+/// The `sms` executable the bench loads: `SMS_BENCH_SMS`, else the `sms` next to this one.
+pub fn sms_executable() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SMS_BENCH_SMS") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("cannot find the sms-bench executable")?;
+    let sms = exe.with_file_name("sms");
+    if !sms.is_file() {
+        bail!(
+            "no sms executable next to {} (build the workspace, or set SMS_BENCH_SMS)",
+            exe.display()
+        );
+    }
+    Ok(sms)
+}
+
 /// An SMS server child in `--dev` mode on a loopback port, in `data_dir`.
 pub async fn start_server(data_dir: &Path) -> anyhow::Result<Spawned> {
     let dir = data_dir.to_str().context("data dir is not UTF-8")?;
     let log = data_dir.join("server.log");
     std::fs::create_dir_all(data_dir)?;
     Spawned::start(
+        &sms_executable()?,
         &[
             "server",
             "--dev",
@@ -117,9 +141,10 @@ pub async fn start_server(data_dir: &Path) -> anyhow::Result<Spawned> {
     .await
 }
 
-/// The `sms bench --serve-bare` child: a trivial axum handler, the HTTP ceiling.
+/// The `sms-bench --serve-bare` child: a trivial axum handler, the HTTP ceiling.
 pub async fn start_bare(work: &Path) -> anyhow::Result<Spawned> {
-    Spawned::start(&["bench", "--serve-bare"], &work.join("bare.log")).await
+    let exe = std::env::current_exe().context("cannot find the sms-bench executable")?;
+    Spawned::start(&exe, &["--serve-bare"], &work.join("bare.log")).await
 }
 
 /// The socket address of an `http://` URL, refused unless it is loopback.

@@ -1,6 +1,8 @@
-//! `sms bench`: measures the service against the limits of this machine.
+//! `sms bench` (the `sms-bench` binary): measures the service against the limits of this
+//! machine.
 //!
-//! A client process that starts its own `--dev` server (this same executable) on loopback, or
+//! A client process that starts its own `--dev` server (the `sms` executable installed next to
+//! this one, or `SMS_BENCH_SMS`) on loopback, or
 //! targets a loopback `--sms-url`, runs each scenario for a bounded time and number of
 //! requests, and prints throughput, p50, p99, the server's RSS and errors, with the ceilings
 //! of the machine measured in the same run. See BENCHMARKS.md.
@@ -24,7 +26,6 @@ use serde_json::{Map, Value, json};
 
 use self::ceilings::Ceilings;
 use self::child::Spawned;
-use crate::output::Output;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -68,7 +69,7 @@ pub struct BenchArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
-    /// Internal: serve the bare axum handler used as the HTTP ceiling.
+    /// Internal: serve the bare axum handler used as the HTTP ceiling (a child of the bench).
     #[arg(long, hide = true)]
     pub serve_bare: bool,
 }
@@ -303,7 +304,9 @@ fn progress(json: bool, text: impl std::fmt::Display) {
     }
 }
 
-pub async fn run(args: BenchArgs, json: bool, out: &Output) -> anyhow::Result<()> {
+/// Runs the selected scenarios and prints their reports (one JSON object per line with `json`,
+/// else a table); an error when any scenario failed or lost a write.
+pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     if args.serve_bare {
         return ceilings::serve_bare().await;
     }
@@ -313,7 +316,11 @@ pub async fn run(args: BenchArgs, json: bool, out: &Output) -> anyhow::Result<()
             .map(|s| format!("{:<8} {}", s.name, s.about))
             .collect();
         let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
-        out.done(lines.join("\n"), json!({ "scenarios": names }));
+        if json {
+            println!("{}", json!({ "scenarios": names }));
+        } else {
+            println!("{}", lines.join("\n"));
+        }
         return Ok(());
     }
     let selected: Vec<&Scenario> = if args.scenario.is_empty() {

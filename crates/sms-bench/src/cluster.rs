@@ -294,6 +294,7 @@ async fn start_replicas(
     let key_file = root.join("master.key");
     sms_store::MasterKey::load_or_create(&key_file).context("creating the master key file")?;
     let key = key_file.to_str().context("path is not UTF-8")?.to_owned();
+    let sms = child::sms_executable()?;
     let mut replicas = Vec::with_capacity(n);
     for i in 0..n {
         let dir = root.join(format!("replica-{i}"));
@@ -312,7 +313,7 @@ async fn start_replicas(
         if let Some(url) = database_url {
             args.extend(["--database-url", url]);
         }
-        replicas.push(Spawned::start(&args, &dir.join("server.log")).await?);
+        replicas.push(Spawned::start(&sms, &args, &dir.join("server.log")).await?);
     }
     Ok(Servers {
         label,
