@@ -82,10 +82,13 @@ impl Cid {
                 text: text.to_owned(),
             });
         }
-        let (base, rest) = text.split_at(1);
+        // The multibase prefix is one character, not one byte: the text may be any UTF-8.
+        let mut chars = text.chars();
+        let base = chars.next().unwrap_or_default();
+        let rest = chars.as_str();
         let bytes = match base {
-            "b" => base32_decode(rest).ok_or_else(|| malformed("invalid base32"))?,
-            "z" => base58_decode(rest).ok_or_else(|| malformed("invalid base58"))?,
+            'b' => base32_decode(rest).ok_or_else(|| malformed("invalid base32"))?,
+            'z' => base58_decode(rest).ok_or_else(|| malformed("invalid base58"))?,
             _ => {
                 return Err(unsupported(format!(
                     "multibase '{base}' (only CIDv0, 'b' base32 and 'z' base58btc)"
@@ -397,6 +400,15 @@ mod tests {
             cid.verify(b"hello world!"),
             Err(CidError::Mismatch { len: 12, .. })
         ));
+    }
+
+    /// Found by schemathesis on `GET /dev/ipfs/{cid}`: a text whose first character takes
+    /// several bytes (`%C2%9D`) panicked the multibase split; any UTF-8 is refused instead.
+    #[test]
+    fn non_ascii_texts_are_refused_not_panicked_on() {
+        for text in ["\u{9d}", "\u{9d}abc", "é", "😀bafy", "zé", "b\u{0}"] {
+            assert!(Cid::parse(text).is_err(), "{text:?}");
+        }
     }
 
     /// Bytes `(i * 31 + 7) % 251`; CIDs computed with ipfs-unixfs-importer 17.1.1, profile

@@ -1153,6 +1153,20 @@ fn corpus(alice: &PrivateKeySigner, domain: &ServiceDomain) -> Vec<Case> {
         .json()
         .body(r#"{"status":7}"#),
     );
+    // A CID whose first character is two bytes of UTF-8 (schemathesis found it panicking).
+    for (name, cid) in [
+        ("dev ipfs non-ascii cid", "%C2%9D"),
+        ("dev ipfs not a cid", "QmNotACid"),
+        ("dev ipfs path traversal", "..%2Fsms.db"),
+    ] {
+        cases.push(case(
+            name,
+            get.clone(),
+            format!("/dev/ipfs/{cid}"),
+            404,
+            Plain("no dev IPFS document"),
+        ));
+    }
 
     // ---- methods, unknown routes ------------------------------------------------------------
     for (method, path) in [
