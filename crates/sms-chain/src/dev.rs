@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use sms_core::bulk::{OrderRejection, SignedDatasetOrder};
 use sms_core::hash::keccak_concat;
 use sms_core::ledger::{
     AppEntry, DatasetEntry, Deal, EntryKind, Task, TaskStatus, WorkerpoolEntry,
@@ -215,6 +216,40 @@ impl DevLedger {
         })
     }
 
+    /// Stores a document of the dev IPFS (`--dev` bulk runs): a file named by its CIDv0 in
+    /// `<ledger dir>/dev-ipfs/`. Returns the CID.
+    pub fn ipfs_add(&self, content: &[u8]) -> Result<String, LedgerError> {
+        let cid = sms_core::cid::cid_v0(content);
+        let dir = self.ipfs_dir();
+        let io = |e: std::io::Error| {
+            LedgerError::Unavailable(format!("cannot write {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let tmp = dir.join(format!("{cid}.tmp"));
+        std::fs::write(&tmp, content).map_err(io)?;
+        std::fs::rename(&tmp, dir.join(&cid)).map_err(io)?;
+        Ok(cid)
+    }
+
+    /// A document of the dev IPFS, `None` when unknown (or not a CID).
+    pub fn ipfs_get(&self, cid: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        if sms_core::cid::Cid::parse(cid).is_err() {
+            return Ok(None);
+        }
+        match std::fs::read(self.ipfs_dir().join(cid)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LedgerError::Unavailable(format!("dev IPFS {cid}: {e}"))),
+        }
+    }
+
+    fn ipfs_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("dev-ipfs")
+    }
+
     /// A fresh nonce for ids derived by callers (deal ids).
     pub fn next_nonce(&self) -> Result<u64, LedgerError> {
         self.update(|s| {
@@ -275,6 +310,30 @@ impl Ledger for DevLedger {
 
     async fn task(&self, task_id: B256) -> Result<Option<Task>, LedgerError> {
         Ok(self.read(|s| s.tasks.get(&task_id).cloned()))
+    }
+
+    /// The PoCo rules run locally with the dev owners and the dev order domain; nothing is
+    /// ever consumed on the dev ledger.
+    async fn check_dataset_order(
+        &self,
+        order: &SignedDatasetOrder,
+        deal: &Deal,
+    ) -> Result<Result<(), OrderRejection>, LedgerError> {
+        let dataset = order.order.dataset;
+        let Some(owner) = self.read(|s| s.datasets.get(&dataset).map(|d| d.owner)) else {
+            return Ok(Err(OrderRejection::UnknownDataset(dataset)));
+        };
+        let known = self.read(|s| s.deals.contains_key(&deal.deal_id));
+        if !known {
+            return Ok(Err(OrderRejection::Poco("Deal not found".into())));
+        }
+        Ok(sms_core::bulk::check_order(
+            order,
+            deal,
+            owner,
+            sms_core::U256::ZERO,
+            &sms_core::bulk::dev_domain(),
+        ))
     }
 
     fn describe(&self) -> String {

@@ -8,6 +8,7 @@ pub mod poco;
 pub mod shared;
 
 use async_trait::async_trait;
+use sms_core::bulk::{OrderRejection, SignedDatasetOrder};
 use sms_core::ledger::{AppEntry, DatasetEntry, Deal, Task, WorkerpoolEntry};
 use sms_core::{Address, B256};
 use thiserror::Error;
@@ -34,6 +35,20 @@ pub trait Ledger: Send + Sync + 'static {
     async fn workerpool(&self, address: Address) -> Result<Option<WorkerpoolEntry>, LedgerError>;
     async fn deal(&self, deal_id: B256) -> Result<Option<Deal>, LedgerError>;
     async fn task(&self, task_id: B256) -> Result<Option<Task>, LedgerError>;
+    /// Whether `deal` may consume a bulk dataset order, as PoCo's
+    /// `assertDatasetDealCompatibility` decides (docs/bulk-processing.md): `Ok(Err(_))` names
+    /// the rule the order breaks. A ledger that cannot decide says so as unavailable.
+    async fn check_dataset_order(
+        &self,
+        order: &SignedDatasetOrder,
+        deal: &Deal,
+    ) -> Result<Result<(), OrderRejection>, LedgerError> {
+        let _ = (order, deal);
+        Err(LedgerError::Unavailable(format!(
+            "{} cannot check dataset orders",
+            self.describe()
+        )))
+    }
     /// A short description for logs and `/version`-like endpoints.
     fn describe(&self) -> String;
 }

@@ -123,6 +123,25 @@ sol! {
     interface IOwnable {
         function owner() external view returns (address);
     }
+
+    /// `IexecLibOrders_v5.DatasetOrder` with its signature, as `assertDatasetDealCompatibility`
+    /// takes it.
+    struct PocoDatasetOrder {
+        address dataset;
+        uint256 datasetprice;
+        uint256 volume;
+        bytes32 tag;
+        address apprestrict;
+        address workerpoolrestrict;
+        address requesterrestrict;
+        bytes32 salt;
+        bytes sign;
+    }
+
+    interface IexecPoco1 {
+        error IncompatibleDatasetOrder(string reason);
+        function assertDatasetDealCompatibility(PocoDatasetOrder datasetOrder, bytes32 dealId) external view;
+    }
 }
 
 /// How to reach the PoCo contracts.
@@ -444,7 +463,10 @@ impl PocoLedger {
                 Ok(Err(RpcError::ErrorResp(payload)))
                     if is_revert(payload.code, &payload.message) =>
                 {
-                    return Ok(Err(payload.message.to_string()));
+                    return Ok(Err(revert_reason(
+                        payload.as_revert_data().as_ref().map(|d| d.as_ref()),
+                        &payload.message,
+                    )));
                 }
                 Ok(Err(error)) => error,
             };
@@ -680,6 +702,43 @@ impl<T> Answer<T> {
     }
 }
 
+impl PocoLedger {
+    /// `assertDatasetDealCompatibility(order, dealId)` at `latest`: `Ok(Err(reason))` when it
+    /// reverts (the reason PoCo gives), `Ok(Ok(()))` when it returns.
+    pub async fn assert_dataset_deal_compatibility(
+        &self,
+        order: &sms_core::bulk::SignedDatasetOrder,
+        deal_id: B256,
+    ) -> Result<Result<(), String>, LedgerError> {
+        let o = &order.order;
+        let call = IexecPoco1::assertDatasetDealCompatibilityCall {
+            datasetOrder: PocoDatasetOrder {
+                dataset: o.dataset,
+                datasetprice: o.datasetprice,
+                volume: o.volume,
+                tag: o.tag,
+                apprestrict: o.apprestrict,
+                workerpoolrestrict: o.workerpoolrestrict,
+                requesterrestrict: o.requesterrestrict,
+                salt: o.salt,
+                sign: order.sign.clone(),
+            },
+            dealId: deal_id,
+        };
+        let tx = TransactionRequest::default()
+            .with_from(self.from)
+            .with_to(self.config.hub)
+            .with_input(call.abi_encode());
+        let what = format!("assertDatasetDealCompatibility({}, {deal_id})", o.dataset);
+        let answer = self
+            .rpc_or_revert(&what, self.deadline(), || {
+                self.provider.call(tx.clone()).latest().into_future()
+            })
+            .await?;
+        Ok(answer.map(|_| ()))
+    }
+}
+
 #[async_trait]
 impl Ledger for PocoLedger {
     async fn owner_of(&self, entry: Address) -> Result<Option<Address>, LedgerError> {
@@ -801,6 +860,17 @@ impl Ledger for PocoLedger {
         Ok(task)
     }
 
+    async fn check_dataset_order(
+        &self,
+        order: &sms_core::bulk::SignedDatasetOrder,
+        deal: &Deal,
+    ) -> Result<Result<(), sms_core::bulk::OrderRejection>, LedgerError> {
+        Ok(self
+            .assert_dataset_deal_compatibility(order, deal.deal_id)
+            .await?
+            .map_err(sms_core::bulk::OrderRejection::Poco))
+    }
+
     fn describe(&self) -> String {
         format!(
             "PoCo hub {} on chain {} via {}",
@@ -810,6 +880,19 @@ impl Ledger for PocoLedger {
 }
 
 /// A JSON-RPC error that means "the call executed and reverted" rather than "the node failed".
+/// The reason of a revert: PoCo's `IncompatibleDatasetOrder(reason)` or a `require` message
+/// decoded from the revert data, else the node's message.
+fn revert_reason(data: Option<&[u8]>, message: &str) -> String {
+    use alloy::sol_types::{Revert, SolError};
+    let decoded = data.and_then(|d| {
+        IexecPoco1::IncompatibleDatasetOrder::abi_decode(d)
+            .map(|e| e.reason)
+            .or_else(|_| Revert::abi_decode(d).map(|r| r.reason))
+            .ok()
+    });
+    decoded.unwrap_or_else(|| message.to_owned())
+}
+
 fn is_revert(code: i64, message: &str) -> bool {
     code == 3 || message.to_ascii_lowercase().contains("revert")
 }
@@ -886,18 +969,8 @@ mod multiaddr {
         })
     }
 
-    /// Unsigned LEB128, at most 9 bytes (multiformats varint).
     fn varint(bytes: &mut &[u8]) -> Option<u64> {
-        let mut value = 0u64;
-        for i in 0..9 {
-            let (&b, rest) = bytes.split_first()?;
-            *bytes = rest;
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
+        sms_core::cid::read_varint(bytes)
     }
 
     fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -954,34 +1027,8 @@ mod multiaddr {
         Some(out)
     }
 
-    const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-
-    /// Bitcoin-alphabet base58 (leading zero bytes become `1`s).
     pub(super) fn base58(input: &[u8]) -> String {
-        let zeros = input.iter().take_while(|&&b| b == 0).count();
-        // Little-endian base-58 digits of the big-endian number `input`.
-        let mut digits: Vec<u8> = Vec::with_capacity(input.len() * 138 / 100 + 1);
-        for &byte in &input[zeros..] {
-            let mut carry = u32::from(byte);
-            for digit in digits.iter_mut() {
-                carry += u32::from(*digit) << 8;
-                *digit = (carry % 58) as u8;
-                carry /= 58;
-            }
-            while carry > 0 {
-                digits.push((carry % 58) as u8);
-                carry /= 58;
-            }
-        }
-        let mut out = String::with_capacity(zeros + digits.len());
-        out.extend(std::iter::repeat_n('1', zeros));
-        out.extend(
-            digits
-                .iter()
-                .rev()
-                .map(|&d| char::from(ALPHABET[usize::from(d)])),
-        );
-        out
+        sms_core::cid::base58_encode(input)
     }
 }
 

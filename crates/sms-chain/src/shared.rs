@@ -269,6 +269,15 @@ impl Ledger for SharedReads {
         }
     }
 
+    /// Not shared: each order is its own question, asked once per session.
+    async fn check_dataset_order(
+        &self,
+        order: &sms_core::bulk::SignedDatasetOrder,
+        deal: &Deal,
+    ) -> Result<Result<(), sms_core::bulk::OrderRejection>, LedgerError> {
+        self.inner.ledger.check_dataset_order(order, deal).await
+    }
+
     fn describe(&self) -> String {
         self.inner.ledger.describe()
     }

@@ -528,6 +528,12 @@ impl ParamsBuilder {
         self
     }
 
+    /// `bulk_cid`: the CID of a bulk root (docs/bulk-processing.md).
+    pub fn bulk_cid(mut self, cid: impl Into<String>) -> Self {
+        self.bulk_cid = Some(cid.into());
+        self
+    }
+
     /// `--encrypt-result`.
     pub fn encrypt_result(mut self, on: bool) -> Self {
         self.encrypt_result = Some(on);

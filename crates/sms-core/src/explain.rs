@@ -223,7 +223,8 @@ pub fn plan_checks(inputs: &SessionInputs<'_>, needed: &SecretsNeeded) -> Vec<Ch
         None => "the deal has no dataset".to_owned(),
     }));
 
-    let params = session_plan::ensure_supported_params(task.params);
+    let params = session_plan::ensure_bulk_resolved(inputs)
+        .and_then(|()| session_plan::ensure_supported_params(task.params));
     checks.push(Check::from_step(DEAL_PARAMS, &params, |()| {
         let p = task.params;
         format!(
@@ -235,7 +236,11 @@ pub fn plan_checks(inputs: &SessionInputs<'_>, needed: &SecretsNeeded) -> Vec<Ch
                 .unwrap_or("default"),
             if p.iexec_result_encryption { "on" } else { "off" },
             if deal.has_callback() { "yes" } else { "no" },
-        )
+        ) + &if p.has_bulk() {
+            format!(", bulk_cid {} (its documents are read at session time)", p.bulk_cid)
+        } else {
+            String::new()
+        }
     }));
 
     let framework = session_plan::ensure_deal_framework(inputs);

@@ -3,7 +3,9 @@
 
 pub mod audit;
 pub mod authorization;
+pub mod bulk;
 pub mod challenge;
+pub mod cid;
 pub mod deal_params;
 pub mod enclave_config;
 pub mod explain;

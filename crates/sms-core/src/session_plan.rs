@@ -28,8 +28,9 @@
 //!   (`EXECUTION_NOT_AUTHORIZED_TEE_FRAMEWORK_MISMATCH`), the enclave challenge key must be the
 //!   one of `enclaveChallenge` (`EXECUTION_NOT_AUTHORIZED_ENCLAVE_CHALLENGE_MISMATCH`), and an
 //!   app enclave configuration of another framework is invalid;
-//! * bulk processing (`bulk_cid`) needs IPFS and chain reads per dataset order; it is not
-//!   implemented and answers `PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED`.
+//! * bulk processing (`bulk_cid`, docs/bulk-processing.md): the server checks the slice's
+//!   orders and hands them over as [`SessionInputs::bulk`]; without it (no IPFS gateway) the
+//!   plan answers `PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED`.
 //!
 //! Every secret value is held in zeroizing memory and is redacted from `Debug` output.
 
@@ -42,6 +43,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use zeroize::Zeroizing;
 
+use crate::bulk::BulkSlice;
 use crate::deal_params::{DealParams, STORAGE_DROPBOX};
 use crate::enclave_config::{
     ENV_SCONE_FSPF_KEY, ENV_SCONE_FSPF_TAG, Measurement, TeeEnclaveConfiguration,
@@ -115,7 +117,7 @@ struct EnvValue {
 pub struct EnclaveEnv(BTreeMap<String, EnvValue>);
 
 impl EnclaveEnv {
-    fn public(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub(crate) fn public(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.0.insert(
             name.into(),
             EnvValue {
@@ -125,7 +127,7 @@ impl EnclaveEnv {
         );
     }
 
-    fn secret(&mut self, name: impl Into<String>, value: Zeroizing<String>) {
+    pub(crate) fn secret(&mut self, name: impl Into<String>, value: Zeroizing<String>) {
         self.0.insert(
             name.into(),
             EnvValue {
@@ -234,6 +236,9 @@ pub struct SecretsNeeded {
     pub requester: Vec<SecretId>,
     /// Result encryption key, storage tokens, proxy URL.
     pub web2: Vec<SecretId>,
+    /// Keys of the valid datasets of a bulk slice ([`BulkSlice::secrets_needed`]), added by the
+    /// server once it has checked the slice.
+    pub bulk_dataset_keys: Vec<SecretId>,
 }
 
 impl SecretsNeeded {
@@ -242,6 +247,7 @@ impl SecretsNeeded {
         all.push(self.app_developer.clone());
         all.extend(self.requester.iter().cloned());
         all.extend(self.web2.iter().cloned());
+        all.extend(self.bulk_dataset_keys.iter().cloned());
         all
     }
 }
@@ -301,6 +307,7 @@ pub fn secrets_needed(task: &TaskInput<'_>) -> SecretsNeeded {
         app_developer: SecretId::app_developer(deal.app.pointer),
         requester,
         web2: web2_ids,
+        bulk_dataset_keys: Vec::new(),
     }
 }
 
@@ -321,6 +328,10 @@ pub struct SessionInputs<'a> {
     /// text with or without `0x`), `None` when no challenge exists.
     pub challenge_private_key: Option<&'a SecretValue>,
     pub secrets: &'a SecretValues,
+    /// The checked slice of a bulk deal (`bulk_cid`), read by the server from IPFS; its valid
+    /// datasets' keys are in `secrets`. `None` when the deal has no `bulk_cid`, or when this
+    /// server cannot read IPFS.
+    pub bulk: Option<&'a BulkSlice>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -643,6 +654,9 @@ pub fn pre_compute_env(
             );
         }
     }
+    if let Some(slice) = inputs.bulk {
+        slice.pre_compute_env(inputs.secrets, &mut env);
+    }
     env.extend(sign);
     Ok(env)
 }
@@ -724,6 +738,9 @@ pub fn app_env(
     if let Some((key, tag)) = &app.fspf {
         env.secret(ENV_SCONE_FSPF_KEY, key.clone());
         env.public(ENV_SCONE_FSPF_TAG, tag.clone());
+    }
+    if let Some(slice) = inputs.bulk {
+        slice.app_env(&mut env);
     }
     env
 }
@@ -901,12 +918,23 @@ pub fn resolve_dataset<'a>(
     }
 }
 
-/// Plan step D: the deal params ask for nothing this SMS cannot do.
+/// Plan step D: the deal params ask for nothing this SMS cannot do: a `bulk_cid` must be a CID
+/// this SMS can verify.
 pub fn ensure_supported_params(params: &DealParams) -> Result<(), SessionError> {
     if params.has_bulk() {
+        crate::bulk::parse_bulk_cid(&params.bulk_cid)
+            .map_err(|e| err(E::PreComputeBulkDocumentInvalid, format!("bulk_cid: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Plan step D2: a bulk deal comes with its checked slice (the server reads it from IPFS
+/// before the plan; without `--ipfs-gateway` it cannot).
+pub fn ensure_bulk_resolved(inputs: &SessionInputs<'_>) -> Result<(), SessionError> {
+    if inputs.task.params.has_bulk() && inputs.bulk.is_none() {
         return Err(err(
             E::PreComputeBulkProcessingNotSupported,
-            "bulk processing (bulk_cid) is not supported by this SMS",
+            "the deal has a bulk_cid and this SMS reads no IPFS gateway (--ipfs-gateway)",
         ));
     }
     Ok(())
@@ -914,7 +942,7 @@ pub fn ensure_supported_params(params: &DealParams) -> Result<(), SessionError> 
 
 /// True when the session has a pre-compute enclave.
 pub fn needs_pre_compute(dataset: Option<&DatasetEntry>, params: &DealParams) -> bool {
-    dataset.is_some() || params.has_input_files()
+    dataset.is_some() || params.has_input_files() || params.has_bulk()
 }
 
 /// The session of a task, or the error code to answer with: plan steps A to D, then the app
@@ -925,6 +953,7 @@ pub fn build_session_plan(inputs: &SessionInputs<'_>) -> Result<SessionPlan, Ses
     let framework = ensure_deal_framework(inputs)?;
     ensure_task_matches(inputs)?;
     let dataset = resolve_dataset(inputs)?;
+    ensure_bulk_resolved(inputs)?;
     ensure_supported_params(task.params)?;
 
     let app_side = resolve_app(inputs, framework)?;

@@ -206,6 +206,7 @@ impl Fx {
             enclave_challenge: self.enclave_challenge,
             challenge_private_key: self.key.as_ref(),
             secrets: &self.secrets,
+            bulk: None,
         })
     }
 
@@ -858,6 +859,7 @@ fn secrets_needed_lists_every_lookup() {
                 SecretId::web2(a(WORKER), WEB2_IPFS_TOKEN).unwrap(),
                 SecretId::web2(a(REQUESTER), WEB2_IPFS_TOKEN).unwrap(),
             ],
+            bulk_dataset_keys: Vec::new(),
         }
     );
     assert_eq!(needed.all().len(), 7);
@@ -896,6 +898,7 @@ fn explain_agrees_with_the_builder() {
             enclave_challenge: Address::ZERO,
             challenge_private_key: None,
             secrets: &fx.secrets,
+            bulk: None,
         };
         let checks = plan_checks(&inputs, &secrets_needed(&fx.task()));
         checks

@@ -22,7 +22,10 @@
 //! | `EXECUTION_NOT_AUTHORIZED_ENCLAVE_CHALLENGE_MISMATCH` | 401 | `enclaveChallenge` is not the address this SMS issued for the task | `GET_SIGNATURE_TOKENS_FAILED_EMPTY_PUBLIC_ENCLAVE_CHALLENGE` |
 //! | `EXECUTION_NOT_AUTHORIZED_TEE_FRAMEWORK_MISMATCH` | 409 | the deal's framework is not the one this SMS serves | `SECURE_SESSION_NO_TEE_FRAMEWORK` |
 //! | `EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN` | 409 | the task already has a live session for another worker (one task, one session, one release budget) | `SECURE_SESSION_GENERATION_FAILED` |
-//! | `PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED` | 501 | the deal params carry a `bulk_cid` | `SECURE_SESSION_GENERATION_FAILED` |
+//! | `PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED` | 501 | the deal params carry a `bulk_cid` and no IPFS gateway is configured | `SECURE_SESSION_GENERATION_FAILED` |
+//! | `PRE_COMPUTE_BULK_GATEWAY_FAILED` | 503 | the IPFS gateway did not answer a bulk document in time, or with an error | `SECURE_SESSION_GENERATION_FAILED` |
+//! | `PRE_COMPUTE_BULK_CID_MISMATCH` | 502 | the gateway's bytes do not hash to the document's CID | `SECURE_SESSION_GENERATION_FAILED` |
+//! | `PRE_COMPUTE_BULK_DOCUMENT_INVALID` | 422 | unsupported CID, document too large or malformed, no slice for the task | `SECURE_SESSION_GENERATION_FAILED` |
 
 use std::fmt;
 
@@ -69,16 +72,24 @@ pub enum TeeSessionGenerationError {
     ExecutionNotAuthorizedEnclaveChallengeMismatch,
     /// The deal tag selects a TEE framework this SMS does not serve (409).
     ExecutionNotAuthorizedTeeFrameworkMismatch,
-    /// Bulk processing (`bulk_cid`) is not implemented by this SMS yet (501).
+    /// The deal has a `bulk_cid` and this SMS has no IPFS gateway (`--ipfs-gateway`) (501).
     PreComputeBulkProcessingNotSupported,
     /// The task already has a live session, created for another worker (409).
     ExecutionNotAuthorizedTaskSessionTaken,
+    /// The IPFS gateway did not answer a bulk document in time, could not be reached or
+    /// answered an error status (503, retryable).
+    PreComputeBulkGatewayFailed,
+    /// The bytes the gateway answered do not hash to the document's CID (502).
+    PreComputeBulkCidMismatch,
+    /// The bulk document is not usable: unsupported CID, too large, not the expected JSON, no
+    /// slice for the task, too many orders (422).
+    PreComputeBulkDocumentInvalid,
 }
 
 use TeeSessionGenerationError as E;
 
 impl TeeSessionGenerationError {
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 31] = [
         E::InvalidAuthorization,
         E::ExecutionNotAuthorizedEmptyParamsUnauthorized,
         E::ExecutionNotAuthorizedNoMatchOnchainType,
@@ -107,6 +118,9 @@ impl TeeSessionGenerationError {
         E::ExecutionNotAuthorizedTeeFrameworkMismatch,
         E::PreComputeBulkProcessingNotSupported,
         E::ExecutionNotAuthorizedTaskSessionTaken,
+        E::PreComputeBulkGatewayFailed,
+        E::PreComputeBulkCidMismatch,
+        E::PreComputeBulkDocumentInvalid,
     ];
 
     /// The exact wire spelling.
@@ -166,6 +180,9 @@ impl TeeSessionGenerationError {
             E::ExecutionNotAuthorizedTaskSessionTaken => {
                 "EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN"
             }
+            E::PreComputeBulkGatewayFailed => "PRE_COMPUTE_BULK_GATEWAY_FAILED",
+            E::PreComputeBulkCidMismatch => "PRE_COMPUTE_BULK_CID_MISMATCH",
+            E::PreComputeBulkDocumentInvalid => "PRE_COMPUTE_BULK_DOCUMENT_INVALID",
         }
     }
 
@@ -189,6 +206,9 @@ impl TeeSessionGenerationError {
             E::ExecutionNotAuthorizedTeeFrameworkMismatch
             | E::ExecutionNotAuthorizedTaskSessionTaken => 409,
             E::PreComputeBulkProcessingNotSupported => 501,
+            E::PreComputeBulkDocumentInvalid => 422,
+            E::PreComputeBulkCidMismatch => 502,
+            E::PreComputeBulkGatewayFailed => 503,
             _ => 500,
         }
     }
@@ -204,9 +224,11 @@ impl TeeSessionGenerationError {
                 E::GetSignatureTokensFailedEmptyPublicEnclaveChallenge
             }
             E::ExecutionNotAuthorizedTeeFrameworkMismatch => E::SecureSessionNoTeeFramework,
-            E::PreComputeBulkProcessingNotSupported | E::ExecutionNotAuthorizedTaskSessionTaken => {
-                E::SecureSessionGenerationFailed
-            }
+            E::PreComputeBulkProcessingNotSupported
+            | E::ExecutionNotAuthorizedTaskSessionTaken
+            | E::PreComputeBulkGatewayFailed
+            | E::PreComputeBulkCidMismatch
+            | E::PreComputeBulkDocumentInvalid => E::SecureSessionGenerationFailed,
             upstream => upstream,
         }
     }
@@ -225,6 +247,9 @@ impl TeeSessionGenerationError {
                 | E::ExecutionNotAuthorizedTeeFrameworkMismatch
                 | E::PreComputeBulkProcessingNotSupported
                 | E::ExecutionNotAuthorizedTaskSessionTaken
+                | E::PreComputeBulkGatewayFailed
+                | E::PreComputeBulkCidMismatch
+                | E::PreComputeBulkDocumentInvalid
         )
     }
 }
@@ -346,7 +371,7 @@ mod tests {
                 .iter()
                 .filter(|c| c.is_extension())
                 .count(),
-            5
+            8
         );
     }
 

@@ -24,9 +24,10 @@ pub async fn record(store: &Store, event: &AuditEvent) -> Result<u64, StoreError
     })
 }
 
-/// Queues `event` after an action that is already committed (a secret write, a session):
-/// the action stands and its answer does not wait on the log; a failed append is logged and
-/// counted (`sms_audit_write_failures_total`).
+/// Queues `event` for an outcome that writes nothing else (a refused release): its answer
+/// does not wait on the log; a failed append is logged and counted
+/// (`sms_audit_write_failures_total`). Actions that write commit their entry with the write
+/// ([`sms_store::Store::audited`]).
 pub async fn record_after(store: &Store, event: &AuditEvent) {
     store.audit_append_detached(event);
 }

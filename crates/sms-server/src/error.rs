@@ -137,6 +137,18 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%reason, "store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").with_reason(reason)
             }
+            // The write was not done: its audit entry could not be written with it.
+            StoreError::AuditRefused(reason) => {
+                let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable")
+                    .with_reason(format!(
+                        "not done: the audit entry of this action could not be written ({reason})"
+                    ));
+                error.coded = Some(Box::new(Coded {
+                    code: Some("AUDIT_LOG_UNAVAILABLE"),
+                    ..Coded::default()
+                }));
+                error
+            }
             // Logged (row identity) and counted by the store; the value is never served.
             StoreError::Integrity(record) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -177,7 +189,7 @@ impl IntoResponse for ApiError {
             Some(reason) => json!({ "error": error, "reason": reason }),
             None => json!({ "error": error }),
         };
-        // Only the limit refusals set a code on a plain or list body.
+        // Only the limit refusals and AUDIT_LOG_UNAVAILABLE set a code on a plain or list body.
         if let Some(code) = self.coded.and_then(|c| c.code) {
             body["code"] = json!(code);
         }

@@ -100,7 +100,13 @@ impl Server {
 
         let metrics = crate::metrics_layer::recorder().map_err(StartupError::Config)?;
         let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
-        let (identity, identity_created) = crate::identity::load_or_create(&store).await?;
+        let started = std::time::Instant::now();
+        let (identity, identity_created) = loop {
+            match crate::identity::load_or_create(&store).await {
+                Err(e) if retry_at_startup(&e, started).await => continue,
+                loaded => break loaded?,
+            }
+        };
         let identity_document = identity.public_key().document();
         // A second handle on the same key (the provisioner owns the first), from its seed.
         let head_identity = sms_attest::SmsIdentity::from_seed(identity.seed())
@@ -264,7 +270,7 @@ pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, StartupErr
             data_dir.display()
         ))
     })?;
-    let (master, master_key_created) =
+    let (mut master, master_key_created) =
         MasterKey::from_env_or_file(&config.master_key_file(), true)?;
     let backend: Arc<dyn Backend> = match &config.database_url {
         Some(url) => Arc::new(
@@ -278,11 +284,35 @@ pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, StartupErr
         None => Arc::new(SqliteBackend::open(&data_dir.join("sms.db")).await?),
     };
     let description = backend.describe();
+    let started = std::time::Instant::now();
+    let store = loop {
+        match Store::open_with(backend.clone(), master, config.keys.policy()).await {
+            Err(e) if retry_at_startup(&e, started).await => {
+                master = MasterKey::from_env_or_file(&config.master_key_file(), false)?.0;
+            }
+            opened => break opened?,
+        }
+    };
     Ok(OpenedStore {
-        store: Store::open_with(backend, master, config.keys.policy()).await?,
+        store,
         description,
         master_key_created,
     })
+}
+
+/// How long start-up keeps retrying store calls that meet an outage (several replicas
+/// starting at once share a database that may be busy migrating or full of connections).
+const STARTUP_RETRY: Duration = Duration::from_secs(30);
+
+/// Whether a start-up store call that failed with `error` is tried again: an outage, within
+/// [`STARTUP_RETRY`] of `started`, after a short pause (logged). Anything else fails start-up.
+async fn retry_at_startup(error: &sms_store::StoreError, started: std::time::Instant) -> bool {
+    if !error.is_unavailable() || started.elapsed() >= STARTUP_RETRY {
+        return false;
+    }
+    tracing::warn!(%error, "the database is unavailable at start-up: retrying");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    true
 }
 
 /// Outside --dev, plain HTTP only on loopback unless explicitly allowed.

@@ -1150,21 +1150,38 @@ async fn replicas_on_one_database_share_the_identity() {
     assert_eq!(created, 1);
 }
 
-/// Makes the audit table of the server's SQLite database refuse inserts (a read-only log).
-async fn read_only_audit_log(data_dir: &std::path::Path) {
-    use sqlx::Connection;
-    let db = data_dir.join("sms.db");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER audit_read_only BEFORE INSERT ON audit_entries \
-         BEGIN SELECT RAISE(ABORT, 'audit log is read-only'); END",
+/// The release count and the release's entry are one transaction: a release refused because
+/// its entry could not be written does not use the task's budget (one release per service by
+/// default), so the same service is released once the log is writable, as release 1.
+#[tokio::test]
+async fn a_release_refused_for_its_audit_entry_uses_no_budget() {
+    let p = Prov::new().await;
+    let sid = p
+        .seed("s-audit-budget", p.now() + 600, &APP_MEASUREMENT)
+        .await;
+    let key = EphemeralKey::generate();
+    let nonce = p.nonce(&sid, "app").await;
+    p.server.audit_log_read_only(true).await;
+    p.refused(
+        &sid,
+        "app",
+        &good(&nonce, &APP_MEASUREMENT, &key),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "AUDIT_LOG_UNAVAILABLE",
     )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
+    .await;
+    p.server.audit_log_read_only(false).await;
+    let nonce = p.nonce(&sid, "app").await;
+    let (answer, _) = p
+        .release(&sid, "app", &good(&nonce, &APP_MEASUREMENT, &key))
+        .await;
+    assert_eq!(answer.release, 1);
+    let entries = p.store().audit_entries(0, 1000).await.unwrap();
+    let granted: Vec<_> = entries
+        .iter()
+        .filter(|e| e.entry.body.contains("release-granted"))
+        .collect();
+    assert_eq!(granted.len(), 1, "one granted release, one entry");
 }
 
 /// No release without its audit entry: when the log cannot be written, the release is
@@ -1177,7 +1194,7 @@ async fn release_is_refused_when_its_audit_entry_cannot_be_written() {
     let key = EphemeralKey::generate();
     let nonce = p.nonce(&sid, "app").await;
     let before = p.store().audit_size().await.unwrap();
-    read_only_audit_log(&p.server.data_dir()).await;
+    p.server.audit_log_read_only(true).await;
     p.refused(
         &sid,
         "app",
@@ -1190,15 +1207,7 @@ async fn release_is_refused_when_its_audit_entry_cannot_be_written() {
     assert!(p.metrics().await.contains("sms_audit_write_failures_total"));
 
     // Writable again: the post-compute service is released, and its entry is there.
-    use sqlx::Connection;
-    let db = p.server.data_dir().join("sms.db");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER audit_read_only")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    p.server.audit_log_read_only(false).await;
     let nonce = p.nonce(&sid, "post-compute").await;
     let (answer, _) = p
         .release(&sid, "post-compute", &good(&nonce, &POST_MEASUREMENT, &key))

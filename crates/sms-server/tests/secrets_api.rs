@@ -117,6 +117,55 @@ async fn requester_secret_life_cycle() {
     );
 }
 
+/// A secret write and its audit entry commit together: while the log refuses entries (an
+/// operator hiding what follows), a push answers 503 `AUDIT_LOG_UNAVAILABLE` and stores
+/// nothing; once the log accepts entries again the same push is stored and logged.
+#[tokio::test]
+async fn secret_writes_are_not_done_without_their_audit_entry() {
+    let api = Api::new().await;
+    let alice = PrivateKeySigner::random();
+    let path = requester_path(alice.address(), "hidden");
+    let value = b"value-while-unlogged";
+    api.server.audit_log_read_only(true).await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &path,
+            requester_sig(&alice, "hidden", value),
+            Some(value),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "AUDIT_LOG_UNAVAILABLE", "{body}");
+    assert!(!body.to_string().contains("value-while-unlogged"));
+    assert_eq!(
+        api.status(Method::HEAD, &path, None, None).await,
+        StatusCode::NOT_FOUND
+    );
+
+    api.server.audit_log_read_only(false).await;
+    let status = api
+        .status(
+            Method::POST,
+            &path,
+            requester_sig(&alice, "hidden", value),
+            Some(value),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.status(Method::HEAD, &path, None, None).await,
+        StatusCode::NO_CONTENT
+    );
+    let store = api.server.server().store.clone();
+    let entries = store.audit_entries(0, 100).await.unwrap();
+    let writes: Vec<_> = entries
+        .iter()
+        .filter(|e| e.entry.body.contains("secret-written"))
+        .collect();
+    assert_eq!(writes.len(), 1, "one write done, one entry");
+}
+
 #[tokio::test]
 async fn wrong_signer_and_malformed_signatures_are_401() {
     let api = Api::new().await;

@@ -1022,12 +1022,22 @@ async fn session_error_codes() {
             "POST_COMPUTE_GET_STORAGE_TOKENS_FAILED",
         )
         .await;
-    // Bulk processing is not implemented.
+    // A bulk_cid that is no CID (the dev server reads bulk documents from its dev IPFS);
+    // then one the dev IPFS does not hold (a 404 of the gateway).
     let t = w.task(json!({ "params": { "bulk_cid": "QmBulk" } })).await;
     w.expect_error(
         t,
-        StatusCode::NOT_IMPLEMENTED,
-        "PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "PRE_COMPUTE_BULK_DOCUMENT_INVALID",
+    )
+    .await;
+    let t = w
+        .task(json!({ "params": { "bulk_cid": "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o" } }))
+        .await;
+    w.expect_error(
+        t,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "PRE_COMPUTE_BULK_GATEWAY_FAILED",
     )
     .await;
 }
@@ -1093,6 +1103,55 @@ async fn challenge_is_authorized_and_idempotent() {
         w.challenge_as(task, Some(&w.pool_owner)).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A challenge and a session commit with their audit entries: while the log refuses entries,
+/// neither is created (503, the worker retries) and nothing is stored; once it accepts them
+/// again both are created.
+#[tokio::test]
+async fn challenges_and_sessions_are_not_created_without_their_audit_entry() {
+    let w = World::new().await;
+    let task = w.storable_task().await;
+    w.server.audit_log_read_only(true).await;
+    let (status, text) = w.challenge_as(task, Some(&w.pool_owner)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let key = RecordKey::new("tee-challenge", "", encode_prefixed(task));
+    assert!(w.store.get(&key).await.unwrap().is_none());
+
+    w.server.audit_log_read_only(false).await;
+    let enclave = w.challenge(task).await;
+    w.server.audit_log_read_only(true).await;
+    let (status, answer) = w.session_with(task, enclave).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(
+        answer["error"], "SECURE_SESSION_STORAGE_CALL_FAILED",
+        "{answer}"
+    );
+    let counts = w.store.count_by_namespace().await.unwrap();
+    assert!(
+        !counts
+            .iter()
+            .any(|(ns, n)| ns == SESSION_NAMESPACE && *n > 0),
+        "{counts:?}"
+    );
+
+    w.server.audit_log_read_only(false).await;
+    let (status, answer) = w.session_with(task, enclave).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let store = w.server.server().store.clone();
+    let kinds: Vec<String> = store
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            ["challenge-issued", "session-created"]
+                .into_iter()
+                .find(|k| e.entry.body.contains(k))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(kinds, ["challenge-issued", "session-created"]);
 }
 
 #[tokio::test]

@@ -150,6 +150,7 @@ fn plan(framework: TeeFramework) -> SessionPlan {
         enclave_challenge: challenge.address(),
         challenge_private_key: Some(&key),
         secrets: &secrets,
+        bulk: None,
     };
     build_session_plan(&inputs).unwrap()
 }

@@ -241,8 +241,15 @@ pub struct KeyRing {
     policy: RotationPolicy,
     keys: RwLock<BTreeMap<i64, DataKey>>,
     lease: Mutex<Lease>,
-    /// One refill (database round trip) at a time.
-    refill: tokio::sync::Mutex<()>,
+    /// One refill (database round trip) at a time; holds the last one's outage, if it met
+    /// one, so the callers that waited for it fail with it instead of each trying in turn.
+    refill: tokio::sync::Mutex<Option<FailedRefill>>,
+}
+
+/// A refill that found the database unavailable.
+struct FailedRefill {
+    at: Instant,
+    reason: String,
 }
 
 /// Whether a stored key must be replaced before more encryptions are reserved under it.
@@ -280,7 +287,7 @@ impl KeyRing {
                 remaining: 0,
                 refresh_at: Instant::now(),
             }),
-            refill: tokio::sync::Mutex::new(()),
+            refill: tokio::sync::Mutex::new(None),
         };
         let mut stored = backend.data_keys().await?;
         if stored.is_empty() {
@@ -378,16 +385,37 @@ impl KeyRing {
     }
 
     /// Takes one encryption under the current key: the key id and its cipher.
+    ///
+    /// During a database outage the callers waiting for a refill do not queue one bounded
+    /// round trip each (the last would wait for all of them): a refill that failed after a
+    /// caller began waiting fails that caller too, at once.
     async fn slot(&self, backend: &dyn Backend) -> Result<(i64, Arc<Aes256Gcm>), StoreError> {
+        let waiting_since = Instant::now();
         loop {
             if let Some(slot) = self.try_slot() {
                 return Ok(slot);
             }
-            let _one = self.refill.lock().await;
+            let mut last = self.refill.lock().await;
             if let Some(slot) = self.try_slot() {
                 return Ok(slot);
             }
-            self.renew(backend, false).await?;
+            if let Some(failed) = last.as_ref()
+                && failed.at >= waiting_since
+            {
+                return Err(StoreError::Unavailable(failed.reason.clone()));
+            }
+            match self.renew(backend, false).await {
+                Ok(_) => *last = None,
+                Err(e) => {
+                    if let StoreError::Unavailable(reason) = &e {
+                        *last = Some(FailedRefill {
+                            at: Instant::now(),
+                            reason: reason.clone(),
+                        });
+                    }
+                    return Err(e);
+                }
+            }
         }
     }
 
@@ -681,7 +709,7 @@ pub mod fuzzing {
                 remaining: 0,
                 refresh_at: Instant::now(),
             }),
-            refill: tokio::sync::Mutex::new(()),
+            refill: tokio::sync::Mutex::new(None),
         };
         for &(id, format, key) in keys {
             let (nonce, wrapped) = wrap_data_key(&ring.master, id, format, &key)?;

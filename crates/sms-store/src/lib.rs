@@ -216,6 +216,10 @@ pub enum StoreError {
     /// The data directory is in use by a running server (restore refused).
     #[error("{0}")]
     Busy(String),
+    /// An audited write was not done because its audit entry could not be written: the
+    /// action and its entry commit together or not at all (503, `AUDIT_LOG_UNAVAILABLE`).
+    #[error("audit log unavailable: {0}")]
+    AuditRefused(String),
 }
 
 impl StoreError {
@@ -298,6 +302,25 @@ pub(crate) fn fixed_hash(bytes: &[u8]) -> sms_core::audit::Hash {
     out
 }
 
+/// One write of a sealed row, as [`Backend::write_audited`] takes it. What each answers is
+/// what the method of the same name answers: rows written for `Insert` and `Replace`, the
+/// version written (0: not written) for the others.
+#[derive(Clone, Debug)]
+pub enum RowWrite {
+    Insert(SealedRow),
+    Replace(SealedRow, i64),
+    PutCreate(SealedRow),
+    PutUpdate(SealedRow, i64),
+    Tombstone(RecordKey, Option<i64>),
+}
+
+/// The audit entry of an audited write: its time (Unix seconds) and canonical body.
+#[derive(Clone, Debug)]
+pub struct AuditNote {
+    pub at: u64,
+    pub body: String,
+}
+
 /// Storage of sealed rows. Every acknowledged write is durable.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -378,6 +401,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn backup_to(&self, dest: &std::path::Path) -> Result<(), StoreError>;
     /// One cheap round trip (`SELECT 1`), bounded by the backend's timeout (`/health`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Does `write` and, if it wrote, records `note` in the audit log, in one transaction:
+    /// both or neither ([`StoreError::AuditRefused`] when the entry cannot be written). The
+    /// entry is in the chain when this returns, or waiting for [`Backend::chain_pending`].
+    async fn write_audited(&self, write: RowWrite, note: AuditNote) -> Result<u64, StoreError>;
+    /// Moves up to `limit` entries committed by [`Backend::write_audited`] but not yet chained
+    /// into the chain; how many. Backends that chain them at once have none.
+    async fn chain_pending(&self, _limit: u32) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// Appends one entry per body, in order, after the current head of the audit log, in one
     /// transaction (one chain across replicas); the index of the first.
     async fn append_audit(&self, at: u64, bodies: Vec<String>) -> Result<u64, StoreError>;
@@ -416,7 +448,79 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     keys: Arc<KeyRing>,
     audit: tokio::sync::mpsc::Sender<AuditJob>,
+    /// Wakes the audit writer to chain entries an audited write left pending.
+    chain_wake: Arc<tokio::sync::Notify>,
 }
+
+/// Builds the audit event of an audited write from the version the write stores.
+pub type AuditFn<'a> = &'a (dyn Fn(i64) -> sms_core::audit::AuditEvent + Send + Sync);
+
+/// Writes whose audit entry commits in the same transaction as the row ([`Store::audited`]):
+/// a write that is done is in the log, a write whose entry cannot be written is not done
+/// ([`StoreError::AuditRefused`]).
+pub struct Audited<'a> {
+    store: &'a Store,
+    event: AuditFn<'a>,
+}
+
+impl Audited<'_> {
+    /// [`Store::insert`], audited.
+    pub async fn insert(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expires_at: Option<i64>,
+    ) -> Result<Insert, StoreError> {
+        self.store
+            .insert_as(key, value, expires_at, Some(self.event))
+            .await
+    }
+
+    /// [`Store::update`], audited.
+    pub async fn update(&self, key: &RecordKey, value: &SecretValue) -> Result<Update, StoreError> {
+        self.store.update_as(key, value, Some(self.event)).await
+    }
+
+    /// [`Store::compare_and_set`], audited.
+    pub async fn compare_and_set(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expected_version: i64,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .compare_and_set_as(key, value, expected_version, expires_at, Some(self.event))
+            .await
+    }
+
+    /// [`Store::put`], audited.
+    pub async fn put(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expected_version: i64,
+    ) -> Result<CheckAndSet, StoreError> {
+        self.store
+            .put_as(key, value, expected_version, Some(self.event))
+            .await
+    }
+
+    /// [`Store::tombstone`], audited.
+    pub async fn tombstone(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+    ) -> Result<CheckAndSet, StoreError> {
+        self.store
+            .tombstone_as(key, expected_version, Some(self.event))
+            .await
+    }
+}
+
+/// How often each process looks for audit entries another one left pending (a replica that
+/// stopped between its commit and the chaining).
+const PENDING_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Entries appended by one audit transaction at most.
 const AUDIT_BATCH: usize = 256;
@@ -432,9 +536,20 @@ struct AuditJob {
 
 /// The audit writer of one process: appends queued entries in batches, one transaction (one
 /// chain-head lock) each, so concurrent actions do not queue on the lock one by one.
-async fn audit_writer(backend: Arc<dyn Backend>, mut jobs: tokio::sync::mpsc::Receiver<AuditJob>) {
+async fn audit_writer(
+    backend: Arc<dyn Backend>,
+    mut jobs: tokio::sync::mpsc::Receiver<AuditJob>,
+    chain_wake: Arc<tokio::sync::Notify>,
+) {
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
-    while jobs.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+    let mut sweep = tokio::time::interval(PENDING_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            received = jobs.recv_many(&mut batch, AUDIT_BATCH) => if received == 0 { break },
+            _ = chain_wake.notified() => { chain_all_pending(backend.as_ref()).await.ok(); continue }
+            _ = sweep.tick() => { chain_all_pending(backend.as_ref()).await.ok(); continue }
+        }
         let bodies = batch.iter().map(|j| j.body.clone()).collect();
         let result = backend.append_audit(unix_now().max(0) as u64, bodies).await;
         for (i, job) in batch.drain(..).enumerate() {
@@ -465,6 +580,25 @@ async fn audit_writer(backend: Arc<dyn Backend>, mut jobs: tokio::sync::mpsc::Re
     }
 }
 
+/// The version a check-and-set write reports (0: not written).
+fn written_version(result: u64) -> Option<i64> {
+    (result > 0).then_some(result as i64)
+}
+
+/// Chains every entry left pending by audited writes (PostgreSQL); failures are logged.
+async fn chain_all_pending(backend: &dyn Backend) -> Result<(), StoreError> {
+    loop {
+        match backend.chain_pending(AUDIT_BATCH as u32).await {
+            Ok(n) if n < AUDIT_BATCH as u64 => return Ok(()),
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "pending audit entries not chained this time");
+                return Err(e);
+            }
+        }
+    }
+}
+
 impl Store {
     /// Loads (or creates, on first start) the data keys, checking the master key.
     pub async fn open(backend: Arc<dyn Backend>, master: MasterKey) -> Result<Self, StoreError> {
@@ -479,11 +613,13 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let keys = KeyRing::open(backend.as_ref(), master, policy).await?;
         let (audit, jobs) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
-        tokio::spawn(audit_writer(backend.clone(), jobs));
+        let chain_wake = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(audit_writer(backend.clone(), jobs, chain_wake.clone()));
         Ok(Self {
             backend,
             keys: Arc::new(keys),
             audit,
+            chain_wake,
         })
     }
 
@@ -538,12 +674,60 @@ impl Store {
         })
     }
 
+    /// The writes of `event`'s action: each commits with its entry, or is not done.
+    pub fn audited<'a>(&'a self, event: AuditFn<'a>) -> Audited<'a> {
+        Audited { store: self, event }
+    }
+
+    /// An audited row write: the event built for `version`, counted, and the audit writer
+    /// woken to chain it if the backend left it pending.
+    async fn write_audited(
+        &self,
+        write: RowWrite,
+        version: i64,
+        event: AuditFn<'_>,
+    ) -> Result<u64, StoreError> {
+        let event = event(version);
+        let note = AuditNote {
+            at: unix_now().max(0) as u64,
+            body: event.body(),
+        };
+        match self.backend.write_audited(write, note).await {
+            Ok(written) => {
+                if written > 0 {
+                    metrics::counter!("sms_audit_entries_total", "type" => event.kind())
+                        .increment(1);
+                    self.chain_wake.notify_one();
+                }
+                Ok(written)
+            }
+            Err(e) => {
+                if matches!(e, StoreError::AuditRefused(_)) {
+                    tracing::error!(error = %e, event = event.kind(), "audit entry not written: action refused");
+                    metrics::counter!("sms_audit_write_failures_total", "type" => event.kind())
+                        .increment(1);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Inserts once: a second insert of the same key is `AlreadyExists`, whatever the value.
     pub async fn insert(
         &self,
         key: &RecordKey,
         value: &SecretValue,
         expires_at: Option<i64>,
+    ) -> Result<Insert, StoreError> {
+        self.insert_as(key, value, expires_at, None).await
+    }
+
+    async fn insert_as(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expires_at: Option<i64>,
+        audit: Option<AuditFn<'_>>,
     ) -> Result<Insert, StoreError> {
         // Sealed for version 1; over a tombstone at version N the SQL only revives it with a
         // row sealed for N + 1, so the version sealed is always the version written.
@@ -552,7 +736,15 @@ impl Store {
             let row = self
                 .seal(key, value.as_bytes(), version, expires_at)
                 .await?;
-            if self.backend.insert(row).await? == Insert::Inserted {
+            let inserted = match audit {
+                None => self.backend.insert(row).await? == Insert::Inserted,
+                Some(event) => {
+                    self.write_audited(RowWrite::Insert(row), version, event)
+                        .await?
+                        == 1
+                }
+            };
+            if inserted {
                 return Ok(Insert::Inserted);
             }
             match self.backend.metadata(key).await? {
@@ -580,6 +772,15 @@ impl Store {
 
     /// Replaces an existing value. Same value → `Unchanged` (no write); missing → `NotFound`.
     pub async fn update(&self, key: &RecordKey, value: &SecretValue) -> Result<Update, StoreError> {
+        self.update_as(key, value, None).await
+    }
+
+    async fn update_as(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        audit: Option<AuditFn<'_>>,
+    ) -> Result<Update, StoreError> {
         // Check-and-set loop: a concurrent writer makes us re-read, never lose an update silently.
         for _ in 0..8 {
             let Some(current) = self.backend.get(key).await? else {
@@ -592,7 +793,7 @@ impl Store {
             let row = self
                 .seal(key, value.as_bytes(), version, current.expires_at)
                 .await?;
-            if self.backend.replace(row, current.version).await? {
+            if self.replace_as(row, current.version, audit).await? {
                 return Ok(Update::Updated { version });
             }
         }
@@ -607,10 +808,40 @@ impl Store {
         expected_version: i64,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
+        self.compare_and_set_as(key, value, expected_version, expires_at, None)
+            .await
+    }
+
+    async fn compare_and_set_as(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expected_version: i64,
+        expires_at: Option<i64>,
+        audit: Option<AuditFn<'_>>,
+    ) -> Result<bool, StoreError> {
         let row = self
             .seal(key, value.as_bytes(), expected_version + 1, expires_at)
             .await?;
-        self.backend.replace(row, expected_version).await
+        self.replace_as(row, expected_version, audit).await
+    }
+
+    /// Replaces the row at `expected_version` (the row carries the next version).
+    async fn replace_as(
+        &self,
+        row: SealedRow,
+        expected_version: i64,
+        audit: Option<AuditFn<'_>>,
+    ) -> Result<bool, StoreError> {
+        Ok(match audit {
+            None => self.backend.replace(row, expected_version).await?,
+            Some(event) => {
+                let version = row.version;
+                self.write_audited(RowWrite::Replace(row, expected_version), version, event)
+                    .await?
+                    == 1
+            }
+        })
     }
 
     /// Check-and-set write of a secret: `expected_version` 0 creates (no live value may
@@ -622,14 +853,29 @@ impl Store {
         value: &SecretValue,
         expected_version: i64,
     ) -> Result<CheckAndSet, StoreError> {
+        self.put_as(key, value, expected_version, None).await
+    }
+
+    async fn put_as(
+        &self,
+        key: &RecordKey,
+        value: &SecretValue,
+        expected_version: i64,
+        audit: Option<AuditFn<'_>>,
+    ) -> Result<CheckAndSet, StoreError> {
         let written = if expected_version <= 0 {
-            self.put_create(key, value).await?
+            self.put_create(key, value, audit).await?
         } else {
             // Sealed for expected + 1; the SQL writes exactly that version or nothing.
-            let row = self
-                .seal(key, value.as_bytes(), expected_version + 1, None)
-                .await?;
-            self.backend.put_update(row, expected_version).await?
+            let version = expected_version + 1;
+            let row = self.seal(key, value.as_bytes(), version, None).await?;
+            match audit {
+                None => self.backend.put_update(row, expected_version).await?,
+                Some(event) => written_version(
+                    self.write_audited(RowWrite::PutUpdate(row, expected_version), version, event)
+                        .await?,
+                ),
+            }
         };
         match written {
             Some(version) => Ok(CheckAndSet::Written { version }),
@@ -645,11 +891,19 @@ impl Store {
         &self,
         key: &RecordKey,
         value: &SecretValue,
+        audit: Option<AuditFn<'_>>,
     ) -> Result<Option<i64>, StoreError> {
         let mut version = 1;
         for _ in 0..8 {
             let row = self.seal(key, value.as_bytes(), version, None).await?;
-            if let Some(written) = self.backend.put_create(row).await? {
+            let written = match audit {
+                None => self.backend.put_create(row).await?,
+                Some(event) => written_version(
+                    self.write_audited(RowWrite::PutCreate(row), version, event)
+                        .await?,
+                ),
+            };
+            if let Some(written) = written {
                 return Ok(Some(written));
             }
             match self.backend.metadata(key).await? {
@@ -668,7 +922,50 @@ impl Store {
         key: &RecordKey,
         expected_version: Option<i64>,
     ) -> Result<CheckAndSet, StoreError> {
-        match self.backend.tombstone(key, expected_version).await? {
+        self.tombstone_as(key, expected_version, None).await
+    }
+
+    async fn tombstone_as(
+        &self,
+        key: &RecordKey,
+        expected_version: Option<i64>,
+        audit: Option<AuditFn<'_>>,
+    ) -> Result<CheckAndSet, StoreError> {
+        let written = match (audit, expected_version) {
+            (None, _) => self.backend.tombstone(key, expected_version).await?,
+            (Some(event), Some(expected)) => written_version(
+                self.write_audited(
+                    RowWrite::Tombstone(key.clone(), Some(expected)),
+                    expected + 1,
+                    event,
+                )
+                .await?,
+            ),
+            // At any version: the entry names the version written, so the live one is read
+            // first and deleted by check-and-set.
+            (Some(event), None) => {
+                let mut written = None;
+                for _ in 0..8 {
+                    let current = self.live_version(key).await?;
+                    if current == 0 {
+                        break;
+                    }
+                    written = written_version(
+                        self.write_audited(
+                            RowWrite::Tombstone(key.clone(), Some(current)),
+                            current + 1,
+                            event,
+                        )
+                        .await?,
+                    );
+                    if written.is_some() {
+                        break;
+                    }
+                }
+                written
+            }
+        };
+        match written {
             Some(version) => Ok(CheckAndSet::Written { version }),
             None => Ok(CheckAndSet::Conflict {
                 current: self.live_version(key).await?,
@@ -882,15 +1179,19 @@ impl Store {
         from: u64,
         limit: u32,
     ) -> Result<Vec<StoredAuditEntry>, StoreError> {
+        chain_all_pending(self.backend.as_ref()).await?;
         self.backend.audit_entries(from, limit).await
     }
 
     /// The recorded hashes of the first `size` audit entries.
     pub async fn audit_leaves(&self, size: u64) -> Result<Vec<sms_core::audit::Hash>, StoreError> {
+        chain_all_pending(self.backend.as_ref()).await?;
         self.backend.audit_leaves(size).await
     }
 
+    /// Entries in the chain, after chaining those audited writes left pending.
     pub async fn audit_size(&self) -> Result<u64, StoreError> {
+        chain_all_pending(self.backend.as_ref()).await?;
         self.backend.audit_size().await
     }
 

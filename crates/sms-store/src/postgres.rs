@@ -11,14 +11,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 
 use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
 use crate::{
-    Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, StoredAuditEntry,
-    StoredTreeHead, WrappedDataKey, unix_now,
+    AuditNote, Backend, Insert, NonceUse, RecordKey, RecordMetadata, RowWrite, SealedRow,
+    StoreError, StoredAuditEntry, StoredTreeHead, WrappedDataKey, unix_now,
 };
 
 /// The versioned schema; applied at start-up under sqlx's `pg_advisory_lock`.
@@ -131,6 +131,16 @@ impl PostgresBackend {
         })
     }
 
+    /// One row write on a pooled connection, within the timeout.
+    async fn row(&self, write: RowWrite) -> Result<u64, StoreError> {
+        let pool = self.pool.clone();
+        self.bounded(async move {
+            let mut conn = pool.acquire().await?;
+            apply_row(&mut conn, &write, unix_now()).await
+        })
+        .await
+    }
+
     /// Runs one store call within the timeout.
     async fn bounded<T>(
         &self,
@@ -147,6 +157,86 @@ impl PostgresBackend {
 }
 
 /// Fails with [`StoreError::SchemaTooNew`] when a newer SMS migrated this database.
+/// The version a check-and-set write reports (0: not written).
+fn version_of(result: u64) -> Option<i64> {
+    (result > 0).then_some(result as i64)
+}
+
+/// One row write: rows written for `Insert` and `Replace`, the version written (0: none)
+/// for the check-and-set writes.
+async fn apply_row(
+    conn: &mut PgConnection,
+    write: &RowWrite,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let version = |r: Option<(i64,)>| r.map_or(0, |(v,)| v.max(0) as u64);
+    Ok(match write {
+        RowWrite::Insert(row) => bind_row!(sqlx::query(sql::INSERT), row, now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        RowWrite::Replace(row, expected) => bind_row!(sqlx::query(sql::REPLACE), row, now)
+            .bind(*expected)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        RowWrite::PutCreate(row) => version(
+            bind_row!(sqlx::query_as(sql::PUT_CREATE), row, now)
+                .fetch_optional(&mut *conn)
+                .await?,
+        ),
+        RowWrite::PutUpdate(row, expected) => version(
+            bind_row!(sqlx::query_as(sql::PUT_UPDATE), row, now)
+                .bind(*expected)
+                .fetch_optional(&mut *conn)
+                .await?,
+        ),
+        RowWrite::Tombstone(key, expected) => version(
+            bind_key!(sqlx::query_as(sql::TOMBSTONE), key)
+                .bind(Vec::<u8>::new())
+                .bind(now)
+                .bind(expected.unwrap_or(-1))
+                .fetch_optional(&mut *conn)
+                .await?,
+        ),
+    })
+}
+
+/// Appends `bodies` after the chain head: the caller's transaction holds the head row's lock
+/// (every replica appends through it, so there is one chain). The size before and after.
+async fn chain_entries(
+    conn: &mut PgConnection,
+    entries: impl IntoIterator<Item = (u64, String)>,
+) -> Result<(i64, i64), sqlx::Error> {
+    // The head row's lock orders the appends of every replica: the next one reads the head
+    // this one wrote (READ COMMITTED re-reads a locked row once it is released).
+    let (first, mut head): (i64, Vec<u8>) = sqlx::query_as(sql::AUDIT_CHAIN_FOR_UPDATE)
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut size = first;
+    for (at, body) in entries {
+        let entry = sql::next_audit_entry(size, &head, at, body);
+        let hash = entry.hash();
+        sqlx::query(sql::AUDIT_INSERT)
+            .bind(size)
+            .bind(at as i64)
+            .bind(entry.prev.as_slice())
+            .bind(hash.as_slice())
+            .bind(&entry.body)
+            .execute(&mut *conn)
+            .await?;
+        head = hash.to_vec();
+        size += 1;
+    }
+    sqlx::query(sql::AUDIT_ADVANCE)
+        .bind(size)
+        .bind(head.as_slice())
+        .bind(first)
+        .execute(&mut *conn)
+        .await?;
+    Ok((first, size))
+}
+
 async fn check_schema_version(pool: &PgPool) -> Result<(), StoreError> {
     let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
         .fetch_one(pool)
@@ -168,21 +258,11 @@ async fn check_schema_version(pool: &PgPool) -> Result<(), StoreError> {
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn insert(&self, row: SealedRow) -> Result<Insert, StoreError> {
-        let r = self
-            .bounded(bind_row!(sqlx::query(sql::INSERT), row, unix_now()).execute(&self.pool))
-            .await?;
-        Ok(sql::insert_outcome(r.rows_affected()))
+        Ok(sql::insert_outcome(self.row(RowWrite::Insert(row)).await?))
     }
 
     async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError> {
-        let r = self
-            .bounded(
-                bind_row!(sqlx::query(sql::REPLACE), row, unix_now())
-                    .bind(expected_version)
-                    .execute(&self.pool),
-            )
-            .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(self.row(RowWrite::Replace(row, expected_version)).await? == 1)
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {
@@ -222,10 +302,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn put_create(&self, row: SealedRow) -> Result<Option<i64>, StoreError> {
-        let r: Option<(i64,)> = bind_row!(sqlx::query_as(sql::PUT_CREATE), row, unix_now())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.map(|(v,)| v))
+        Ok(version_of(self.row(RowWrite::PutCreate(row)).await?))
     }
 
     async fn put_update(
@@ -233,11 +310,9 @@ impl Backend for PostgresBackend {
         row: SealedRow,
         expected_version: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let r: Option<(i64,)> = bind_row!(sqlx::query_as(sql::PUT_UPDATE), row, unix_now())
-            .bind(expected_version)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.map(|(v,)| v))
+        Ok(version_of(
+            self.row(RowWrite::PutUpdate(row, expected_version)).await?,
+        ))
     }
 
     async fn tombstone(
@@ -245,13 +320,10 @@ impl Backend for PostgresBackend {
         key: &RecordKey,
         expected_version: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
-        let r: Option<(i64,)> = bind_key!(sqlx::query_as(sql::TOMBSTONE), key)
-            .bind(Vec::<u8>::new())
-            .bind(unix_now())
-            .bind(expected_version.unwrap_or(-1))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.map(|(v,)| v))
+        Ok(version_of(
+            self.row(RowWrite::Tombstone(key.clone(), expected_version))
+                .await?,
+        ))
     }
 
     async fn metadata(&self, key: &RecordKey) -> Result<Option<RecordMetadata>, StoreError> {
@@ -468,36 +540,73 @@ impl Backend for PostgresBackend {
         self.description.clone()
     }
 
+    async fn write_audited(&self, write: RowWrite, note: AuditNote) -> Result<u64, StoreError> {
+        // The entry waits in audit_pending, committed with the row; chaining it here would hold
+        // the chain-head lock across every replica's writes until each commit.
+        let pool = self.pool.clone();
+        self.bounded(async move {
+            let mut tx = pool.begin().await?;
+            let written = apply_row(&mut tx, &write, unix_now()).await?;
+            if written > 0 {
+                let pending = sqlx::query(sql::AUDIT_PENDING_INSERT)
+                    .bind(note.at as i64)
+                    .bind(&note.body)
+                    .execute(&mut *tx)
+                    .await;
+                if let Err(e) = pending {
+                    tx.rollback().await?;
+                    return Ok(Err(StoreError::AuditRefused(e.to_string())));
+                }
+            }
+            tx.commit().await?;
+            Ok(Ok(written))
+        })
+        .await?
+    }
+
+    async fn chain_pending(&self, limit: u32) -> Result<u64, StoreError> {
+        let pool = self.pool.clone();
+        self.bounded(async move {
+            // Cheap when there is nothing to chain: no lock taken.
+            let (any,): (bool,) = sqlx::query_as(sql::AUDIT_PENDING_ANY)
+                .fetch_one(&pool)
+                .await?;
+            if !any {
+                return Ok(0);
+            }
+            let mut tx = pool.begin().await?;
+            // Locks the head first: the pending rows are read by one chainer at a time.
+            sqlx::query(sql::AUDIT_CHAIN_FOR_UPDATE)
+                .execute(&mut *tx)
+                .await?;
+            let pending: Vec<(i64, i64, String)> = sqlx::query_as(sql::AUDIT_PENDING_PAGE)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            let ids: Vec<i64> = pending.iter().map(|(id, _, _)| *id).collect();
+            chain_entries(
+                &mut tx,
+                pending
+                    .into_iter()
+                    .map(|(_, at, body)| (at.max(0) as u64, body)),
+            )
+            .await?;
+            sqlx::query(sql::AUDIT_PENDING_DELETE)
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(ids.len() as u64)
+        })
+        .await
+    }
+
     async fn append_audit(&self, at: u64, bodies: Vec<String>) -> Result<u64, StoreError> {
         let pool = self.pool.clone();
         self.bounded(async move {
             let mut tx = pool.begin().await?;
-            // The head row's lock orders the appends of every replica: the next one reads the
-            // head this one wrote (READ COMMITTED re-reads a locked row once it is released).
-            let (first, mut head): (i64, Vec<u8>) = sqlx::query_as(sql::AUDIT_CHAIN_FOR_UPDATE)
-                .fetch_one(&mut *tx)
-                .await?;
-            let mut size = first;
-            for body in bodies {
-                let entry = sql::next_audit_entry(size, &head, at, body);
-                let hash = entry.hash();
-                sqlx::query(sql::AUDIT_INSERT)
-                    .bind(size)
-                    .bind(at as i64)
-                    .bind(entry.prev.as_slice())
-                    .bind(hash.as_slice())
-                    .bind(&entry.body)
-                    .execute(&mut *tx)
-                    .await?;
-                head = hash.to_vec();
-                size += 1;
-            }
-            sqlx::query(sql::AUDIT_ADVANCE)
-                .bind(size)
-                .bind(head.as_slice())
-                .bind(first)
-                .execute(&mut *tx)
-                .await?;
+            let (first, _) =
+                chain_entries(&mut tx, bodies.into_iter().map(|body| (at, body))).await?;
             tx.commit().await?;
             Ok(first.max(0) as u64)
         })

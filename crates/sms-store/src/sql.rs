@@ -74,6 +74,11 @@ pub const REWRAP_TOMBSTONES: &str = "UPDATE records SET key_id = $1 WHERE delete
 pub const AUDIT_CHAIN: &str = "SELECT size, head FROM audit_chain WHERE id = 1";
 pub const AUDIT_CHAIN_FOR_UPDATE: &str =
     "SELECT size, head FROM audit_chain WHERE id = 1 FOR UPDATE";
+/// PostgreSQL only: entries committed with their action, waiting to be chained.
+pub const AUDIT_PENDING_INSERT: &str = "INSERT INTO audit_pending (at, body) VALUES ($1, $2)";
+pub const AUDIT_PENDING_ANY: &str = "SELECT EXISTS (SELECT 1 FROM audit_pending)";
+pub const AUDIT_PENDING_PAGE: &str = "SELECT id, at, body FROM audit_pending ORDER BY id LIMIT $1";
+pub const AUDIT_PENDING_DELETE: &str = "DELETE FROM audit_pending WHERE id = ANY($1)";
 pub const AUDIT_INSERT: &str =
     "INSERT INTO audit_entries (seq, at, prev, hash, body) VALUES ($1, $2, $3, $4, $5)";
 /// Advances the head from `$3` entries; no row changed means the head moved meanwhile.

@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
 use crate::{
-    Backend, Insert, NonceUse, RecordKey, RecordMetadata, SealedRow, StoreError, StoredAuditEntry,
-    StoredTreeHead, WrappedDataKey, unix_now,
+    AuditNote, Backend, Insert, NonceUse, RecordKey, RecordMetadata, RowWrite, SealedRow,
+    StoreError, StoredAuditEntry, StoredTreeHead, WrappedDataKey, unix_now,
 };
 
 /// Upper bound of writes committed by one transaction.
@@ -133,15 +133,12 @@ impl KeyIndex {
 }
 
 enum Write {
-    Insert(SealedRow),
-    Replace(SealedRow, i64),
+    /// A row write, with the audit entry committed beside it when audited (the entry is
+    /// chained in the same transaction: this process is the file's only writer).
+    Row(RowWrite, Option<AuditNote>),
     Delete(RecordKey, Option<i64>),
     DeleteExpired(String, i64),
     InsertDataKey(WrappedDataKey),
-    /// Check-and-set writes answer the version written, 0 when the precondition failed.
-    PutCreate(SealedRow),
-    PutUpdate(SealedRow, i64),
-    Tombstone(RecordKey, Option<i64>),
     UseNonce(String, String, i64),
     DeleteExpiredNonces(i64),
     ReserveEncryptions(i64, u64),
@@ -286,9 +283,10 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ind
                 refused,
             }) => {
                 index.apply(changes);
+                let mut refused = refused.into_iter().peekable();
                 for (i, (job, result)) in batch.drain(..).zip(results).enumerate() {
-                    let answer = match refused.iter().find(|(at, _)| *at == i) {
-                        Some((_, reason)) => Err(StoreError::Key(reason.clone())),
+                    let answer = match refused.next_if(|(at, _)| *at == i) {
+                        Some((_, error)) => Err(error),
                         None => Ok(result),
                     };
                     let _ = job.done.send(answer);
@@ -340,8 +338,8 @@ struct Committed {
     results: Vec<u64>,
     /// The key-index changes.
     changes: Vec<(bool, String)>,
-    /// Writes undone alone (their savepoint rolled back), by position, with the reason.
-    refused: Vec<(usize, String)>,
+    /// Writes undone alone (their savepoint rolled back), by position, with the error.
+    refused: Vec<(usize, StoreError)>,
 }
 
 /// Appends one audit entry inside the group's transaction: head, entry, head advanced.
@@ -378,6 +376,64 @@ async fn append_audit(
     Ok(size.max(0) as u64)
 }
 
+/// One row write inside the group's transaction: its result, and its key-index change.
+async fn apply_row(
+    conn: &mut SqliteConnection,
+    write: &RowWrite,
+    now: i64,
+    changes: &mut Vec<(bool, String)>,
+) -> Result<u64, sqlx::Error> {
+    let key_of = |k: &RecordKey| index_key(&k.namespace, &k.owner, &k.name);
+    Ok(match write {
+        RowWrite::Insert(row) => {
+            let n = bind_row!(sqlx::query(sql::INSERT), row, now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                changes.push((true, key_of(&row.key)));
+            }
+            n
+        }
+        RowWrite::Replace(row, expected) => bind_row!(sqlx::query(sql::REPLACE), row, now)
+            .bind(*expected)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        RowWrite::PutCreate(row) => {
+            let v = version_result(
+                bind_row!(sqlx::query_as(sql::PUT_CREATE), row, now)
+                    .fetch_optional(&mut *conn)
+                    .await?,
+            );
+            if v > 0 {
+                changes.push((true, key_of(&row.key)));
+            }
+            v
+        }
+        RowWrite::PutUpdate(row, expected) => version_result(
+            bind_row!(sqlx::query_as(sql::PUT_UPDATE), row, now)
+                .bind(*expected)
+                .fetch_optional(&mut *conn)
+                .await?,
+        ),
+        RowWrite::Tombstone(key, expected) => {
+            let v = version_result(
+                bind_key!(sqlx::query_as(sql::TOMBSTONE), key)
+                    .bind(Vec::<u8>::new())
+                    .bind(now)
+                    .bind(expected.unwrap_or(-1))
+                    .fetch_optional(&mut *conn)
+                    .await?,
+            );
+            if v > 0 {
+                changes.push((false, key_of(key)));
+            }
+            v
+        }
+    })
+}
+
 /// Commits a group; the result of each write, and the key-index changes it made.
 async fn commit_group(
     conn: &mut SqliteConnection,
@@ -390,24 +446,34 @@ async fn commit_group(
     let mut refused = Vec::new();
     for job in batch {
         let affected = match &job.write {
-            Write::Insert(row) => {
-                let n = bind_row!(sqlx::query(sql::INSERT), row, now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n == 1 {
-                    changes.push((
-                        true,
-                        index_key(&row.key.namespace, &row.key.owner, &row.key.name),
-                    ));
+            Write::Row(write, None) => apply_row(&mut tx, write, now, &mut changes).await?,
+            Write::Row(write, Some(note)) => {
+                // A savepoint: the row and its entry commit together, or this write is undone
+                // alone (the group goes on).
+                let mut sp = tx.begin().await?;
+                let mut row_changes = Vec::new();
+                // A failing row write fails the group, as any write does.
+                let written = apply_row(&mut sp, write, now, &mut row_changes).await?;
+                let done = if written > 0 {
+                    append_audit(&mut sp, note.at, &note.body)
+                        .await
+                        .map(|_| written)
+                } else {
+                    Ok(0)
+                };
+                match done {
+                    Ok(written) => {
+                        sp.commit().await?;
+                        changes.append(&mut row_changes);
+                        written
+                    }
+                    Err(e) => {
+                        sp.rollback().await?;
+                        refused.push((results.len(), StoreError::AuditRefused(e.to_string())));
+                        0
+                    }
                 }
-                n
             }
-            Write::Replace(row, expected) => bind_row!(sqlx::query(sql::REPLACE), row, now)
-                .bind(*expected)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
             Write::Delete(key, version) => {
                 let n = match version {
                     None => {
@@ -439,40 +505,6 @@ async fn commit_group(
                         .map(|(owner, name)| (false, index_key(ns, owner, name))),
                 );
                 gone.len() as u64
-            }
-            Write::PutCreate(row) => {
-                let v = version_result(
-                    bind_row!(sqlx::query_as(sql::PUT_CREATE), row, now)
-                        .fetch_optional(&mut *tx)
-                        .await?,
-                );
-                if v > 0 {
-                    changes.push((
-                        true,
-                        index_key(&row.key.namespace, &row.key.owner, &row.key.name),
-                    ));
-                }
-                v
-            }
-            Write::PutUpdate(row, expected) => version_result(
-                bind_row!(sqlx::query_as(sql::PUT_UPDATE), row, now)
-                    .bind(*expected)
-                    .fetch_optional(&mut *tx)
-                    .await?,
-            ),
-            Write::Tombstone(key, expected) => {
-                let v = version_result(
-                    bind_key!(sqlx::query_as(sql::TOMBSTONE), key)
-                        .bind(Vec::<u8>::new())
-                        .bind(now)
-                        .bind(expected.unwrap_or(-1))
-                        .fetch_optional(&mut *tx)
-                        .await?,
-                );
-                if v > 0 {
-                    changes.push((false, index_key(&key.namespace, &key.owner, &key.name)));
-                }
-                v
             }
             Write::UseNonce(owner, nonce, expires_at) => sqlx::query(sql::USE_NONCE)
                 .bind(owner)
@@ -561,7 +593,7 @@ async fn commit_group(
                     }
                     Err(e) => {
                         sp.rollback().await?;
-                        refused.push((results.len(), format!("audit log append refused: {e}")));
+                        refused.push((results.len(), StoreError::AuditRefused(e.to_string())));
                         0
                     }
                 }
@@ -588,11 +620,16 @@ async fn commit_group(
 #[async_trait]
 impl Backend for SqliteBackend {
     async fn insert(&self, row: SealedRow) -> Result<Insert, StoreError> {
-        Ok(sql::insert_outcome(self.submit(Write::Insert(row)).await?))
+        Ok(sql::insert_outcome(
+            self.submit(Write::Row(RowWrite::Insert(row), None)).await?,
+        ))
     }
 
     async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError> {
-        Ok(self.submit(Write::Replace(row, expected_version)).await? == 1)
+        Ok(self
+            .submit(Write::Row(RowWrite::Replace(row, expected_version), None))
+            .await?
+            == 1)
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {
@@ -624,7 +661,10 @@ impl Backend for SqliteBackend {
     }
 
     async fn put_create(&self, row: SealedRow) -> Result<Option<i64>, StoreError> {
-        Ok(version_of(self.submit(Write::PutCreate(row)).await?))
+        Ok(version_of(
+            self.submit(Write::Row(RowWrite::PutCreate(row), None))
+                .await?,
+        ))
     }
 
     async fn put_update(
@@ -633,7 +673,8 @@ impl Backend for SqliteBackend {
         expected_version: i64,
     ) -> Result<Option<i64>, StoreError> {
         Ok(version_of(
-            self.submit(Write::PutUpdate(row, expected_version)).await?,
+            self.submit(Write::Row(RowWrite::PutUpdate(row, expected_version), None))
+                .await?,
         ))
     }
 
@@ -643,8 +684,11 @@ impl Backend for SqliteBackend {
         expected_version: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
         Ok(version_of(
-            self.submit(Write::Tombstone(key.clone(), expected_version))
-                .await?,
+            self.submit(Write::Row(
+                RowWrite::Tombstone(key.clone(), expected_version),
+                None,
+            ))
+            .await?,
         ))
     }
 
@@ -806,6 +850,10 @@ impl Backend for SqliteBackend {
 
     fn describe(&self) -> String {
         format!("sqlite {}", self.path)
+    }
+
+    async fn write_audited(&self, write: RowWrite, note: AuditNote) -> Result<u64, StoreError> {
+        self.submit(Write::Row(write, Some(note))).await
     }
 
     async fn append_audit(&self, at: u64, bodies: Vec<String>) -> Result<u64, StoreError> {

@@ -11,13 +11,15 @@ use sms_core::secret::SecretValue;
 use sms_store::postgres::PostgresBackend;
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{
-    Backend, CheckAndSet, Insert, MasterKey, NonceUse, RecordKey, Store, StoredTreeHead, Update,
+    Backend, CheckAndSet, Insert, MasterKey, NonceUse, RecordKey, Store, StoreError,
+    StoredTreeHead, Update,
 };
 
 struct Fixture {
     store: Store,
     _dir: tempfile::TempDir,
     db_file: Option<std::path::PathBuf>,
+    pg_url: Option<String>,
 }
 
 async fn sqlite() -> Fixture {
@@ -29,6 +31,7 @@ async fn sqlite() -> Fixture {
         store,
         _dir: dir,
         db_file: Some(path),
+        pg_url: None,
     }
 }
 
@@ -64,16 +67,14 @@ fn rand_suffix() -> u64 {
 }
 
 async fn postgres() -> Fixture {
-    let backend = Arc::new(
-        PostgresBackend::connect(&postgres_url().await, 8)
-            .await
-            .unwrap(),
-    );
+    let url = postgres_url().await;
+    let backend = Arc::new(PostgresBackend::connect(&url, 8).await.unwrap());
     let store = Store::open(backend, MasterKey::generate()).await.unwrap();
     Fixture {
         store,
         _dir: tempfile::tempdir().unwrap(),
         db_file: None,
+        pg_url: Some(url),
     }
 }
 
@@ -452,6 +453,136 @@ async fn audit_log_is_one_chain_under_concurrent_appends(f: Fixture) {
     );
 }
 
+/// The audit event the audited writes of these tests record: it names the version written.
+fn written(version: i64) -> AuditEvent {
+    AuditEvent::AdminAction {
+        action: "write".into(),
+        detail: format!("version {version}"),
+    }
+}
+
+/// The details of every entry in the log, in order (after a check of the whole log).
+async fn details(store: &Store) -> Vec<String> {
+    checked_log(store)
+        .await
+        .iter()
+        .map(|e| {
+            let detail = e
+                .entry
+                .body
+                .split(r#""detail":""#)
+                .nth(1)
+                .unwrap_or_default();
+            detail.split('"').next().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// Each audited write that is done has exactly one entry naming the version it wrote; one
+/// that is not done (key exists, version conflict, nothing to delete) has none.
+async fn audited_writes_commit_with_their_entry(f: Fixture) {
+    let k = key("audited");
+    let audited = f.store.audited(&written);
+    let (v1, v2, v3) = (
+        SecretValue::from("one"),
+        SecretValue::from("two"),
+        SecretValue::from("three"),
+    );
+    assert_eq!(
+        audited.insert(&k, &v1, None).await.unwrap(),
+        Insert::Inserted
+    );
+    assert_eq!(
+        audited.insert(&k, &v2, None).await.unwrap(),
+        Insert::AlreadyExists
+    );
+    assert_eq!(
+        audited.update(&k, &v2).await.unwrap(),
+        Update::Updated { version: 2 }
+    );
+    assert_eq!(audited.update(&k, &v2).await.unwrap(), Update::Unchanged);
+    assert!(audited.compare_and_set(&k, &v3, 2, None).await.unwrap());
+    assert!(!audited.compare_and_set(&k, &v1, 2, None).await.unwrap());
+    assert_eq!(
+        audited.put(&k, &v1, 3).await.unwrap(),
+        CheckAndSet::Written { version: 4 }
+    );
+    assert_eq!(
+        audited.put(&k, &v1, 3).await.unwrap(),
+        CheckAndSet::Conflict { current: 4 }
+    );
+    assert_eq!(
+        audited.tombstone(&k, None).await.unwrap(),
+        CheckAndSet::Written { version: 5 }
+    );
+    assert_eq!(
+        audited.tombstone(&k, None).await.unwrap(),
+        CheckAndSet::Conflict { current: 0 }
+    );
+    // Revived over the tombstone by a create.
+    assert_eq!(
+        audited.put(&k, &v2, 0).await.unwrap(),
+        CheckAndSet::Written { version: 6 }
+    );
+    assert_eq!(
+        details(&f.store).await,
+        (1..=6).map(|v| format!("version {v}")).collect::<Vec<_>>()
+    );
+}
+
+/// Makes the table an audited write puts its entry in refuse inserts: `audit_entries` on
+/// SQLite (chained in the write's transaction), `audit_pending` on PostgreSQL.
+async fn refuse_audit_entries(f: &Fixture) {
+    use sqlx::Connection;
+    if let Some(db) = &f.db_file {
+        read_only_audit_log(db).await;
+        return;
+    }
+    let url = f.pg_url.as_deref().unwrap();
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    for statement in [
+        "CREATE FUNCTION audit_read_only() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'audit log is read-only'; END $$",
+        "CREATE TRIGGER audit_read_only BEFORE INSERT ON audit_pending \
+         FOR EACH ROW EXECUTE FUNCTION audit_read_only()",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+/// An audited write whose entry the database refuses is not done (the attacker's case: a
+/// log made read-only to hide what follows): `AuditRefused`, the row is absent, the log
+/// unchanged; a plain write beside it is unaffected.
+async fn audited_write_is_not_done_without_its_entry(f: Fixture) {
+    let (k, beside) = (key("hidden"), key("beside"));
+    let value = SecretValue::from("value");
+    f.store
+        .audited(&written)
+        .insert(&key("first"), &value, None)
+        .await
+        .unwrap();
+    refuse_audit_entries(&f).await;
+    let refused = f.store.audited(&written).insert(&k, &value, None).await;
+    assert!(
+        matches!(refused, Err(StoreError::AuditRefused(_))),
+        "{refused:?}"
+    );
+    assert!(!f.store.exists(&k).await.unwrap());
+    assert!(f.store.get(&k).await.unwrap().is_none());
+    let refused = f.store.audited(&written).put(&k, &value, 0).await;
+    assert!(
+        matches!(refused, Err(StoreError::AuditRefused(_))),
+        "{refused:?}"
+    );
+    assert!(f.store.metadata(&k).await.unwrap().is_none());
+    assert_eq!(
+        f.store.insert(&beside, &value, None).await.unwrap(),
+        Insert::Inserted
+    );
+    assert_eq!(details(&f.store).await, ["version 1"]);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -471,7 +602,83 @@ both_backends!(
     list_by_owner,
     nonces_are_single_use_per_owner,
     audit_log_is_one_chain_under_concurrent_appends,
+    audited_writes_commit_with_their_entry,
+    audited_write_is_not_done_without_its_entry,
 );
+
+/// An entry committed with its write by a replica that stopped before chaining it (a row
+/// left in `audit_pending`) is chained by another replica on its own, within seconds, with
+/// no read of the log to trigger it; the log stays one valid chain.
+#[tokio::test]
+async fn postgres_entries_left_pending_by_a_stopped_replica_are_chained() {
+    use sqlx::Connection;
+    let url = postgres_url().await;
+    let backend = Arc::new(PostgresBackend::connect(&url, 4).await.unwrap());
+    let store = Store::open(backend, MasterKey::generate()).await.unwrap();
+    store.audit_append(&audit_event(0)).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let body = written(7).body();
+    sqlx::query("INSERT INTO audit_pending (at, body) VALUES (1, $1)")
+        .bind(&body)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (chained,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_entries")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if chained == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pending entry was not chained within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_pending")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0);
+    assert_eq!(details(&store).await, ["event 0", "version 7"]);
+}
+
+/// Audited writes of two replicas at once: every write has its entry, once, in one chain.
+#[tokio::test]
+async fn postgres_replicas_audited_writes_form_one_chain() {
+    let url = postgres_url().await;
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        let backend = Arc::new(PostgresBackend::connect(&url, 4).await.unwrap());
+        let master = MasterKey::from_base64(&format!("{}=", "A".repeat(43))).unwrap();
+        stores.push(Store::open(backend, master).await.unwrap());
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = stores[i % 2].clone();
+        writes.spawn(async move {
+            let event = move |_| AuditEvent::AdminAction {
+                action: "write".into(),
+                detail: format!("write {i}"),
+            };
+            store
+                .audited(&event)
+                .insert(&key(&format!("k{i}")), &SecretValue::from("v"), None)
+                .await
+        });
+    }
+    while let Some(r) = writes.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), Insert::Inserted);
+    }
+    let mut seen = details(&stores[0]).await;
+    seen.sort();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("write {i}")).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+}
 
 /// Two replicas (two backends on one database) appending at once keep one chain.
 #[tokio::test]

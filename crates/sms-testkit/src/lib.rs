@@ -5,10 +5,12 @@
 //! - [`cluster::Cluster`]: N real `sms server` processes on one PostgreSQL database.
 //! - [`proxy::FaultProxy`]: a loopback TCP proxy that can hang, answer garbage, close,
 //!   blackhole or refuse.
+//! - [`ipfs::FakeIpfsGateway`]: a loopback IPFS gateway serving documents by CID, or misbehaving.
 //! - [`rpc_count::CountingRpc`]: a loopback JSON-RPC proxy that counts the calls a server makes.
 
 pub mod chain;
 pub mod cluster;
+pub mod ipfs;
 pub mod postgres;
 pub mod proxy;
 pub mod result_proxy;

@@ -46,6 +46,27 @@ impl TestServer {
         self.server().data_dir.clone()
     }
 
+    /// Makes the audit log of the server's SQLite store refuse (`true`) or accept new
+    /// entries: a trigger standing for a log the database will not extend.
+    pub async fn audit_log_read_only(&self, read_only: bool) {
+        use sqlx::Connection;
+        let db = self.data_dir().join("sms.db");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("open the server's SQLite store");
+        let statement = if read_only {
+            "CREATE TRIGGER audit_read_only BEFORE INSERT ON audit_entries \
+             BEGIN SELECT RAISE(ABORT, 'audit log is read-only'); END"
+        } else {
+            "DROP TRIGGER audit_read_only"
+        };
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("change the audit log trigger");
+        conn.close().await.expect("close the SQLite connection");
+    }
+
     pub fn config(&self) -> &ServerConfig {
         &self.config
     }

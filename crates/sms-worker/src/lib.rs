@@ -20,6 +20,7 @@ pub mod exit_cause;
 pub mod fetch;
 pub mod post_compute;
 pub mod pre_compute;
+pub mod pre_compute_bulk;
 pub mod result_archive;
 pub mod result_digest;
 pub mod stage;

@@ -11,7 +11,9 @@
 //!    checksum **before** any decryption (`PRE_COMPUTE_INVALID_DATASET_CHECKSUM`); then
 //!    decrypted (`PRE_COMPUTE_DATASET_DECRYPTION_FAILED` for a bad key or file) and renamed to
 //!    `<out>/<IEXEC_DATASET_FILENAME>` only once complete.
-//! 5. Input files, in order, to `<out>/0x<sha256(url)>` (`PRE_COMPUTE_INPUT_FILE_DOWNLOAD_FAILED`).
+//! 5. Bulk datasets (`IEXEC_BULK_SLICE_SIZE`, `IEXEC_DATASET_<i>_*`, see `pre_compute_bulk`),
+//!    each like the dataset, in index order.
+//! 6. Input files, in order, to `<out>/0x<sha256(url)>` (`PRE_COMPUTE_INPUT_FILE_DOWNLOAD_FAILED`).
 //!
 //! Unlike upstream, the real cause is reported (upstream always reports
 //! `PRE_COMPUTE_FAILED_UNKNOWN_ISSUE`), and the dataset file name must be a plain file name.
@@ -48,6 +50,8 @@ pub struct PreComputeArgs {
     pub task_id: String,
     pub output_dir: PathBuf,
     pub dataset: Option<DatasetArgs>,
+    /// The datasets of a bulk slice ([`crate::pre_compute_bulk`]), written like the dataset.
+    pub bulk: Vec<DatasetArgs>,
     pub input_files: Vec<String>,
     pub timeout: Duration,
 }
@@ -136,6 +140,7 @@ impl PreComputeArgs {
             task_id,
             output_dir: local_path(env, &output),
             dataset,
+            bulk: crate::pre_compute_bulk::datasets(env)?,
             input_files,
             timeout: Duration::from_secs(timeout),
         })
@@ -146,6 +151,7 @@ impl PreComputeArgs {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PreComputeOutput {
     pub dataset: Option<PathBuf>,
+    pub bulk: Vec<PathBuf>,
     pub input_files: Vec<PathBuf>,
 }
 
@@ -257,6 +263,11 @@ pub async fn execute(args: &PreComputeArgs) -> Result<PreComputeOutput, Failure>
     let mut output = PreComputeOutput::default();
     if let Some(dataset) = &args.dataset {
         output.dataset = Some(fetch_dataset(dataset, &args.output_dir, args.timeout).await?);
+    }
+    for dataset in &args.bulk {
+        output
+            .bulk
+            .push(fetch_dataset(dataset, &args.output_dir, args.timeout).await?);
     }
     for url in &args.input_files {
         fs::create_dir_all(&args.output_dir).map_err(|e| {

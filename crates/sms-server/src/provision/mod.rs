@@ -4,7 +4,7 @@
 //!
 //! A release is a list of steps, each returning what the next needs: `parse_request →
 //! take_nonce → load_session → find_service → verify_evidence → check_task_live →
-//! count_release → record_release → seal_answer`. A refusal after the session is found is
+//! count_release (with its audit entry) → seal_answer`. A refusal after the session is found is
 //! an audit entry too; the release's own entry is written before anything is sealed, and if
 //! it cannot be, nothing is (docs/audit.md). The answer is signed by the SMS identity over the transcript
 //! of the exchange, so an enclave that pins the identity refuses anything else.
@@ -281,7 +281,6 @@ impl Provisioner {
                 return Err(refusal);
             }
         };
-        record_release(store, &session, service, &report, number).await?;
         let answer = self.seal_answer(&request, &session, stored, &report, number)?;
         metrics::counter!("sms_provision_releases_total", "service" => service_label(service), "tee" => report.tee.as_str())
             .increment(1);
@@ -347,8 +346,9 @@ impl Provisioner {
             .await
     }
 
-    /// Step 5: the release is counted against the task's budget (across sessions and
-    /// replicas: a check-and-set on one record per task and service).
+    /// Step 5: the release is counted against the task's budget, in the same transaction as
+    /// its audit entry (across sessions and replicas: a check-and-set on one record per task
+    /// and service).
     async fn count_release(
         &self,
         store: &Store,
@@ -370,8 +370,16 @@ impl Provisioner {
             advisory_ids: report.advisory_ids.clone(),
             public_key_sha256: hex_sha256(&request.public_key),
         };
-        match records::reserve_release(store, &session.task_id, service, self.release_limit, entry)
-            .await?
+        let granted = |number| granted_event(session, service, report, number);
+        match records::reserve_release(
+            store,
+            &session.task_id,
+            service,
+            self.release_limit,
+            entry,
+            &granted,
+        )
+        .await?
         {
             Reserve::Recorded(number) => Ok(number),
             Reserve::LimitReached => Err(Refusal::ReleaseLimitReached {
@@ -566,15 +574,15 @@ async fn check_task_live(
         .map_err(Refusal::TaskNotLive)
 }
 
-/// Step 7: the release's audit entry, before anything is sealed: no entry, no release.
-async fn record_release(
-    store: &Store,
+/// The release's audit entry: it commits with the release count, before anything is sealed
+/// (no entry, no release, and nothing counted).
+fn granted_event(
     session: &StoredSession,
     service: &str,
     report: &VerifiedReport,
     number: u32,
-) -> Result<(), Refusal> {
-    let event = AuditEvent::ReleaseGranted {
+) -> AuditEvent {
+    AuditEvent::ReleaseGranted {
         task: format!("{:#x}", session.task_id),
         session: session.session_id.clone(),
         service: service.to_owned(),
@@ -584,11 +592,7 @@ async fn record_release(
         tcb_status: report.tcb_status.map(|s| s.as_str().to_owned()),
         advisories: report.advisory_ids.clone(),
         release: number,
-    };
-    crate::audit::record(store, &event)
-        .await
-        .map(|_| ())
-        .map_err(|e| Refusal::AuditUnavailable(e.to_string()))
+    }
 }
 
 fn refused_event(

@@ -130,12 +130,15 @@ pub enum Reserve {
 /// Appends `entry` to the service's release log unless `limit` releases are already recorded.
 /// The first release is an insert-once, later ones a check-and-set on the log's version, so
 /// concurrent releases can never record more than `limit`.
+/// Counts one release of `service` against the task's budget; the count commits with the
+/// audit entry `granted` builds from the release number, or nothing is counted.
 pub async fn reserve_release(
     store: &Store,
     task_id: &B256,
     service: &str,
     limit: u32,
     mut entry: ReleaseEntry,
+    granted: &(dyn Fn(u32) -> sms_core::audit::AuditEvent + Send + Sync),
 ) -> Result<Reserve, StoreError> {
     let key = release_key(task_id, service);
     for _ in 0..RESERVE_ATTEMPTS {
@@ -148,7 +151,13 @@ pub async fn reserve_release(
                 let log = ReleaseLog {
                     releases: vec![entry.clone()],
                 };
-                if store.insert(&key, &to_value(&log)?, None).await? == Insert::Inserted {
+                let event = |_| granted(1);
+                if store
+                    .audited(&event)
+                    .insert(&key, &to_value(&log)?, None)
+                    .await?
+                    == Insert::Inserted
+                {
                     return Ok(Reserve::Recorded(1));
                 }
             }
@@ -159,7 +168,9 @@ pub async fn reserve_release(
                 }
                 entry.number = log.count().saturating_add(1);
                 log.releases.push(entry.clone());
+                let event = |_| granted(entry.number);
                 if store
+                    .audited(&event)
                     .compare_and_set(&key, &to_value(&log)?, current.version, None)
                     .await?
                 {

@@ -171,6 +171,7 @@ impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(reason) => Refusal::StoreUnavailable(reason),
+            StoreError::AuditRefused(reason) => Refusal::AuditUnavailable(reason),
             other => Refusal::Internal(format!("store: {other}")),
         }
     }

@@ -181,13 +181,26 @@ fn ensure_admin(state: &AppState, headers: &HeaderMap, action: &str) -> Result<C
     Ok(caller)
 }
 
-/// The audit entry of an admin call that changed or copied something (never key material).
-async fn record_admin(state: &AppState, action: &str, detail: String) {
+/// The audit entry of an admin call that changed something (never key material), waited
+/// for. Key operations span several writes and are done first: if their entry cannot be
+/// written the answer is a 503 that says the action was done but is not in the log.
+async fn record_admin(state: &AppState, action: &str, detail: String) -> Result<(), ApiError> {
+    admin_entry(state, action, detail).await.map_err(|e| {
+        ApiError::from(e).with_reason(format!(
+            "{action} was done, but its audit entry could not be written"
+        ))
+    })
+}
+
+async fn admin_entry(state: &AppState, action: &str, detail: String) -> Result<(), StoreError> {
     let event = sms_core::audit::AuditEvent::AdminAction {
         action: action.to_owned(),
         detail,
     };
-    crate::audit::record_after(&state.store, &event).await;
+    crate::audit::record(&state.store, &event)
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::AuditRefused(e.to_string()))
 }
 
 fn unauthorized(reason: &str) -> ApiError {
@@ -229,7 +242,7 @@ pub async fn rotate(
     let caller = ensure_admin(&state, &headers, "rotate-data-key")?;
     let id = state.store.rotate_data_key().await?;
     tracing::info!(data_key = id, caller = %caller.0, "data key rotated");
-    record_admin(&state, "rotate-data-key", format!("new data key {id}")).await;
+    record_admin(&state, "rotate-data-key", format!("new data key {id}")).await?;
     Ok(Json(status_json(&state.store.key_status().await?)))
 }
 
@@ -299,7 +312,7 @@ pub async fn rewrap(
             batch.rewrapped, batch.tombstones, batch.current_key_id
         ),
     )
-    .await;
+    .await?;
     let status = state.store.key_status().await?;
     Ok(Json(batch_json(&batch, status.pending_rewrap)))
 }
@@ -312,7 +325,7 @@ pub async fn retire(
     let caller = ensure_admin(&state, &headers, "retire-data-keys")?;
     let retired = state.store.retire_unused_keys().await?;
     tracing::info!(?retired, caller = %caller.0, "data keys retired");
-    record_admin(&state, "retire-data-keys", format!("retired {retired:?}")).await;
+    record_admin(&state, "retire-data-keys", format!("retired {retired:?}")).await?;
     Ok(Json(json!({ "retired": retired })))
 }
 
@@ -356,7 +369,8 @@ pub async fn backup(
     let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let fingerprint = state.store.key_status().await?.master_fingerprint;
     tracing::info!(bytes = size, caller = %caller.0, "backup streamed");
-    record_admin(&state, "backup", format!("{size} bytes streamed")).await;
+    // Before the first byte leaves: no copy of the store without its entry.
+    admin_entry(&state, "backup", format!("{size} bytes streamed")).await?;
     let mut response = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
     *response.status_mut() = StatusCode::CREATED;
     let headers = response.headers_mut();

@@ -86,3 +86,33 @@ pub async fn transfer(State(state): State<AppState>, body: Bytes) -> Result<Json
         json!({ "entry": t.entry, "kind": kind, "owner": t.to }),
     ))
 }
+
+/// `POST /dev/ipfs`: stores the body as a document of the dev IPFS (bulk runs of the local
+/// worker, docs/bulk-processing.md); answers its CIDv0.
+pub async fn ipfs_add(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    if body.len() > sms_core::bulk::MAX_DOCUMENT_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "a dev IPFS document is at most {} bytes",
+            sms_core::bulk::MAX_DOCUMENT_BYTES
+        )));
+    }
+    let cid = ledger(&state)?.ipfs_add(&body)?;
+    Ok(Json(json!({ "cid": cid })))
+}
+
+/// `GET /dev/ipfs/{cid}`: a path gateway over the dev IPFS (the `--dev` server's default
+/// `--ipfs-gateway` is `<its URL>/dev`).
+pub async fn ipfs_get(
+    State(state): State<AppState>,
+    axum::extract::Path(cid): axum::extract::Path<String>,
+) -> Result<Bytes, ApiError> {
+    ledger(&state)?
+        .ipfs_get(&cid)?
+        .map(Bytes::from)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("no dev IPFS document {cid}"),
+            )
+        })
+}

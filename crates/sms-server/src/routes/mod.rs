@@ -615,8 +615,18 @@ pub fn table() -> Vec<Route> {
                         "framework mismatch or session taken",
                         Body::Json("SessionError"),
                     ),
+                    (
+                        422,
+                        "bulk document unusable (docs/bulk-processing.md)",
+                        Body::Json("SessionError"),
+                    ),
                     (500, "session generation failed", Body::Json("SessionError")),
                     (501, "not supported", Body::Json("SessionError")),
+                    (
+                        502,
+                        "IPFS gateway answered bytes that are not the CID's",
+                        Body::Json("SessionError"),
+                    ),
                 ],
             },
         ),
@@ -764,6 +774,33 @@ pub fn table() -> Vec<Route> {
                 query: &[],
                 request: Body::None,
                 responses: DEV_ANSWERS,
+            },
+        ),
+        route(
+            Dev,
+            Post,
+            "/dev/ipfs",
+            dev::ipfs_add,
+            Operation {
+                summary: "Store a document in the dev IPFS; answers its CIDv0 (bulk runs)",
+                query: &[],
+                request: Body::Text("the document"),
+                responses: DEV_ANSWERS,
+            },
+        ),
+        route(
+            Dev,
+            Get,
+            "/dev/ipfs/{cid}",
+            dev::ipfs_get,
+            Operation {
+                summary: "A document of the dev IPFS, as a path gateway serves it",
+                query: &[],
+                request: Body::None,
+                responses: &[
+                    (200, "the document", Body::Text("the document bytes")),
+                    (404, "unknown CID", PLAIN_ERROR),
+                ],
             },
         ),
     ]);

@@ -119,41 +119,33 @@ pub(crate) fn checked_value(
     Ok(SecretValue::new(body.to_vec()))
 }
 
-/// The audit entry of a v1 secret write (identity, signer, version: never the value).
-async fn record_write(
-    state: &AppState,
+/// The audit entry of a v1 secret write at the version it writes (identity, signer,
+/// version: never the value); it commits with the write.
+fn written_event(
     id: &SecretId,
     signer: Address,
     action: SecretAction,
-    version: i64,
-) {
-    let event = AuditEvent::SecretWritten {
+) -> impl Fn(i64) -> AuditEvent + Send + Sync + '_ {
+    move |version| AuditEvent::SecretWritten {
         secret: id.into(),
         action,
         signer: sms_core::hex::encode_prefixed(signer),
         version,
         api: "v1".into(),
-    };
-    crate::audit::record_after(&state.store, &event).await;
+    }
 }
 
 async fn insert(state: &AppState, id: &SecretId, signer: Address, value: &SecretValue) -> Reply {
+    let event = written_event(id, signer, SecretAction::Created);
     match state
         .store
+        .audited(&event)
         .insert(&RecordKey::from(id), value, None)
         .await?
     {
         Insert::Inserted => {
             metrics::gauge!("sms_secrets_stored", "kind" => id.kind.as_str()).increment(1.0);
             tracing::info!(secret = %id, "secret stored");
-            let version = state
-                .store
-                .metadata(&RecordKey::from(id))
-                .await
-                .ok()
-                .flatten()
-                .map_or(1, |m| m.version);
-            record_write(state, id, signer, SecretAction::Created, version).await;
             Ok(StatusCode::NO_CONTENT)
         }
         Insert::AlreadyExists => Err(ApiError::new(StatusCode::CONFLICT, "Secret already exists")
@@ -242,10 +234,15 @@ pub async fn update_web2(
 ) -> Reply {
     let (id, signer) = authorize_web2(&q, &headers, &body)?;
     let value = checked_value(&state, &body, StatusCode::PAYLOAD_TOO_LARGE)?;
-    match state.store.update(&RecordKey::from(&id), &value).await? {
+    let event = written_event(&id, signer, SecretAction::Updated);
+    match state
+        .store
+        .audited(&event)
+        .update(&RecordKey::from(&id), &value)
+        .await?
+    {
         Update::Updated { version } => {
             tracing::info!(secret = %id, version, "secret updated");
-            record_write(&state, &id, signer, SecretAction::Updated, version).await;
             Ok(StatusCode::NO_CONTENT)
         }
         Update::Unchanged => Ok(StatusCode::NO_CONTENT),

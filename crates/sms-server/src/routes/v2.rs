@@ -41,8 +41,15 @@ pub async fn put(State(state): State<AppState>, body: Bytes) -> Reply<SecretVers
         return Err(ApiError::internal("put without a secret or a value"));
     };
     let expected = expected_version(&authorized.operation)?;
+    let action = if expected == 0 {
+        SecretAction::Created
+    } else {
+        SecretAction::Updated
+    };
+    let event = written_event(id, &authorized, action);
     match state
         .store
+        .audited(&event)
         .put(&RecordKey::from(id), value, expected)
         .await?
     {
@@ -51,12 +58,6 @@ pub async fn put(State(state): State<AppState>, body: Bytes) -> Reply<SecretVers
                 metrics::gauge!("sms_secrets_stored", "kind" => id.kind.as_str()).increment(1.0);
             }
             tracing::info!(secret = %id, version, signer = %authorized.operation.signer, "secret written (v2)");
-            let action = if expected == 0 {
-                SecretAction::Created
-            } else {
-                SecretAction::Updated
-            };
-            record_write(&state, id, &authorized, action, version).await;
             Ok(Json(secret_version(id, version)))
         }
         CheckAndSet::Conflict { current } => Err(conflict(expected, current)),
@@ -72,11 +73,16 @@ pub async fn delete(State(state): State<AppState>, body: Bytes) -> Reply<SecretV
     let expected = expected_version(&authorized.operation)?;
     let key = RecordKey::from(id);
     let precondition = (expected > 0).then_some(expected);
-    match state.store.tombstone(&key, precondition).await? {
+    let event = written_event(id, &authorized, SecretAction::Deleted);
+    match state
+        .store
+        .audited(&event)
+        .tombstone(&key, precondition)
+        .await?
+    {
         CheckAndSet::Written { version } => {
             metrics::gauge!("sms_secrets_stored", "kind" => id.kind.as_str()).decrement(1.0);
             tracing::info!(secret = %id, version, signer = %authorized.operation.signer, "secret deleted (v2)");
-            record_write(&state, id, &authorized, SecretAction::Deleted, version).await;
             Ok(Json(secret_version(id, version)))
         }
         CheckAndSet::Conflict { current: 0 } => Err(not_found(id)),
@@ -116,22 +122,20 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Reply<SecretMet
     }
 }
 
-/// The audit entry of a v2 write (identity, signer, version: never the value).
-async fn record_write(
-    state: &AppState,
-    id: &SecretId,
-    authorized: &Authorized,
+/// The audit entry of a v2 write at the version it writes (identity, signer, version: never
+/// the value); it commits with the write.
+fn written_event<'a>(
+    id: &'a SecretId,
+    authorized: &'a Authorized,
     action: SecretAction,
-    version: i64,
-) {
-    let event = AuditEvent::SecretWritten {
+) -> impl Fn(i64) -> AuditEvent + Send + Sync + 'a {
+    move |version| AuditEvent::SecretWritten {
         secret: id.into(),
         action,
         signer: sms_core::hex::encode_prefixed(authorized.operation.signer),
         version,
         api: "v2".into(),
-    };
-    crate::audit::record_after(&state.store, &event).await;
+    }
 }
 
 /// What the steps establish: who signed, what they may touch, and for a put the value.

@@ -126,7 +126,19 @@ pub struct TeeArgs {
     /// SCONE CAS sessions: ignored SGX advisories (comma-separated).
     #[arg(long, env = "SMS_SCONE_IGNORE_ADVISORIES", value_delimiter = ',')]
     pub scone_ignore_advisories: Vec<String>,
+    /// IPFS gateway (http or https base URL) the bulk documents of `bulk_cid` deals are read
+    /// from; every document is checked against its CID. Without it, bulk tasks are refused
+    /// (PRE_COMPUTE_BULK_PROCESSING_NOT_SUPPORTED). See docs/bulk-processing.md.
+    #[arg(long, env = "SMS_IPFS_GATEWAY")]
+    pub ipfs_gateway: Option<String>,
+
+    /// Upper bound of one IPFS gateway request, body included, in milliseconds.
+    #[arg(long, env = "SMS_IPFS_TIMEOUT_MS", default_value_t = DEFAULT_IPFS_TIMEOUT_MS)]
+    pub ipfs_timeout_ms: u64,
 }
+
+/// Default of `--ipfs-timeout-ms`.
+pub const DEFAULT_IPFS_TIMEOUT_MS: u64 = 10_000;
 
 /// `3600`, `3600s`, `90m`, `1h`, `2d` (a positive number of seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -164,6 +176,7 @@ impl TeeArgs {
         Self {
             session_ttl: Duration::from_secs(3600),
             challenge_sweep_interval: Duration::from_secs(3600),
+            ipfs_timeout_ms: DEFAULT_IPFS_TIMEOUT_MS,
             ..Self::default()
         }
     }

@@ -68,32 +68,41 @@ pub enum ChallengeError {
     Corrupt,
 }
 
-/// Gets or creates the challenge of a task; returns its address and whether this call created it.
+/// Gets or creates the challenge of a task; its address. A new challenge commits with the
+/// audit entry `issued` builds from its address, or is not created.
 pub async fn get_or_create(
     store: &Store,
     task_id: &B256,
     expires_at: u64,
-) -> Result<(Address, bool), ChallengeError> {
+    issued: impl Fn(Address) -> sms_core::audit::AuditEvent,
+) -> Result<Address, ChallengeError> {
     let key = record_key(task_id);
     if let Some(existing) = store.get(&key).await? {
         return signer_of(&existing.value)
-            .map(|s| (s.address(), false))
+            .map(|s| s.address())
             .ok_or(ChallengeError::Corrupt);
     }
     let signer = PrivateKeySigner::random();
     let hex = Zeroizing::new(sms_core::hex::encode_prefixed(signer.to_bytes()));
     let value = SecretValue::new(hex.as_bytes().to_vec());
     let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
-    match store.insert(&key, &value, Some(expires)).await? {
+    // The new challenge commits with its audit entry, or not at all.
+    let event = issued(signer.address());
+    let event = |_| event.clone();
+    match store
+        .audited(&event)
+        .insert(&key, &value, Some(expires))
+        .await?
+    {
         Insert::Inserted => {
             metrics::counter!("sms_tee_challenges_created_total").increment(1);
-            Ok((signer.address(), true))
+            Ok(signer.address())
         }
         Insert::AlreadyExists => {
             // Lost the race: the winner's key is the task's challenge.
             let winner = store.get(&key).await?.ok_or(ChallengeError::Corrupt)?;
             signer_of(&winner.value)
-                .map(|s| (s.address(), false))
+                .map(|s| s.address())
                 .ok_or(ChallengeError::Corrupt)
         }
     }

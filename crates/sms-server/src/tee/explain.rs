@@ -330,6 +330,7 @@ async fn plan(
             return Ok(());
         }
     };
+    let pending_slice = sms_core::bulk::BulkSlice::default();
     let inputs = SessionInputs {
         task: task_input,
         sms_framework: state.tee.framework,
@@ -339,6 +340,9 @@ async fn plan(
         enclave_challenge: Address::ZERO,
         challenge_private_key: None,
         secrets: &secrets,
+        // Explain reads no IPFS: with a gateway (or the dev IPFS), a bulk deal's slice is taken as resolvable
+        // (the session reads and checks it).
+        bulk: (state.tee.ipfs.is_some() || state.dev_ledger.is_some()).then_some(&pending_slice),
     };
     checks.extend(sms_core::explain::plan_checks(&inputs, &needed));
     Ok(())

@@ -9,6 +9,7 @@
 //!   HTTPS poster.
 
 pub mod args;
+pub mod bulk;
 pub mod challenge;
 pub mod explain;
 pub mod export;
@@ -151,6 +152,8 @@ pub struct TeeState {
     configured_provisioning_url: Option<String>,
     public_url: OnceLock<String>,
     pub exporter: Option<export::Exporter>,
+    /// `--ipfs-gateway`: where bulk documents are read; `None` refuses bulk tasks.
+    pub ipfs: Option<bulk::IpfsGateway>,
     _sweeper: AbortOnDrop,
 }
 
@@ -260,6 +263,7 @@ impl TeeState {
         };
         let exporter =
             export::Exporter::from_args(args, framework).map_err(StartupError::Config)?;
+        let ipfs = bulk::IpfsGateway::from_args(args).map_err(StartupError::Config)?;
         let sweeper = challenge::spawn_sweeper(store, args.challenge_sweep_interval);
         Ok(Arc::new(Self {
             enabled: true,
@@ -274,6 +278,7 @@ impl TeeState {
                 .map(|u| OnceLock::from(trim_url(u)))
                 .unwrap_or_default(),
             exporter,
+            ipfs,
             _sweeper: AbortOnDrop(sweeper),
         }))
     }
@@ -290,11 +295,17 @@ impl TeeState {
             configured_provisioning_url: None,
             public_url: OnceLock::new(),
             exporter: None,
+            ipfs: None,
             _sweeper: AbortOnDrop(challenge::spawn_sweeper(
                 store,
                 args.challenge_sweep_interval,
             )),
         }))
+    }
+
+    /// The public base URL (`--public-url`, else the URL the server listens on).
+    pub fn public_url(&self) -> String {
+        self.public_url.get().cloned().unwrap_or_default()
     }
 
     /// Called once the listener is bound: the default public URL.

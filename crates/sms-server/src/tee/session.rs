@@ -1,6 +1,7 @@
 //! `POST /tee/sessions` as a list of steps, each returning what the next needs:
 //! `verify_worker → (the route counts the workerpool signer's rate) → authorize_session_task →
-//! find_live_session → describe_task → gather_secrets → build_plan → store_session → export →
+//! find_live_session → describe_task (with the bulk slice, `super::bulk`) → gather_secrets →
+//! build_plan → store_session → export →
 //! record_session`. Both signatures are recovered offline in the first step: a request nobody
 //! could have signed costs no chain read. Every failure is a
 //! [`SessionError`] whose code is the wire contract; details name what was wrong and never
@@ -39,7 +40,7 @@ fn fail(code: E, detail: impl Into<String>) -> SessionError {
 /// A failed store call: 503 when the store could not be reached in time (the caller may
 /// retry), the reference's refusal otherwise.
 fn store_fail(code: E, what: &str, error: sms_store::StoreError) -> SessionError {
-    if error.is_unavailable() {
+    if error.is_unavailable() || matches!(error, sms_store::StoreError::AuditRefused(_)) {
         SessionError::unavailable(code, format!("{what}: {error}"))
     } else {
         fail(code, format!("{what}: {error}"))
@@ -87,9 +88,8 @@ pub async fn create(
     let assets = describe_task(state, &task).await?;
     let secrets = gather_secrets(state, &task, &assets, &auth).await?;
     let plan = build_plan(state, &task, &assets, &secrets, &auth)?;
-    let session_id = store_session(state, &task, &plan, &auth).await?;
+    let session_id = store_session(state, &task, &assets, &secrets, &plan, &auth).await?;
     export(state, &session_id, &plan).await?;
-    record_session(state, &task, &assets, &secrets, &auth, &session_id).await;
     metrics::counter!("sms_tee_sessions_created_total").increment(1);
     tracing::info!(
         task = %task.task_id,
@@ -224,19 +224,25 @@ struct TaskAssets {
     app: AppEntry,
     dataset: Option<DatasetEntry>,
     params: DealParams,
+    /// The checked slice of a bulk deal.
+    bulk: Option<sms_core::bulk::BulkSlice>,
 }
 
-/// Step 4: the app, the dataset (if any) and the deal params.
+/// Step 4: the app, the dataset (if any), the deal params and, for a bulk deal, its checked
+/// slice ([`super::bulk::resolve_slice`]).
 async fn describe_task(
     state: &AppState,
     task: &AuthorizedTask,
 ) -> Result<TaskAssets, SessionError> {
     let app = find_app(state, &task.deal).await?;
     let dataset = find_dataset(state, &task.deal).await?;
+    let params = deal_params_of(&task.task_id, &task.deal);
+    let bulk = super::bulk::resolve_slice(state, task, &params).await?;
     Ok(TaskAssets {
         app,
         dataset,
-        params: deal_params_of(&task.task_id, &task.deal),
+        params,
+        bulk,
     })
 }
 
@@ -318,7 +324,10 @@ async fn gather_secrets(
     assets: &TaskAssets,
     auth: &WorkerpoolAuthorization,
 ) -> Result<GatheredSecrets, SessionError> {
-    let needed = secrets_needed(&task_input(task, assets, auth));
+    let mut needed = secrets_needed(&task_input(task, assets, auth));
+    if let Some(slice) = &assets.bulk {
+        needed.bulk_dataset_keys = slice.secrets_needed();
+    }
     let secrets = read_secrets(state, &needed).await?;
     let challenge_key = challenge::get(&state.store, &task.task_id)
         .await
@@ -371,6 +380,7 @@ fn build_plan(
         enclave_challenge: auth.enclave_challenge,
         challenge_private_key: secrets.challenge_key.as_ref(),
         secrets: &secrets.secrets,
+        bulk: assets.bulk.as_ref(),
     };
     let plan = build_session_plan(&inputs)?;
     for w in &plan.warnings {
@@ -379,12 +389,15 @@ fn build_plan(
     Ok(plan)
 }
 
-/// Step 7: the sealed session for the built-in provisioner, then the task's session index.
+/// Step 7: the sealed session for the built-in provisioner, then the task's session index,
+/// which commits with the session's audit entry (the session is the task's from then on).
 /// Of concurrent identical requests one index insert wins; the others drop their own session
 /// and answer the winner's.
 async fn store_session(
     state: &AppState,
     task: &AuthorizedTask,
+    assets: &TaskAssets,
+    secrets: &GatheredSecrets,
     plan: &SessionPlan,
     auth: &WorkerpoolAuthorization,
 ) -> Result<String, SessionError> {
@@ -429,11 +442,13 @@ async fn store_session(
         enclave_challenge: auth.enclave_challenge,
         expires_at,
     };
-    match index
-        .insert(&state.store, &task.task_id)
-        .await
-        .map_err(storage_failed)?
-    {
+    let event = session_event(task, assets, secrets, auth, &session_id);
+    let inserted = index.insert(&state.store, &task.task_id, &event).await;
+    if inserted.is_err() {
+        // Not the task's session (no index, no entry): nothing may release from it.
+        let _ = state.store.delete(&session_key(&session_id)).await;
+    }
+    match inserted.map_err(storage_failed)? {
         None => Ok(session_id),
         Some(winner) => {
             let _ = state.store.delete(&session_key(&session_id)).await;
@@ -457,22 +472,20 @@ async fn export(
     }
 }
 
-/// Step 9: the audit entry of the session (docs/audit.md): who runs what, with which
-/// secrets, by identity. The session is stored already, so a failed append is logged and
-/// counted; the releases from it are the entries that must not be missing.
-async fn record_session(
-    state: &AppState,
+/// The audit entry of the session (docs/audit.md): who runs what, with which secrets, by
+/// identity.
+fn session_event(
     task: &AuthorizedTask,
     assets: &TaskAssets,
     secrets: &GatheredSecrets,
     auth: &WorkerpoolAuthorization,
     session_id: &str,
-) {
+) -> sms_core::audit::AuditEvent {
     use sms_core::hex::encode_prefixed as hex;
     let mut held: Vec<sms_core::audit::SecretRef> =
         secrets.secrets.keys().map(Into::into).collect();
     held.sort();
-    let event = sms_core::audit::AuditEvent::SessionCreated {
+    sms_core::audit::AuditEvent::SessionCreated {
         task: hex(task.task_id),
         deal: hex(task.deal.deal_id),
         session: session_id.to_owned(),
@@ -485,8 +498,7 @@ async fn record_session(
         workerpool: hex(task.deal.workerpool.pointer),
         worker: hex(auth.worker_wallet),
         secrets: held,
-    };
-    crate::audit::record_after(&state.store, &event).await;
+    }
 }
 
 /// The live session of a task: `RecordKey("tee-task-session", "", <taskId>)`, sealed JSON,
@@ -540,16 +552,20 @@ impl TaskSession {
         Ok(found.filter(|s| s.expires_at > challenge::unix_now()))
     }
 
-    /// Inserts the index unless one exists; returns the existing one when it does.
+    /// Inserts the index with the session's audit entry unless one exists; returns the
+    /// existing one when it does.
     async fn insert(
         &self,
         store: &sms_store::Store,
         task_id: &B256,
+        event: &sms_core::audit::AuditEvent,
     ) -> Result<Option<Self>, sms_store::StoreError> {
         let json = serde_json::to_vec(self)
             .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}")))?;
         let expires = i64::try_from(self.expires_at).unwrap_or(i64::MAX);
+        let event = |_| event.clone();
         match store
+            .audited(&event)
             .insert(&Self::key(task_id), &SecretValue::new(json), Some(expires))
             .await?
         {
@@ -646,23 +662,21 @@ pub async fn challenge(
         0 => challenge::unix_now() + challenge::MISSING_DEADLINE_RETENTION_SECS,
         deadline => deadline,
     };
-    let (address, created) = challenge::get_or_create(&state.store, &task_id, expires_at)
+    let issued = |challenge: Address| sms_core::audit::AuditEvent::ChallengeIssued {
+        task: sms_core::hex::encode_prefixed(task_id),
+        challenge: sms_core::hex::encode_prefixed(challenge),
+        workerpool: sms_core::hex::encode_prefixed(task.deal.workerpool.pointer),
+    };
+    let address = challenge::get_or_create(&state.store, &task_id, expires_at, issued)
         .await
         .map_err(|e| match e {
-            challenge::ChallengeError::Store(e) if e.is_unavailable() => {
+            challenge::ChallengeError::Store(e)
+                if e.is_unavailable() || matches!(e, sms_store::StoreError::AuditRefused(_)) =>
+            {
                 F::StoreUnavailable(e.to_string())
             }
             e => F::NotCreated(e.to_string()),
         })?;
-    if created {
-        use sms_core::hex::encode_prefixed as hex;
-        let event = sms_core::audit::AuditEvent::ChallengeIssued {
-            task: hex(task_id),
-            challenge: hex(address),
-            workerpool: hex(task.deal.workerpool.pointer),
-        };
-        crate::audit::record_after(&state.store, &event).await;
-    }
     Ok(address)
 }
 

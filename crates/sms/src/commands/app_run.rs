@@ -69,6 +69,16 @@ pub struct RunArgs {
     /// Dataset address.
     #[arg(long)]
     pub dataset: Option<String>,
+    /// Datasets processed together in bulk (comma-separated; dev servers): each gets an open
+    /// bulk order signed by --wallet (their owner), and the deal's bulk_cid lists them
+    /// (docs/bulk-processing.md).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "dataset",
+        value_name = "DATASET"
+    )]
+    pub bulk: Vec<String>,
     /// Requester secrets for the app: <appSecretIndex>=<requesterSecretName>, e.g. 1=x1.
     #[arg(long, num_args = 1.., value_name = "K=NAME")]
     pub secret: Vec<String>,
@@ -284,7 +294,7 @@ pub async fn create_dev_deal(
 }
 
 /// The params string of `app run`'s options (the SDK's merge rules, known keys only).
-fn params_of(args: &RunArgs, tee: bool) -> anyhow::Result<String> {
+fn params_of(args: &RunArgs, tee: bool, bulk_cid: Option<String>) -> anyhow::Result<String> {
     let mut builder = match &args.params {
         Some(p) => ParamsBuilder::from_params(p)?,
         None => ParamsBuilder::new(),
@@ -300,6 +310,9 @@ fn params_of(args: &RunArgs, tee: bool) -> anyhow::Result<String> {
     }
     if args.encrypt_result {
         builder = builder.encrypt_result(true);
+    }
+    if let Some(cid) = bulk_cid {
+        builder = builder.bulk_cid(cid);
     }
     Ok(builder.build(tee, false)?)
 }
@@ -331,6 +344,12 @@ pub async fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
     let requester = requester_address(&args.wallet)?;
     let tag = parse_tag(&args.tag).map_err(|e| anyhow!("--tag: {e}"))?;
     let tee = tag.as_slice()[31] & 1 == 1;
+    let bulk_cid = if args.bulk.is_empty() {
+        None
+    } else {
+        let owner = args.wallet.signer()?;
+        Some(super::bulk::publish_dev_bulk(&args.sms, &owner, &args.bulk, tag).await?)
+    };
     let request = DealRequest {
         app: args.app.clone(),
         dataset: args.dataset.clone(),
@@ -340,7 +359,7 @@ pub async fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
             .unwrap_or_else(|| requester.clone()),
         requester,
         tag,
-        params: params_of(&args, tee)?,
+        params: params_of(&args, tee, bulk_cid)?,
     };
     let mut pool = DevPool::load_or_create(args.worker.workerpool_file.as_deref())?;
     let (deal, task) = create_dev_deal(&args.sms, &mut pool, &request).await?;

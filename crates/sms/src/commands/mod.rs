@@ -2,6 +2,7 @@ pub mod app_run;
 pub mod attest;
 pub mod audit;
 pub mod bench;
+pub mod bulk;
 pub mod dataset_files;
 pub mod demo;
 pub mod dev;
