@@ -9,7 +9,7 @@
 //! While open, the backend holds a shared lock on `<db>.lock`: [`restore`] takes it
 //! exclusively, so a restore never replaces the file under a running server.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,25 +94,6 @@ impl KeyIndex {
         with_index_key(&key.namespace, &key.owner, &key.name, |k| {
             self.keys.read().ok().map(|set| set.contains(k))
         })
-    }
-
-    /// Keys per namespace, from memory once loaded (the database's count is a full scan).
-    fn count_by_namespace(&self) -> Option<Vec<(String, u64)>> {
-        if !self.loaded.load(Ordering::Acquire) {
-            return None;
-        }
-        let set = self.keys.read().ok()?;
-        let mut counts: HashMap<&str, u64> = HashMap::new();
-        for k in set.iter() {
-            let namespace = k.split('\0').next().unwrap_or_default();
-            *counts.entry(namespace).or_default() += 1;
-        }
-        Some(
-            counts
-                .into_iter()
-                .map(|(ns, n)| (ns.to_owned(), n))
-                .collect(),
-        )
     }
 
     fn apply(&self, changes: Vec<(bool, String)>) {
@@ -734,9 +715,6 @@ impl Backend for SqliteBackend {
     }
 
     async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        if let Some(counts) = self.index.count_by_namespace() {
-            return Ok(counts);
-        }
         let rows: Vec<(String, i64)> = sqlx::query_as(sql::COUNT).fetch_all(&self.readers).await?;
         Ok(rows
             .into_iter()
