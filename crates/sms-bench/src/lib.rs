@@ -46,6 +46,11 @@ pub struct BenchArgs {
     /// Secrets stored before the `scale` start-up.
     #[arg(long, default_value_t = 100_000)]
     pub scale_secrets: usize,
+    /// Data directory of `scale`, kept after the run and reused by the next one when it holds
+    /// the same --scale-secrets (a 1,000,000-secret store takes minutes to fill). Default: a
+    /// temporary directory, removed.
+    #[arg(long, value_name = "DIR")]
+    pub scale_dir: Option<PathBuf>,
     /// Concurrent connections of `push` (`check` always uses 64).
     #[arg(long, default_value_t = 32)]
     pub push_connections: usize,
@@ -72,6 +77,11 @@ pub struct BenchArgs {
     /// Internal: serve the bare axum handler used as the HTTP ceiling (a child of the bench).
     #[arg(long, hide = true)]
     pub serve_bare: bool,
+    /// For outside load generators (scripts/bench-vs-openbao.sh): print this many signed
+    /// requester-secret pushes of a fresh wallet, one `path<TAB>authorization<TAB>body` a
+    /// line, and exit.
+    #[arg(long, value_name = "N")]
+    pub presign_pushes: Option<usize>,
 }
 
 /// One line of output: a scenario or a ceiling.
@@ -213,6 +223,7 @@ impl Target {
 pub struct Ctx {
     pub duration: Duration,
     pub scale_secrets: usize,
+    pub scale_dir: Option<PathBuf>,
     pub push_connections: usize,
     pub fixtures: PathBuf,
     pub ceilings: Ceilings,
@@ -310,6 +321,9 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     if args.serve_bare {
         return ceilings::serve_bare().await;
     }
+    if let Some(n) = args.presign_pushes {
+        return scenarios::print_presigned(n);
+    }
     if args.list {
         let lines: Vec<String> = SCENARIOS
             .iter()
@@ -361,6 +375,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         } else {
             args.scale_secrets
         },
+        scale_dir: args.scale_dir.clone(),
         push_connections: args.push_connections.max(1),
         fixtures: match args.fixtures.clone() {
             Some(dir) => dir,

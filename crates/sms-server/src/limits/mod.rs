@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::sync::Semaphore;
 
-pub use layer::guard;
+pub use layer::GuardLayer;
 
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
