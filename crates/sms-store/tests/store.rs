@@ -646,9 +646,8 @@ async fn postgres_entries_left_pending_by_a_stopped_replica_are_chained() {
     assert_eq!(details(&store).await, ["event 0", "version 7"]);
 }
 
-/// Audited writes of two replicas at once: every write has its entry, once, in one chain.
-#[tokio::test]
-async fn postgres_replicas_audited_writes_form_one_chain() {
+/// Two stores (two backends, one master key) on one new PostgreSQL database.
+async fn two_replicas() -> Vec<Store> {
     let url = postgres_url().await;
     let mut stores = Vec::new();
     for _ in 0..2 {
@@ -656,6 +655,13 @@ async fn postgres_replicas_audited_writes_form_one_chain() {
         let master = MasterKey::from_base64(&format!("{}=", "A".repeat(43))).unwrap();
         stores.push(Store::open(backend, master).await.unwrap());
     }
+    stores
+}
+
+/// Audited writes of two replicas at once: every write has its entry, once, in one chain.
+#[tokio::test]
+async fn postgres_replicas_audited_writes_form_one_chain() {
+    let stores = two_replicas().await;
     let mut writes = tokio::task::JoinSet::new();
     for i in 0..40 {
         let store = stores[i % 2].clone();
@@ -683,13 +689,7 @@ async fn postgres_replicas_audited_writes_form_one_chain() {
 /// Two replicas (two backends on one database) appending at once keep one chain.
 #[tokio::test]
 async fn postgres_replicas_append_to_one_chain() {
-    let url = postgres_url().await;
-    let mut stores = Vec::new();
-    for _ in 0..2 {
-        let backend = Arc::new(PostgresBackend::connect(&url, 4).await.unwrap());
-        let master = MasterKey::from_base64(&format!("{}=", "A".repeat(43))).unwrap();
-        stores.push(Store::open(backend, master).await.unwrap());
-    }
+    let stores = two_replicas().await;
     let mut appends = tokio::task::JoinSet::new();
     for i in 0..60 {
         let store = stores[i % 2].clone();
