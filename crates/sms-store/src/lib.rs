@@ -580,11 +580,6 @@ async fn audit_writer(
     }
 }
 
-/// The version a check-and-set write reports (0: not written).
-fn written_version(result: u64) -> Option<i64> {
-    (result > 0).then_some(result as i64)
-}
-
 /// Chains every entry left pending by audited writes (PostgreSQL); failures are logged.
 async fn chain_all_pending(backend: &dyn Backend) -> Result<(), StoreError> {
     loop {
@@ -679,6 +674,28 @@ impl Store {
         Audited { store: self, event }
     }
 
+    /// One row write, audited when `audit` is given (`version` is what it stores, for the
+    /// entry); the result as [`RowWrite`] documents it.
+    async fn row_write(
+        &self,
+        write: RowWrite,
+        version: i64,
+        audit: Option<AuditFn<'_>>,
+    ) -> Result<u64, StoreError> {
+        if let Some(event) = audit {
+            return self.write_audited(write, version, event).await;
+        }
+        let b = &self.backend;
+        let version = |written: Option<i64>| sql::version_result(written.map(|v| (v,)));
+        Ok(match write {
+            RowWrite::Insert(row) => u64::from(b.insert(row).await? == Insert::Inserted),
+            RowWrite::Replace(row, expected) => u64::from(b.replace(row, expected).await?),
+            RowWrite::PutCreate(row) => version(b.put_create(row).await?),
+            RowWrite::PutUpdate(row, expected) => version(b.put_update(row, expected).await?),
+            RowWrite::Tombstone(key, expected) => version(b.tombstone(&key, expected).await?),
+        })
+    }
+
     /// An audited row write: the event built for `version`, counted, and the audit writer
     /// woken to chain it if the backend left it pending.
     async fn write_audited(
@@ -736,15 +753,11 @@ impl Store {
             let row = self
                 .seal(key, value.as_bytes(), version, expires_at)
                 .await?;
-            let inserted = match audit {
-                None => self.backend.insert(row).await? == Insert::Inserted,
-                Some(event) => {
-                    self.write_audited(RowWrite::Insert(row), version, event)
-                        .await?
-                        == 1
-                }
-            };
-            if inserted {
+            if self
+                .row_write(RowWrite::Insert(row), version, audit)
+                .await?
+                == 1
+            {
                 return Ok(Insert::Inserted);
             }
             match self.backend.metadata(key).await? {
@@ -833,15 +846,11 @@ impl Store {
         expected_version: i64,
         audit: Option<AuditFn<'_>>,
     ) -> Result<bool, StoreError> {
-        Ok(match audit {
-            None => self.backend.replace(row, expected_version).await?,
-            Some(event) => {
-                let version = row.version;
-                self.write_audited(RowWrite::Replace(row, expected_version), version, event)
-                    .await?
-                    == 1
-            }
-        })
+        let version = row.version;
+        Ok(self
+            .row_write(RowWrite::Replace(row, expected_version), version, audit)
+            .await?
+            == 1)
     }
 
     /// Check-and-set write of a secret: `expected_version` 0 creates (no live value may
@@ -869,13 +878,10 @@ impl Store {
             // Sealed for expected + 1; the SQL writes exactly that version or nothing.
             let version = expected_version + 1;
             let row = self.seal(key, value.as_bytes(), version, None).await?;
-            match audit {
-                None => self.backend.put_update(row, expected_version).await?,
-                Some(event) => written_version(
-                    self.write_audited(RowWrite::PutUpdate(row, expected_version), version, event)
-                        .await?,
-                ),
-            }
+            sql::version_of(
+                self.row_write(RowWrite::PutUpdate(row, expected_version), version, audit)
+                    .await?,
+            )
         };
         match written {
             Some(version) => Ok(CheckAndSet::Written { version }),
@@ -896,13 +902,10 @@ impl Store {
         let mut version = 1;
         for _ in 0..8 {
             let row = self.seal(key, value.as_bytes(), version, None).await?;
-            let written = match audit {
-                None => self.backend.put_create(row).await?,
-                Some(event) => written_version(
-                    self.write_audited(RowWrite::PutCreate(row), version, event)
-                        .await?,
-                ),
-            };
+            let written = sql::version_of(
+                self.row_write(RowWrite::PutCreate(row), version, audit)
+                    .await?,
+            );
             if let Some(written) = written {
                 return Ok(Some(written));
             }
@@ -933,7 +936,7 @@ impl Store {
     ) -> Result<CheckAndSet, StoreError> {
         let written = match (audit, expected_version) {
             (None, _) => self.backend.tombstone(key, expected_version).await?,
-            (Some(event), Some(expected)) => written_version(
+            (Some(event), Some(expected)) => sql::version_of(
                 self.write_audited(
                     RowWrite::Tombstone(key.clone(), Some(expected)),
                     expected + 1,
@@ -950,7 +953,7 @@ impl Store {
                     if current == 0 {
                         break;
                     }
-                    written = written_version(
+                    written = sql::version_of(
                         self.write_audited(
                             RowWrite::Tombstone(key.clone(), Some(current)),
                             current + 1,

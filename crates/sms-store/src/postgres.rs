@@ -157,11 +157,6 @@ impl PostgresBackend {
 }
 
 /// Fails with [`StoreError::SchemaTooNew`] when a newer SMS migrated this database.
-/// The version a check-and-set write reports (0: not written).
-fn version_of(result: u64) -> Option<i64> {
-    (result > 0).then_some(result as i64)
-}
-
 /// One row write: rows written for `Insert` and `Replace`, the version written (0: none)
 /// for the check-and-set writes.
 async fn apply_row(
@@ -169,7 +164,6 @@ async fn apply_row(
     write: &RowWrite,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    let version = |r: Option<(i64,)>| r.map_or(0, |(v,)| v.max(0) as u64);
     Ok(match write {
         RowWrite::Insert(row) => bind_row!(sqlx::query(sql::INSERT), row, now)
             .execute(&mut *conn)
@@ -180,18 +174,18 @@ async fn apply_row(
             .execute(&mut *conn)
             .await?
             .rows_affected(),
-        RowWrite::PutCreate(row) => version(
+        RowWrite::PutCreate(row) => sql::version_result(
             bind_row!(sqlx::query_as(sql::PUT_CREATE), row, now)
                 .fetch_optional(&mut *conn)
                 .await?,
         ),
-        RowWrite::PutUpdate(row, expected) => version(
+        RowWrite::PutUpdate(row, expected) => sql::version_result(
             bind_row!(sqlx::query_as(sql::PUT_UPDATE), row, now)
                 .bind(*expected)
                 .fetch_optional(&mut *conn)
                 .await?,
         ),
-        RowWrite::Tombstone(key, expected) => version(
+        RowWrite::Tombstone(key, expected) => sql::version_result(
             bind_key!(sqlx::query_as(sql::TOMBSTONE), key)
                 .bind(Vec::<u8>::new())
                 .bind(now)
@@ -302,7 +296,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn put_create(&self, row: SealedRow) -> Result<Option<i64>, StoreError> {
-        Ok(version_of(self.row(RowWrite::PutCreate(row)).await?))
+        Ok(sql::version_of(self.row(RowWrite::PutCreate(row)).await?))
     }
 
     async fn put_update(
@@ -310,7 +304,7 @@ impl Backend for PostgresBackend {
         row: SealedRow,
         expected_version: i64,
     ) -> Result<Option<i64>, StoreError> {
-        Ok(version_of(
+        Ok(sql::version_of(
             self.row(RowWrite::PutUpdate(row, expected_version)).await?,
         ))
     }
@@ -320,7 +314,7 @@ impl Backend for PostgresBackend {
         key: &RecordKey,
         expected_version: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
-        Ok(version_of(
+        Ok(sql::version_of(
             self.row(RowWrite::Tombstone(key.clone(), expected_version))
                 .await?,
         ))

@@ -154,6 +154,17 @@ pub fn next_audit_entry(
     }
 }
 
+/// The version a check-and-set write's `RETURNING version` gave, as the row-write result
+/// (0: not written).
+pub fn version_result(returned: Option<(i64,)>) -> u64 {
+    returned.map_or(0, |(v,)| v.max(0) as u64)
+}
+
+/// A check-and-set row-write result as the version written (`None`: not written).
+pub fn version_of(result: u64) -> Option<i64> {
+    (result > 0).then_some(result as i64)
+}
+
 /// An insert-if-absent affected one row, or none because the key exists.
 pub fn insert_outcome(affected: u64) -> crate::Insert {
     if affected == 1 {

@@ -133,15 +133,6 @@ enum Write {
     InsertAuditHead(StoredTreeHead),
 }
 
-/// The version a check-and-set write reports through the writer (0: not written).
-fn version_result(returned: Option<(i64,)>) -> u64 {
-    returned.map(|(v,)| v.max(0) as u64).unwrap_or(0)
-}
-
-fn version_of(result: u64) -> Option<i64> {
-    (result > 0).then_some(result as i64)
-}
-
 struct Job {
     write: Write,
     done: oneshot::Sender<Result<u64, StoreError>>,
@@ -382,7 +373,7 @@ async fn apply_row(
             .await?
             .rows_affected(),
         RowWrite::PutCreate(row) => {
-            let v = version_result(
+            let v = sql::version_result(
                 bind_row!(sqlx::query_as(sql::PUT_CREATE), row, now)
                     .fetch_optional(&mut *conn)
                     .await?,
@@ -392,14 +383,14 @@ async fn apply_row(
             }
             v
         }
-        RowWrite::PutUpdate(row, expected) => version_result(
+        RowWrite::PutUpdate(row, expected) => sql::version_result(
             bind_row!(sqlx::query_as(sql::PUT_UPDATE), row, now)
                 .bind(*expected)
                 .fetch_optional(&mut *conn)
                 .await?,
         ),
         RowWrite::Tombstone(key, expected) => {
-            let v = version_result(
+            let v = sql::version_result(
                 bind_key!(sqlx::query_as(sql::TOMBSTONE), key)
                     .bind(Vec::<u8>::new())
                     .bind(now)
@@ -642,7 +633,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn put_create(&self, row: SealedRow) -> Result<Option<i64>, StoreError> {
-        Ok(version_of(
+        Ok(sql::version_of(
             self.submit(Write::Row(RowWrite::PutCreate(row), None))
                 .await?,
         ))
@@ -653,7 +644,7 @@ impl Backend for SqliteBackend {
         row: SealedRow,
         expected_version: i64,
     ) -> Result<Option<i64>, StoreError> {
-        Ok(version_of(
+        Ok(sql::version_of(
             self.submit(Write::Row(RowWrite::PutUpdate(row, expected_version), None))
                 .await?,
         ))
@@ -664,7 +655,7 @@ impl Backend for SqliteBackend {
         key: &RecordKey,
         expected_version: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
-        Ok(version_of(
+        Ok(sql::version_of(
             self.submit(Write::Row(
                 RowWrite::Tombstone(key.clone(), expected_version),
                 None,
