@@ -6,7 +6,8 @@
 # the input is left in fuzz/artifacts/<target>/. Prints executions, exec/s and coverage.
 # FUZZ_SKIP_BUILD=1 runs the targets already built. FUZZ_PROFILE=dev (unoptimised, debug
 # assertions) and FUZZ_SANITIZER=none (default: address) make the build much cheaper: CI's
-# short runs use both; long runs keep the defaults.
+# short runs use both; long runs keep the defaults. FUZZ_RUNS=N stops each target after N
+# executions instead (then pass 0 seconds for no time bound: FUZZ_RUNS=10000000 scripts/fuzz.sh 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,22 +65,28 @@ if [ -z "${FUZZ_SKIP_BUILD:-}" ]; then
 fi
 
 failed=()
-printf '%-22s %12s %10s %8s %8s\n' target executions exec/s cov ft >logs/summary.txt
+printf '%-22s %12s %10s %8s %8s %8s %8s %8s\n' target executions exec/s cov ft 'rss MB' 'slow s' 'wall s' >logs/summary.txt
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "artifacts/$target"
     dirs=("corpus/$target" "seeds/$target")
     [ -d "$extra/$target" ] && dirs+=("$extra/$target")
-    echo "== fuzz $target (${SECONDS_PER_TARGET} s)"
+    bound=("-max_total_time=$SECONDS_PER_TARGET")
+    [ -n "${FUZZ_RUNS:-}" ] && bound+=("-runs=$FUZZ_RUNS")
+    echo "== fuzz $target (${SECONDS_PER_TARGET} s${FUZZ_RUNS:+, $FUZZ_RUNS executions})"
     status=0
+    started=$(date +%s)
     "$bin/$target" "${dirs[@]}" \
-        -max_total_time="$SECONDS_PER_TARGET" -timeout="$TIMEOUT" -rss_limit_mb=2048 \
+        "${bound[@]}" -timeout="$TIMEOUT" -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="artifacts/$target/" \
         >"logs/$target.log" 2>&1 || status=$?
     execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "logs/$target.log" | tail -n 1)
     rate=$(awk '/stat::average_exec_per_sec/ { print $2 }' "logs/$target.log" | tail -n 1)
     cov=$(grep -oE 'cov: [0-9]+' "logs/$target.log" | tail -n 1 | cut -d' ' -f2)
     ft=$(grep -oE 'ft: [0-9]+' "logs/$target.log" | tail -n 1 | cut -d' ' -f2)
-    printf '%-22s %12s %10s %8s %8s\n' "$target" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" | tee -a logs/summary.txt
+    rss=$(awk '/stat::peak_rss_mb/ { print $2 }' "logs/$target.log" | tail -n 1)
+    slow=$(awk '/stat::slowest_unit_time_sec/ { print $2 }' "logs/$target.log" | tail -n 1)
+    printf '%-22s %12s %10s %8s %8s %8s %8s %8s\n' "$target" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" \
+        "${rss:-?}" "${slow:-?}" "$(( $(date +%s) - started ))" | tee -a logs/summary.txt
     if [ "$status" -ne 0 ]; then
         failed+=("$target")
         grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "logs/$target.log" | head -n 20 >&2 || true
