@@ -16,7 +16,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::{Backend, Insert, StoreError, WrappedDataKey};
+use crate::backend::{Backend, Insert, RecordKey, SealedRow, StoreError, WrappedDataKey, unix_now};
 
 const NONCE_LEN: usize = 12;
 
@@ -171,7 +171,7 @@ pub mod wrap_format {
 }
 
 /// Associated data of a row: its identity and its version, each field length-prefixed.
-pub fn row_aad(key: &crate::RecordKey, version: i64) -> Vec<u8> {
+pub fn row_aad(key: &RecordKey, version: i64) -> Vec<u8> {
     let mut aad =
         Vec::with_capacity(16 + key.namespace.len() + key.owner.len() + key.name.len() + 3 * 4 + 8);
     aad.extend_from_slice(b"sms/row/v2");
@@ -360,7 +360,7 @@ impl KeyRing {
             wrapped: wrapped.1,
             nonce: wrapped.0,
             master_fingerprint: self.fingerprint.clone(),
-            created_at: crate::unix_now(),
+            created_at: unix_now(),
             encryptions: 0,
             wrap_format: wrap_format::VERSIONED,
         };
@@ -443,7 +443,7 @@ impl KeyRing {
         };
         let mut current =
             usable(&stored).ok_or_else(|| StoreError::Key("no usable data key".into()))?;
-        let now = crate::unix_now();
+        let now = unix_now();
         if force || exhausted(&current, &self.policy, now) {
             let next = stored.iter().map(|k| k.id).max().unwrap_or(0) + 1;
             match self.create_key(backend, next).await? {
@@ -532,7 +532,7 @@ impl KeyRing {
     pub async fn seal(
         &self,
         backend: &dyn Backend,
-        key: &crate::RecordKey,
+        key: &RecordKey,
         version: i64,
         value: &[u8],
     ) -> Result<(i64, Vec<u8>, Vec<u8>), StoreError> {
@@ -553,10 +553,7 @@ impl KeyRing {
 
     /// Opens a row; `Integrity` (without detail) when the ciphertext does not belong to this
     /// identity at this version under this key.
-    pub fn open_row(
-        &self,
-        row: &crate::SealedRow,
-    ) -> Result<sms_core::secret::SecretValue, StoreError> {
+    pub fn open_row(&self, row: &SealedRow) -> Result<sms_core::secret::SecretValue, StoreError> {
         let (cipher, key_format) = {
             let keys = self
                 .keys
@@ -736,11 +733,11 @@ pub mod fuzzing {
     pub fn seal(
         ring: &KeyRing,
         key_id: i64,
-        key: &crate::RecordKey,
+        key: &RecordKey,
         version: i64,
         nonce: [u8; NONCE_LEN],
         value: &[u8],
-    ) -> Result<crate::SealedRow, StoreError> {
+    ) -> Result<SealedRow, StoreError> {
         let cipher = ring
             .keys
             .read()
@@ -758,7 +755,7 @@ pub mod fuzzing {
                 },
             )
             .map_err(|_| StoreError::Key("encryption failed".into()))?;
-        Ok(crate::SealedRow {
+        Ok(SealedRow {
             key: key.clone(),
             key_id,
             nonce: nonce.to_vec(),
