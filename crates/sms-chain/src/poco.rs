@@ -11,10 +11,10 @@
 //!   zero (never initialized), an `owner()` that reverts, returns nothing or zero.
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use alloy::network::{Ethereum, TransactionBuilder};
-use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::TransactionRequest;
@@ -917,16 +917,7 @@ fn redact_url_str(url: &str) -> String {
 
 /// A throw-away sender address for `eth_call`s.
 fn random_address() -> Address {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let seed = [
-        nanos.to_be_bytes().as_slice(),
-        &std::process::id().to_be_bytes(),
-    ]
-    .concat();
-    Address::from_slice(&keccak256(seed)[12..])
+    Address::from(rand::random::<[u8; 20]>())
 }
 
 /// Renders on-chain multiaddr bytes as text: a binary multiaddr made only of known protocols
