@@ -13,10 +13,10 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::cid::{Cid, CidError};
+use crate::enclave_env::{EnclaveEnv, SecretValues};
 use crate::hex::encode_prefixed;
 use crate::ledger::Deal;
 use crate::secret::SecretId;
-use crate::session_plan::{EnclaveEnv, SecretValues};
 use crate::signature::EthSignature;
 
 /// Largest document (bulk root or slice) read from a gateway.

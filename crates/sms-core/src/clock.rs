@@ -1,51 +1,102 @@
-//! Where time is read: Unix seconds of the system clock, or a clock a test sets.
+//! Where time is read: the system clock, or a clock a test sets. Every expiry, window and
+//! timestamp of the workspace reads a [`Clock`]; only [`unix_now_ms`] reads the system.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The system clock in Unix seconds (0 before 1970, which no real clock reads).
-pub fn unix_now() -> u64 {
+/// The system clock in Unix milliseconds (0 before 1970, which no real clock reads).
+pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or_default()
 }
 
-/// A source of Unix seconds, injected where an expiry or a window is decided.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> u64;
+/// The system clock in Unix seconds.
+pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
 }
 
-/// The system clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
+/// The clock injected where an expiry or a window is decided: the system clock unless a test
+/// sets one. Cheap to clone; clones read the same source.
+#[derive(Clone, Default)]
+pub struct Clock(Source);
 
-impl Clock for SystemClock {
-    fn now(&self) -> u64 {
-        unix_now()
+#[derive(Clone, Default)]
+enum Source {
+    #[default]
+    System,
+    Fixed(FixedClock),
+    Fn(Arc<dyn Fn() -> u64 + Send + Sync>),
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(Source::System)
+    }
+
+    /// A clock reading `now_ms` (Unix milliseconds).
+    pub fn new(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self(Source::Fn(Arc::new(now_ms)))
+    }
+
+    /// Unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        match &self.0 {
+            Source::System => unix_now_ms(),
+            Source::Fixed(fixed) => fixed.now_ms(),
+            Source::Fn(now_ms) => now_ms(),
+        }
+    }
+
+    /// Unix seconds.
+    pub fn now(&self) -> u64 {
+        self.now_ms() / 1000
     }
 }
 
-/// A clock that reads what it was set to (tests). Clones share the time.
+impl From<FixedClock> for Clock {
+    fn from(fixed: FixedClock) -> Self {
+        Self(Source::Fixed(fixed))
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Source::System => f.write_str("Clock(system)"),
+            Source::Fixed(fixed) => write!(f, "Clock(fixed at {} ms)", fixed.now_ms()),
+            Source::Fn(_) => f.write_str("Clock(injected)"),
+        }
+    }
+}
+
+/// A clock that reads what it was set to (tests), in seconds. Clones share the time; turned
+/// into a [`Clock`] with `.into()`.
 #[derive(Clone, Debug, Default)]
 pub struct FixedClock(Arc<AtomicU64>);
 
 impl FixedClock {
+    /// At `now` Unix seconds.
     pub fn at(now: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(now)))
+        Self(Arc::new(AtomicU64::new(now.saturating_mul(1000))))
     }
 
     pub fn set(&self, now: u64) {
-        self.0.store(now, Ordering::SeqCst);
+        self.0.store(now.saturating_mul(1000), Ordering::SeqCst);
     }
 
     pub fn advance(&self, seconds: u64) {
-        self.0.fetch_add(seconds, Ordering::SeqCst);
+        self.0
+            .fetch_add(seconds.saturating_mul(1000), Ordering::SeqCst);
     }
-}
 
-impl Clock for FixedClock {
-    fn now(&self) -> u64 {
+    pub fn now(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+
+    pub fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -56,12 +107,14 @@ mod tests {
 
     #[test]
     fn a_fixed_clock_reads_what_it_was_set_to_and_clones_share_it() {
-        let clock = FixedClock::at(100);
-        let shared = clock.clone();
-        clock.advance(5);
-        assert_eq!(shared.now(), 105);
-        shared.set(7);
+        let fixed = FixedClock::at(100);
+        let clock = Clock::from(fixed.clone());
+        fixed.advance(5);
+        assert_eq!(clock.now(), 105);
+        assert_eq!(clock.clone().now_ms(), 105_000);
+        fixed.set(7);
         assert_eq!(clock.now(), 7);
-        assert!(SystemClock.now() > 1_700_000_000);
+        assert!(Clock::system().now() > 1_700_000_000);
+        assert_eq!(Clock::new(|| 42_999).now(), 42);
     }
 }

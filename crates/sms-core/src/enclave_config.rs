@@ -60,14 +60,45 @@ impl Measurement {
         Self(alloy_primitives::hex::encode(value))
     }
 
+    /// Any hex text (optional `0x`, any case, any length): how stored sessions are read.
+    pub fn from_hex(text: &str) -> Result<Self, crate::hex::HexError> {
+        crate::hex::decode_lenient(text).map(|bytes| Self::from_bytes(&bytes))
+    }
+
+    /// The measurement of these bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Self(alloy_primitives::hex::encode(bytes))
+    }
+
     /// 64 (or 96) lowercase hex characters, no prefix.
     pub fn as_hex(&self) -> &str {
         &self.0
     }
 
+    /// The bytes the hex stands for.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Hex by construction: the fallback is never taken.
+        crate::hex::decode_lenient(&self.0).unwrap_or_default()
+    }
+
     /// `0x` + lowercase hex.
     pub fn to_prefixed(&self) -> String {
         format!("0x{}", self.0)
+    }
+}
+
+/// Written as it reads ([`Measurement::as_hex`]); read from any hex text (optional `0x`, any
+/// case), so every stored session decodes as it was written.
+impl serde::Serialize for Measurement {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Measurement {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::from_hex(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cid;
 pub mod clock;
 pub mod deal_params;
 pub mod enclave_config;
+pub mod enclave_env;
 pub mod explain;
 pub mod hash;
 pub mod hex;

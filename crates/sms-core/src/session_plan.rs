@@ -34,13 +34,10 @@
 //!
 //! Every secret value is held in zeroizing memory and is redacted from `Debug` output.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
+use std::collections::BTreeSet;
 
 use alloy_primitives::{Address, B256};
 use alloy_signer_local::PrivateKeySigner;
-use serde::Serialize;
-use serde::ser::SerializeMap;
 use zeroize::Zeroizing;
 
 use crate::bulk::BulkSlice;
@@ -48,6 +45,7 @@ use crate::deal_params::{DealParams, STORAGE_DROPBOX};
 use crate::enclave_config::{
     ENV_SCONE_FSPF_KEY, ENV_SCONE_FSPF_TAG, Measurement, TeeEnclaveConfiguration,
 };
+pub use crate::enclave_env::{EnclaveEnv, SecretValues};
 use crate::hex::encode_prefixed;
 use crate::ledger::{AppEntry, DatasetEntry, Deal};
 use crate::measurement::TdxMeasurement;
@@ -102,114 +100,6 @@ pub const IEXEC_IN_DIR: &str = "/iexec_in";
 pub const IEXEC_OUT_DIR: &str = "/iexec_out";
 
 // ---------------------------------------------------------------------------------------------
-// Environment maps
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Clone)]
-struct EnvValue {
-    value: Zeroizing<String>,
-    sensitive: bool,
-}
-
-/// The environment of one enclave: names in sorted order, secret values zeroized on drop and
-/// redacted from `Debug`. `Serialize` writes the plain `{name: value}` map for the provisioner.
-#[derive(Clone, Default)]
-pub struct EnclaveEnv(BTreeMap<String, EnvValue>);
-
-impl EnclaveEnv {
-    pub(crate) fn public(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(
-            name.into(),
-            EnvValue {
-                value: Zeroizing::new(value.into()),
-                sensitive: false,
-            },
-        );
-    }
-
-    pub(crate) fn secret(&mut self, name: impl Into<String>, value: Zeroizing<String>) {
-        self.0.insert(
-            name.into(),
-            EnvValue {
-                value,
-                sensitive: true,
-            },
-        );
-    }
-
-    fn extend(&mut self, other: &EnclaveEnv) {
-        for (k, v) in &other.0 {
-            self.0.insert(
-                k.clone(),
-                EnvValue {
-                    value: v.value.clone(),
-                    sensitive: v.sensitive,
-                },
-            );
-        }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|v| v.value.as_str())
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
-    /// True when the variable holds a secret (dataset key, compute secrets, tokens, keys).
-    pub fn is_sensitive(&self, name: &str) -> bool {
-        self.0.get(name).is_some_and(|v| v.sensitive)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
-    /// Every `(name, value)`, secrets included: for building provisioner payloads only.
-    pub fn iter_exposed(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.value.as_str()))
-    }
-
-    /// The whole map with secret values in clear: for payloads and tests only.
-    pub fn expose(&self) -> BTreeMap<&str, &str> {
-        self.iter_exposed().collect()
-    }
-}
-
-impl fmt::Debug for EnclaveEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut m = f.debug_map();
-        for (k, v) in &self.0 {
-            if v.sensitive {
-                m.entry(k, &format_args!("<redacted>"));
-            } else {
-                m.entry(k, &v.value.as_str());
-            }
-        }
-        m.finish()
-    }
-}
-
-impl Serialize for EnclaveEnv {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v.value.as_str())?;
-        }
-        map.end()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------------------------
 
@@ -251,9 +141,6 @@ impl SecretsNeeded {
         all
     }
 }
-
-/// The values the server found, keyed by identity.
-pub type SecretValues = HashMap<SecretId, SecretValue>;
 
 /// `^[0-9]+$` with a value in `1..=i32::MAX` (the upstream `Integer.parseInt(k) > 0`, without the
 /// sign characters it also accepted).
@@ -338,7 +225,10 @@ pub struct SessionInputs<'a> {
 // Output
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// An enclave of a task; its [`name`](Self::name) is its service name in sessions, in stored
+/// sessions (`"name"`) and in `/tee/provisioning/{session}/{service}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EnclaveRole {
     PreCompute,
     App,
@@ -346,6 +236,13 @@ pub enum EnclaveRole {
 }
 
 impl EnclaveRole {
+    pub const ALL: [Self; 3] = [Self::PreCompute, Self::App, Self::PostCompute];
+
+    /// The role whose [`name`](Self::name) is `name` exactly.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.name() == name)
+    }
+
     /// The service name in provisioner sessions (`SCONE_CONFIG_ID=<session>/<name>`).
     pub fn name(self) -> &'static str {
         match self {
@@ -639,22 +536,34 @@ pub fn pre_compute_env(
     env.public(IEXEC_DEAL_ID, encode_prefixed(task.deal.deal_id));
     env.public(IEXEC_TASK_INDEX, task.task_index.to_string());
     env.public(IEXEC_TASK_ID, encode_prefixed(task.task_id));
-    let files = &task.params.iexec_input_files;
-    env.public(IEXEC_INPUT_FILES_NUMBER, files.len().to_string());
-    if !files.is_empty() {
-        env.public(IEXEC_INPUT_FILES_FOLDER, IEXEC_IN_DIR);
-        for (i, url) in files.iter().enumerate() {
-            env.public(
-                format!("{IEXEC_INPUT_FILE_URL_PREFIX}{}", i + 1),
-                url.clone(),
-            );
-        }
-    }
+    input_files_env(
+        &mut env,
+        &task.params.iexec_input_files,
+        IEXEC_INPUT_FILE_URL_PREFIX,
+        |url| url.to_owned(),
+    );
     if let Some(slice) = inputs.bulk {
         slice.pre_compute_env(inputs.secrets, &mut env);
     }
     env.extend(sign);
     Ok(env)
+}
+
+/// `IEXEC_INPUT_FILES_NUMBER` and, when there are files, the folder and one `<prefix><i>`
+/// (1-based) per file: its URL for pre-compute, its file name for the app.
+fn input_files_env(
+    env: &mut EnclaveEnv,
+    files: &[String],
+    prefix: &str,
+    value: impl Fn(&str) -> String,
+) {
+    env.public(IEXEC_INPUT_FILES_NUMBER, files.len().to_string());
+    if !files.is_empty() {
+        env.public(IEXEC_INPUT_FILES_FOLDER, IEXEC_IN_DIR);
+        for (i, file) in files.iter().enumerate() {
+            env.public(format!("{prefix}{}", i + 1), value(file));
+        }
+    }
 }
 
 /// Plan step G2: the app environment (absent developer or requester secrets are warnings).
@@ -677,17 +586,12 @@ pub fn app_env(
     let dataset = encode_prefixed(deal.dataset.pointer);
     env.public(IEXEC_DATASET_ADDRESS, dataset.clone());
     env.public(IEXEC_DATASET_FILENAME, dataset);
-    let files = &task.params.iexec_input_files;
-    env.public(IEXEC_INPUT_FILES_NUMBER, files.len().to_string());
-    if !files.is_empty() {
-        env.public(IEXEC_INPUT_FILES_FOLDER, IEXEC_IN_DIR);
-        for (i, url) in files.iter().enumerate() {
-            env.public(
-                format!("{IEXEC_INPUT_FILE_NAME_PREFIX}{}", i + 1),
-                input_file_name(url),
-            );
-        }
-    }
+    input_files_env(
+        &mut env,
+        &task.params.iexec_input_files,
+        IEXEC_INPUT_FILE_NAME_PREFIX,
+        input_file_name,
+    );
     if let Some(secret) = inputs
         .secrets
         .get(&SecretId::app_developer(deal.app.pointer))

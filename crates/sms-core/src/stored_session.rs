@@ -12,24 +12,21 @@ use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+use crate::enclave_config::Measurement;
 use crate::measurement::{ExpectedMeasurement, TdxMeasurement};
 use crate::session_plan::{EnclaveRole, SessionPlan};
 use crate::tag::TeeFramework;
 
-/// Store namespace of provisioning sessions.
-pub const SESSION_NAMESPACE: &str = "tee-session";
-/// Store namespace of the index task → its one live session (`tee-task-session/<taskId>`).
-pub const TASK_SESSION_NAMESPACE: &str = "tee-task-session";
-
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredService {
-    /// `pre-compute`, `app` or `post-compute`.
-    pub name: String,
-    /// Expected measurement, lowercase hex without 0x: MRENCLAVE for SGX; for TDX the stage's
-    /// published fingerprint (pipeline fingerprint, app checksum), which only simulated
+    /// Stored as `"name"`: `pre-compute`, `app` or `post-compute`.
+    #[serde(rename = "name")]
+    pub role: EnclaveRole,
+    /// Expected measurement, stored as lowercase hex without 0x: MRENCLAVE for SGX; for TDX the
+    /// stage's published fingerprint (pipeline fingerprint, app checksum), which only simulated
     /// evidence is compared with.
-    pub measurement: String,
+    pub measurement: Measurement,
     /// TDX: the registers a TDX quote must satisfy. Absent for SGX frameworks, and in TDX
     /// sessions stored before registers were checked or built without them (`--dev` built-in
     /// pipeline): such a service refuses every TDX quote.
@@ -45,8 +42,7 @@ impl StoredService {
         &self,
         framework: TeeFramework,
     ) -> Result<ExpectedMeasurement, String> {
-        let bytes = crate::hex::decode_lenient(&self.measurement)
-            .map_err(|e| format!("measurement: {e}"))?;
+        let bytes = self.measurement.to_bytes();
         match framework {
             TeeFramework::Scone | TeeFramework::Gramine => {
                 if self.tdx.is_some() {
@@ -79,7 +75,7 @@ impl Drop for StoredService {
 impl fmt::Debug for StoredService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredService")
-            .field("name", &self.name)
+            .field("role", &self.role)
             .field("measurement", &self.measurement)
             .field("tdx", &self.tdx)
             .field("env", &self.env.keys().collect::<Vec<_>>())
@@ -109,8 +105,8 @@ impl StoredSession {
         let services = plan
             .enclaves()
             .map(|e| StoredService {
-                name: e.role.name().to_owned(),
-                measurement: e.measurement.as_hex().to_owned(),
+                role: e.role,
+                measurement: e.measurement.clone(),
                 tdx: e.tdx.clone(),
                 command: e.command.clone(),
                 env: e
@@ -131,7 +127,7 @@ impl StoredSession {
     }
 
     pub fn service(&self, role: EnclaveRole) -> Option<&StoredService> {
-        self.services.iter().find(|s| s.name == role.name())
+        self.services.iter().find(|s| s.role == role)
     }
 }
 
@@ -142,8 +138,8 @@ mod tests {
 
     fn service(measurement: &str, tdx: Option<TdxMeasurement>) -> StoredService {
         StoredService {
-            name: "app".into(),
-            measurement: measurement.into(),
+            role: EnclaveRole::App,
+            measurement: Measurement::from_hex(measurement).unwrap(),
             tdx,
             command: None,
             env: BTreeMap::new(),
@@ -178,11 +174,33 @@ mod tests {
             .expected_measurement(TeeFramework::Gramine)
             .unwrap_err();
         assert!(e.contains("64 hex characters"), "{e}");
-        assert!(
-            service("zz", None)
-                .expected_measurement(TeeFramework::Tdx)
-                .is_err()
+        // A measurement that is not hex: the stored session does not decode.
+        let bad = r#"{"name":"app","measurement":"zz","command":null,"env":{}}"#;
+        assert!(serde_json::from_str::<StoredService>(bad).is_err());
+    }
+
+    /// A session record as the store holds it today: it decodes into the typed fields and is
+    /// written back byte for byte.
+    #[test]
+    fn a_stored_session_in_todays_json_reads_and_writes_back_the_same() {
+        let task = format!("0x{}", "07".repeat(32));
+        let worker = format!("0x{}", "09".repeat(20));
+        let (pre, app) = ("aa".repeat(32), "ab".repeat(32));
+        let json = format!(
+            r#"{{"sessionId":"s-1","taskId":"{task}","framework":"SCONE","worker":"{worker}","expiresAt":1751328000,"services":[{{"name":"pre-compute","measurement":"{pre}","command":null,"env":{{"IEXEC_TASK_ID":"0x07"}}}},{{"name":"app","measurement":"{app}","command":"python3 /app/main.py","env":{{}}}}]}}"#
         );
+        let session: StoredSession = serde_json::from_str(&json).unwrap();
+        assert_eq!(session.task_id, B256::repeat_byte(7));
+        assert_eq!(session.worker, Address::repeat_byte(9));
+        let roles: Vec<EnclaveRole> = session.services.iter().map(|s| s.role).collect();
+        assert_eq!(roles, [EnclaveRole::PreCompute, EnclaveRole::App]);
+        let app_service = session.service(EnclaveRole::App).unwrap();
+        assert_eq!(app_service.measurement.to_bytes(), vec![0xab; 32]);
+        assert!(session.service(EnclaveRole::PostCompute).is_none());
+        assert_eq!(serde_json::to_string(&session).unwrap(), json);
+        // A service name no enclave has: the record is refused, not read as another service.
+        let unknown = json.replace(r#""name":"app""#, r#""name":"worker""#);
+        assert!(serde_json::from_str::<StoredSession>(&unknown).is_err());
     }
 
     #[test]

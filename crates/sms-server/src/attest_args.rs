@@ -2,9 +2,7 @@
 //! accepted, against which policy and collateral, how often a service's environment may be
 //! released, how long a nonce lives. Flattened into `ServerConfig`.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 use sms_attest::TcbStatus;
@@ -23,35 +21,8 @@ pub const REMOVED_ALLOW_SIMULATED_TEE_ENV: &str = "SMS_ALLOW_SIMULATED_TEE";
 pub const DEFAULT_RELEASE_LIMIT: u32 = 1;
 pub const DEFAULT_NONCE_TTL_SECS: u64 = 60;
 
-/// The provisioner's clock, in unix milliseconds. The system clock unless a test injects one.
-#[derive(Clone)]
-pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
-
-impl Clock {
-    pub fn new(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
-        Clock(Arc::new(now_ms))
-    }
-
-    pub fn system() -> Self {
-        Clock::new(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or_default()
-        })
-    }
-
-    /// Unix milliseconds.
-    pub fn now_ms(&self) -> u64 {
-        (self.0)()
-    }
-}
-
-impl fmt::Debug for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Clock")
-    }
-}
+/// The server's clock (`sms_core::clock`), re-exported where tests inject it.
+pub use sms_core::clock::Clock;
 
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Attested provisioner")]
@@ -125,7 +96,8 @@ pub struct AttestArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub nonce_ttl_secs: u64,
 
-    /// Injected clock (tests); the system clock when `None`.
+    /// Injected clock (tests): every expiry and window of the server reads it (sessions,
+    /// challenges, nonces, v2 operations, audit); the system clock when `None`.
     #[arg(skip)]
     pub clock: Option<Clock>,
 }

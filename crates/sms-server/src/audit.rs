@@ -117,7 +117,7 @@ impl HeadSigner {
         let head = TreeHead {
             size: state.frontier.size(),
             root: state.frontier.root(),
-            at: crate::tee::challenge::unix_now(),
+            at: sms_core::clock::unix_now(),
         };
         let signature = self.identity.sign(&head.signing_payload());
         let stored = StoredTreeHead {
@@ -136,12 +136,12 @@ impl HeadSigner {
     async fn publish_lag(&self, size: u64) {
         let lag = match self.store.latest_audit_head().await {
             Ok(Some(latest)) if latest.head.size >= size => 0,
-            Ok(Some(latest)) => crate::tee::challenge::unix_now().saturating_sub(latest.head.at),
+            Ok(Some(latest)) => sms_core::clock::unix_now().saturating_sub(latest.head.at),
             Ok(None) if size == 0 => 0,
             // No head yet: the lag counts from the first entry's time.
             Ok(None) => match self.store.audit_entries(0, 1).await {
                 Ok(first) => first.first().map_or(0, |e| {
-                    crate::tee::challenge::unix_now().saturating_sub(e.entry.at)
+                    sms_core::clock::unix_now().saturating_sub(e.entry.at)
                 }),
                 Err(_) => return,
             },

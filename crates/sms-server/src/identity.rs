@@ -12,11 +12,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use sms_attest::{IDENTITY_ALGORITHM, SmsIdentity};
 use sms_core::secret::SecretValue;
-use sms_store::{Insert, RecordKey, Store, StoreError};
+use sms_store::{Insert, Namespace, RecordKey, Store, StoreError};
 use zeroize::Zeroizing;
 
-/// Store namespace of the identity.
-pub const IDENTITY_NAMESPACE: &str = "sms-identity";
 const CURRENT: &str = "current";
 
 #[derive(Serialize, Deserialize)]
@@ -36,7 +34,7 @@ impl Drop for StoredIdentity {
 }
 
 fn key() -> RecordKey {
-    RecordKey::new(IDENTITY_NAMESPACE, "", CURRENT)
+    Namespace::SmsIdentity.key("", CURRENT)
 }
 
 fn corrupt(detail: impl std::fmt::Display) -> StoreError {

@@ -85,7 +85,9 @@ impl Server {
         };
 
         let metrics = crate::metrics_layer::recorder().map_err(StartupError::Config)?;
-        let tee = crate::tee::TeeState::build(&config.tee, config.dev, store.clone())?;
+        let clock = config.attest.clock.clone().unwrap_or_default();
+        let tee =
+            crate::tee::TeeState::build(&config.tee, config.dev, store.clone(), clock.clone())?;
         let started = std::time::Instant::now();
         let (identity, identity_created) = loop {
             match crate::identity::load_or_create(&store).await {
@@ -128,6 +130,7 @@ impl Server {
             metrics,
             tee: tee.clone(),
             provisioner,
+            clock,
             cors: config.cors_allowed_origins.clone(),
             domain,
             admin: crate::admin_config::AdminState::load(&config.keys, &data_dir)

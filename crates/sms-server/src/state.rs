@@ -44,6 +44,8 @@ pub struct AppStateInner {
     pub admin: Option<Arc<crate::admin_config::AdminState>>,
     /// The store's health, kept up to date in the background (`/health`).
     pub health: Arc<crate::health::Health>,
+    /// Where every expiry and window of a handler reads the time (`ServerConfig::attest.clock`, set by tests).
+    pub clock: sms_core::clock::Clock,
     /// Request-rate buckets; the handlers check the per-signer ones (docs/limits.md).
     pub rates: Arc<crate::limits::rate::RateLimits>,
 }

@@ -19,7 +19,9 @@ use sms_client::provision::{
     NonceAnswer, ProvisionError, ReleaseAnswer, ReleaseAsk, ReleaseRequest, ReleasedEnv,
     open_release,
 };
+use sms_core::enclave_config::Measurement;
 use sms_core::ledger::TaskStatus;
+use sms_core::session_plan::EnclaveRole;
 use sms_core::stored_session::{StoredService, StoredSession};
 use sms_core::tag::TeeFramework;
 use sms_core::{Address, B256};
@@ -115,8 +117,8 @@ impl Prov {
             expires_at,
             services: vec![
                 StoredService {
-                    name: "app".into(),
-                    measurement: hex(app_measurement),
+                    role: EnclaveRole::App,
+                    measurement: Measurement::from_bytes(app_measurement),
                     tdx: None,
                     command: Some("python3 /app/main.py".into()),
                     env: env(&[
@@ -125,8 +127,8 @@ impl Prov {
                     ]),
                 },
                 StoredService {
-                    name: "post-compute".into(),
-                    measurement: hex(&POST_MEASUREMENT),
+                    role: EnclaveRole::PostCompute,
+                    measurement: Measurement::from_bytes(&POST_MEASUREMENT),
                     tdx: None,
                     command: None,
                     env: env(&[("RESULT_STORAGE_TOKEN", "post-value")]),
@@ -827,8 +829,8 @@ impl Prov {
             worker: Address::repeat_byte(9),
             expires_at: self.now() + 600,
             services: vec![StoredService {
-                name: "app".into(),
-                measurement: hex(&APP_MEASUREMENT),
+                role: EnclaveRole::App,
+                measurement: Measurement::from_bytes(&APP_MEASUREMENT),
                 tdx: None,
                 command: None,
                 env: env

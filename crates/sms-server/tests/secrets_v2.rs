@@ -790,3 +790,27 @@ async fn the_javascript_example_signed_by_ethers_is_accepted() {
         .unwrap();
     assert_eq!(shown.version, 1);
 }
+
+/// A store refusal answers in the v2 body like every other v2 refusal: with the audit log
+/// refusing entries, a put is 503 `{"error": {"code": "AUDIT_LOG_UNAVAILABLE", ...}}` and
+/// writes nothing.
+#[tokio::test]
+async fn a_store_refusal_answers_in_the_v2_body() {
+    let server = TestServer::dev().await;
+    let alice = PrivateKeySigner::random();
+    let domain = server.client().v2_domain().await.unwrap();
+    let secret = requester(&alice, "audited");
+    server.audit_log_read_only(true).await;
+    let (status, body) = send(&server, &put_request(&alice, &domain, &secret, "v", 0)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "AUDIT_LOG_UNAVAILABLE", "{body}");
+    assert_eq!(body["error"]["field"], Value::Null, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("audit")),
+        "{body}"
+    );
+    server.audit_log_read_only(false).await;
+    assert!(!requester_exists_v1(&server, alice.address(), "audited").await);
+}

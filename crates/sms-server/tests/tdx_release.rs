@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+const SESSION_NAMESPACE: &str = sms_store::Namespace::TeeSession.as_str();
+
 use alloy_signer_local::PrivateKeySigner;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -15,9 +17,11 @@ use sms_attest::{EphemeralKey, Evidence, Register, TdxMeasurement, TdxRegister};
 use sms_client::provision::ReleaseRequest;
 use sms_core::authorization::WorkerpoolAuthorization;
 use sms_core::challenge;
+use sms_core::enclave_config::Measurement;
 use sms_core::measurement::app_rtmr3;
+use sms_core::session_plan::EnclaveRole;
 use sms_core::signature::sign_eip191;
-use sms_core::stored_session::{SESSION_NAMESPACE, StoredService, StoredSession};
+use sms_core::stored_session::{StoredService, StoredSession};
 use sms_core::tag::TeeFramework;
 use sms_core::{Address, B256};
 use sms_server::ServerConfig;
@@ -151,7 +155,7 @@ async fn tdx_session_pins_every_register_and_releases_the_app_stage() {
         session
             .services
             .iter()
-            .find(|s| s.name == name)
+            .find(|s| s.role.name() == name)
             .and_then(|s| s.tdx.clone())
             .unwrap_or_else(|| panic!("{name} has no TDX registers"))
     };
@@ -301,13 +305,14 @@ async fn real_tdx_quote_is_released_only_against_all_its_registers() {
             worker: Address::repeat_byte(9),
             expires_at: FIXTURE_NOW_MS / 1000 + 600,
             services: vec![StoredService {
-                name: "app".into(),
+                role: EnclaveRole::App,
                 // The MRTD as fingerprint: the value today's MRTD-only check compared.
-                measurement: if framework == TeeFramework::Tdx {
-                    mrtd.clone()
+                measurement: Measurement::from_hex(if framework == TeeFramework::Tdx {
+                    &mrtd
                 } else {
-                    mrtd[..64].to_owned()
-                },
+                    &mrtd[..64]
+                })
+                .unwrap(),
                 tdx,
                 command: None,
                 env: BTreeMap::from([("A".to_owned(), "1".to_owned())]),

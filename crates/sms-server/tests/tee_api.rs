@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+const SESSION_NAMESPACE: &str = sms_store::Namespace::TeeSession.as_str();
+
 use alloy_signer_local::PrivateKeySigner;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -15,7 +17,7 @@ use sms_core::authorization::WorkerpoolAuthorization;
 use sms_core::challenge;
 use sms_core::hex::encode_prefixed;
 use sms_core::signature::sign_eip191;
-use sms_core::stored_session::{SESSION_NAMESPACE, StoredSession};
+use sms_core::stored_session::StoredSession;
 use sms_core::{Address, B256};
 use sms_server::ServerConfig;
 use sms_store::sqlite::SqliteBackend;
@@ -285,14 +287,14 @@ fn env(pairs: &[(&str, &str)]) -> Env {
 fn service_env(s: &StoredSession, name: &str) -> Env {
     s.services
         .iter()
-        .find(|x| x.name == name)
+        .find(|x| x.role.name() == name)
         .unwrap_or_else(|| panic!("no {name}"))
         .env
         .clone()
 }
 
 fn names(s: &StoredSession) -> Vec<&str> {
-    s.services.iter().map(|x| x.name.as_str()).collect()
+    s.services.iter().map(|x| x.role.name()).collect()
 }
 
 impl World {
@@ -386,8 +388,8 @@ async fn plan_app_secret_only() {
         )
         .await;
     assert_eq!(service_env(&s, "post-compute"), post);
-    let app_service = s.services.iter().find(|x| x.name == "app").unwrap();
-    assert_eq!(app_service.measurement, APP_FP);
+    let app_service = s.services.iter().find(|x| x.role.name() == "app").unwrap();
+    assert_eq!(app_service.measurement.as_hex(), APP_FP);
     assert_eq!(
         app_service.command.as_deref(),
         Some("python /app/app.py --x 1")
@@ -395,10 +397,10 @@ async fn plan_app_secret_only() {
     let post_service = s
         .services
         .iter()
-        .find(|x| x.name == "post-compute")
+        .find(|x| x.role.name() == "post-compute")
         .unwrap();
     assert_eq!(
-        post_service.measurement,
+        post_service.measurement.as_hex(),
         sms_server::tee::DEV_POST_COMPUTE_FINGERPRINT
     );
     assert_eq!(
@@ -553,7 +555,7 @@ async fn plan_dataset() {
     assert_eq!(service_env(&s, "app"), with_deal_id(app, &s));
     let pre_service = &s.services[0];
     assert_eq!(
-        pre_service.measurement,
+        pre_service.measurement.as_hex(),
         sms_server::tee::DEV_PRE_COMPUTE_FINGERPRINT
     );
 
@@ -1534,6 +1536,40 @@ async fn another_worker_is_refused_while_the_session_lives() {
             Some("EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN")
         ),
         "{answer}"
+    );
+}
+
+/// A session ends when the injected clock passes its end: created at the clock's time (its
+/// expiry is that time plus the session lifetime), it releases nothing once the clock is moved
+/// past it, without waiting.
+#[tokio::test]
+async fn a_session_expires_when_the_injected_clock_passes_its_end() {
+    let start = sms_core::clock::unix_now() - 7200;
+    let fixed = sms_core::clock::FixedClock::at(start);
+    let clock = fixed.clone();
+    let w = World::with_config(move |c| c.attest.clock = Some(clock.into())).await;
+    let task = w.storable_task().await;
+    let session = w.session(task).await.unwrap();
+    assert_eq!(session.expires_at, start + 3600);
+    let nonce = |w: &World| {
+        let url = format!(
+            "{}/tee/provisioning/{}/app/nonce",
+            w.server.url(),
+            session.session_id
+        );
+        let http = w.http.clone();
+        async move {
+            let resp = http.post(url).send().await.unwrap();
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap();
+            (status, body["code"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    assert_eq!(nonce(&w).await.0, StatusCode::OK);
+    fixed.advance(3600);
+    assert_eq!(
+        nonce(&w).await,
+        (StatusCode::GONE, "SESSION_EXPIRED".to_owned())
     );
 }
 

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+const SESSION_NAMESPACE: &str = sms_store::Namespace::TeeSession.as_str();
+
 use alloy_signer_local::PrivateKeySigner;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -18,7 +20,7 @@ use sms_core::bulk::{self, DatasetOrder, SignedDatasetOrder, open_order};
 use sms_core::challenge;
 use sms_core::hex::encode_prefixed;
 use sms_core::signature::sign_eip191;
-use sms_core::stored_session::{SESSION_NAMESPACE, StoredSession};
+use sms_core::stored_session::StoredSession;
 use sms_core::{Address, B256, U256};
 use sms_server::ServerConfig;
 use sms_server::tee::args::FrameworkArg;
@@ -247,7 +249,7 @@ fn env<'a>(session: &'a StoredSession, name: &str) -> &'a Env {
     &session
         .services
         .iter()
-        .find(|s| s.name == name)
+        .find(|s| s.role.name() == name)
         .unwrap_or_else(|| panic!("no {name} in {:?}", session.services))
         .env
 }
@@ -313,7 +315,7 @@ async fn three_valid_orders_give_three_keys_to_pre_compute_and_their_names_to_th
     let (status, answer) = t.session(&deal, task).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let session = t.stored(&answer).await;
-    let names: Vec<&str> = session.services.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = session.services.iter().map(|s| s.role.name()).collect();
     assert_eq!(
         names,
         ["pre-compute", "app", "post-compute"],

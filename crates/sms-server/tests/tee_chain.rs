@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+const SESSION_NAMESPACE: &str = sms_store::Namespace::TeeSession.as_str();
+
 use alloy_signer_local::PrivateKeySigner;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -22,7 +24,7 @@ use sms_core::challenge;
 use sms_core::hex::encode_prefixed;
 use sms_core::ledger::TaskStatus;
 use sms_core::signature::sign_eip191;
-use sms_core::stored_session::{SESSION_NAMESPACE, StoredSession};
+use sms_core::stored_session::StoredSession;
 use sms_core::{Address, B256};
 use sms_server::tee::args::FrameworkArg;
 use sms_server::{ChainArgs, ServerConfig};
@@ -263,7 +265,7 @@ type Env = BTreeMap<String, String>;
 fn service<'a>(s: &'a StoredSession, name: &str) -> &'a sms_core::stored_session::StoredService {
     s.services
         .iter()
-        .find(|x| x.name == name)
+        .find(|x| x.role.name() == name)
         .unwrap_or_else(|| panic!("no {name} in {:?}", s.services))
 }
 
@@ -311,7 +313,7 @@ async fn session_for_an_active_tee_task_of_a_real_deal() {
         (session.task_id, session.worker),
         (task, deal.worker.address())
     );
-    let names: Vec<&str> = session.services.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = session.services.iter().map(|s| s.role.name()).collect();
     assert_eq!(names, ["app", "post-compute"], "no dataset: no pre-compute");
 
     let zero = encode_prefixed(Address::ZERO);
@@ -334,10 +336,14 @@ async fn session_for_an_active_tee_task_of_a_real_deal() {
     .collect();
     let app = service(&session, "app");
     assert_eq!(app.env, expected);
-    assert_eq!(app.measurement, APP_FP, "from m_appMREnclave");
+    assert_eq!(app.measurement.as_hex(), APP_FP, "from m_appMREnclave");
     assert_eq!(app.command.as_deref(), Some("python /app/app.py"));
     let post = service(&session, "post-compute");
-    assert_eq!(post.measurement, POST_FP, "from the pipelines file");
+    assert_eq!(
+        post.measurement.as_hex(),
+        POST_FP,
+        "from the pipelines file"
+    );
     assert_eq!(post.env["RESULT_STORAGE_TOKEN"], "ipfs-token");
     assert_eq!(
         post.env["SIGN_WORKER_ADDRESS"],

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use sms_core::Address;
+use sms_core::enclave_config::Measurement;
+use sms_core::session_plan::EnclaveRole;
 use sms_core::stored_session::{StoredService, StoredSession};
 use sms_core::tag::TeeFramework;
 use sms_testkit::server::{TestServer, files_under};
@@ -45,8 +47,8 @@ async fn seed_env(server: &TestServer, id: &str, env: &[(&str, &str)]) {
         worker: Address::repeat_byte(2),
         expires_at: now + 600,
         services: vec![StoredService {
-            name: "app".into(),
-            measurement: MEASUREMENT.into(),
+            role: EnclaveRole::App,
+            measurement: Measurement::from_hex(MEASUREMENT).unwrap(),
             tdx: None,
             command: Some("echo from-session-command:$IEXEC_TASK_ID".into()),
             env,

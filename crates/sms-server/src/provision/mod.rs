@@ -26,14 +26,14 @@ use sms_attest::{
 use sms_chain::Ledger;
 use sms_core::audit::AuditEvent;
 use sms_core::session_plan::EnclaveRole;
-use sms_core::stored_session::{SESSION_NAMESPACE, StoredService, StoredSession};
-use sms_store::{RecordKey, Store};
+use sms_core::stored_session::{StoredService, StoredSession};
+use sms_store::{Namespace, Store};
 use zeroize::Zeroizing;
 
 use crate::attest_args::{AttestArgs, Clock, IEXEC_IGNORED_ADVISORIES_ENV};
 use crate::startup::StartupError;
-pub use records::{NONCE_NAMESPACE, RELEASE_NAMESPACE, ReleaseEntry, ReleaseLog, release_key};
 use records::{NonceRecord, Reserve};
+pub use records::{ReleaseEntry, ReleaseLog, release_key, session_key};
 pub use refusal::Refusal;
 
 /// Random bytes in a nonce.
@@ -216,12 +216,13 @@ impl Provisioner {
         &self,
         store: &Store,
         session_id: &str,
-        service: &str,
+        segment: &ServiceSegment,
     ) -> Result<NonceAnswer, Refusal> {
+        let service = segment.as_str();
         let now_ms = self.clock.now_ms();
         self.maybe_sweep(store, now_ms).await;
         let session = load_session(store, session_id, now_ms).await?;
-        find_service(&session, service)?;
+        find_service(&session, segment)?;
         // A service already released up to its limit gets no more nonces (saves an attestation).
         self.ensure_release_budget(store, &session.task_id, service)
             .await?;
@@ -252,9 +253,10 @@ impl Provisioner {
         store: &Store,
         ledger: &dyn Ledger,
         session_id: &str,
-        service: &str,
+        segment: &ServiceSegment,
         body: &[u8],
     ) -> Result<ReleaseAnswer, Refusal> {
+        let service = segment.as_str();
         let request = parse_request(body)?;
         let now_ms = self.clock.now_ms();
         take_nonce(store, &request, session_id, service, now_ms).await?;
@@ -266,7 +268,7 @@ impl Provisioner {
                 ledger,
                 &request,
                 &session,
-                service,
+                segment,
                 now_ms,
                 &mut report,
             )
@@ -309,11 +311,12 @@ impl Provisioner {
         ledger: &dyn Ledger,
         request: &ParsedRequest,
         session: &'s StoredSession,
-        service: &str,
+        segment: &ServiceSegment,
         now_ms: u64,
         report: &mut Option<VerifiedReport>,
     ) -> Result<(&'s StoredService, VerifiedReport, u32), Refusal> {
-        let stored = find_service(session, service)?;
+        let service = segment.as_str();
+        let stored = find_service(session, segment)?;
         let verified = self
             .verify_evidence(request, session, stored, now_ms / 1000)
             .await?;
@@ -338,7 +341,8 @@ impl Provisioner {
             .map_err(|e| {
                 Refusal::Internal(format!(
                     "session {} service {}: {e}",
-                    session.session_id, stored.name
+                    session.session_id,
+                    stored.role.name()
                 ))
             })?;
         let binding = sms_attest::report_data_binding(&request.nonce, &request.public_key);
@@ -408,7 +412,7 @@ impl Provisioner {
         );
         let sealed = sms_attest::seal::seal(
             &request.public_key,
-            &sms_attest::release_info(&session.session_id, &stored.name),
+            &sms_attest::release_info(&session.session_id, stored.role.name()),
             &plaintext,
         )
         .map_err(|e| Refusal::Internal(format!("sealing: {e}")))?;
@@ -417,7 +421,7 @@ impl Provisioner {
         let transcript = ReleaseTranscript {
             key_id: &key_id,
             session_id: &session.session_id,
-            service: &stored.name,
+            service: stored.role.name(),
             nonce: &request.nonce,
             enclave_public_key: &request.public_key,
             request_sha256: &request.body_sha256,
@@ -430,7 +434,7 @@ impl Provisioner {
         let signature = self.identity.sign(&transcript.to_bytes());
         Ok(ReleaseAnswer {
             session_id: session.session_id.clone(),
-            service: stored.name.clone(),
+            service: stored.role.name().to_owned(),
             release: number,
             limit: self.release_limit,
             tee: report.tee.as_str().to_owned(),
@@ -485,7 +489,10 @@ impl Provisioner {
             return;
         }
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
-        match store.delete_expired(NONCE_NAMESPACE, now).await {
+        match store
+            .delete_expired(Namespace::TeeProvisionNonce.as_str(), now)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::debug!(deleted = n, "expired provisioning nonces deleted"),
             Err(e) => tracing::warn!(error = %e, "provisioning nonce sweep failed"),
@@ -642,7 +649,7 @@ pub async fn store_session(
             .map_err(|e| sms_store::StoreError::Key(format!("session encoding: {e}")))?,
     );
     let value = sms_core::secret::SecretValue::new(json.to_vec());
-    let key = RecordKey::new(SESSION_NAMESPACE, "", session.session_id.as_str());
+    let key = session_key(&session.session_id);
     let expires = i64::try_from(session.expires_at).unwrap_or(i64::MAX);
     Ok(store.insert(&key, &value, Some(expires)).await? == sms_store::Insert::Inserted)
 }
@@ -652,7 +659,7 @@ async fn load_session(
     session_id: &str,
     now_ms: u64,
 ) -> Result<StoredSession, Refusal> {
-    let key = RecordKey::new(SESSION_NAMESPACE, "", session_id);
+    let key = session_key(session_id);
     let stored = store.get(&key).await?.ok_or(Refusal::SessionUnknown)?;
     let session: StoredSession = serde_json::from_slice(stored.value.as_bytes()).map_err(|e| {
         Refusal::Internal(format!("stored session {session_id} is not decodable: {e}"))
@@ -665,13 +672,39 @@ async fn load_session(
     Ok(session)
 }
 
+/// The `{service}` segment of a provisioning path, parsed by the route: an enclave role, or
+/// text that names none (kept, bounded, for the refusal). Text that names no role is refused
+/// with `SERVICE_UNKNOWN` where the service is looked up, after the session checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceSegment {
+    Role(EnclaveRole),
+    Unknown(String),
+}
+
+impl ServiceSegment {
+    pub fn parse(segment: &str) -> Self {
+        match EnclaveRole::from_name(segment) {
+            Some(role) => Self::Role(role),
+            None => Self::Unknown(segment.chars().take(64).collect()),
+        }
+    }
+
+    /// The role's name, or the caller's (bounded) text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Role(role) => role.name(),
+            Self::Unknown(text) => text,
+        }
+    }
+}
+
 fn find_service<'a>(
     session: &'a StoredSession,
-    service: &str,
+    segment: &ServiceSegment,
 ) -> Result<&'a StoredService, Refusal> {
-    session
-        .services
-        .iter()
-        .find(|s| s.name == service)
-        .ok_or_else(|| Refusal::ServiceUnknown(service.chars().take(64).collect()))
+    match segment {
+        ServiceSegment::Role(role) => session.service(*role),
+        ServiceSegment::Unknown(_) => None,
+    }
+    .ok_or_else(|| Refusal::ServiceUnknown(segment.as_str().to_owned()))
 }

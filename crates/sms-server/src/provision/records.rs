@@ -4,13 +4,11 @@
 use serde::{Deserialize, Serialize};
 use sms_core::B256;
 use sms_core::secret::SecretValue;
-use sms_store::{Insert, RecordKey, Store, StoreError};
+use sms_store::{Insert, Namespace, RecordKey, Store, StoreError};
 
 /// Nonces: `RecordKey("tee-provision-nonce", "", hex(nonce))`, expiring with the nonce.
-pub const NONCE_NAMESPACE: &str = "tee-provision-nonce";
 /// Release logs: `RecordKey("tee-release", taskId, service)`, kept for audit. One per task and
 /// service, whatever the session: the release budget is the task's.
-pub const RELEASE_NAMESPACE: &str = "tee-release";
 
 /// Attempts of the check-and-set loop before answering "busy".
 const RESERVE_ATTEMPTS: usize = 8;
@@ -59,16 +57,18 @@ impl ReleaseLog {
     }
 }
 
+/// The key of a stored session: the one place it is built (`/tee/sessions` writes it, the
+/// provisioner reads it).
+pub fn session_key(session_id: &str) -> RecordKey {
+    Namespace::TeeSession.key("", session_id)
+}
+
 fn nonce_key(nonce: &[u8]) -> RecordKey {
-    RecordKey::new(NONCE_NAMESPACE, "", sms_core::hex::encode(nonce))
+    Namespace::TeeProvisionNonce.key("", sms_core::hex::encode(nonce))
 }
 
 pub fn release_key(task_id: &B256, service: &str) -> RecordKey {
-    RecordKey::new(
-        RELEASE_NAMESPACE,
-        sms_core::hex::encode_prefixed(task_id),
-        service,
-    )
+    Namespace::TeeRelease.key(sms_core::hex::encode_prefixed(task_id), service)
 }
 
 fn to_value<T: Serialize>(value: &T) -> Result<SecretValue, StoreError> {

@@ -99,7 +99,7 @@ fn ensure_owner_signed(
         })?;
     let signature =
         EthSignature::parse(header).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    let now = sms_core::clock::unix_now();
+    let now = state.clock.now();
     if !receipts_timestamp_fresh(timestamp, now) {
         return Err(ApiError::unauthorized(format!(
             "timestamp {timestamp} is not within {} s before now ({now}) nor {} s after",

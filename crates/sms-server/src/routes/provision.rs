@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use sms_attest::IdentityDocument;
 use sms_attest::provision::{NonceAnswer, ReleaseAnswer};
 
-use crate::provision::Refusal;
+use crate::provision::{Refusal, ServiceSegment};
 use crate::state::AppState;
 
 pub async fn nonce(
@@ -16,7 +16,7 @@ pub async fn nonce(
 ) -> Result<Json<NonceAnswer>, Refusal> {
     state
         .provisioner
-        .issue_nonce(&state.store, &session_id, &service)
+        .issue_nonce(&state.store, &session_id, &ServiceSegment::parse(&service))
         .await
         .map(Json)
 }
@@ -32,7 +32,7 @@ pub async fn release(
             &state.store,
             state.ledger.as_ref(),
             &session_id,
-            &service,
+            &ServiceSegment::parse(&service),
             &body,
         )
         .await

@@ -23,11 +23,17 @@ use sms_core::secret_operation::{
 use sms_core::{Address, B256};
 use sms_store::{CheckAndSet, NonceUse, RecordKey, RecordMetadata};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Shape};
 use crate::state::AppState;
 use sms_core::clock::unix_now;
 
 type Reply<T> = Result<Json<T>, ApiError>;
+
+/// Every error of a v2 route in the v2 body (`{"error": {"code", "message", "field"}}`), the
+/// store's and the ledger's included (docs/secrets-api-v2.md).
+fn coded<T>(reply: Reply<T>) -> Reply<T> {
+    reply.map_err(|e| e.shaped(Shape::Coded))
+}
 
 /// `GET /v2/domain`: the EIP-712 domain this SMS accepts.
 pub async fn domain(State(state): State<AppState>) -> Json<DomainClaim> {
@@ -36,7 +42,11 @@ pub async fn domain(State(state): State<AppState>) -> Json<DomainClaim> {
 
 /// `POST /v2/secrets/put`: create (`expectedVersion` 0) or replace version N.
 pub async fn put(State(state): State<AppState>, body: Bytes) -> Reply<SecretVersion> {
-    let authorized = authorize(&state, &body, Operation::Put).await?;
+    coded(put_secret(&state, &body).await)
+}
+
+async fn put_secret(state: &AppState, body: &Bytes) -> Reply<SecretVersion> {
+    let authorized = authorize(state, body, Operation::Put).await?;
     let (Target::Secret(id), Some(value)) = (&authorized.target, &authorized.value) else {
         return Err(ApiError::internal("put without a secret or a value"));
     };
@@ -66,7 +76,11 @@ pub async fn put(State(state): State<AppState>, body: Bytes) -> Reply<SecretVers
 
 /// `POST /v2/secrets/delete`: a tombstone at version N (`expectedVersion` 0: any version).
 pub async fn delete(State(state): State<AppState>, body: Bytes) -> Reply<SecretVersion> {
-    let authorized = authorize(&state, &body, Operation::Delete).await?;
+    coded(delete_secret(&state, &body).await)
+}
+
+async fn delete_secret(state: &AppState, body: &Bytes) -> Reply<SecretVersion> {
+    let authorized = authorize(state, body, Operation::Delete).await?;
     let Target::Secret(id) = &authorized.target else {
         return Err(ApiError::internal("delete without a secret"));
     };
@@ -92,7 +106,11 @@ pub async fn delete(State(state): State<AppState>, body: Bytes) -> Reply<SecretV
 
 /// `POST /v2/secrets/list`: names and versions of one kind and owner, never values.
 pub async fn list(State(state): State<AppState>, body: Bytes) -> Reply<SecretList> {
-    let authorized = authorize(&state, &body, Operation::List).await?;
+    coded(list_secret(&state, &body).await)
+}
+
+async fn list_secret(state: &AppState, body: &Bytes) -> Reply<SecretList> {
+    let authorized = authorize(state, body, Operation::List).await?;
     let Target::List { kind, owner } = authorized.target else {
         return Err(ApiError::internal("list without a list target"));
     };
@@ -112,7 +130,11 @@ pub async fn list(State(state): State<AppState>, body: Bytes) -> Reply<SecretLis
 
 /// `POST /v2/secrets/show`: the metadata of one secret (version, times, key id), never its value.
 pub async fn show(State(state): State<AppState>, body: Bytes) -> Reply<SecretMetadata> {
-    let authorized = authorize(&state, &body, Operation::Show).await?;
+    coded(show_secret(&state, &body).await)
+}
+
+async fn show_secret(state: &AppState, body: &Bytes) -> Reply<SecretMetadata> {
+    let authorized = authorize(state, body, Operation::Show).await?;
     let Target::Secret(id) = &authorized.target else {
         return Err(ApiError::internal("show without a secret"));
     };
@@ -152,15 +174,16 @@ async fn authorize(
     expected: Operation,
 ) -> Result<Authorized, ApiError> {
     let request = parse_request(body)?;
-    let operation =
-        secret_operation::verify(&request, &state.domain, unix_now()).map_err(|refusal| {
+    let operation = secret_operation::verify(&request, &state.domain, state.clock.now()).map_err(
+        |refusal| {
             ApiError::coded(
                 StatusCode::UNAUTHORIZED,
                 refusal.code(),
                 Some(refusal.field()),
                 refusal.to_string(),
             )
-        })?;
+        },
+    )?;
     ensure_signer_budget(state, &operation)?;
     let op = operation.operation(expected).map_err(invalid)?;
     let target = operation.target(op).map_err(invalid)?;

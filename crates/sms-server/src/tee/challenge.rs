@@ -7,27 +7,18 @@
 use std::time::Duration;
 
 use alloy_signer_local::PrivateKeySigner;
+use sms_core::clock::Clock;
 use sms_core::secret::SecretValue;
-use sms_core::stored_session::{SESSION_NAMESPACE, TASK_SESSION_NAMESPACE};
 use sms_core::{Address, B256};
-use sms_store::{Insert, RecordKey, Store, StoreError};
+use sms_store::{Insert, Namespace, RecordKey, Store, StoreError};
 use zeroize::Zeroizing;
 
-/// Store namespace of enclave-challenge keys.
-pub const CHALLENGE_NAMESPACE: &str = "tee-challenge";
 /// Expiry used when the ledger gives no final deadline (upstream's retention, 5 days).
 pub const MISSING_DEADLINE_RETENTION_SECS: u64 = 5 * 86_400;
 
 pub fn record_key(task_id: &B256) -> RecordKey {
-    RecordKey::new(
-        CHALLENGE_NAMESPACE,
-        "",
-        sms_core::hex::encode_prefixed(task_id),
-    )
+    Namespace::TeeChallenge.key("", sms_core::hex::encode_prefixed(task_id))
 }
-
-/// The one system clock reading of the workspace; this path stays for the audit head signer.
-pub use sms_core::clock::unix_now;
 
 /// The signer of a stored key (hex text of 32 bytes, `0x` optional), `None` if unusable.
 pub fn signer_of(value: &SecretValue) -> Option<PrivateKeySigner> {
@@ -92,20 +83,25 @@ pub async fn get_or_create(
 /// Deletes expired challenges and sessions once; returns how many rows went.
 pub async fn sweep_once(store: &Store, now: u64) -> Result<u64, StoreError> {
     let now = i64::try_from(now).unwrap_or(i64::MAX);
-    let challenges = store.delete_expired(CHALLENGE_NAMESPACE, now).await?;
-    let sessions = store.delete_expired(SESSION_NAMESPACE, now).await?;
-    let index = store.delete_expired(TASK_SESSION_NAMESPACE, now).await?;
-    Ok(challenges + sessions + index)
+    let mut deleted = 0;
+    for namespace in [
+        Namespace::TeeChallenge,
+        Namespace::TeeSession,
+        Namespace::TeeTaskSession,
+    ] {
+        deleted += store.delete_expired(namespace.as_str(), now).await?;
+    }
+    Ok(deleted)
 }
 
 /// Runs [`sweep_once`] every `interval` (first run after one interval).
-pub fn spawn_sweeper(store: Store, interval: Duration) -> tokio::task::AbortHandle {
+pub fn spawn_sweeper(store: Store, interval: Duration, clock: Clock) -> tokio::task::AbortHandle {
     let task = tokio::spawn(async move {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match sweep_once(&store, unix_now()).await {
+            match sweep_once(&store, clock.now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     deleted = n,

@@ -148,7 +148,7 @@ fn chain_checks(
         ),
         Err(r) => refusal_check(names::TASK_ACTIVE, &r),
     });
-    let now = sms_core::clock::unix_now();
+    let now = state.clock.now();
     checks.push(match task::ensure_before_final_deadline(id, task, now) {
         Ok(()) if task.final_deadline == 0 => {
             Check::pass(names::TASK_DEADLINE, "no final deadline on chain")
@@ -230,7 +230,7 @@ async fn session_check(
     request: &ExplainRequest,
     challenge: Option<Result<Address, ()>>,
 ) -> Result<Check, ExplainFailure> {
-    let live = match TaskSession::live(&state.store, &request.task_id).await {
+    let live = match TaskSession::live(&state.store, &request.task_id, state.clock.now()).await {
         Ok(live) => live,
         Err(e) if e.unavailable => return Err(store_unavailable(e)),
         Err(e) => return Ok(Check::session_fail(names::TASK_SESSION, &e)),

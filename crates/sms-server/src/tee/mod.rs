@@ -13,12 +13,14 @@ pub mod bulk;
 pub mod challenge;
 pub mod explain;
 pub mod export;
+pub mod ipfs;
 pub mod session;
 pub mod task;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use sms_core::clock::Clock;
 use sms_core::enclave_config::{Measurement, TeeEnclaveConfiguration};
 use sms_core::ledger::AppEntry;
 use sms_core::pipeline::{Pipeline, PipelineConfigError, Pipelines, StageConfig, TeeProperties};
@@ -153,7 +155,7 @@ pub struct TeeState {
     public_url: OnceLock<String>,
     pub exporter: Option<export::Exporter>,
     /// `--ipfs-gateway`: where bulk documents are read; `None` refuses bulk tasks.
-    pub ipfs: Option<bulk::IpfsGateway>,
+    pub ipfs: Option<ipfs::IpfsGateway>,
     _sweeper: AbortOnDrop,
 }
 
@@ -219,12 +221,17 @@ fn host_port(url: &str) -> String {
 impl TeeState {
     /// Validates the TEE configuration and starts the challenge sweep. A bad pipelines file
     /// stops the start-up with a message naming the field.
-    pub fn build(args: &TeeArgs, dev: bool, store: Store) -> Result<Arc<Self>, StartupError> {
+    pub fn build(
+        args: &TeeArgs,
+        dev: bool,
+        store: Store,
+        clock: Clock,
+    ) -> Result<Arc<Self>, StartupError> {
         let Some(framework) = framework_from(args.tee_framework, dev)? else {
             tracing::warn!(
                 "no --tee-framework (SMS_TEE_FRAMEWORK or IEXEC_SMS_TEE_RUNTIME_FRAMEWORK): the /tee API is not served"
             );
-            return Self::disabled(args, store);
+            return Self::disabled(args, store, clock);
         };
         let pipelines = match &args.pipelines {
             Some(path) => {
@@ -263,8 +270,8 @@ impl TeeState {
         };
         let exporter =
             export::Exporter::from_args(args, framework).map_err(StartupError::Config)?;
-        let ipfs = bulk::IpfsGateway::from_args(args).map_err(StartupError::Config)?;
-        let sweeper = challenge::spawn_sweeper(store, args.challenge_sweep_interval);
+        let ipfs = ipfs::IpfsGateway::from_args(args).map_err(StartupError::Config)?;
+        let sweeper = challenge::spawn_sweeper(store, args.challenge_sweep_interval, clock);
         Ok(Arc::new(Self {
             enabled: true,
             framework,
@@ -283,7 +290,7 @@ impl TeeState {
         }))
     }
 
-    fn disabled(args: &TeeArgs, store: Store) -> Result<Arc<Self>, StartupError> {
+    fn disabled(args: &TeeArgs, store: Store, clock: Clock) -> Result<Arc<Self>, StartupError> {
         let pipeline = dev_pipeline(DEV_PIPELINE_VERSION)
             .ok_or_else(|| StartupError::Config("built-in dev pipeline is invalid".into()))?;
         Ok(Arc::new(Self {
@@ -299,6 +306,7 @@ impl TeeState {
             _sweeper: AbortOnDrop(challenge::spawn_sweeper(
                 store,
                 args.challenge_sweep_interval,
+                clock,
             )),
         }))
     }

@@ -16,10 +16,10 @@ use sms_core::session_plan::{
     secrets_needed, session_id,
 };
 use sms_core::signature::EthSignature;
-use sms_core::stored_session::{SESSION_NAMESPACE, StoredSession};
+use sms_core::stored_session::StoredSession;
 use sms_core::tee_error::{SessionError, TeeSessionGenerationError as E};
 use sms_core::{Address, B256};
-use sms_store::{Insert, RecordKey};
+use sms_store::{Insert, Namespace, RecordKey};
 use zeroize::Zeroizing;
 
 use super::challenge;
@@ -58,9 +58,7 @@ fn ledger_fail(code: E, what: String, error: sms_chain::LedgerError) -> SessionE
     }
 }
 
-pub fn session_key(session_id: &str) -> RecordKey {
-    RecordKey::new(SESSION_NAMESPACE, "", session_id)
-}
+pub use crate::provision::session_key;
 
 /// The challenge key in the form the plan builder reads (hex text of 32 bytes).
 fn challenge_key_text(stored: &SecretValue) -> SecretValue {
@@ -211,7 +209,7 @@ async fn find_live_session(
     state: &AppState,
     auth: &WorkerpoolAuthorization,
 ) -> Result<Option<String>, SessionError> {
-    match TaskSession::live(&state.store, &auth.chain_task_id).await? {
+    match TaskSession::live(&state.store, &auth.chain_task_id, state.clock.now()).await? {
         Some(existing) => existing
             .same_holder(auth)
             .map(|()| Some(existing.session_id)),
@@ -248,15 +246,25 @@ async fn describe_task(
 
 /// Step 4a: the deal's app entry.
 pub(crate) async fn find_app(state: &AppState, deal: &Deal) -> Result<AppEntry, SessionError> {
-    match state.ledger.app(deal.app.pointer).await {
-        Ok(Some(a)) => Ok(a),
+    let app = deal.app.pointer;
+    required_entry("app", app, state.ledger.app(app).await)
+}
+
+/// An entry the task names, read from the ledger: absent or unreadable refuses the session.
+fn required_entry<T>(
+    what: &str,
+    address: Address,
+    read: Result<Option<T>, sms_chain::LedgerError>,
+) -> Result<T, SessionError> {
+    match read {
+        Ok(Some(entry)) => Ok(entry),
         Ok(None) => Err(fail(
             E::GetTaskDescriptionFailed,
-            format!("app {} not found", deal.app.pointer),
+            format!("{what} {address} not found"),
         )),
         Err(e) => Err(ledger_fail(
             E::GetTaskDescriptionFailed,
-            format!("app {}", deal.app.pointer),
+            format!("{what} {address}"),
             e,
         )),
     }
@@ -270,18 +278,8 @@ pub(crate) async fn find_dataset(
     if !deal.has_dataset() {
         return Ok(None);
     }
-    match state.ledger.dataset(deal.dataset.pointer).await {
-        Ok(Some(d)) => Ok(Some(d)),
-        Ok(None) => Err(fail(
-            E::GetTaskDescriptionFailed,
-            format!("dataset {} not found", deal.dataset.pointer),
-        )),
-        Err(e) => Err(ledger_fail(
-            E::GetTaskDescriptionFailed,
-            format!("dataset {}", deal.dataset.pointer),
-            e,
-        )),
-    }
+    let dataset = deal.dataset.pointer;
+    required_entry("dataset", dataset, state.ledger.dataset(dataset).await).map(Some)
 }
 
 /// Step 4c: the deal params (a malformed text falls back as upstream does, with a warning).
@@ -408,7 +406,7 @@ async fn store_session(
             e,
         )
     };
-    let now = sms_core::clock::unix_now();
+    let now = state.clock.now();
     let ttl_end = now.saturating_add(state.tee.session_ttl.as_secs());
     let expires_at = match task.task.final_deadline {
         0 => ttl_end,
@@ -513,15 +511,9 @@ pub struct TaskSession {
     pub expires_at: u64,
 }
 
-pub use sms_core::stored_session::TASK_SESSION_NAMESPACE;
-
 impl TaskSession {
     fn key(task_id: &B256) -> RecordKey {
-        RecordKey::new(
-            TASK_SESSION_NAMESPACE,
-            "",
-            sms_core::hex::encode_prefixed(task_id),
-        )
+        Namespace::TeeTaskSession.key("", sms_core::hex::encode_prefixed(task_id))
     }
 
     pub async fn get(
@@ -536,10 +528,11 @@ impl TaskSession {
         }
     }
 
-    /// The unexpired session of a task, if any.
+    /// The session of a task unexpired at `now` (Unix seconds), if any.
     pub async fn live(
         store: &sms_store::Store,
         task_id: &B256,
+        now: u64,
     ) -> Result<Option<Self>, SessionError> {
         let found = Self::get(store, task_id).await.map_err(|e| {
             store_fail(
@@ -548,7 +541,7 @@ impl TaskSession {
                 e,
             )
         })?;
-        Ok(found.filter(|s| s.expires_at > sms_core::clock::unix_now()))
+        Ok(found.filter(|s| s.expires_at > now))
     }
 
     /// Inserts the index with the session's audit entry unless one exists; returns the
@@ -658,7 +651,7 @@ pub async fn challenge(
         r => F::Unauthorized(r.to_string()),
     })?;
     let expires_at = match task.task.final_deadline {
-        0 => sms_core::clock::unix_now() + challenge::MISSING_DEADLINE_RETENTION_SECS,
+        0 => state.clock.now() + challenge::MISSING_DEADLINE_RETENTION_SECS,
         deadline => deadline,
     };
     let issued = |challenge: Address| sms_core::audit::AuditEvent::ChallengeIssued {
