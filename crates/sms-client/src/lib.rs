@@ -1,6 +1,7 @@
 //! Typed client of the SMS HTTP API, signing requests like the iExec SDK does. Used by the
 //! CLI, the local worker and the tests.
 
+pub mod admin;
 pub mod audit;
 pub mod provision;
 pub mod result_proxy;

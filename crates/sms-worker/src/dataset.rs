@@ -38,6 +38,14 @@ impl From<io::Error> for DatasetError {
     }
 }
 
+/// The dataset part of pre-compute's arguments. The key is wiped on drop and never printed.
+pub struct DatasetArgs {
+    pub url: String,
+    pub key: Zeroizing<String>,
+    pub checksum: String,
+    pub filename: String,
+}
+
 /// A 32-byte AES-256 dataset key, wiped from memory on drop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatasetKey(Zeroizing<[u8; KEY_LEN]>);

@@ -11,15 +11,21 @@
 //! - [`exit_cause`]: the wire names of pre-/post-compute failure causes;
 //! - [`stage`], [`pre_compute`], [`post_compute`]: the built-in pipeline stages of the local
 //!   worker, reading only their environment; [`fetch`]: their downloads;
+//! - [`files`]: the CLI's dataset and result files (atomic writes, private key files);
+//! - [`launcher`]: the enclave launcher's pinned key, hardware quotes and exec;
+//! - [`dev_deal`]: the dev workerpool, deals and bulk orders on a `--dev` server's ledger;
 //! - [`local`]: the local worker, which plays scheduler and worker for one task against an
 //!   SMS and runs the stages as processes through the enclave launcher.
 
 mod cbc_stream;
 pub mod computed;
 pub mod dataset;
+pub mod dev_deal;
 pub mod enclave_signature;
 pub mod exit_cause;
 pub mod fetch;
+pub mod files;
+pub mod launcher;
 pub mod local;
 pub mod post_compute;
 pub mod pre_compute;

@@ -29,6 +29,7 @@ use sms_core::session_plan::{
 };
 use zeroize::Zeroizing;
 
+pub use crate::dataset::DatasetArgs;
 use crate::dataset::{self, DatasetKey};
 use crate::exit_cause::ExitCause;
 use crate::fetch;
@@ -36,14 +37,6 @@ use crate::stage::{
     ENV_DOWNLOAD_TIMEOUT, EnvSource, ExitCode, Failure, Stage, local_path, report_failure,
     report_task_id_missing,
 };
-
-/// The dataset part of the arguments. The key is wiped on drop and never printed.
-pub struct DatasetArgs {
-    pub url: String,
-    pub key: Zeroizing<String>,
-    pub checksum: String,
-    pub filename: String,
-}
 
 /// Everything pre-compute reads from its environment.
 pub struct PreComputeArgs {

@@ -8,8 +8,8 @@
 use sms_core::bulk::{IEXEC_BULK_SLICE_SIZE, MAX_ORDERS_PER_SLICE, dataset_variable};
 use zeroize::Zeroizing;
 
+use crate::dataset::DatasetArgs;
 use crate::exit_cause::ExitCause;
-use crate::pre_compute::DatasetArgs;
 use crate::stage::{EnvSource, Failure};
 
 /// The slice's datasets, in index order; empty when the task is not a bulk task.

@@ -10,7 +10,7 @@ use sms_attest::SmsPublicKey;
 use sms_client::audit::{Export, Receipt, ReceiptsAnswer, verify_export};
 use sms_core::audit::AuditEvent;
 
-use super::{SmsArgs, WalletArgs};
+use crate::commands::common::{SmsArgs, WalletArgs, utc};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -206,7 +206,7 @@ fn row(receipt: &Receipt) -> [String; 7] {
         _ => ("-".into(), "-".into()),
     };
     [
-        super::secret::utc(i64::try_from(receipt.entry.at).unwrap_or(i64::MAX)),
+        utc(i64::try_from(receipt.entry.at).unwrap_or(i64::MAX)),
         e.kind().to_owned(),
         e.task().unwrap_or("-").to_owned(),
         worker,

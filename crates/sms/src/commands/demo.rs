@@ -14,8 +14,9 @@ use clap::Args;
 use serde_json::{Value, json};
 use sms_core::deal_params::ParamsBuilder;
 
-use super::SmsArgs;
-use super::app_run::{DealRequest, DevPool, LocalWorkerArgs, create_dev_deal, setup};
+use sms_worker::dev_deal::{DealRequest, DevPool, create_dev_deal, deploy_dev_entry};
+
+use crate::commands::common::{LocalWorkerArgs, SmsArgs, worker_setup};
 use crate::output::Output;
 
 const APP_JS: &str = include_str!("../../../../examples/requester-secrets/js/app.js");
@@ -102,15 +103,6 @@ fn has(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-async fn deploy(sms: &SmsArgs, path: &str, body: Value) -> anyhow::Result<String> {
-    let answer: Value = sms.client()?.post_json(path, &body).await?;
-    answer
-        .get("address")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("the SMS answered without an address: {answer}"))
-}
-
 pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("sms-demo-")
@@ -167,10 +159,10 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             eprintln!("[sms demo] {text}");
         }
     };
-    let app = deploy(
-        &sms,
+    let app = deploy_dev_entry(
+        &client,
         "/dev/apps",
-        json!({ "owner": owner.address().to_string(), "name": "polynomial", "mrenclave": config.to_string(), "multiaddr": "" }),
+        &json!({ "owner": owner.address().to_string(), "name": "polynomial", "mrenclave": config.to_string(), "multiaddr": "" }),
     )
     .await?;
     say(&format!(
@@ -202,9 +194,9 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         sms_public_key: None,
     };
     let mut pool = DevPool::load_or_create(worker_args.workerpool_file.as_deref())?;
-    let (_, task) = create_dev_deal(&sms, &mut pool, &request).await?;
+    let (_, task) = create_dev_deal(&client, &sms.sms_url, &mut pool, &request).await?;
     say(&format!("running task {task} with --secret 1=x1"));
-    let setup = setup(&sms, &pool, &worker_args, args.watch)?;
+    let setup = worker_setup(&sms, &pool, &worker_args, args.watch)?;
     let report = setup
         .run_task(sms_worker::local::parse_task_id(&task)?)
         .await?;

@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::SmsArgs;
+use crate::commands::common::SmsArgs;
 use crate::output::Output;
 
 #[derive(Subcommand)]

@@ -13,13 +13,14 @@
 //!   then `outblob`);
 //! - `simulated`: a bare claim of `--measurement` (accepted only by a server that allows it).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use sms_attest::{Evidence, SmsPublicKey};
+use sms_worker::launcher;
 
-use crate::commands::SmsArgs;
+use crate::commands::common::SmsArgs;
 
 #[derive(Subcommand)]
 pub enum EnclaveCommand {
@@ -98,11 +99,7 @@ fn pinned_key(args: &RunArgs) -> anyhow::Result<SmsPublicKey> {
             .with_context(|| format!("--sms-public-key-file {}", path.display()))?,
         (None, None) => bail!("--sms-public-key or --sms-public-key-file is required"),
     };
-    let base64 = match serde_json::from_str::<sms_attest::IdentityDocument>(&text) {
-        Ok(document) => document.public_key,
-        Err(_) => text,
-    };
-    SmsPublicKey::from_base64(&base64).map_err(|e| anyhow::anyhow!("the pinned SMS key: {e}"))
+    launcher::parse_pinned_key(text)
 }
 
 async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
@@ -127,11 +124,11 @@ async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
                 debug: false,
             },
             EvidenceKind::Sgx => Evidence::SgxDcap {
-                quote: gramine_quote(&args.gramine_attestation_dir, report_data)
+                quote: launcher::gramine_quote(&args.gramine_attestation_dir, report_data)
                     .map_err(|e| format!("{e:#}"))?,
             },
             EvidenceKind::Tdx => Evidence::TdxDcap {
-                quote: tsm_quote(&args.tsm_report_dir, report_data)
+                quote: launcher::tsm_quote(&args.tsm_report_dir, report_data)
                     .map_err(|e| format!("{e:#}"))?,
             },
         };
@@ -164,88 +161,5 @@ async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
         pinned.key_id(),
         released.env.len()
     );
-    exec(&args.command, &released.env)
-}
-
-#[cfg(unix)]
-fn exec(argv: &[String], env: &std::collections::BTreeMap<String, String>) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt;
-    let Some((program, rest)) = argv.split_first() else {
-        bail!("empty command")
-    };
-    let mut command = std::process::Command::new(program);
-    command.args(rest).envs(env);
-    // Returns only when the exec failed.
-    let error = command.exec();
-    Err(anyhow::anyhow!("cannot exec {program}: {error}"))
-}
-
-#[cfg(not(unix))]
-fn exec(_: &[String], _: &std::collections::BTreeMap<String, String>) -> anyhow::Result<()> {
-    bail!("sms enclave run needs a Unix system (exec)")
-}
-
-/// Gramine (DCAP): write the 64-byte report data, read the quote the QE signed over it.
-fn gramine_quote(dir: &Path, report_data: &[u8; 64]) -> anyhow::Result<Vec<u8>> {
-    let kind_file = dir.join("attestation_type");
-    if let Ok(kind) = std::fs::read_to_string(&kind_file)
-        && kind.trim() != "dcap"
-    {
-        bail!(
-            "Gramine attestation type is '{}', not 'dcap' (set sgx.remote_attestation = \"dcap\")",
-            kind.trim()
-        );
-    }
-    let user_report_data = dir.join("user_report_data");
-    std::fs::write(&user_report_data, report_data).with_context(|| {
-        format!(
-            "cannot write {} (is this running inside a Gramine SGX enclave?)",
-            user_report_data.display()
-        )
-    })?;
-    let quote_file = dir.join("quote");
-    let quote = std::fs::read(&quote_file)
-        .with_context(|| format!("cannot read {}", quote_file.display()))?;
-    if quote.is_empty() {
-        bail!("{} is empty", quote_file.display());
-    }
-    Ok(quote)
-}
-
-/// configfs-tsm: a fresh report entry, inblob = report data, outblob = the quote. The entry's
-/// `generation` must not change while reading, or another writer raced us.
-fn tsm_quote(dir: &Path, report_data: &[u8; 64]) -> anyhow::Result<Vec<u8>> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let entry = dir.join(format!("sms-{}-{nanos:09}", std::process::id()));
-    std::fs::create_dir(&entry).with_context(|| {
-        format!(
-            "cannot create {} (is configfs-tsm available in this TD?)",
-            entry.display()
-        )
-    })?;
-    let result = (|| {
-        if let Ok(provider) = std::fs::read_to_string(entry.join("provider"))
-            && !provider.trim().starts_with("tdx")
-        {
-            bail!("configfs-tsm provider is '{}', not TDX", provider.trim());
-        }
-        std::fs::write(entry.join("inblob"), report_data).context("cannot write inblob")?;
-        let before =
-            std::fs::read_to_string(entry.join("generation")).context("cannot read generation")?;
-        let quote = std::fs::read(entry.join("outblob")).context("cannot read outblob")?;
-        let after =
-            std::fs::read_to_string(entry.join("generation")).context("cannot read generation")?;
-        if before.trim() != after.trim() {
-            bail!("the report entry changed while it was read (concurrent writer); retry");
-        }
-        if quote.is_empty() {
-            bail!("outblob is empty");
-        }
-        Ok(quote)
-    })();
-    let _ = std::fs::remove_dir(&entry);
-    result
+    launcher::exec(&args.command, &released.env)
 }

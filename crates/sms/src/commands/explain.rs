@@ -23,10 +23,10 @@ pub struct TaskArgs {
     #[arg(long)]
     pub worker: Option<String>,
     #[command(flatten)]
-    pub sms: super::SmsArgs,
+    pub sms: crate::commands::common::SmsArgs,
     /// The workerpool owner's wallet.
     #[command(flatten)]
-    pub wallet: super::WalletArgs,
+    pub wallet: crate::commands::common::WalletArgs,
 }
 
 pub async fn run(command: ExplainCommand, json_mode: bool, out: &Output) -> anyhow::Result<()> {

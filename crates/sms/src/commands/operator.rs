@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use sms_client::admin::{AdminClient, RewrapProgress};
 use sms_store::postgres::{PostgresBackend, PostgresSettings};
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, MasterKey};
@@ -108,75 +109,14 @@ pub struct RotateMasterArgs {
     pub database_url: Option<String>,
 }
 
-/// A client of one server's admin API.
-struct Admin {
-    http: reqwest::Client,
-    url: String,
-    token: zeroize::Zeroizing<String>,
-}
-
-impl Admin {
-    fn new(args: &AdminArgs) -> anyhow::Result<Self> {
-        sms_client::install_crypto_provider();
-        let token = sms_server::admin_token(&args.admin_token_file).map_err(anyhow::Error::msg)?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(600));
-        if let Some(ca) = &args.ca_cert {
-            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
-            builder = builder.add_root_certificate(
-                reqwest::Certificate::from_pem(&pem)
-                    .with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
-            );
-        }
-        Ok(Self {
-            http: builder.build()?,
-            url: args.sms_url.trim_end_matches('/').to_owned(),
-            token,
-        })
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<reqwest::Response> {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .query(query)
-            .bearer_auth(self.token.as_str())
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the SMS at {}", self.url))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let reason = body["reason"]
-            .as_str()
-            .or(body["error"].as_str())
-            .unwrap_or("");
-        match status.as_u16() {
-            404 => bail!(
-                "the admin API is off on {} (start the server with --admin-token-file)",
-                self.url
-            ),
-            401 => bail!("the server refused the admin token: {reason}"),
-            _ => bail!("{path}: HTTP {status}: {reason}"),
-        }
-    }
-
-    async fn json(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<Value> {
-        Ok(self.send(method, path, query).await?.json().await?)
-    }
+/// The admin API client of these arguments (the token read from its file).
+fn admin(args: &AdminArgs) -> anyhow::Result<AdminClient> {
+    let token = sms_server::admin_token(&args.admin_token_file).map_err(anyhow::Error::msg)?;
+    Ok(AdminClient::new(
+        &args.sms_url,
+        token,
+        args.ca_cert.as_deref(),
+    )?)
 }
 
 fn status_text(status: &Value) -> String {
@@ -208,13 +148,11 @@ pub async fn run(command: OperatorCommand, json_mode: bool, out: &Output) -> any
     use reqwest::Method;
     match command {
         OperatorCommand::KeyStatus(args) => {
-            let status = Admin::new(&args)?
-                .json(Method::GET, "/admin/keys", &[])
-                .await?;
+            let status = admin(&args)?.json(Method::GET, "/admin/keys", &[]).await?;
             out.done(status_text(&status), status);
         }
         OperatorCommand::RotateDataKey(args) => {
-            let status = Admin::new(&args)?
+            let status = admin(&args)?
                 .json(Method::POST, "/admin/keys/rotate", &[])
                 .await?;
             out.done(
@@ -226,7 +164,7 @@ pub async fn run(command: OperatorCommand, json_mode: bool, out: &Output) -> any
             );
         }
         OperatorCommand::RetireKeys(args) => {
-            let answer = Admin::new(&args)?
+            let answer = admin(&args)?
                 .json(Method::POST, "/admin/keys/retire", &[])
                 .await?;
             out.done(format!("retired data keys: {}", answer["retired"]), answer);
@@ -299,116 +237,74 @@ async fn open_backend(args: &RotateMasterArgs) -> anyhow::Result<Arc<dyn Backend
 
 /// Passes over the table until no row is left on an older key (or only unreadable rows are).
 async fn rewrap(args: RewrapArgs, json_mode: bool, out: &Output) -> anyhow::Result<()> {
-    use reqwest::Method;
-    let admin = Admin::new(&args.admin)?;
+    let admin = admin(&args.admin)?;
     let terminal = std::io::stderr().is_terminal() && !json_mode;
-    let (mut rewrapped, mut tombstones, mut raced, mut batches) = (0u64, 0u64, 0u64, 0u64);
-    let mut unreadable: Vec<String> = Vec::new();
-    let mut pending = 0u64;
-    let mut current = Value::Null;
-    for pass in 1..=10u32 {
-        let mut after: Option<String> = None;
-        let mut pass_unreadable = Vec::new();
-        loop {
-            let mut query = vec![("limit", args.batch.to_string())];
-            if let Some(cursor) = &after {
-                query.push(("after", cursor.clone()));
-            }
-            let batch = admin
-                .json(Method::POST, "/admin/keys/rewrap", &query)
-                .await?;
-            batches += 1;
-            rewrapped += batch["rewrapped"].as_u64().unwrap_or(0);
-            tombstones += batch["tombstones"].as_u64().unwrap_or(0);
-            raced += batch["raced"].as_u64().unwrap_or(0);
-            pending = batch["pendingRewrap"].as_u64().unwrap_or(0);
-            current = batch["currentKeyId"].clone();
-            for row in batch["unreadable"].as_array().into_iter().flatten() {
-                pass_unreadable.push(row.as_str().unwrap_or("?").to_owned());
-            }
-            if json_mode {
-                eprintln!(
-                    "{}",
-                    json!({ "pass": pass, "batch": batches, "rewrapped": rewrapped, "tombstones": tombstones,
-                            "pending": pending, "currentKeyId": current })
-                );
-            } else if terminal {
-                eprint!(
-                    "\rrewrap to key {current}: pass {pass}, {rewrapped} rows re-sealed, {pending} left   "
-                );
-                let _ = std::io::stderr().flush();
-            }
-            after = batch["next"].as_str().map(str::to_owned);
-            if after.is_none() {
-                break;
-            }
-            if args.pause_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
-            }
+    let mut show = |p: &RewrapProgress| {
+        let (pass, current, rewrapped, pending) =
+            (p.pass, &p.current_key_id, p.rewrapped, p.pending);
+        if json_mode {
+            eprintln!(
+                "{}",
+                json!({ "pass": pass, "batch": p.batches, "rewrapped": rewrapped, "tombstones": p.tombstones,
+                        "pending": pending, "currentKeyId": current })
+            );
+        } else if terminal {
+            eprint!(
+                "\rrewrap to key {current}: pass {pass}, {rewrapped} rows re-sealed, {pending} left   "
+            );
+            let _ = std::io::stderr().flush();
         }
-        unreadable = pass_unreadable;
-        if pending as usize <= unreadable.len() {
-            break;
-        }
-    }
+    };
+    let done = admin
+        .rewrap_all(args.batch, Duration::from_millis(args.pause_ms), &mut show)
+        .await?;
     if terminal {
         eprintln!();
     }
-    if !unreadable.is_empty() {
+    if !done.unreadable.is_empty() {
         bail!(
             "{} rows do not open (tampered or rolled back; see the server log) and stay on their old key: {}",
-            unreadable.len(),
-            unreadable.join(", ")
+            done.unreadable.len(),
+            done.unreadable.join(", ")
         );
     }
+    let pending = done.pending;
     if pending > 0 {
         bail!(
             "{pending} rows are still on older keys after 10 passes (heavy writes from replicas on a stale key?): run it again"
         );
     }
     let retired = if args.retire {
-        admin.json(Method::POST, "/admin/keys/retire", &[]).await?["retired"].clone()
+        admin
+            .json(reqwest::Method::POST, "/admin/keys/retire", &[])
+            .await?["retired"]
+            .clone()
     } else {
         json!([])
     };
+    let (current, rewrapped, tombstones, raced) = (
+        &done.current_key_id,
+        done.rewrapped,
+        done.tombstones,
+        done.raced,
+    );
     out.done(
         format!(
             "every row is on data key {current}: {rewrapped} re-sealed, {tombstones} tombstones moved, {raced} rewritten meanwhile by writers{}",
             if args.retire { format!("; retired {retired}") } else { String::new() }
         ),
         json!({ "ok": true, "currentKeyId": current, "rewrapped": rewrapped, "tombstones": tombstones,
-                "raced": raced, "batches": batches, "retired": retired }),
+                "raced": raced, "batches": done.batches, "retired": retired }),
     );
     Ok(())
 }
 
 async fn backup(args: BackupArgs, out: &Output) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt;
     if args.out.exists() {
         bail!("{} exists: choose a new file", args.out.display());
     }
-    let admin = Admin::new(&args.admin)?;
-    let mut response = admin
-        .send(reqwest::Method::POST, "/admin/backup", &[])
-        .await?;
-    let fingerprint = response
-        .headers()
-        .get("x-sms-master-key-fingerprint")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("?")
-        .to_owned();
-    let partial = args.out.with_extension("partial");
-    let mut file = tokio::fs::File::create(&partial)
-        .await
-        .with_context(|| format!("cannot create {}", partial.display()))?;
-    let mut bytes = 0u64;
-    while let Some(chunk) = response.chunk().await.context("the backup stream broke")? {
-        file.write_all(&chunk).await?;
-        bytes += chunk.len() as u64;
-    }
-    file.sync_all().await?;
-    drop(file);
-    std::fs::rename(&partial, &args.out)?;
+    let written = admin(&args.admin)?.backup_to(&args.out).await?;
+    let (bytes, fingerprint) = (written.bytes, written.master_key_fingerprint);
     out.done(
         format!(
             "backup written to {} ({bytes} bytes); restoring it needs master key {fingerprint} (not in the backup)",

@@ -11,7 +11,7 @@ use sms_core::Address;
 use sms_core::secret::SecretKind;
 use sms_core::secret_operation::{SecretMetadata, SecretVersion};
 
-use super::{SmsArgs, WalletArgs};
+use crate::commands::common::{Signed, secret_value, utc};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -61,14 +61,6 @@ pub enum SecretCommand {
         #[command(flatten)]
         signed: Signed,
     },
-}
-
-#[derive(Args)]
-pub struct Signed {
-    #[command(flatten)]
-    sms: SmsArgs,
-    #[command(flatten)]
-    wallet: WalletArgs,
 }
 
 /// Which secret: a kind and its name (requester, web2) or address (app, dataset).
@@ -130,7 +122,7 @@ pub async fn run(cmd: SecretCommand, out: &Output) -> anyhow::Result<()> {
         } => {
             let signer = signed.wallet.signer()?;
             let secret = target.resolve(signer.address())?;
-            let value = super::secrets::secret_value(value)?;
+            let value = secret_value(value)?;
             let written = signed
                 .sms
                 .client()?
@@ -246,27 +238,6 @@ fn table(rows: &[SecretMetadata]) -> String {
     text
 }
 
-/// `YYYY-MM-DD HH:MM:SS` of unix seconds (civil-from-days, proleptic Gregorian).
-pub(crate) fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// A refusal as the CLI user should read it: the server's code and message, and for a
 /// version conflict the flag to pass.
 fn explain(error: ClientError) -> anyhow::Error {
@@ -287,15 +258,5 @@ fn explain(error: ClientError) -> anyhow::Error {
             anyhow::anyhow!("{error} ({hint})")
         }
         _ => error.into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_796_227_200), "2026-12-02 16:00:00");
-        assert_eq!(super::utc(951_825_599), "2000-02-29 11:59:59");
     }
 }

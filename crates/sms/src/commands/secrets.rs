@@ -1,10 +1,14 @@
 //! Secret commands, mirroring `iexec app|requester|dataset|result push-secret/check-secret`.
 
+pub mod app_run;
+pub mod dataset_files;
+pub mod result_files;
+
 use std::path::PathBuf;
 
 use alloy_signer_local::PrivateKeySigner;
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::json;
 use sms_client::{SmsClient, Web2Write, result_proxy};
 use sms_core::Address;
@@ -12,35 +16,11 @@ use sms_core::secret::{
     RESULT_DROPBOX_TOKEN, RESULT_ENCRYPTION_PUBLIC_KEY, RESULT_IPFS_TOKEN, parse_address,
 };
 
-use super::{SmsArgs, WalletArgs};
+use crate::commands::common::{Signed, SmsArgs, WalletArgs, secret_value};
 use crate::output::Output;
 
 fn address(text: &str) -> anyhow::Result<Address> {
     Ok(parse_address(text)?)
-}
-
-#[derive(Args)]
-pub struct Signed {
-    #[command(flatten)]
-    sms: SmsArgs,
-    #[command(flatten)]
-    wallet: WalletArgs,
-}
-
-/// Secret value from the option, the terminal (hidden), or standard input.
-pub(super) fn secret_value(given: Option<String>) -> anyhow::Result<String> {
-    use std::io::{IsTerminal, Read};
-    if let Some(v) = given {
-        return Ok(v);
-    }
-    if std::io::stdin().is_terminal() {
-        return super::prompt_hidden("Paste your secret: ");
-    }
-    let mut value = String::new();
-    std::io::stdin()
-        .read_to_string(&mut value)
-        .context("cannot read the secret from standard input")?;
-    Ok(value.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 fn pushed(out: &Output) {
@@ -61,7 +41,7 @@ fn checked(out: &Output, exists: bool, what: String) {
 #[derive(Subcommand)]
 pub enum AppCommand {
     /// Run a confidential app end to end with the local worker (like `iexec app run`).
-    Run(Box<super::app_run::RunArgs>),
+    Run(Box<app_run::RunArgs>),
     /// Push the app developer secret (once; it cannot be updated). Signed by the app owner.
     PushSecret {
         /// App address.
@@ -82,7 +62,7 @@ pub enum AppCommand {
 
 pub async fn run_app(cmd: AppCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        AppCommand::Run(args) => super::app_run::run(*args, out).await?,
+        AppCommand::Run(args) => app_run::run(*args, out).await?,
         AppCommand::PushSecret {
             app,
             secret_value: value,
@@ -182,9 +162,9 @@ pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Resul
 #[derive(Subcommand)]
 pub enum DatasetCommand {
     /// Encrypt files in the iExec dataset format (one new key per file).
-    Encrypt(super::dataset_files::EncryptArgs),
+    Encrypt(dataset_files::EncryptArgs),
     /// Decrypt a file encrypted by `sms dataset encrypt` (or the iExec SDK).
-    Decrypt(super::dataset_files::DecryptArgs),
+    Decrypt(dataset_files::DecryptArgs),
     /// Push the encryption key of a dataset (once). Signed by the dataset owner.
     PushSecret {
         dataset: String,
@@ -204,8 +184,8 @@ pub enum DatasetCommand {
 
 pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        DatasetCommand::Encrypt(args) => super::dataset_files::encrypt(args, out)?,
-        DatasetCommand::Decrypt(args) => super::dataset_files::decrypt(args, out)?,
+        DatasetCommand::Encrypt(args) => dataset_files::encrypt(args, out)?,
+        DatasetCommand::Decrypt(args) => dataset_files::decrypt(args, out)?,
         DatasetCommand::PushSecret {
             dataset,
             secret_path,
@@ -399,9 +379,9 @@ async fn result_proxy_token(
 pub enum ResultCommand {
     /// Generate a beneficiary RSA-4096 key pair to encrypt your results.
     #[command(alias = "generate-keys")]
-    GenerateEncryptionKeypair(super::result_files::KeypairArgs),
+    GenerateEncryptionKeypair(result_files::KeypairArgs),
     /// Decrypt an encrypted result archive with your private key.
-    Decrypt(super::result_files::DecryptArgs),
+    Decrypt(result_files::DecryptArgs),
     /// Push your result encryption public key (RSA, SPKI PEM) for the tasks you are beneficiary of.
     #[command(alias = "push-secret")]
     PushEncryptionKey {
@@ -428,9 +408,9 @@ pub enum ResultCommand {
 pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         ResultCommand::GenerateEncryptionKeypair(args) => {
-            super::result_files::generate_keypair(args, out)?
+            result_files::generate_keypair(args, out)?
         }
-        ResultCommand::Decrypt(args) => super::result_files::decrypt(args, out)?,
+        ResultCommand::Decrypt(args) => result_files::decrypt(args, out)?,
         ResultCommand::PushEncryptionKey {
             force_update,
             secret_path,

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use serde_json::json;
 use sms_client::wallet;
 
-use super::WalletArgs;
+use crate::commands::common::{WalletArgs, prompt_hidden};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -35,8 +35,8 @@ fn new_password(args: &WalletArgs) -> anyhow::Result<String> {
     if let Some(p) = &args.password {
         return Ok(p.clone());
     }
-    let first = super::prompt_hidden("Choose a password to encrypt the wallet: ")?;
-    let again = super::prompt_hidden("Repeat the password: ")?;
+    let first = prompt_hidden("Choose a password to encrypt the wallet: ")?;
+    let again = prompt_hidden("Repeat the password: ")?;
     anyhow::ensure!(first == again, "the two passwords differ");
     Ok(first)
 }

@@ -7,7 +7,9 @@ use sms_worker::stage::{
     ProcessEnv,
 };
 
+use crate::commands::common::{LocalWorkerArgs, SmsArgs, print_report, worker_setup};
 use crate::output::Output;
+use sms_worker::dev_deal::DevPool;
 
 #[derive(Subcommand)]
 pub enum WorkerCommand {
@@ -38,9 +40,9 @@ pub struct RunTaskArgs {
     #[arg(long)]
     pub watch: bool,
     #[command(flatten)]
-    pub sms: super::SmsArgs,
+    pub sms: SmsArgs,
     #[command(flatten)]
-    pub worker: super::app_run::LocalWorkerArgs,
+    pub worker: LocalWorkerArgs,
     /// Read the task from the PoCo contracts at this JSON-RPC URL (with --hub) instead of the
     /// SMS's dev ledger. The SMS must read the same chain.
     #[arg(long, env = "SMS_CHAIN_RPC", requires = "hub")]
@@ -88,9 +90,8 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
     );
     match cmd {
         WorkerCommand::Run(args) => {
-            let pool =
-                super::app_run::DevPool::load_or_create(args.worker.workerpool_file.as_deref())?;
-            let mut setup = super::app_run::setup(&args.sms, &pool, &args.worker, args.watch)?;
+            let pool = DevPool::load_or_create(args.worker.workerpool_file.as_deref())?;
+            let mut setup = worker_setup(&args.sms, &pool, &args.worker, args.watch)?;
             if let (Some(rpc), Some(hub)) = (&args.chain_rpc, &args.hub) {
                 let hub = sms_core::secret::parse_address(hub)?;
                 let config = sms_chain::poco::PocoConfig::new(rpc.clone(), hub, args.chain_id);
@@ -101,7 +102,7 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
             }
             let task = sms_worker::local::parse_task_id(&args.task)?;
             let report = setup.run_task(task).await?;
-            super::app_run::print_report(&report, out)?;
+            print_report(&report, out)?;
         }
         WorkerCommand::ExecApp { command } => exec_app(&command)?,
         WorkerCommand::PreCompute => {

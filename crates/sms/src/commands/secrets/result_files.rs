@@ -1,17 +1,15 @@
 //! `sms result generate-encryption-keypair` and `sms result decrypt`: beneficiary RSA-4096 keys
 //! and the iExec encrypted result archive (zip of `iexec_out.zip.aes` + `aes-key.rsa`).
 
-use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
-use sms_worker::result_archive::{self, ResultPrivateKey};
+use sms_worker::files::{decrypt_result_file, write_private, write_public};
+use sms_worker::result_archive;
 
-use super::WalletArgs;
-use super::dataset_files::{PendingFile, ProgressBar, write_private};
+use crate::commands::common::{ProgressBar, WalletArgs, wallet_address};
 use crate::output::Output;
 
 /// Default directory of beneficiary keys (the iExec SDK's).
@@ -65,17 +63,10 @@ pub struct DecryptArgs {
 
 /// The address given, or the wallet's, checksummed.
 fn beneficiary(address: Option<&str>, wallet: &WalletArgs) -> anyhow::Result<String> {
-    let text = match address {
-        Some(a) => a.to_owned(),
-        None => {
-            let path = wallet.path();
-            match sms_client::wallet::address_of(&path)? {
-                Some(a) => a,
-                None => wallet.signer()?.address().to_string(),
-            }
-        }
-    };
-    Ok(sms_core::secret::parse_address(&text)?.to_string())
+    match address {
+        Some(a) => Ok(sms_core::secret::parse_address(a)?.to_string()),
+        None => wallet_address(wallet),
+    }
 }
 
 pub fn generate_keypair(args: KeypairArgs, out: &Output) -> anyhow::Result<()> {
@@ -93,11 +84,7 @@ pub fn generate_keypair(args: KeypairArgs, out: &Output) -> anyhow::Result<()> {
     }
     let pair = result_archive::generate_key_pair_with_bits(args.bits)?;
     write_private(&private_path, pair.private_pem.as_bytes(), args.force)?;
-    let (pending, mut file) = PendingFile::create(&public_path, args.force, false)?;
-    file.write_all(pair.public_pem.as_bytes())
-        .with_context(|| format!("cannot write {}", public_path.display()))?;
-    drop(file);
-    pending.commit()?;
+    write_public(&public_path, pair.public_pem.as_bytes(), args.force)?;
     out.done(
         format!(
             "Generated an RSA-{} result encryption key pair for {address}\n  private key: {}\n  public key:  {}\nNext: sms result push-encryption-key --secret-path {}",
@@ -122,31 +109,13 @@ pub fn decrypt(args: DecryptArgs, out: &Output) -> anyhow::Result<()> {
         Some(k) => k.clone(),
         None => default_key_path(&args.wallet)?,
     };
-    let pem = fs::read_to_string(&key_path)
-        .with_context(|| format!("cannot read the key file {}", key_path.display()))?;
-    let key = ResultPrivateKey::from_pem(&pem)?;
-    drop(pem);
-    let archive = fs::File::open(&args.archive)
-        .with_context(|| format!("cannot open {}", args.archive.display()))?;
-    let total = archive.metadata().map(|m| m.len()).unwrap_or(0);
-    let (pending, output) = PendingFile::create(&args.out, args.force, false)?;
-    let mut writer = BufWriter::with_capacity(256 * 1024, output);
-    let mut bar = ProgressBar::new("decrypting result", total);
-    let result = result_archive::decrypt_result_archive_with_progress(
-        std::io::BufReader::new(archive),
-        &key,
-        &mut writer,
-        &mut |n| bar.update(n),
-    );
-    bar.finish();
-    let written = result.with_context(|| format!("cannot decrypt {}", args.archive.display()))?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", args.out.display(), e.error()))?;
-    file.sync_all()
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    drop(file);
-    let target = pending.commit()?;
+    let (target, written) = decrypt_result_file(
+        &args.archive,
+        &key_path,
+        &args.out,
+        args.force,
+        &mut ProgressBar::default(),
+    )?;
     out.done(
         format!(
             "Results decrypted to {} ({written} bytes)",

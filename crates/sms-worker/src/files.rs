@@ -1,0 +1,305 @@
+//! The files the CLI writes for a dataset owner or a beneficiary, in the iExec SDK's layout:
+//! encrypted dataset files and their keys, decrypted datasets and results. Every output is
+//! written under a temporary name and renamed into place only when complete; key files are
+//! created readable by their owner only. Progress goes to a [`Meter`] the caller draws.
+
+use std::fs;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::dataset::{self, Checksum, DatasetKey};
+use crate::result_archive::{self, ResultPrivateKey};
+
+/// Default directory of encrypted datasets (as `iexec dataset init --encrypted`).
+pub const DEFAULT_OUT_DIR: &str = "datasets/encrypted";
+/// Default directory of dataset keys.
+pub const DEFAULT_KEY_DIR: &str = ".secrets/datasets";
+/// Default directory of files to encrypt when none is given.
+pub const DEFAULT_ORIGINAL_DIR: &str = "datasets/original";
+/// Key file holding the key of the last file encrypted (what `dataset push-secret` reads).
+pub const LAST_KEY_FILE: &str = "dataset.key";
+
+/// Progress of one long file operation, as the caller shows it.
+pub trait Meter {
+    /// A new operation on `total` input bytes.
+    fn start(&mut self, label: &str, total: u64);
+    /// `done` input bytes consumed so far.
+    fn update(&mut self, done: u64);
+    /// The operation ended (successfully or not).
+    fn finish(&mut self);
+}
+
+/// A file written under a temporary name and renamed into place on [`PendingFile::commit`];
+/// removed if dropped before.
+pub struct PendingFile {
+    tmp: Option<PathBuf>,
+    target: PathBuf,
+}
+
+impl PendingFile {
+    pub fn create(target: &Path, force: bool, private: bool) -> anyhow::Result<(Self, fs::File)> {
+        if target.exists() && !force {
+            bail!(
+                "{} already exists (use --force to overwrite it)",
+                target.display()
+            );
+        }
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.part", unique_suffix()));
+        let mut options = fs::File::options();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let file = options
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok((
+            Self {
+                tmp: Some(tmp),
+                target: target.to_path_buf(),
+            },
+            file,
+        ))
+    }
+
+    pub fn commit(mut self) -> anyhow::Result<PathBuf> {
+        if let Some(tmp) = self.tmp.take() {
+            fs::rename(&tmp, &self.target)
+                .with_context(|| format!("cannot write {}", self.target.display()))?;
+        }
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// A suffix unique among the temporary files of this machine (process id, time, counter).
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Writes a small private file (a key) atomically.
+pub fn write_private(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
+    let (pending, mut file) = PendingFile::create(path, force, true)?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    drop(file);
+    pending.commit()?;
+    Ok(())
+}
+
+/// Writes a small public file atomically (not synced, as a public key).
+pub fn write_public(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
+    let (pending, mut file) = PendingFile::create(path, force, false)?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    drop(file);
+    pending.commit()?;
+    Ok(())
+}
+
+fn file_name(path: &Path) -> anyhow::Result<String> {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{} has no file name", path.display()))
+}
+
+/// Where `encrypt_dataset_file` writes: `<out_dir>/<name>.enc`, `<key_dir>/<name>.key`, and
+/// the key again in `last_key`.
+pub struct EncryptLayout<'a> {
+    pub out_dir: &'a Path,
+    pub key_dir: &'a Path,
+    pub last_key: &'a Path,
+    pub force: bool,
+}
+
+/// One dataset file encrypted.
+pub struct EncryptedFile {
+    pub original: PathBuf,
+    pub encrypted: PathBuf,
+    pub key: PathBuf,
+    pub checksum: String,
+}
+
+/// Encrypts one file with a new key; keys are written before the encrypted file is renamed
+/// into place (an encrypted file without its key would be useless).
+pub fn encrypt_dataset_file(
+    path: &Path,
+    layout: &EncryptLayout<'_>,
+    meter: &mut dyn Meter,
+) -> anyhow::Result<EncryptedFile> {
+    let name = file_name(path)?;
+    let encrypted_path = layout.out_dir.join(format!("{name}.enc"));
+    let key_path = layout.key_dir.join(format!("{name}.key"));
+    if !layout.force {
+        for p in [&encrypted_path, &key_path] {
+            if p.exists() {
+                bail!(
+                    "{} already exists (use --force to overwrite it)",
+                    p.display()
+                );
+            }
+        }
+    }
+    let input = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let total = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let key = DatasetKey::generate();
+    let (pending, output) = PendingFile::create(&encrypted_path, layout.force, false)?;
+    let mut writer = BufWriter::with_capacity(256 * 1024, output);
+    meter.start(&format!("encrypting {name}"), total);
+    let encrypted = dataset::encrypt_with_progress(
+        BufReader::with_capacity(256 * 1024, input),
+        &mut writer,
+        &key,
+        &mut |n| meter.update(n),
+    )
+    .with_context(|| format!("cannot encrypt {}", path.display()))?;
+    meter.finish();
+    let file = writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", encrypted_path.display(), e.error()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot write {}", encrypted_path.display()))?;
+    drop(file);
+    let key_text = key.to_base64();
+    write_private(&key_path, key_text.as_bytes(), layout.force)?;
+    write_private(layout.last_key, key_text.as_bytes(), true)?;
+    let encrypted_path = pending.commit()?;
+    Ok(EncryptedFile {
+        original: path.to_path_buf(),
+        encrypted: encrypted_path,
+        key: key_path,
+        checksum: encrypted.checksum.to_hex(),
+    })
+}
+
+/// A key given as base64 text or as a key file.
+pub fn load_dataset_key(given: &str) -> anyhow::Result<DatasetKey> {
+    let path = Path::new(given);
+    if path.is_file() {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return DatasetKey::from_base64(&text)
+            .with_context(|| format!("{} does not hold a dataset key", path.display()));
+    }
+    DatasetKey::from_base64(given)
+        .map_err(|e| anyhow::anyhow!("--key is neither a key file nor a base64 dataset key ({e})"))
+}
+
+/// The input name without `.enc`, or with `.dec` appended.
+pub fn default_decrypted_path(input: &Path) -> anyhow::Result<PathBuf> {
+    let name = file_name(input)?;
+    let out_name = match name.strip_suffix(".enc") {
+        Some(stem) if !stem.is_empty() => stem.to_owned(),
+        _ => format!("{name}.dec"),
+    };
+    Ok(input.with_file_name(out_name))
+}
+
+/// One dataset file decrypted.
+pub struct DecryptedFile {
+    pub target: PathBuf,
+    pub plaintext_len: u64,
+    pub checksum: Checksum,
+}
+
+/// Decrypts `file` into `target`; a wrong key leaves nothing behind.
+pub fn decrypt_dataset_file(
+    file: &Path,
+    key: &DatasetKey,
+    target: &Path,
+    force: bool,
+    meter: &mut dyn Meter,
+) -> anyhow::Result<DecryptedFile> {
+    let input = fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let total = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let (pending, output) = PendingFile::create(target, force, false)?;
+    let mut writer = BufWriter::with_capacity(256 * 1024, output);
+    meter.start(&format!("decrypting {}", file.display()), total);
+    let result = dataset::decrypt_with_progress(
+        BufReader::with_capacity(256 * 1024, input),
+        &mut writer,
+        key,
+        &mut |n| meter.update(n),
+    );
+    meter.finish();
+    let decrypted = result.with_context(|| format!("cannot decrypt {}", file.display()))?;
+    finish_writer(writer, target)?;
+    Ok(DecryptedFile {
+        target: pending.commit()?,
+        plaintext_len: decrypted.plaintext_len,
+        checksum: decrypted.checksum,
+    })
+}
+
+/// Decrypts an encrypted result archive into `out`; returns the path and the size written.
+pub fn decrypt_result_file(
+    archive: &Path,
+    key_path: &Path,
+    out: &Path,
+    force: bool,
+    meter: &mut dyn Meter,
+) -> anyhow::Result<(PathBuf, u64)> {
+    let pem = fs::read_to_string(key_path)
+        .with_context(|| format!("cannot read the key file {}", key_path.display()))?;
+    let key = ResultPrivateKey::from_pem(&pem)?;
+    drop(pem);
+    let input =
+        fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let total = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let (pending, output) = PendingFile::create(out, force, false)?;
+    let mut writer = BufWriter::with_capacity(256 * 1024, output);
+    meter.start("decrypting result", total);
+    let result = result_archive::decrypt_result_archive_with_progress(
+        BufReader::new(input),
+        &key,
+        &mut writer,
+        &mut |n| meter.update(n),
+    );
+    meter.finish();
+    let written = result.with_context(|| format!("cannot decrypt {}", archive.display()))?;
+    finish_writer(writer, out)?;
+    Ok((pending.commit()?, written))
+}
+
+fn finish_writer(writer: BufWriter<fs::File>, target: &Path) -> anyhow::Result<()> {
+    let file = writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", target.display(), e.error()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot write {}", target.display()))?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! What the commands share: the SMS and wallet arguments, the local worker's options,
+//! hidden prompts, the progress bar and a few printing helpers.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use sms_client::{ClientOptions, SmsClient};
+use sms_worker::dev_deal::DevPool;
+use sms_worker::local::{RunReport, WorkerSetup};
+
+use crate::output::Output;
+
+/// Where the SMS is and how to trust it.
+#[derive(Clone, Debug, Args)]
+pub struct SmsArgs {
+    /// URL of the SMS.
+    #[arg(long, env = "SMS_URL", default_value = "http://127.0.0.1:13300")]
+    pub sms_url: String,
+    /// Extra CA certificate (PEM) to trust for an HTTPS SMS.
+    #[arg(long, env = "SMS_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl SmsArgs {
+    pub fn client(&self) -> anyhow::Result<SmsClient> {
+        let options = ClientOptions {
+            ca_cert: self.ca_cert.clone(),
+            timeout: None,
+        };
+        Ok(SmsClient::new(&self.sms_url, &options)?)
+    }
+}
+
+/// An SMS and the wallet that signs the requests to it.
+#[derive(Args)]
+pub struct Signed {
+    #[command(flatten)]
+    pub sms: SmsArgs,
+    #[command(flatten)]
+    pub wallet: WalletArgs,
+}
+
+/// The wallet that signs requests.
+#[derive(Clone, Debug, Args)]
+pub struct WalletArgs {
+    /// Keystore V3 file (ethers / iExec SDK format). Default: ~/.config/sms/wallet.json.
+    #[arg(long, env = "SMS_WALLET_FILE")]
+    pub wallet_file: Option<PathBuf>,
+    /// Wallet password (prompted for when absent and a terminal is attached).
+    #[arg(long, env = "SMS_WALLET_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+impl WalletArgs {
+    pub fn path(&self) -> PathBuf {
+        self.wallet_file
+            .clone()
+            .unwrap_or_else(sms_client::wallet::default_path)
+    }
+
+    pub fn password(&self, prompt: &str) -> anyhow::Result<String> {
+        match &self.password {
+            Some(p) => Ok(p.clone()),
+            None => prompt_hidden(prompt),
+        }
+    }
+
+    pub fn signer(&self) -> anyhow::Result<alloy_signer_local::PrivateKeySigner> {
+        let path = self.path();
+        if !path.exists() {
+            return Err(sms_client::wallet::WalletError::Missing(path).into());
+        }
+        let password = self.password(&format!("Password of wallet {}: ", path.display()))?;
+        Ok(sms_client::wallet::load(&path, &password)?)
+    }
+}
+
+/// Reads a hidden line from the terminal; refuses when there is none (scripts must pass it).
+pub fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "{} needed but no terminal is attached: pass it as an option or environment variable",
+            prompt.trim_end_matches([':', ' '])
+        );
+    }
+    rpassword::prompt_password(prompt).context("cannot read from the terminal")
+}
+
+/// The wallet's address, checksummed (read from the keystore file without its password when
+/// possible).
+pub fn wallet_address(wallet: &WalletArgs) -> anyhow::Result<String> {
+    let path = wallet.path();
+    let address = match sms_client::wallet::address_of(&path)? {
+        Some(a) => a,
+        None => wallet.signer()?.address().to_string(),
+    };
+    Ok(sms_core::secret::parse_address(&address)?.to_string())
+}
+
+/// Secret value from the option, the terminal (hidden), or standard input.
+pub fn secret_value(given: Option<String>) -> anyhow::Result<String> {
+    use std::io::Read;
+    if let Some(v) = given {
+        return Ok(v);
+    }
+    if std::io::stdin().is_terminal() {
+        return prompt_hidden("Paste your secret: ");
+    }
+    let mut value = String::new();
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .context("cannot read the secret from standard input")?;
+    Ok(value.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of unix seconds (civil-from-days, proleptic Gregorian).
+pub fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Options of the local worker shared by `app run`, `worker run` and `demo`.
+#[derive(Args, Clone)]
+pub struct LocalWorkerArgs {
+    /// Where results are stored: <taskId>.zip and <taskId>.computed.json.
+    #[arg(long, env = "SMS_RESULTS_DIR", default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Where the per-task workspaces are created (default: the system temporary directory).
+    /// A workspace is removed after the run.
+    #[arg(long, env = "SMS_WORKSPACE_ROOT")]
+    pub workspace_root: Option<PathBuf>,
+    /// Time limit of each stage, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub stage_timeout: u64,
+    /// File keeping the dev workerpool and worker wallets (default: <config dir>/dev-workerpool.json).
+    #[arg(long, env = "SMS_DEV_WORKERPOOL_FILE")]
+    pub workerpool_file: Option<PathBuf>,
+    /// Print each stage's output (the app's included) on stderr after it ends. Off by default:
+    /// the stage logs stay in the workspace and are removed with it.
+    #[arg(long)]
+    pub show_logs: bool,
+    /// The SMS public key the stages' launchers pin (base64, `sms server identity`). Default:
+    /// the key the SMS announces at `GET /tee/provisioning/identity` (fine for a local run; a
+    /// real enclave image carries its pinned key in its measured entrypoint).
+    #[arg(long, env = "SMS_PUBLIC_KEY", value_name = "BASE64")]
+    pub sms_public_key: Option<String>,
+}
+
+/// The local worker of these options, playing the dev workerpool `pool`.
+pub fn worker_setup(
+    sms: &SmsArgs,
+    pool: &DevPool,
+    args: &LocalWorkerArgs,
+    watch: bool,
+) -> anyhow::Result<WorkerSetup> {
+    Ok(WorkerSetup {
+        client: sms.client()?,
+        sms_url: sms.sms_url.clone(),
+        ca_cert: sms.ca_cert.clone(),
+        pool_owner: pool.owner.clone(),
+        worker: pool.worker.clone(),
+        results_dir: args.results_dir.clone(),
+        workspace_root: args.workspace_root.clone(),
+        stage_timeout: Duration::from_secs(args.stage_timeout.max(1)),
+        watch,
+        show_logs: args.show_logs,
+        sms_public_key: args.sms_public_key.clone(),
+        chain: None,
+    })
+}
+
+/// Prints the report; a failed task exits with code 1 after printing it.
+pub fn print_report(report: &RunReport, out: &Output) -> anyhow::Result<()> {
+    let data = serde_json::to_value(report)?;
+    out.done(report.human(), data);
+    if !report.ok {
+        // The report (with ok: false and the stage causes) is the output: exit 1 without a
+        // second message.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// A progress bar on standard error, drawn only on a terminal and for large inputs.
+#[derive(Default)]
+pub struct ProgressBar {
+    label: String,
+    total: u64,
+    enabled: bool,
+    last_draw: Option<Instant>,
+    started: Option<Instant>,
+}
+
+/// Inputs smaller than this get no progress bar.
+const PROGRESS_MIN_BYTES: u64 = 16 * 1024 * 1024;
+
+impl sms_worker::files::Meter for ProgressBar {
+    fn start(&mut self, label: &str, total: u64) {
+        *self = Self {
+            label: label.to_owned(),
+            total,
+            enabled: total >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal(),
+            last_draw: None,
+            started: Some(Instant::now()),
+        };
+    }
+
+    fn update(&mut self, done: u64) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_draw
+            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
+            && done < self.total
+        {
+            return;
+        }
+        self.last_draw = Some(now);
+        let fraction = if self.total == 0 {
+            1.0
+        } else {
+            (done as f64 / self.total as f64).min(1.0)
+        };
+        let width = 30;
+        let filled = (fraction * width as f64) as usize;
+        let secs = self
+            .started
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+            .max(0.001);
+        let rate = done as f64 / secs / 1_048_576.0;
+        eprint!(
+            "\r{} [{}{}] {:>3}% {:.1}/{:.1} MiB {:.1} MiB/s ",
+            self.label,
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            (fraction * 100.0) as u32,
+            done as f64 / 1_048_576.0,
+            self.total as f64 / 1_048_576.0,
+            rate
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_796_227_200), "2026-12-02 16:00:00");
+        assert_eq!(super::utc(951_825_599), "2000-02-29 11:59:59");
+    }
+}

@@ -1,0 +1,161 @@
+//! `sms dataset encrypt` and `sms dataset decrypt`: the iExec dataset file format
+//! (`IV(16) ‖ AES-256-CBC-PKCS7`, key = 32 bytes as padded base64, checksum = `0x` + sha256 of the
+//! encrypted file), streamed in constant memory by `sms_worker::files`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::json;
+use sms_worker::files::{
+    DEFAULT_KEY_DIR, DEFAULT_ORIGINAL_DIR, DEFAULT_OUT_DIR, EncryptLayout, LAST_KEY_FILE,
+    decrypt_dataset_file, default_decrypted_path, encrypt_dataset_file, load_dataset_key,
+};
+
+use crate::commands::common::ProgressBar;
+use crate::output::Output;
+
+#[derive(Args)]
+#[command(after_help = "\
+Layout (the iExec SDK's): each FILE is encrypted with its own new key into
+<out-dir>/<file name>.enc; the key (44 base64 characters, no newline) goes to
+<key-dir>/<file name>.key and to <key-dir>/dataset.key, which therefore holds the key of
+the last file (the file `sms dataset push-secret` reads by default). With no FILE, every
+regular file of datasets/original/ is encrypted. Existing outputs are kept unless --force.
+Key files are created readable by you only.
+
+Put the .enc file where workers can download it, register the dataset with the printed
+checksum, then push its key: sms dataset push-secret <dataset address>.")]
+pub struct EncryptArgs {
+    /// Files to encrypt (default: every regular file of datasets/original/).
+    pub files: Vec<PathBuf>,
+    /// Directory of the encrypted files.
+    #[arg(long, default_value = DEFAULT_OUT_DIR)]
+    pub out_dir: PathBuf,
+    /// Directory of the key files.
+    #[arg(long, default_value = DEFAULT_KEY_DIR)]
+    pub key_dir: PathBuf,
+    /// Overwrite existing encrypted files and keys.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+The key is given as its base64 text or as the path of a key file (e.g.
+.secrets/datasets/data.csv.key); a path is tried first. The output is written to a
+temporary file and renamed only when the whole file decrypted, so a wrong key leaves
+nothing behind. Without a MAC, about 1 wrong key in 256 passes the padding check: compare
+the printed checksum with the registered one.")]
+pub struct DecryptArgs {
+    /// Encrypted file (`IV ‖ ciphertext`).
+    pub file: PathBuf,
+    /// Base64 key or key file.
+    #[arg(long)]
+    pub key: String,
+    /// Output file (default: the input name without `.enc`, or with `.dec` appended).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Overwrite the output file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn files_to_encrypt(args: &EncryptArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let given = if args.files.is_empty() {
+        let dir = Path::new(DEFAULT_ORIGINAL_DIR);
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .with_context(|| format!("no file given and {} cannot be read", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+    } else {
+        args.files.clone()
+    };
+    let mut files = Vec::new();
+    for path in given {
+        let meta =
+            fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_file() {
+            files.push(path);
+        } else {
+            eprintln!("Skipping {}: not a regular file", path.display());
+        }
+    }
+    if files.is_empty() {
+        bail!("nothing to encrypt");
+    }
+    Ok(files)
+}
+
+pub fn encrypt(args: EncryptArgs, out: &Output) -> anyhow::Result<()> {
+    let files = files_to_encrypt(&args)?;
+    let last_key = args.key_dir.join(LAST_KEY_FILE);
+    let layout = EncryptLayout {
+        out_dir: &args.out_dir,
+        key_dir: &args.key_dir,
+        last_key: &last_key,
+        force: args.force,
+    };
+    let mut done = Vec::new();
+    for path in &files {
+        done.push(encrypt_dataset_file(
+            path,
+            &layout,
+            &mut ProgressBar::default(),
+        )?);
+    }
+    let mut human = String::new();
+    for f in &done {
+        human.push_str(&format!(
+            "Encrypted {}\n  encrypted file: {}\n  key file:       {}\n  checksum:       {}\n",
+            f.original.display(),
+            f.encrypted.display(),
+            f.key.display(),
+            f.checksum
+        ));
+    }
+    human.push_str(&format!(
+        "Key of the last file also in {}",
+        last_key.display()
+    ));
+    let list: Vec<_> = done
+        .iter()
+        .map(|f| json!({ "original": f.original, "encrypted": f.encrypted, "key": f.key, "checksum": f.checksum }))
+        .collect();
+    out.done(
+        human,
+        json!({ "encryptedDatasetFolderPath": args.out_dir, "secretPath": args.key_dir, "lastKeyPath": last_key, "encryptedFiles": list }),
+    );
+    Ok(())
+}
+
+pub fn decrypt(args: DecryptArgs, out: &Output) -> anyhow::Result<()> {
+    let key = load_dataset_key(&args.key)?;
+    let target = match &args.out {
+        Some(p) => p.clone(),
+        None => default_decrypted_path(&args.file)?,
+    };
+    let decrypted = decrypt_dataset_file(
+        &args.file,
+        &key,
+        &target,
+        args.force,
+        &mut ProgressBar::default(),
+    )?;
+    let target = decrypted.target;
+    out.done(
+        format!(
+            "Decrypted {} to {} ({} bytes)\n  checksum of the encrypted file: {}",
+            args.file.display(),
+            target.display(),
+            decrypted.plaintext_len,
+            decrypted.checksum
+        ),
+        json!({ "encrypted": args.file, "decrypted": target, "size": decrypted.plaintext_len, "checksum": decrypted.checksum.to_hex() }),
+    );
+    Ok(())
+}
