@@ -132,7 +132,9 @@ fn push_renumbered(sql: &mut String, tuple: &str, offset: usize) {
     while let Some(at) = rest.find('$') {
         sql.push_str(&rest[..=at]);
         rest = &rest[at + 1..];
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         match rest[..digits].parse::<usize>() {
             Ok(n) => sql.push_str(&(n + offset).to_string()),
             Err(_) => sql.push_str(&rest[..digits]),

@@ -443,9 +443,7 @@ fn cached_statement(
             .map(|p| build(1 << p))
             .collect()
     });
-    texts
-        .get(rows.ilog2() as usize)
-        .map_or("", String::as_str)
+    texts.get(rows.ilog2() as usize).map_or("", String::as_str)
 }
 
 /// A run of inserts as a few multi-row statements (each statement is one hand-off to sqlx's
