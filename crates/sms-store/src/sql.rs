@@ -94,6 +94,56 @@ pub const AUDIT_HEADS: &str = "SELECT size, root, at, signature FROM audit_heads
 pub const AUDIT_LATEST_HEAD: &str =
     "SELECT size, root, at, signature FROM audit_heads ORDER BY size DESC LIMIT 1";
 
+/// `INSERT` of `rows` rows in one statement (`$1..$9` for the first row, `$10..$18` for the
+/// second, ...): a group commit hands its inserts to SQLite at once, not one per row. Each row
+/// gets exactly `INSERT`'s conflict rule.
+pub fn insert_rows(rows: usize) -> String {
+    values_rows(INSERT, 9, rows)
+}
+
+/// `AUDIT_INSERT` of `rows` entries in one statement (`$1..$5` per entry, as [`insert_rows`]).
+pub fn audit_insert_rows(rows: usize) -> String {
+    values_rows(AUDIT_INSERT, 5, rows)
+}
+
+/// `statement` (one `VALUES (...)` tuple of `$1..$params`) with `rows` tuples, each
+/// numbered from `$1 + params * row`.
+fn values_rows(statement: &str, params: usize, rows: usize) -> String {
+    let (head, rest) = statement.split_once(" VALUES (").unwrap_or((statement, ""));
+    let (tuple, tail) = rest.split_once(')').unwrap_or((rest, ""));
+    let mut sql = String::with_capacity(statement.len() + rows * (tuple.len() + 16));
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        push_renumbered(&mut sql, tuple, params * row);
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// Appends `tuple` with every placeholder `$n` written `$(n + offset)`.
+fn push_renumbered(sql: &mut String, tuple: &str, offset: usize) {
+    let mut rest = tuple;
+    while let Some(at) = rest.find('$') {
+        sql.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => sql.push_str(&(n + offset).to_string()),
+            Err(_) => sql.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    sql.push_str(rest);
+}
+
 #[derive(sqlx::FromRow)]
 pub struct AuditEntryRecord {
     pub seq: i64,
@@ -315,3 +365,25 @@ macro_rules! bind_data_key {
     };
 }
 pub(crate) use bind_data_key;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_statements_are_the_single_row_ones_repeated() {
+        assert_eq!(insert_rows(1), INSERT);
+        assert_eq!(audit_insert_rows(1), AUDIT_INSERT);
+        let two = audit_insert_rows(2);
+        assert!(
+            two.ends_with("VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10)"),
+            "{two}"
+        );
+        let three = insert_rows(3);
+        assert!(
+            three.contains("($19, $20, $21, $22, $23, $24, $25, $26, $27, $27, 2) ON CONFLICT"),
+            "{three}"
+        );
+        assert!(three.ends_with("records.version = excluded.version - 1"));
+    }
+}

@@ -406,6 +406,147 @@ async fn apply_row(
     })
 }
 
+/// Rows per multi-row statement: powers of two up to this, so a handful of statement texts
+/// stay in sqlx's statement cache (64 rows are 576 parameters, under any SQLite limit).
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// The longest run of row inserts (audited or not) at the start of `jobs`.
+fn insert_run(jobs: &[Job]) -> &[Job] {
+    let len = jobs
+        .iter()
+        .take_while(|job| matches!(job.write, Write::Row(RowWrite::Insert(_), _)))
+        .count();
+    &jobs[..len]
+}
+
+/// The row count of each multi-row statement that covers `rows` rows.
+fn statement_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let size = match rows {
+            0 => return None,
+            n if n >= ROWS_PER_STATEMENT => ROWS_PER_STATEMENT,
+            n => 1 << n.ilog2(),
+        };
+        rows -= size;
+        Some(size)
+    })
+}
+
+/// The multi-row statement texts, by power of two (1, 2, 4, ... `ROWS_PER_STATEMENT`).
+fn cached_statement(
+    cache: &'static std::sync::OnceLock<Vec<String>>,
+    build: fn(usize) -> String,
+    rows: usize,
+) -> &'static str {
+    let texts = cache.get_or_init(|| {
+        (0..=ROWS_PER_STATEMENT.ilog2())
+            .map(|p| build(1 << p))
+            .collect()
+    });
+    texts.get(rows.ilog2() as usize).map_or("", String::as_str)
+}
+
+/// A run of inserts as a few multi-row statements (each statement is one hand-off to sqlx's
+/// SQLite thread, which costs more than the row), when every one of them inserts: the
+/// key-index changes. `None` when some row is not inserted (it exists) or a statement fails:
+/// nothing of the run is left, and the caller writes it one by one, which answers each write
+/// as it always did (and undoes a refused audit entry with its write alone).
+async fn insert_at_once(
+    conn: &mut SqliteConnection,
+    run: &[Job],
+    now: i64,
+) -> Result<Option<Vec<(bool, String)>>, sqlx::Error> {
+    let mut sp = conn.begin().await?;
+    let written = write_run(&mut sp, run, now).await;
+    if matches!(written, Ok(true)) {
+        sp.commit().await?;
+        let rows = run.iter().filter_map(|job| match &job.write {
+            Write::Row(RowWrite::Insert(row), _) => Some(&row.key),
+            _ => None,
+        });
+        return Ok(Some(
+            rows.map(|k| (true, index_key(&k.namespace, &k.owner, &k.name)))
+                .collect(),
+        ));
+    }
+    sp.rollback().await?;
+    Ok(None)
+}
+
+/// Writes a run of inserts and the audit entries of the audited ones, chained in the run's
+/// order; false if some row was not inserted (the caller rolls back).
+async fn write_run(
+    conn: &mut SqliteConnection,
+    run: &[Job],
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    static INSERTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    static ENTRIES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let mut rows = Vec::with_capacity(run.len());
+    let mut notes = Vec::new();
+    for job in run {
+        if let Write::Row(RowWrite::Insert(row), note) = &job.write {
+            rows.push(row);
+            notes.extend(note.as_ref());
+        }
+    }
+    let mut rest = rows.as_slice();
+    for size in statement_sizes(rows.len()) {
+        let (chunk, next) = rest.split_at(size);
+        rest = next;
+        let mut query = sqlx::query(cached_statement(&INSERTS, sql::insert_rows, size));
+        for row in chunk {
+            query = bind_row!(query, row, now);
+        }
+        if query.execute(&mut *conn).await?.rows_affected() != size as u64 {
+            return Ok(false);
+        }
+    }
+    if notes.is_empty() {
+        return Ok(true);
+    }
+    // The chain head once; the entries follow it in order; the head advanced once.
+    let (size, head): (i64, Vec<u8>) = sqlx::query_as(sql::AUDIT_CHAIN)
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut prev = head;
+    let mut entries = Vec::with_capacity(notes.len());
+    for (i, note) in notes.iter().enumerate() {
+        let seq = size + i as i64;
+        let entry = sql::next_audit_entry(seq, &prev, note.at, note.body.clone());
+        let hash = entry.hash();
+        entries.push((seq, note.at as i64, entry.prev, hash, note.body.as_str()));
+        prev = hash.to_vec();
+    }
+    let mut rest = entries.as_slice();
+    for chunk_size in statement_sizes(entries.len()) {
+        let (chunk, next) = rest.split_at(chunk_size);
+        rest = next;
+        let mut query = sqlx::query(cached_statement(
+            &ENTRIES,
+            sql::audit_insert_rows,
+            chunk_size,
+        ));
+        for (seq, at, prev, hash, body) in chunk {
+            query = query
+                .bind(*seq)
+                .bind(*at)
+                .bind(prev.as_slice())
+                .bind(hash.as_slice())
+                .bind(*body);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let advanced = sqlx::query(sql::AUDIT_ADVANCE)
+        .bind(size + entries.len() as i64)
+        .bind(prev.as_slice())
+        .bind(size)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(advanced == 1)
+}
+
 /// Commits a group; the result of each write, and the key-index changes it made.
 async fn commit_group(
     conn: &mut SqliteConnection,
@@ -416,7 +557,24 @@ async fn commit_group(
     let mut results = Vec::with_capacity(batch.len());
     let mut changes = Vec::new();
     let mut refused = Vec::new();
-    for job in batch {
+    // Inserts up to this position go one by one (their run was tried at once and declined).
+    let mut one_by_one_until = 0;
+    let mut at = 0;
+    while let Some(job) = batch.get(at) {
+        if at >= one_by_one_until {
+            let run = insert_run(&batch[at..]);
+            if run.len() > 1 {
+                match insert_at_once(&mut tx, run, now).await? {
+                    Some(mut done) => {
+                        results.extend(std::iter::repeat_n(1, run.len()));
+                        changes.append(&mut done);
+                        at += run.len();
+                        continue;
+                    }
+                    None => one_by_one_until = at + run.len(),
+                }
+            }
+        }
         let affected = match &job.write {
             Write::Row(write, None) => apply_row(&mut tx, write, now, &mut changes).await?,
             Write::Row(write, Some(note)) => {
@@ -580,6 +738,7 @@ async fn commit_group(
                 .rows_affected(),
         };
         results.push(affected);
+        at += 1;
     }
     tx.commit().await?;
     Ok(Committed {

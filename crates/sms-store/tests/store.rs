@@ -583,6 +583,80 @@ async fn audited_write_is_not_done_without_its_entry(f: Fixture) {
     assert_eq!(details(&f.store).await, ["version 1"]);
 }
 
+/// Many audited inserts in flight at once (the SQLite writer commits them in one group, as
+/// multi-row statements): each new key is inserted with exactly one entry, in one valid
+/// chain; the inserts of a key that exists answer `AlreadyExists` and leave no entry; and
+/// when the log refuses entries, every audited insert of the group is refused alone while
+/// the plain inserts beside them are done.
+async fn concurrent_audited_inserts_each_commit_with_their_entry(f: Fixture) {
+    let value = SecretValue::from("value");
+    let audited = f.store.audited(&written);
+    assert_eq!(
+        audited.insert(&key("taken"), &value, None).await.unwrap(),
+        Insert::Inserted
+    );
+    let mut inserts = tokio::task::JoinSet::new();
+    for i in 0..96 {
+        let store = f.store.clone();
+        let name = if i % 12 == 0 {
+            "taken".to_owned()
+        } else {
+            format!("group-{i}")
+        };
+        inserts.spawn(async move {
+            let value = SecretValue::from("value");
+            let outcome = store
+                .audited(&written)
+                .insert(&key(&name), &value, None)
+                .await;
+            (name, outcome.unwrap())
+        });
+    }
+    let mut inserted = 0;
+    while let Some(r) = inserts.join_next().await {
+        let (name, outcome) = r.unwrap();
+        let expected = if name == "taken" {
+            Insert::AlreadyExists
+        } else {
+            Insert::Inserted
+        };
+        assert_eq!(outcome, expected, "{name}");
+        inserted += usize::from(outcome == Insert::Inserted);
+        assert!(f.store.exists(&key(&name)).await.unwrap(), "{name}");
+    }
+    assert_eq!(inserted, 88);
+    assert_eq!(details(&f.store).await.len(), 89);
+
+    refuse_audit_entries(&f).await;
+    let mut inserts = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let store = f.store.clone();
+        inserts.spawn(async move {
+            let (k, value) = (key(&format!("late-{i}")), SecretValue::from("value"));
+            let outcome = if i % 2 == 0 {
+                store.audited(&written).insert(&k, &value, None).await
+            } else {
+                store.insert(&k, &value, None).await
+            };
+            (i, k, outcome)
+        });
+    }
+    while let Some(r) = inserts.join_next().await {
+        let (i, k, outcome) = r.unwrap();
+        if i % 2 == 0 {
+            assert!(
+                matches!(outcome, Err(StoreError::AuditRefused(_))),
+                "{i}: {outcome:?}"
+            );
+            assert!(!f.store.exists(&k).await.unwrap(), "{i}");
+        } else {
+            assert_eq!(outcome.unwrap(), Insert::Inserted, "{i}");
+            assert!(f.store.exists(&k).await.unwrap(), "{i}");
+        }
+    }
+    assert_eq!(details(&f.store).await.len(), 89);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -603,6 +677,7 @@ both_backends!(
     nonces_are_single_use_per_owner,
     audit_log_is_one_chain_under_concurrent_appends,
     audited_writes_commit_with_their_entry,
+    concurrent_audited_inserts_each_commit_with_their_entry,
     audited_write_is_not_done_without_its_entry,
 );
 
