@@ -14,6 +14,7 @@
 //!   and [`postgres::PostgresBackend`] (shared by several replicas).
 
 pub mod crypto;
+mod key_index;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
