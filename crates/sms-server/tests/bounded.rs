@@ -235,7 +235,12 @@ async fn every_answer_echoes_a_request_id() {
             .map(|v| v.to_str().unwrap().to_owned())
     };
     let mut seen = std::collections::HashSet::new();
-    for path in ["/health", "/nope", "/secrets/web3?secretAddress=x%00", "/version"] {
+    for path in [
+        "/health",
+        "/nope",
+        "/secrets/web3?secretAddress=x%00",
+        "/version",
+    ] {
         let r = http
             .get(format!("{}{path}", server.url()))
             .send()

@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(index.contains(&a), Some(true));
         // Same bytes, other split: the separator keeps the parts apart.
         assert_eq!(index.contains(&key("requester", "0xaa", "on")), Some(false));
-        assert_eq!(index.contains(&key("requester", "0xa", "aone")), Some(false));
+        assert_eq!(
+            index.contains(&key("requester", "0xa", "aone")),
+            Some(false)
+        );
         assert_eq!(index.contains(&key("app", "0xaa", "one")), Some(false));
         index.apply(vec![
             (true, index_key("requester", "0xaa", "two")),

@@ -48,7 +48,11 @@ impl Limits {
     /// The checks before any handler runs, in order: no NUL in the path or the query, the
     /// client's rate in `family`, a free place among the family's requests in flight. A refusal
     /// is the answer to send.
-    pub(crate) fn admit(&self, request: &Request, family: &'static str) -> Result<Admitted, Response> {
+    pub(crate) fn admit(
+        &self,
+        request: &Request,
+        family: &'static str,
+    ) -> Result<Admitted, Response> {
         if has_nul(request.uri()) {
             return Err(refusal(
                 request.uri().path(),
@@ -84,7 +88,11 @@ impl Limits {
 }
 
 /// The answer of a request still running after `timeout` (`--request-timeout-ms`).
-pub(crate) fn timed_out(path: &str, family: &'static str, timeout: std::time::Duration) -> Response {
+pub(crate) fn timed_out(
+    path: &str,
+    family: &'static str,
+    timeout: std::time::Duration,
+) -> Response {
     metrics::counter!("sms_requests_timed_out_total", "family" => family).increment(1);
     refusal(
         path,
