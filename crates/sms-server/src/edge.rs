@@ -112,7 +112,7 @@ where
     }
 }
 
-/// The route of a request as its span and metrics name it: the pattern, else `unmatched`.
+/// The path pattern of the route serving a request (`None`: no route matches its path).
 pub fn route_of<B>(request: &axum::http::Request<B>) -> Option<&'static str> {
     request.extensions().get::<RoutePattern>().map(|p| p.0)
 }
