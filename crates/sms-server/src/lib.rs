@@ -6,6 +6,7 @@ pub mod attest_args;
 pub mod audit;
 pub mod config;
 pub mod dev_wallets;
+mod edge;
 mod error;
 pub mod health;
 pub mod identity;

@@ -3,10 +3,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::response::Response;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -30,7 +27,7 @@ pub fn recorder() -> Result<PrometheusHandle, String> {
 }
 
 /// The method as a static label value, for the usual methods.
-fn static_method(method: &axum::http::Method) -> Option<&'static str> {
+pub(crate) fn static_method(method: &axum::http::Method) -> Option<&'static str> {
     use axum::http::Method;
     Some(match *method {
         Method::GET => "GET",
@@ -81,7 +78,8 @@ thread_local! {
     static HANDLES: RefCell<HashMap<Box<str>, RouteHandles>> = RefCell::new(HashMap::new());
 }
 
-fn record(method: &'static str, route: &str, status: u16, seconds: f64) {
+/// Counts one answer of `route` and records its latency.
+pub(crate) fn record(method: &'static str, route: &str, status: u16, seconds: f64) {
     HANDLES.with(|cell| {
         let mut map = cell.borrow_mut();
         if !map.contains_key(route) {
@@ -110,55 +108,3 @@ fn record(method: &'static str, route: &str, status: u16, seconds: f64) {
 /// Label of a request no route serves, and of an unusual method: label sets stay bounded
 /// whatever a client sends.
 pub const OTHER: &str = "other";
-
-/// The request metrics as a tower layer rather than `axum::middleware::from_fn`: axum clones a
-/// route's whole service stack for every request, and `from_fn` then clones and boxes its inner
-/// stack once more; this service calls its inner service directly (callgrind, BENCHMARKS.md).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TrackLayer;
-
-impl<S> tower::Layer<S> for TrackLayer {
-    type Service = Track<S>;
-
-    fn layer(&self, inner: S) -> Track<S> {
-        Track { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Track<S> {
-    inner: S,
-}
-
-impl<S> tower::Service<Request> for Track<S>
-where
-    S: tower::Service<Request, Response = Response> + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response, S::Error>> + Send + 'static>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let method = static_method(request.method()).unwrap_or(OTHER);
-        let start = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            let seconds = start.elapsed().as_secs_f64();
-            let route_str = route.as_ref().map_or(OTHER, MatchedPath::as_str);
-            record(method, route_str, response.status().as_u16(), seconds);
-            Ok(response)
-        })
-    }
-}

@@ -151,7 +151,9 @@ impl Server {
             crate::routes::table().iter().map(|r| (r.path, r.feature)),
         );
         let limits = Arc::new(crate::limits::Limits::new(&config.limits, families, rates));
-        let app = with_layers(crate::routes::router(state), limits);
+        let routes = crate::edge::RouteTable::new(crate::routes::mounted_paths(&state))
+            .map_err(StartupError::Config)?;
+        let service = with_layers(crate::routes::router(state), routes, limits, simulated_tee);
 
         let handle: Handle<SocketAddr> = Handle::new();
         let listener =
@@ -171,7 +173,6 @@ impl Server {
             "http"
         };
         tee.set_listen_url(&format!("{scheme}://{local_addr}"));
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let tls = config.tls_cert.is_some();
         // Connection limits sit below TLS: a stalled handshake is on the connection's clock.
         let limited = LimitedAcceptor::new(
@@ -361,29 +362,50 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-fn with_layers(router: Router, limits: Arc<crate::limits::Limits>) -> Router {
+/// The service each connection gets: the router inside the layers every request passes once
+/// (`crate::edge`), outermost first: peer and route pattern, request id (a client's own
+/// `x-request-id` is kept), echo of the id on the answer, the request span, then metrics, limits,
+/// timeout and the simulated-TEE mark.
+type Stack = tower_http::request_id::SetRequestId<
+    tower_http::request_id::PropagateRequestId<
+        tower_http::trace::Trace<
+            crate::edge::Edge<Router>,
+            tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+            fn(&Request<axum::body::Body>) -> tracing::Span,
+        >,
+    >,
+    RequestIds,
+>;
+
+/// The request span: method, route and request id; bodies and headers are never logged.
+fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = crate::edge::route_of(req).unwrap_or_else(|| req.uri().path());
+    tracing::info_span!("request", id = %id, method = %req.method(), route = %route)
+}
+
+fn with_layers(
+    router: Router,
+    routes: crate::edge::RouteTable,
+    limits: Arc<crate::limits::Limits>,
+    simulated_tee: bool,
+) -> crate::edge::Connections<Stack> {
     let x_request_id = HeaderName::from_static("x-request-id");
     let ids = RequestIds {
         prefix: rand::random(),
         counter: Arc::default(),
     };
-    // Spans carry method, route and request id; bodies and headers are never logged.
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-        let id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        let route = req
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map_or_else(|| req.uri().path(), |p| p.as_str());
-        tracing::info_span!("request", id = %id, method = %req.method(), route = %route)
-    });
-    router
-        .layer(crate::limits::GuardLayer(limits))
-        .layer(crate::metrics_layer::TrackLayer)
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(request_span as fn(&Request<axum::body::Body>) -> tracing::Span);
+    let stack = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(x_request_id.clone(), ids))
+        .layer(PropagateRequestIdLayer::new(x_request_id))
         .layer(trace)
-        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(SetRequestIdLayer::new(x_request_id, ids))
+        .layer(crate::edge::EdgeLayer::new(limits, simulated_tee))
+        .service(router);
+    crate::edge::Connections::new(routes, stack)
 }

@@ -221,3 +221,39 @@ async fn nul_bytes_are_refused_with_400_on_postgres() {
         }
     }
 }
+
+/// Every answer carries an `x-request-id`: the client's own when it sent one, else a fresh one
+/// per request (the request path's layers wrap the router once, `edge.rs`; refusals and the
+/// no-such-route answer included).
+#[tokio::test]
+async fn every_answer_echoes_a_request_id() {
+    let server = TestServer::dev().await;
+    let http = reqwest::Client::new();
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let mut seen = std::collections::HashSet::new();
+    for path in [
+        "/health",
+        "/nope",
+        "/secrets/web3?secretAddress=x%00",
+        "/version",
+    ] {
+        let r = http
+            .get(format!("{}{path}", server.url()))
+            .send()
+            .await
+            .unwrap();
+        let id = id_of(&r).unwrap_or_else(|| panic!("{path}: no x-request-id"));
+        assert!(seen.insert(id), "{path}: a request id was reused");
+    }
+    let r = http
+        .get(format!("{}/health", server.url()))
+        .header("x-request-id", "client-chosen-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id_of(&r).as_deref(), Some("client-chosen-7"));
+}

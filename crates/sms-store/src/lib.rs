@@ -15,6 +15,7 @@
 
 mod backend;
 pub mod crypto;
+mod key_index;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

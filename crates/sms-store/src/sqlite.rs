@@ -9,11 +9,10 @@
 //! While open, the backend holds a shared lock on `<db>.lock`: [`restore`] takes it
 //! exclusively, so a restore never replaces the file under a running server.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::key_index::{KeyIndex, index_key};
 use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
 use crate::{
     AuditNote, Backend, Insert, NonceUse, RecordKey, RecordMetadata, RowWrite, SealedRow,
@@ -36,8 +36,6 @@ const MAX_GROUP: usize = 512;
 const INDEX_PAGE: i64 = 50_000;
 #[cfg(test)]
 const INDEX_PAGE: i64 = 5_000;
-/// Lookups build their key on the stack up to this length (no allocation per check).
-const INLINE_KEY: usize = 192;
 
 /// SQLite has RETURNING: the expired keys leave the index too.
 const DELETE_EXPIRED_RETURNING: &str = "DELETE FROM records WHERE namespace = $1 AND expires_at IS NOT NULL AND expires_at < $2 RETURNING owner, name";
@@ -45,73 +43,6 @@ const DELETE_EXPIRED_RETURNING: &str = "DELETE FROM records WHERE namespace = $1
 /// sqlx hands every row from its SQLite thread to the runtime separately, which cost ~25 µs a
 /// row on a loaded 2-core machine (20 s for 1,000,000 keys); one row per page does not.
 const INDEX_PAGE_SQL: &str = "SELECT max(rid), json_group_array(json_array(ns, o, n)) FROM (SELECT rowid AS rid, namespace AS ns, owner AS o, name AS n FROM records WHERE rowid > $1 AND deleted_at IS NULL ORDER BY rowid LIMIT $2)";
-
-/// The keys of every row, maintained by the writer.
-#[derive(Default)]
-struct KeyIndex {
-    keys: RwLock<HashSet<Box<str>>>,
-    loaded: AtomicBool,
-}
-
-fn index_key(namespace: &str, owner: &str, name: &str) -> String {
-    let mut k = String::with_capacity(namespace.len() + owner.len() + name.len() + 2);
-    for (i, part) in [namespace, owner, name].into_iter().enumerate() {
-        if i > 0 {
-            k.push('\0');
-        }
-        k.push_str(part);
-    }
-    k
-}
-
-/// Calls `f` with the index key of (namespace, owner, name), built on the stack when short.
-fn with_index_key<R>(namespace: &str, owner: &str, name: &str, f: impl FnOnce(&str) -> R) -> R {
-    let len = namespace.len() + owner.len() + name.len() + 2;
-    if len <= INLINE_KEY {
-        let mut buf = [0u8; INLINE_KEY];
-        let mut at = 0;
-        for (i, part) in [namespace, owner, name].into_iter().enumerate() {
-            if i > 0 {
-                at += 1; // the NUL separator, already zero
-            }
-            buf[at..at + part.len()].copy_from_slice(part.as_bytes());
-            at += part.len();
-        }
-        // UTF-8 parts joined by NUL bytes are UTF-8: the check cannot fail.
-        if let Ok(k) = std::str::from_utf8(&buf[..at]) {
-            return f(k);
-        }
-    }
-    f(&index_key(namespace, owner, name))
-}
-
-impl KeyIndex {
-    /// `None` while the index is still loading.
-    fn contains(&self, key: &RecordKey) -> Option<bool> {
-        if !self.loaded.load(Ordering::Acquire) {
-            return None;
-        }
-        with_index_key(&key.namespace, &key.owner, &key.name, |k| {
-            self.keys.read().ok().map(|set| set.contains(k))
-        })
-    }
-
-    fn apply(&self, changes: Vec<(bool, String)>) {
-        if changes.is_empty() {
-            return;
-        }
-        let Ok(mut set) = self.keys.write() else {
-            return;
-        };
-        for (present, k) in changes {
-            if present {
-                set.insert(k.into_boxed_str());
-            } else {
-                set.remove(k.as_str());
-            }
-        }
-    }
-}
 
 enum Write {
     /// A row write, with the audit entry committed beside it when audited (the entry is
@@ -227,7 +158,7 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ind
         {
             cursor = match load_index_page(&mut conn, &index, after).await {
                 Ok(None) => {
-                    let keys = index.keys.read().map_or(0, |set| set.len());
+                    let keys = index.len();
                     tracing::info!(
                         keys,
                         ms = loading.elapsed().as_millis() as u64,
@@ -1232,7 +1163,7 @@ mod tests {
 
         let b = SqliteBackend::open(&path).await.unwrap();
         wait_loaded(&b).await;
-        assert_eq!(b.index.keys.read().unwrap().len(), n + 1);
+        assert_eq!(b.index.len(), n + 1);
         for i in [0, n / 2, n - 1] {
             assert!(
                 b.exists(&RecordKey::new("ns", "p", format!("k{i}")))

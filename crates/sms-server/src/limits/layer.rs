@@ -2,10 +2,8 @@
 //! limit, then the request timeout.
 //! Refusals are answered at once, in the body shape of the route (docs/limits.md).
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -42,62 +40,21 @@ pub(crate) fn refusal(
     response
 }
 
-/// The guard as a tower layer over every route (not `axum::middleware::from_fn`, which
-/// clones and boxes the route's inner stack once more per request; callgrind, BENCHMARKS.md).
-#[derive(Clone)]
-pub struct GuardLayer(pub Arc<Limits>);
+/// A request let through by [`Limits::admit`]: its place among its family's requests in flight
+/// (held until the answer is ready).
+pub(crate) struct Admitted(#[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>);
 
-impl<S> tower::Layer<S> for GuardLayer {
-    type Service = Guard<S>;
-
-    fn layer(&self, inner: S) -> Guard<S> {
-        Guard {
-            limits: self.0.clone(),
-            inner,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Guard<S> {
-    limits: Arc<Limits>,
-    inner: S,
-}
-
-type BoxedResponse<E> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, E>> + Send + 'static>>;
-
-impl<S> tower::Service<Request> for Guard<S>
-where
-    S: tower::Service<Request, Response = Response> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxedResponse<S::Error>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let refused = |response: Response| -> BoxedResponse<S::Error> {
-            Box::pin(std::future::ready(Ok(response)))
-        };
-        let limits = &self.limits;
-        let family = limits.families.classify(
-            request.method(),
-            request
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str),
-        );
+impl Limits {
+    /// The checks before any handler runs, in order: no NUL in the path or the query, the
+    /// client's rate in `family`, a free place among the family's requests in flight. A refusal
+    /// is the answer to send.
+    pub(crate) fn admit(
+        &self,
+        request: &Request,
+        family: &'static str,
+    ) -> Result<Admitted, Response> {
         if has_nul(request.uri()) {
-            return refused(refusal(
+            return Err(refusal(
                 request.uri().path(),
                 StatusCode::BAD_REQUEST,
                 "NUL_IN_REQUEST",
@@ -107,15 +64,15 @@ where
                 None,
             ));
         }
-        if let Some(peer) = peer_ip(&request)
-            && let client = limits.rates.trusted_proxies.client(peer, request.headers())
-            && let Err(refusal) = limits.rates.check_ip(family, client)
+        if let Some(peer) = peer_ip(request)
+            && let client = self.rates.trusted_proxies.client(peer, request.headers())
+            && let Err(refusal) = self.rates.check_ip(family, client)
         {
-            return refused(refusal.response_for(request.uri().path()));
+            return Err(refusal.response_for(request.uri().path()));
         }
-        let Some(permit) = limits.enter(family) else {
+        let Some(permit) = self.enter(family) else {
             metrics::counter!("sms_requests_shed_total", "family" => family).increment(1);
-            return refused(refusal(
+            return Err(refusal(
                 request.uri().path(),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TOO_MANY_IN_FLIGHT",
@@ -126,32 +83,28 @@ where
                 Some(1),
             ));
         };
-        // Kept for the timeout's refusal only: a reference to the request's bytes, not a copy.
-        let uri = request.uri().clone();
-        let timeout = limits.request_timeout;
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let _permit = permit;
-            match tokio::time::timeout(timeout, response).await {
-                Ok(response) => response,
-                Err(_) => {
-                    metrics::counter!("sms_requests_timed_out_total", "family" => family)
-                        .increment(1);
-                    Ok(refusal(
-                        uri.path(),
-                        StatusCode::REQUEST_TIMEOUT,
-                        "REQUEST_TIMEOUT",
-                        "Request timeout",
-                        format!(
-                            "the request did not complete within {} ms (--request-timeout-ms)",
-                            timeout.as_millis()
-                        ),
-                        None,
-                    ))
-                }
-            }
-        })
+        Ok(Admitted(permit))
     }
+}
+
+/// The answer of a request still running after `timeout` (`--request-timeout-ms`).
+pub(crate) fn timed_out(
+    path: &str,
+    family: &'static str,
+    timeout: std::time::Duration,
+) -> Response {
+    metrics::counter!("sms_requests_timed_out_total", "family" => family).increment(1);
+    refusal(
+        path,
+        StatusCode::REQUEST_TIMEOUT,
+        "REQUEST_TIMEOUT",
+        "Request timeout",
+        format!(
+            "the request did not complete within {} ms (--request-timeout-ms)",
+            timeout.as_millis()
+        ),
+        None,
+    )
 }
 
 /// The address of the connection's peer (absent only when the router is driven without a

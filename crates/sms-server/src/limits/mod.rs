@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::sync::Semaphore;
 
-pub use layer::GuardLayer;
+pub(crate) use layer::timed_out;
 
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;

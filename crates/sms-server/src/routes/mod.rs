@@ -911,17 +911,23 @@ pub fn router(state: AppState) -> Router {
         }
     }
     let secret_routes = secret_routes.layer(state.cors.layer());
-    let simulated_tee = state.provisioner.allows_simulated();
-    let router = other_routes
+    // Only the layers that differ per route are applied here: axum clones a route's whole
+    // layered service for every request. The layers every request passes (request id, span,
+    // metrics, limits, the simulated-TEE mark) wrap the router once (`crate::edge`).
+    other_routes
         .merge(secret_routes)
         .fallback(no_such_route)
         .layer(DefaultBodyLimit::max(cap))
-        .with_state(state);
-    if simulated_tee {
-        router.layer(axum::middleware::from_fn(mark_simulated_tee))
-    } else {
-        router
-    }
+        .with_state(state)
+}
+
+/// The path patterns of the mounted routes, each once (the edge layers name a request's
+/// route with them before the router runs).
+pub fn mounted_paths(state: &AppState) -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = mounted(state).iter().map(|r| r.path).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths
 }
 
 /// Answer of a path no entry of the table serves (the API description test tells it apart
@@ -934,17 +940,12 @@ async fn no_such_route() -> crate::error::ApiError {
 /// not a body field: iExec workers decode those bodies).
 pub const SIMULATED_TEE_HEADER: &str = "x-sms-simulated-tee";
 
-async fn mark_simulated_tee(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let tee = request.uri().path().starts_with("/tee/");
-    let mut response = next.run(request).await;
-    if tee {
+/// Marks an answer of a server that accepts simulated TEE evidence, if its path is `/tee/*`.
+pub fn mark_simulated_tee(path: &str, response: &mut axum::response::Response) {
+    if path.starts_with("/tee/") {
         response.headers_mut().insert(
             axum::http::HeaderName::from_static(SIMULATED_TEE_HEADER),
             axum::http::HeaderValue::from_static("true"),
         );
     }
-    response
 }
