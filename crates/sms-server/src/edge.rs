@@ -178,7 +178,7 @@ where
             Ok(admitted) => admitted,
             Err(refusal) => {
                 record(method, label, refusal.status().as_u16(), seconds(start));
-                return Box::pin(std::future::ready(Ok(refusal)));
+                return Box::pin(std::future::ready(Ok(*refusal)));
             }
         };
         let mark = self.shared.simulated_tee;

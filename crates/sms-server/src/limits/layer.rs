@@ -47,14 +47,14 @@ pub(crate) struct Admitted(#[allow(dead_code)] Option<tokio::sync::OwnedSemaphor
 impl Limits {
     /// The checks before any handler runs, in order: no NUL in the path or the query, the
     /// client's rate in `family`, a free place among the family's requests in flight. A refusal
-    /// is the answer to send.
+    /// is the answer to send (boxed: refusals are the cold path).
     pub(crate) fn admit(
         &self,
         request: &Request,
         family: &'static str,
-    ) -> Result<Admitted, Response> {
+    ) -> Result<Admitted, Box<Response>> {
         if has_nul(request.uri()) {
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 request.uri().path(),
                 StatusCode::BAD_REQUEST,
                 "NUL_IN_REQUEST",
@@ -62,17 +62,17 @@ impl Limits {
                 "the path or the query holds a NUL byte (%00), which no address, name or id may contain"
                     .to_owned(),
                 None,
-            ));
+            )));
         }
         if let Some(peer) = peer_ip(request)
             && let client = self.rates.trusted_proxies.client(peer, request.headers())
             && let Err(refusal) = self.rates.check_ip(family, client)
         {
-            return Err(refusal.response_for(request.uri().path()));
+            return Err(Box::new(refusal.response_for(request.uri().path())));
         }
         let Some(permit) = self.enter(family) else {
             metrics::counter!("sms_requests_shed_total", "family" => family).increment(1);
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 request.uri().path(),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TOO_MANY_IN_FLIGHT",
@@ -81,7 +81,7 @@ impl Limits {
                     "the {family} requests in flight are at their limit (--max-in-flight): retry shortly"
                 ),
                 Some(1),
-            ));
+            )));
         };
         Ok(Admitted(permit))
     }

@@ -6,9 +6,9 @@ use sms_core::B256;
 use sms_core::secret::SecretValue;
 use sms_store::{Insert, Namespace, RecordKey, Store, StoreError};
 
-/// Nonces: `RecordKey("tee-provision-nonce", "", hex(nonce))`, expiring with the nonce.
-/// Release logs: `RecordKey("tee-release", taskId, service)`, kept for audit. One per task and
-/// service, whatever the session: the release budget is the task's.
+// Nonces: `RecordKey("tee-provision-nonce", "", hex(nonce))`, expiring with the nonce.
+// Release logs: `RecordKey("tee-release", taskId, service)`, kept for audit. One per task and
+// service, whatever the session: the release budget is the task's.
 
 /// Attempts of the check-and-set loop before answering "busy".
 const RESERVE_ATTEMPTS: usize = 8;
