@@ -305,8 +305,8 @@ pub async fn check(ctx: &mut Ctx) -> anyhow::Result<Report> {
     r.server_rss_mib = target.rss_mib();
     r.set("connections", CHECK_CONNECTIONS);
     let mut r = r.with_ceiling(ceiling);
-    r.target = Some("≥ 60 % of the bare handler".into());
-    r.meets_target = r.ratio.map(|x| x >= 0.6);
+    r.target = Some("≥ 70 % of the bare handler".into());
+    r.meets_target = r.ratio.map(|x| x >= 0.7);
     Ok(r)
 }
 
@@ -366,9 +366,9 @@ pub async fn push(ctx: &mut Ctx) -> anyhow::Result<Report> {
     r.set("lost", n_acked.saturating_sub(verify.ok));
     r.set("durability_check", how);
     let mut r = r.with_ceiling(ceiling);
-    r.target = Some("≥ 2000/s, p99 ≤ 25 ms, lost = 0".into());
+    r.target = Some("≥ 15000/s, p99 ≤ 10 ms, lost = 0".into());
     r.meets_target = match (r.ops_per_s, r.p99_ms) {
-        (Some(ops), Some(p99)) => Some(ops >= 2000.0 && p99 <= 25.0 && n_acked == verify.ok),
+        (Some(ops), Some(p99)) => Some(ops >= 15_000.0 && p99 <= 10.0 && n_acked == verify.ok),
         _ => None,
     };
     Ok(r)
@@ -597,8 +597,8 @@ pub async fn session(ctx: &mut Ctx) -> anyhow::Result<Report> {
         "reqwest (sms-client), two signatures per op on the client",
     );
     r.set("setup_s", round(setup.as_secs_f64()));
-    r.target = Some("≥ 1000/s".into());
-    r.meets_target = r.ops_per_s.map(|x| x >= 1000.0);
+    r.target = Some("≥ 3000/s".into());
+    r.meets_target = r.ops_per_s.map(|x| x >= 3000.0);
     Ok(r)
 }
 
@@ -683,8 +683,8 @@ pub async fn release(ctx: &mut Ctx) -> anyhow::Result<Report> {
     r.set("client", "reqwest (sms-client)");
     r.set("sessions_prepared", sessions.len());
     r.set("setup_s", round(setup.as_secs_f64()));
-    r.target = Some("≥ 1500/s".into());
-    r.meets_target = r.ops_per_s.map(|x| x >= 1500.0);
+    r.target = Some("≥ 3000/s".into());
+    r.meets_target = r.ops_per_s.map(|x| x >= 3000.0);
     Ok(r)
 }
 
