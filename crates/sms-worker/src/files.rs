@@ -4,8 +4,9 @@
 //! created readable by their owner only. Progress goes to a [`Meter`] the caller draws.
 
 use std::fs;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -302,4 +303,72 @@ fn finish_writer(writer: BufWriter<fs::File>, target: &Path) -> anyhow::Result<(
     file.sync_all()
         .with_context(|| format!("cannot write {}", target.display()))?;
     Ok(())
+}
+
+/// A progress bar on standard error, drawn only on a terminal and for large inputs.
+#[derive(Default)]
+pub struct ProgressBar {
+    label: String,
+    total: u64,
+    enabled: bool,
+    last_draw: Option<Instant>,
+    started: Option<Instant>,
+}
+
+/// Inputs smaller than this get no progress bar.
+const PROGRESS_MIN_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Meter for ProgressBar {
+    fn start(&mut self, label: &str, total: u64) {
+        *self = Self {
+            label: label.to_owned(),
+            total,
+            enabled: total >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal(),
+            last_draw: None,
+            started: Some(Instant::now()),
+        };
+    }
+
+    fn update(&mut self, done: u64) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_draw
+            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
+            && done < self.total
+        {
+            return;
+        }
+        self.last_draw = Some(now);
+        let fraction = if self.total == 0 {
+            1.0
+        } else {
+            (done as f64 / self.total as f64).min(1.0)
+        };
+        let width = 30;
+        let filled = (fraction * width as f64) as usize;
+        let secs = self
+            .started
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+            .max(0.001);
+        let rate = done as f64 / secs / 1_048_576.0;
+        eprint!(
+            "\r{} [{}{}] {:>3}% {:.1}/{:.1} MiB {:.1} MiB/s ",
+            self.label,
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            (fraction * 100.0) as u32,
+            done as f64 / 1_048_576.0,
+            self.total as f64 / 1_048_576.0,
+            rate
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
+            eprintln!();
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! What the commands share: the SMS and wallet arguments, the local worker's options,
-//! hidden prompts, the progress bar and a few printing helpers.
+//! hidden prompts and the run report's printing.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -116,27 +116,6 @@ pub fn secret_value(given: Option<String>) -> anyhow::Result<String> {
     Ok(value.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// `YYYY-MM-DD HH:MM:SS` of unix seconds (civil-from-days, proleptic Gregorian).
-pub fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Options of the local worker shared by `app run`, `worker run` and `demo`.
 #[derive(Args, Clone)]
 pub struct LocalWorkerArgs {
@@ -199,82 +178,4 @@ pub fn print_report(report: &RunReport, out: &Output) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-/// A progress bar on standard error, drawn only on a terminal and for large inputs.
-#[derive(Default)]
-pub struct ProgressBar {
-    label: String,
-    total: u64,
-    enabled: bool,
-    last_draw: Option<Instant>,
-    started: Option<Instant>,
-}
-
-/// Inputs smaller than this get no progress bar.
-const PROGRESS_MIN_BYTES: u64 = 16 * 1024 * 1024;
-
-impl sms_worker::files::Meter for ProgressBar {
-    fn start(&mut self, label: &str, total: u64) {
-        *self = Self {
-            label: label.to_owned(),
-            total,
-            enabled: total >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal(),
-            last_draw: None,
-            started: Some(Instant::now()),
-        };
-    }
-
-    fn update(&mut self, done: u64) {
-        if !self.enabled {
-            return;
-        }
-        let now = Instant::now();
-        if self
-            .last_draw
-            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
-            && done < self.total
-        {
-            return;
-        }
-        self.last_draw = Some(now);
-        let fraction = if self.total == 0 {
-            1.0
-        } else {
-            (done as f64 / self.total as f64).min(1.0)
-        };
-        let width = 30;
-        let filled = (fraction * width as f64) as usize;
-        let secs = self
-            .started
-            .map_or(0.0, |t| t.elapsed().as_secs_f64())
-            .max(0.001);
-        let rate = done as f64 / secs / 1_048_576.0;
-        eprint!(
-            "\r{} [{}{}] {:>3}% {:.1}/{:.1} MiB {:.1} MiB/s ",
-            self.label,
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-            (fraction * 100.0) as u32,
-            done as f64 / 1_048_576.0,
-            self.total as f64 / 1_048_576.0,
-            rate
-        );
-    }
-
-    fn finish(&mut self) {
-        if self.enabled && self.last_draw.is_some() {
-            eprintln!();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_796_227_200), "2026-12-02 16:00:00");
-        assert_eq!(super::utc(951_825_599), "2000-02-29 11:59:59");
-    }
 }

@@ -11,8 +11,9 @@ use sms_core::Address;
 use sms_core::secret::SecretKind;
 use sms_core::secret_operation::{SecretMetadata, SecretVersion};
 
-use crate::commands::common::{Signed, secret_value, utc};
+use crate::commands::common::{Signed, secret_value};
 use crate::output::Output;
+use sms_core::clock::utc;
 
 #[derive(Subcommand)]
 pub enum SecretCommand {

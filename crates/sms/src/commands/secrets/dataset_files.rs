@@ -13,8 +13,8 @@ use sms_worker::files::{
     decrypt_dataset_file, default_decrypted_path, encrypt_dataset_file, load_dataset_key,
 };
 
-use crate::commands::common::ProgressBar;
 use crate::output::Output;
+use sms_worker::files::ProgressBar;
 
 #[derive(Args)]
 #[command(after_help = "\

@@ -9,8 +9,9 @@ use serde_json::json;
 use sms_worker::files::{decrypt_result_file, write_private, write_public};
 use sms_worker::result_archive;
 
-use crate::commands::common::{ProgressBar, WalletArgs, wallet_address};
+use crate::commands::common::{WalletArgs, wallet_address};
 use crate::output::Output;
+use sms_worker::files::ProgressBar;
 
 /// Default directory of beneficiary keys (the iExec SDK's).
 pub const DEFAULT_KEY_DIR: &str = ".secrets/beneficiary";
