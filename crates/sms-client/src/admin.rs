@@ -165,6 +165,23 @@ impl AdminClient {
         Ok(self.send(method, path, query).await?.json().await?)
     }
 
+    /// `GET /admin/keys`: the data keys, their rows and encryptions, rows left to rewrap.
+    pub async fn key_status(&self) -> Result<Value, AdminError> {
+        self.json(reqwest::Method::GET, "/admin/keys", &[]).await
+    }
+
+    /// `POST /admin/keys/rotate`: a new data key now; answers the new status.
+    pub async fn rotate_data_key(&self) -> Result<Value, AdminError> {
+        self.json(reqwest::Method::POST, "/admin/keys/rotate", &[])
+            .await
+    }
+
+    /// `POST /admin/keys/retire`: deletes the data keys no row uses; answers `{"retired"}`.
+    pub async fn retire_keys(&self) -> Result<Value, AdminError> {
+        self.json(reqwest::Method::POST, "/admin/keys/retire", &[])
+            .await
+    }
+
     /// Re-seals every row under the newest data key: passes over the table in batches of
     /// `batch` rows (pausing `pause` between them) until no row is left on an older key, or
     /// only unreadable rows are, or [`REWRAP_PASSES`] passes ran. `on_batch` sees the totals
@@ -251,4 +268,30 @@ impl AdminClient {
             master_key_fingerprint,
         })
     }
+}
+
+/// The text `sms operator key-status` prints of a `GET /admin/keys` answer.
+pub fn key_status_text(status: &Value) -> String {
+    let mut text = format!(
+        "master key {}; current data key {}; {} rows to rewrap\n  id  rows        encryptions  created     master key        state",
+        status["masterKeyFingerprint"].as_str().unwrap_or("?"),
+        status["currentKeyId"],
+        status["pendingRewrap"],
+    );
+    for key in status["keys"].as_array().into_iter().flatten() {
+        let state = match (key["current"].as_bool(), key["legacy"].as_bool()) {
+            (Some(true), _) => "current",
+            (_, Some(true)) => "legacy",
+            _ => "old",
+        };
+        text.push_str(&format!(
+            "\n  {:<3} {:<11} {:<12} {:<11} {:<17} {state}",
+            key["id"],
+            key["rows"],
+            key["encryptions"],
+            key["createdAt"],
+            key["masterKeyFingerprint"].as_str().unwrap_or("?"),
+        ));
+    }
+    text
 }

@@ -237,6 +237,15 @@ pub enum StoreError {
     /// The data directory is in use by a running server (restore refused).
     #[error("{0}")]
     Busy(String),
+    /// No store where one was named, or none named (operator commands).
+    #[error("{0}")]
+    NoStore(String),
+    #[error("cannot create {}", path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An audited write was not done because its audit entry could not be written: the
     /// action and its entry commit together or not at all (503, `AUDIT_LOG_UNAVAILABLE`).
     #[error("audit log unavailable: {0}")]

@@ -16,6 +16,7 @@
 mod backend;
 pub mod crypto;
 mod key_index;
+pub mod offline;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
