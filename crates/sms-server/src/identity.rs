@@ -62,6 +62,20 @@ pub async fn load(store: &Store) -> Result<Option<SmsIdentity>, StoreError> {
     }
 }
 
+/// The identity of the store `config` names (created if it has none yet, as `sms server
+/// identity` does): the store's description, the public document, and whether it was created.
+pub async fn of_store(
+    config: &crate::ServerConfig,
+) -> anyhow::Result<(String, sms_attest::IdentityDocument, bool)> {
+    let opened = crate::open_store(config).await?;
+    let (identity, created) = load_or_create(&opened.store).await?;
+    Ok((
+        opened.description,
+        identity.public_key().document(),
+        created,
+    ))
+}
+
 /// The store's identity, created on first use. Concurrent first calls (replicas starting
 /// together) all return the one that was inserted first.
 pub async fn load_or_create(store: &Store) -> Result<(SmsIdentity, bool), StoreError> {

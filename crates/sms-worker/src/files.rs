@@ -305,6 +305,23 @@ fn finish_writer(writer: BufWriter<fs::File>, target: &Path) -> anyhow::Result<(
     Ok(())
 }
 
+/// The base64 key of a dataset key file (trimmed), checked to be a dataset key.
+pub fn read_dataset_key_file(path: &Path) -> anyhow::Result<String> {
+    let key = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the dataset key file {}", path.display()))?;
+    let key = key.trim();
+    DatasetKey::from_base64(key)
+        .with_context(|| format!("{} does not hold a dataset key", path.display()))?;
+    Ok(key.to_owned())
+}
+
+/// A beneficiary's public key file (SPKI PEM) as the result encryption key secret holds it.
+pub fn read_result_public_key(path: &Path) -> anyhow::Result<String> {
+    let pem = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the public key file {}", path.display()))?;
+    Ok(result_archive::format_encryption_key(pem.trim()))
+}
+
 /// A progress bar on standard error, drawn only on a terminal and for large inputs.
 #[derive(Default)]
 pub struct ProgressBar {

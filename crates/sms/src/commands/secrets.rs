@@ -6,11 +6,9 @@ pub mod result_files;
 
 use std::path::PathBuf;
 
-use alloy_signer_local::PrivateKeySigner;
-use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
-use sms_client::{SmsClient, Web2Write, result_proxy};
+use sms_client::result_proxy;
 use sms_core::Address;
 use sms_core::secret::{
     RESULT_DROPBOX_TOKEN, RESULT_ENCRYPTION_PUBLIC_KEY, RESULT_IPFS_TOKEN, parse_address,
@@ -192,16 +190,10 @@ pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()
             signed,
         } => {
             let dataset = address(&dataset)?;
-            let key = std::fs::read_to_string(&secret_path).with_context(|| {
-                format!("cannot read the dataset key file {}", secret_path.display())
-            })?;
-            let key = key.trim();
-            sms_worker::dataset::DatasetKey::from_base64(key).with_context(|| {
-                format!("{} does not hold a dataset key", secret_path.display())
-            })?;
+            let key = sms_worker::files::read_dataset_key_file(&secret_path)?;
             let client = signed.sms.client()?;
             let signer = signed.wallet.signer()?;
-            client.push_dataset_secret(&signer, dataset, key).await?;
+            client.push_dataset_secret(&signer, dataset, &key).await?;
             pushed(out);
         }
         DatasetCommand::CheckSecret { dataset, sms } => {
@@ -211,31 +203,6 @@ pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()
         }
     }
     Ok(())
-}
-
-/// Pushes one of the SDK's reserved web2 secrets of the signer (result key, storage tokens):
-/// created when absent, replaced only with `force_update`. Returns whether it existed.
-async fn push_reserved_web2(
-    client: &sms_client::SmsClient,
-    signer: &alloy_signer_local::PrivateKeySigner,
-    name: &str,
-    value: &str,
-    force_update: bool,
-) -> anyhow::Result<bool> {
-    let owner = signer.address();
-    let exists = client.web2_secret_exists(owner, name).await?;
-    if exists && !force_update {
-        anyhow::bail!(
-            "Secret \"{name}\" already exists for {owner} and can't be updated without --force-update"
-        );
-    }
-    let mode = if exists {
-        Web2Write::Update
-    } else {
-        Web2Write::Create
-    };
-    client.push_web2_secret(signer, name, value, mode).await?;
-    Ok(exists)
 }
 
 // ---- result storage (iexec storage init|check) ----
@@ -312,7 +279,7 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
             let signer = signed.wallet.signer()?;
             let token = match (provider, token) {
                 (StorageProvider::Ipfs, None) => {
-                    result_proxy_token(&client, &signer, result_proxy_url, chain_id).await?
+                    result_proxy::token_for(&client, &signer, result_proxy_url, chain_id).await?
                 }
                 (_, token) => secret_value(token)?,
             };
@@ -320,7 +287,9 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
                 anyhow::bail!("the {provider:?} storage token is empty (give it with --token)");
             }
             let name = provider.secret_name();
-            let exists = push_reserved_web2(&client, &signer, name, &token, force_update).await?;
+            let exists = client
+                .push_reserved_web2(&signer, name, &token, force_update)
+                .await?;
             let human = if exists {
                 format!("Storage token \"{name}\" successfully updated")
             } else {
@@ -346,31 +315,6 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
         }
     }
     Ok(())
-}
-
-/// Logs in to the result proxy for the SMS's chain (or `chain_id`) and returns its token.
-async fn result_proxy_token(
-    client: &SmsClient,
-    signer: &PrivateKeySigner,
-    url: Option<String>,
-    chain_id: Option<u64>,
-) -> anyhow::Result<String> {
-    let chain_id = match chain_id {
-        Some(id) => id,
-        None => {
-            client
-                .v2_domain()
-                .await
-                .context("cannot learn the chain id from the SMS (give it with --chain-id)")?
-                .chain_id
-        }
-    };
-    let url = url
-        .or_else(|| result_proxy::default_url(chain_id).map(str::to_owned))
-        .with_context(|| {
-            format!("no known result proxy for chain {chain_id}: give it with --result-proxy-url")
-        })?;
-    Ok(result_proxy::login(&url, chain_id, signer).await?)
 }
 
 // ---- result encryption key ----
@@ -421,17 +365,10 @@ pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> 
             let owner = signer.address();
             let path = secret_path
                 .unwrap_or_else(|| PathBuf::from(format!(".secrets/beneficiary/{owner}_key.pub")));
-            let pem = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read the public key file {}", path.display()))?;
-            let value = sms_worker::result_archive::format_encryption_key(pem.trim());
-            let exists = push_reserved_web2(
-                &client,
-                &signer,
-                RESULT_ENCRYPTION_PUBLIC_KEY,
-                &value,
-                force_update,
-            )
-            .await?;
+            let value = sms_worker::files::read_result_public_key(&path)?;
+            let exists = client
+                .push_reserved_web2(&signer, RESULT_ENCRYPTION_PUBLIC_KEY, &value, force_update)
+                .await?;
             let human = if exists {
                 "Encryption key successfully updated"
             } else {

@@ -1,6 +1,5 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
-use sms_server::config::LogFormat;
 use sms_server::{Server, ServerConfig};
 
 use crate::output::Output;
@@ -36,14 +35,8 @@ fn identity_text(doc: &sms_attest::IdentityDocument) -> String {
 }
 
 async fn identity(args: IdentityArgs, out: &Output) -> anyhow::Result<()> {
-    let opened = sms_server::open_store(&args.config).await?;
-    let (identity, created) = sms_server::identity::load_or_create(&opened.store).await?;
-    let doc = identity.public_key().document();
-    let mut human = format!(
-        "SMS identity of {}\n{}",
-        opened.description,
-        identity_text(&doc)
-    );
+    let (description, doc, created) = sms_server::identity::of_store(&args.config).await?;
+    let mut human = format!("SMS identity of {description}\n{}", identity_text(&doc));
     if created {
         human.push_str("\n  (created now: this store had none)");
     }
@@ -54,35 +47,15 @@ async fn identity(args: IdentityArgs, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SMS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: log files stay plain (and formatting costs less per request).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
-
 pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     if let Some(ServerCommand::Identity(identity_args)) = args.command {
         return identity(identity_args, out).await;
     }
-    init_logs(args.config.log_format);
-    let dev = args.config.dev;
-    let server = Server::start(args.config).await?;
-    if dev {
-        tracing::warn!(
-            ledger = %server.ledger_description,
-            simulated_tee = server.simulated_tee,
-            "DEVELOPMENT MODE: dev wallets; never store real secrets here"
-        );
-    }
+    Ok(sms_server::serve(args.config, |server| started(server, out)).await?)
+}
+
+/// The start-up lines (or JSON object) of a listening server.
+fn started(server: &Server, out: &Output) {
     let wallets: Vec<_> = server
         .dev_wallets
         .iter()
@@ -132,29 +105,4 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
         human,
         json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "identity": server.identity, "simulatedTee": server.simulated_tee, "devWallets": wallets }),
     );
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    server.shutdown().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
