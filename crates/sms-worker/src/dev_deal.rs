@@ -117,6 +117,118 @@ pub async fn deploy_dev_entry(
         .ok_or_else(|| anyhow!("the SMS answered without an address: {answer}"))
 }
 
+/// [`deploy_dev_entry`], the address checked and checksummed (`sms dev <kind> deploy`).
+pub async fn deploy_checksummed(
+    client: &SmsClient,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<String> {
+    let answer: Value = client.post_json(path, body).await?;
+    Ok(answer
+        .get("address")
+        .and_then(Value::as_str)
+        .and_then(|a| sms_core::secret::parse_address(a).ok())
+        .ok_or_else(|| anyhow!("the SMS answered without an address: {answer}"))?
+        .to_string())
+}
+
+/// `body` with its `checksum` when one is given.
+pub fn with_checksum(mut body: Value, checksum: Option<String>) -> Value {
+    if let Some(c) = checksum {
+        body["checksum"] = json!(c);
+    }
+    body
+}
+
+/// Sets a task's status on the dev ledger (`POST /dev/tasks/{task}/status`); the answer.
+pub async fn set_task_status(
+    client: &SmsClient,
+    task: &str,
+    status: &str,
+) -> anyhow::Result<Value> {
+    let path = format!("/dev/tasks/{task}/status");
+    Ok(client
+        .post_json(&path, &json!({ "status": status }))
+        .await?)
+}
+
+/// Transfers an entry to `to` on the dev ledger (`POST /dev/transfer`); the kind of entry
+/// moved (`entry` if the answer does not say) and the answer.
+pub async fn transfer(
+    client: &SmsClient,
+    entry: &str,
+    to: &str,
+) -> anyhow::Result<(String, Value)> {
+    let answer: Value = client
+        .post_json("/dev/transfer", &json!({ "entry": entry, "to": to }))
+        .await?;
+    let kind = answer
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("entry")
+        .to_owned();
+    Ok((kind, answer))
+}
+
+/// A deal exactly as `sms dev deal create` gives it: any workerpool, volume and category.
+pub struct NewDevDeal {
+    pub app: String,
+    pub dataset: Option<String>,
+    pub workerpool: String,
+    pub requester: String,
+    pub beneficiary: Option<String>,
+    pub callback: Option<String>,
+    /// Names (`tee,scone`) or a 0x bytes32, as the server parses it.
+    pub tag: String,
+    /// A JSON object, or any other string stored verbatim.
+    pub params: Option<String>,
+    pub volume: u64,
+    pub category: u64,
+}
+
+/// Records `deal` on the dev ledger (`POST /dev/deals`); returns its id and its task ids.
+pub async fn create_deal_as_given(
+    client: &SmsClient,
+    deal: &NewDevDeal,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let mut body = json!({
+        "app": deal.app, "workerpool": deal.workerpool, "requester": deal.requester,
+        "tag": deal.tag, "volume": deal.volume, "category": deal.category,
+    });
+    for (key, value) in [
+        ("dataset", &deal.dataset),
+        ("beneficiary", &deal.beneficiary),
+        ("callback", &deal.callback),
+    ] {
+        if let Some(v) = value {
+            body[key] = json!(v);
+        }
+    }
+    if let Some(params) = &deal.params {
+        body["params"] = match serde_json::from_str::<Value>(params) {
+            Ok(object @ Value::Object(_)) => object,
+            _ => json!(params),
+        };
+    }
+    let answer: Value = client.post_json("/dev/deals", &body).await?;
+    let deal_id = answer
+        .get("dealId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let tasks: Vec<String> = answer
+        .get("taskIds")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((deal_id, tasks))
+}
+
 /// A deal to create on the dev ledger.
 pub struct DealRequest {
     pub app: String,
