@@ -17,8 +17,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use sms_attest::{Evidence, SmsPublicKey};
-use sms_worker::launcher;
+use sms_attest::SmsPublicKey;
+use sms_worker::launcher::{self, EvidenceSource, Launch};
 
 use crate::commands::common::SmsArgs;
 
@@ -104,62 +104,24 @@ fn pinned_key(args: &RunArgs) -> anyhow::Result<SmsPublicKey> {
 
 async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
     let pinned = pinned_key(&args)?;
-    let measurement = match (args.evidence, &args.measurement) {
-        (EvidenceKind::Simulated, Some(hex)) => Some(
-            sms_core::hex::decode_lenient(hex)
+    let source = match (args.evidence, &args.measurement) {
+        (EvidenceKind::Simulated, Some(hex)) => EvidenceSource::Simulated {
+            measurement: sms_core::hex::decode_lenient(hex)
                 .map_err(|e| anyhow::anyhow!("--measurement: {e}"))?,
-        ),
+        },
         (EvidenceKind::Simulated, None) => bail!("--evidence simulated needs --measurement <hex>"),
         (_, Some(_)) => {
             bail!("--measurement is only for --evidence simulated (hardware reports its own)")
         }
-        (_, None) => None,
+        (EvidenceKind::Sgx, None) => EvidenceSource::Gramine(args.gramine_attestation_dir),
+        (EvidenceKind::Tdx, None) => EvidenceSource::ConfigfsTsm(args.tsm_report_dir),
     };
-    let client = args.sms.client()?;
-    let evidence = |report_data: &[u8; 64]| -> Result<Evidence, String> {
-        let evidence = match args.evidence {
-            EvidenceKind::Simulated => Evidence::Simulated {
-                measurement: measurement.clone().unwrap_or_default(),
-                report_data: *report_data,
-                debug: false,
-            },
-            EvidenceKind::Sgx => Evidence::SgxDcap {
-                quote: launcher::gramine_quote(&args.gramine_attestation_dir, report_data)
-                    .map_err(|e| format!("{e:#}"))?,
-            },
-            EvidenceKind::Tdx => Evidence::TdxDcap {
-                quote: launcher::tsm_quote(&args.tsm_report_dir, report_data)
-                    .map_err(|e| format!("{e:#}"))?,
-            },
-        };
-        Ok(evidence)
+    let launch = Launch {
+        session: args.session,
+        service: args.service,
+        pinned,
+        source,
+        refusal_file: args.refusal_file,
     };
-    let (answer, released) = match client
-        .attested_release(&args.session, &args.service, &pinned, evidence)
-        .await
-    {
-        Ok(release) => release,
-        Err(e) => {
-            if let (Some(path), Some(code)) = (&args.refusal_file, e.code()) {
-                let refusal = sms_worker::local::LaunchRefusal {
-                    code: code.to_owned(),
-                    message: e.to_string(),
-                };
-                if let Err(write) = refusal.write(path) {
-                    eprintln!("sms enclave run: cannot write {}: {write}", path.display());
-                }
-            }
-            return Err(e.into());
-        }
-    };
-    eprintln!(
-        "sms enclave run: {} attested ({} evidence, release {}/{}), answer signed by SMS key {}, {} variables released; starting the command",
-        args.service,
-        answer.tee,
-        answer.release,
-        answer.limit,
-        pinned.key_id(),
-        released.env.len()
-    );
-    launcher::exec(&args.command, &released.env)
+    launcher::attest_and_exec(&args.sms.client()?, &launch, &args.command).await
 }
