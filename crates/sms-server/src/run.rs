@@ -65,3 +65,24 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+/// A throw-away `--dev` server on a free loopback port, its data in `data_dir`: what
+/// `sms server --dev --listen 127.0.0.1:0 --data-dir <data_dir>` starts, without logs
+/// (`sms demo`). Other options come from the environment, as for `sms server`.
+pub async fn start_dev(data_dir: &std::path::Path) -> anyhow::Result<Server> {
+    #[derive(clap::Parser)]
+    struct Dev {
+        #[command(flatten)]
+        config: ServerConfig,
+    }
+    let args = [
+        std::ffi::OsStr::new("sms"),
+        "--dev".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+    ];
+    let dev = <Dev as clap::Parser>::try_parse_from(args)?;
+    Ok(Server::start(dev.config).await?)
+}
