@@ -229,6 +229,24 @@ pub async fn create_deal_as_given(
     Ok((deal_id, tasks))
 }
 
+/// `sms app run` needs the server's dev ledger: the server is asked (`GET /dev/info`) and
+/// must say that it is a dev server.
+pub async fn ensure_dev_server(client: &SmsClient) -> anyhow::Result<()> {
+    let dev = client.is_dev_server().await.with_context(|| {
+        format!(
+            "cannot ask {} whether it is a dev server (GET /dev/info)",
+            client.url()
+        )
+    })?;
+    if !dev {
+        bail!(
+            "sms app run needs a dev server, and {} is not one (it has no GET /dev/info: it was not started with --dev): against a chain, create the deal with the iExec SDK and run its task with `sms worker run --task <taskId>`",
+            client.url()
+        );
+    }
+    Ok(())
+}
+
 /// A deal to create on the dev ledger.
 pub struct DealRequest {
     pub app: String,

@@ -305,6 +305,51 @@ fn finish_writer(writer: BufWriter<fs::File>, target: &Path) -> anyhow::Result<(
     Ok(())
 }
 
+/// The files `sms dataset encrypt` encrypts: those given, or every file of
+/// [`DEFAULT_ORIGINAL_DIR`] (sorted); what is not a regular file goes to `skipped`.
+pub fn files_to_encrypt(
+    given: &[PathBuf],
+    mut skipped: impl FnMut(&Path),
+) -> anyhow::Result<Vec<PathBuf>> {
+    let given = if given.is_empty() {
+        let dir = Path::new(DEFAULT_ORIGINAL_DIR);
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .with_context(|| format!("no file given and {} cannot be read", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+    } else {
+        given.to_vec()
+    };
+    let mut files = Vec::new();
+    for path in given {
+        let meta =
+            fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_file() {
+            files.push(path);
+        } else {
+            skipped(&path);
+        }
+    }
+    if files.is_empty() {
+        bail!("nothing to encrypt");
+    }
+    Ok(files)
+}
+
+/// [`encrypt_dataset_file`] for each file in turn, each with its progress bar.
+pub fn encrypt_dataset_files(
+    files: &[PathBuf],
+    layout: &EncryptLayout,
+) -> anyhow::Result<Vec<EncryptedFile>> {
+    files
+        .iter()
+        .map(|path| encrypt_dataset_file(path, layout, &mut ProgressBar::default()))
+        .collect()
+}
+
 /// The base64 key of a dataset key file (trimmed), checked to be a dataset key.
 pub fn read_dataset_key_file(path: &Path) -> anyhow::Result<String> {
     let key = fs::read_to_string(path)
