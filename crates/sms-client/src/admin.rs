@@ -47,6 +47,16 @@ pub enum AdminError {
     },
     #[error("the backup stream broke")]
     BackupStream(#[source] reqwest::Error),
+    #[error(
+        "{} rows do not open (tampered or rolled back; see the server log) and stay on their old key: {}",
+        .0.len(),
+        .0.join(", ")
+    )]
+    Unreadable(Vec<String>),
+    #[error(
+        "{0} rows are still on older keys after {REWRAP_PASSES} passes (heavy writes from replicas on a stale key?): run it again"
+    )]
+    Pending(u64),
     #[error(transparent)]
     Http(#[from] reqwest::Error),
     #[error(transparent)]
@@ -66,6 +76,20 @@ pub struct RewrapProgress {
     pub current_key_id: Value,
     /// The rows of the last pass that did not open (tampered or rolled back).
     pub unreadable: Vec<String>,
+}
+
+impl RewrapProgress {
+    /// A rewrap is done when every row is on the newest key: unreadable rows (they stay on
+    /// their old key) and rows left after the last pass are errors.
+    pub fn ensure_complete(&self) -> Result<(), AdminError> {
+        if !self.unreadable.is_empty() {
+            return Err(AdminError::Unreadable(self.unreadable.clone()));
+        }
+        if self.pending > 0 {
+            return Err(AdminError::Pending(self.pending));
+        }
+        Ok(())
+    }
 }
 
 /// A backup written to a file.

@@ -117,27 +117,81 @@ pub async fn deploy_dev_entry(
         .ok_or_else(|| anyhow!("the SMS answered without an address: {answer}"))
 }
 
-/// [`deploy_dev_entry`], the address checked and checksummed (`sms dev <kind> deploy`).
-pub async fn deploy_checksummed(
-    client: &SmsClient,
-    path: &str,
-    body: &Value,
-) -> anyhow::Result<String> {
-    let answer: Value = client.post_json(path, body).await?;
+/// An app, dataset or workerpool to register on the dev ledger (`sms dev <kind> deploy`).
+pub enum DevEntry {
+    App {
+        owner: String,
+        name: String,
+        /// The enclave configuration JSON.
+        mrenclave: String,
+        multiaddr: String,
+        checksum: Option<String>,
+    },
+    Dataset {
+        owner: String,
+        name: String,
+        multiaddr: String,
+        checksum: Option<String>,
+    },
+    Workerpool {
+        owner: String,
+        description: String,
+    },
+}
+
+impl DevEntry {
+    /// `app`, `dataset` or `workerpool`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DevEntry::App { .. } => "app",
+            DevEntry::Dataset { .. } => "dataset",
+            DevEntry::Workerpool { .. } => "workerpool",
+        }
+    }
+
+    /// The request body of `POST /dev/<kind>s`.
+    fn body(&self) -> Value {
+        let (mut body, checksum) = match self {
+            DevEntry::App {
+                owner,
+                name,
+                mrenclave,
+                multiaddr,
+                checksum,
+            } => (
+                json!({ "owner": owner, "name": name, "mrenclave": mrenclave, "multiaddr": multiaddr }),
+                checksum,
+            ),
+            DevEntry::Dataset {
+                owner,
+                name,
+                multiaddr,
+                checksum,
+            } => (
+                json!({ "owner": owner, "name": name, "multiaddr": multiaddr }),
+                checksum,
+            ),
+            DevEntry::Workerpool { owner, description } => {
+                (json!({ "owner": owner, "description": description }), &None)
+            }
+        };
+        if let Some(c) = checksum {
+            body["checksum"] = json!(c);
+        }
+        body
+    }
+}
+
+/// Registers `entry` on the dev ledger; its address, checked and checksummed.
+pub async fn deploy_checksummed(client: &SmsClient, entry: &DevEntry) -> anyhow::Result<String> {
+    let path = format!("/dev/{}s", entry.kind());
+    let answer: Value = client.post_json(&path, &entry.body()).await?;
     Ok(answer
         .get("address")
         .and_then(Value::as_str)
         .and_then(|a| sms_core::secret::parse_address(a).ok())
         .ok_or_else(|| anyhow!("the SMS answered without an address: {answer}"))?
         .to_string())
-}
-
-/// `body` with its `checksum` when one is given.
-pub fn with_checksum(mut body: Value, checksum: Option<String>) -> Value {
-    if let Some(c) = checksum {
-        body["checksum"] = json!(c);
-    }
-    body
 }
 
 /// Sets a task's status on the dev ledger (`POST /dev/tasks/{task}/status`); the answer.

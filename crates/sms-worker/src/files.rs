@@ -350,6 +350,32 @@ pub fn encrypt_dataset_files(
         .collect()
 }
 
+/// A new RSA result encryption key pair of `bits` for beneficiary `address`, written as
+/// `<key_dir>/<address>_key` (private, owner only) and `<key_dir>/<address>_key.pub`; existing
+/// files are kept unless `force`. Returns both paths.
+pub fn write_result_key_pair(
+    key_dir: &Path,
+    address: &str,
+    bits: usize,
+    force: bool,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let private_path = key_dir.join(format!("{address}_key"));
+    let public_path = key_dir.join(format!("{address}_key.pub"));
+    if !force {
+        for p in [&private_path, &public_path] {
+            anyhow::ensure!(
+                !p.exists(),
+                "{} already exists (use --force to overwrite it)",
+                p.display()
+            );
+        }
+    }
+    let pair = result_archive::generate_key_pair_with_bits(bits)?;
+    write_private(&private_path, pair.private_pem.as_bytes(), force)?;
+    write_public(&public_path, pair.public_pem.as_bytes(), force)?;
+    Ok((private_path, public_path))
+}
+
 /// The base64 key of a dataset key file (trimmed), checked to be a dataset key.
 pub fn read_dataset_key_file(path: &Path) -> anyhow::Result<String> {
     let key = fs::read_to_string(path)

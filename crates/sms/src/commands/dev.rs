@@ -1,10 +1,10 @@
 //! Dev ledger commands (the server must run with `--dev`).
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use sms_worker::dev_deal::{
-    NewDevDeal, create_deal_as_given, deploy_checksummed, set_task_status, transfer, with_checksum,
+    DevEntry, NewDevDeal, create_deal_as_given, deploy_checksummed, set_task_status, transfer,
 };
 
 use crate::commands::common::SmsArgs;
@@ -105,15 +105,14 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
             multiaddr,
             checksum,
         }) => {
-            let body = json!({ "owner": owned.owner, "name": name, "mrenclave": mrenclave, "multiaddr": multiaddr });
-            deploy(
-                &owned.sms,
-                "/dev/apps",
-                with_checksum(body, checksum),
-                "app",
-                out,
-            )
-            .await
+            let app = DevEntry::App {
+                owner: owned.owner,
+                name,
+                mrenclave,
+                multiaddr,
+                checksum,
+            };
+            deploy(&owned.sms, &app, out).await
         }
         DevCommand::Dataset(DevDatasetCommand::Deploy {
             owned,
@@ -121,19 +120,18 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
             multiaddr,
             checksum,
         }) => {
-            let body = json!({ "owner": owned.owner, "name": name, "multiaddr": multiaddr });
-            deploy(
-                &owned.sms,
-                "/dev/datasets",
-                with_checksum(body, checksum),
-                "dataset",
-                out,
-            )
-            .await
+            let dataset = DevEntry::Dataset {
+                owner: owned.owner,
+                name,
+                multiaddr,
+                checksum,
+            };
+            deploy(&owned.sms, &dataset, out).await
         }
         DevCommand::Workerpool(DevWorkerpoolCommand::Deploy { owned, description }) => {
-            let body = json!({ "owner": owned.owner, "description": description });
-            deploy(&owned.sms, "/dev/workerpools", body, "workerpool", out).await
+            let owner = owned.owner;
+            let pool = DevEntry::Workerpool { owner, description };
+            deploy(&owned.sms, &pool, out).await
         }
         DevCommand::Deal(DevDealCommand::Create(deal)) => create_deal(deal, out).await,
         DevCommand::Task(DevTaskCommand::SetStatus { task, status, sms }) => {
@@ -227,16 +225,10 @@ async fn create_deal(deal: NewDeal, out: &Output) -> anyhow::Result<()> {
 }
 
 /// Registers an entry and prints its address.
-async fn deploy(
-    sms: &SmsArgs,
-    path: &str,
-    body: Value,
-    what: &str,
-    out: &Output,
-) -> anyhow::Result<()> {
-    let address = deploy_checksummed(&sms.client()?, path, &body).await?;
+async fn deploy(sms: &SmsArgs, entry: &DevEntry, out: &Output) -> anyhow::Result<()> {
+    let address = deploy_checksummed(&sms.client()?, entry).await?;
     out.done(
-        format!("Deployed new {what} at address {address}"),
+        format!("Deployed new {} at address {address}", entry.kind()),
         json!({ "address": address }),
     );
     Ok(())

@@ -202,19 +202,7 @@ async fn rewrap(args: RewrapArgs, json_mode: bool, out: &Output) -> anyhow::Resu
     if terminal {
         eprintln!();
     }
-    if !done.unreadable.is_empty() {
-        bail!(
-            "{} rows do not open (tampered or rolled back; see the server log) and stay on their old key: {}",
-            done.unreadable.len(),
-            done.unreadable.join(", ")
-        );
-    }
-    let pending = done.pending;
-    if pending > 0 {
-        bail!(
-            "{pending} rows are still on older keys after 10 passes (heavy writes from replicas on a stale key?): run it again"
-        );
-    }
+    done.ensure_complete()?;
     let retired = if args.retire {
         admin.retire_keys().await?["retired"].clone()
     } else {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
-use sms_worker::files::{decrypt_result_file, write_private, write_public};
+use sms_worker::files::{decrypt_result_file, write_result_key_pair};
 use sms_worker::result_archive;
 
 use crate::commands::common::{WalletArgs, wallet_address};
@@ -72,20 +72,8 @@ fn beneficiary(address: Option<&str>, wallet: &WalletArgs) -> anyhow::Result<Str
 
 pub fn generate_keypair(args: KeypairArgs, out: &Output) -> anyhow::Result<()> {
     let address = beneficiary(args.address.as_deref(), &args.wallet)?;
-    let private_path = args.key_dir.join(format!("{address}_key"));
-    let public_path = args.key_dir.join(format!("{address}_key.pub"));
-    if !args.force {
-        for p in [&private_path, &public_path] {
-            anyhow::ensure!(
-                !p.exists(),
-                "{} already exists (use --force to overwrite it)",
-                p.display()
-            );
-        }
-    }
-    let pair = result_archive::generate_key_pair_with_bits(args.bits)?;
-    write_private(&private_path, pair.private_pem.as_bytes(), args.force)?;
-    write_public(&public_path, pair.public_pem.as_bytes(), args.force)?;
+    let (private_path, public_path) =
+        write_result_key_pair(&args.key_dir, &address, args.bits, args.force)?;
     out.done(
         format!(
             "Generated an RSA-{} result encryption key pair for {address}\n  private key: {}\n  public key:  {}\nNext: sms result push-encryption-key --secret-path {}",
