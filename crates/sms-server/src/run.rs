@@ -2,6 +2,8 @@
 //! JSON), start, the start-up report, then serving until Ctrl-C or SIGTERM and a graceful
 //! shutdown.
 
+use serde_json::json;
+
 use crate::config::LogFormat;
 use crate::{Server, ServerConfig, StartupError};
 
@@ -85,4 +87,59 @@ pub async fn start_dev(data_dir: &std::path::Path) -> anyhow::Result<Server> {
     ];
     let dev = <Dev as clap::Parser>::try_parse_from(args)?;
     Ok(Server::start(dev.config).await?)
+}
+
+impl Server {
+    /// What `sms server` prints once listening: the text, and the JSON object of `--json`.
+    pub fn startup_report(&self) -> (String, serde_json::Value) {
+        let wallets: Vec<_> = self
+        .dev_wallets
+        .iter()
+        .map(|w| json!({ "name": w.name, "address": w.address.to_string(), "privateKey": w.private_key, "walletFile": w.keystore, "password": crate::dev_wallets::DEV_WALLET_PASSWORD }))
+        .collect();
+        let mut human = format!(
+            "SMS {} listening on {}\n  data directory: {}\n  store:          {}\n  ledger:         {}",
+            env!("CARGO_PKG_VERSION"),
+            self.url(),
+            self.data_dir.display(),
+            self.store_description,
+            self.ledger_description,
+        );
+        human.push('\n');
+        human.push_str(&crate::identity::pin_line(&self.identity));
+        if self.simulated_tee {
+            human.push_str(
+            "\n  simulated TEE:  ACCEPTED: /tee/provisioning releases secrets without any hardware proof \
+             (--dev or --dangerous-allow-simulated-tee); never with real secrets",
+        );
+        }
+        if self.master_key_created {
+            human.push_str(
+                "\n  master key:     created (back it up: without it the store cannot be read)",
+            );
+        }
+        if !self.dev_wallets.is_empty() {
+            human.push_str(&format!(
+                "\n\nDev wallets (keystore password \"{}\"):",
+                crate::dev_wallets::DEV_WALLET_PASSWORD
+            ));
+            for w in &self.dev_wallets {
+                human.push_str(&format!(
+                    "\n  {:<11} {}  key {}\n              --wallet-file {}",
+                    w.name,
+                    w.address,
+                    w.private_key,
+                    w.keystore.display()
+                ));
+            }
+            human.push_str(&format!(
+                "\n\nTry: export SMS_URL={} SMS_WALLET_PASSWORD=dev",
+                self.url()
+            ));
+        }
+        (
+            human,
+            json!({ "url": self.url(), "dataDir": self.data_dir, "store": self.store_description, "ledger": self.ledger_description, "identity": self.identity, "simulatedTee": self.simulated_tee, "devWallets": wallets }),
+        )
+    }
 }

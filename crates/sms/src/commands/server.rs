@@ -1,6 +1,5 @@
 use clap::{Args, Subcommand};
-use serde_json::json;
-use sms_server::{Server, ServerConfig};
+use sms_server::ServerConfig;
 
 use crate::output::Output;
 
@@ -27,23 +26,9 @@ pub struct IdentityArgs {
     pub config: ServerConfig,
 }
 
-fn identity_text(doc: &sms_attest::IdentityDocument) -> String {
-    format!(
-        "  identity:       {} key {} (pin with --sms-public-key {})",
-        doc.algorithm, doc.key_id, doc.public_key
-    )
-}
-
 async fn identity(args: IdentityArgs, out: &Output) -> anyhow::Result<()> {
-    let (description, doc, created) = sms_server::identity::of_store(&args.config).await?;
-    let mut human = format!("SMS identity of {description}\n{}", identity_text(&doc));
-    if created {
-        human.push_str("\n  (created now: this store had none)");
-    }
-    out.done(
-        human,
-        json!({ "keyId": doc.key_id, "algorithm": doc.algorithm, "publicKey": doc.public_key, "created": created }),
-    );
+    let identity = sms_server::identity::of_store(&args.config).await?;
+    out.done(identity.human(), identity.report());
     Ok(())
 }
 
@@ -51,58 +36,9 @@ pub async fn run(args: ServerArgs, out: &Output) -> anyhow::Result<()> {
     if let Some(ServerCommand::Identity(identity_args)) = args.command {
         return identity(identity_args, out).await;
     }
-    Ok(sms_server::serve(args.config, |server| started(server, out)).await?)
-}
-
-/// The start-up lines (or JSON object) of a listening server.
-fn started(server: &Server, out: &Output) {
-    let wallets: Vec<_> = server
-        .dev_wallets
-        .iter()
-        .map(|w| json!({ "name": w.name, "address": w.address.to_string(), "privateKey": w.private_key, "walletFile": w.keystore, "password": sms_server::dev_wallets::DEV_WALLET_PASSWORD }))
-        .collect();
-    let mut human = format!(
-        "SMS {} listening on {}\n  data directory: {}\n  store:          {}\n  ledger:         {}",
-        env!("CARGO_PKG_VERSION"),
-        server.url(),
-        server.data_dir.display(),
-        server.store_description,
-        server.ledger_description,
-    );
-    human.push('\n');
-    human.push_str(&identity_text(&server.identity));
-    if server.simulated_tee {
-        human.push_str(
-            "\n  simulated TEE:  ACCEPTED: /tee/provisioning releases secrets without any hardware proof \
-             (--dev or --dangerous-allow-simulated-tee); never with real secrets",
-        );
-    }
-    if server.master_key_created {
-        human.push_str(
-            "\n  master key:     created (back it up: without it the store cannot be read)",
-        );
-    }
-    if !server.dev_wallets.is_empty() {
-        human.push_str(&format!(
-            "\n\nDev wallets (keystore password \"{}\"):",
-            sms_server::dev_wallets::DEV_WALLET_PASSWORD
-        ));
-        for w in &server.dev_wallets {
-            human.push_str(&format!(
-                "\n  {:<11} {}  key {}\n              --wallet-file {}",
-                w.name,
-                w.address,
-                w.private_key,
-                w.keystore.display()
-            ));
-        }
-        human.push_str(&format!(
-            "\n\nTry: export SMS_URL={} SMS_WALLET_PASSWORD=dev",
-            server.url()
-        ));
-    }
-    out.done(
-        human,
-        json!({ "url": server.url(), "dataDir": server.data_dir, "store": server.store_description, "ledger": server.ledger_description, "identity": server.identity, "simulatedTee": server.simulated_tee, "devWallets": wallets }),
-    );
+    Ok(sms_server::serve(args.config, |server| {
+        let (human, data) = server.startup_report();
+        out.done(human, data);
+    })
+    .await?)
 }
