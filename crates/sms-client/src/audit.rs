@@ -198,6 +198,12 @@ pub struct Export {
 }
 
 impl Export {
+    /// Writes [`Export::to_json_lines`] to `path`.
+    pub fn write_json_lines(&self, path: &Path) -> anyhow::Result<()> {
+        let text = self.to_json_lines().map_err(anyhow::Error::msg)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
     /// JSON lines: the identity, every entry, every head with the proof of its last entry.
     pub fn to_json_lines(&self) -> Result<String, String> {
         let leaves: Vec<Hash> = self

@@ -17,6 +17,18 @@ pub fn parse_pinned_key(text: String) -> anyhow::Result<SmsPublicKey> {
     SmsPublicKey::from_base64(&base64).map_err(|e| anyhow::anyhow!("the pinned SMS key: {e}"))
 }
 
+/// The pinned SMS key of `sms enclave run`: `--sms-public-key` (base64), or the file of
+/// `--sms-public-key-file` (base64 or the identity JSON).
+pub fn pinned_key(text: Option<String>, file: Option<&Path>) -> anyhow::Result<SmsPublicKey> {
+    let text = match (text, file) {
+        (Some(text), _) => text,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("--sms-public-key-file {}", path.display()))?,
+        (None, None) => bail!("--sms-public-key or --sms-public-key-file is required"),
+    };
+    parse_pinned_key(text)
+}
+
 /// Replaces this process with `argv` and `env` added to the environment; returns only when
 /// the exec failed.
 #[cfg(unix)]

@@ -58,9 +58,7 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
         } => verify(from, identity, &sms, out).await,
         AuditCommand::Export { out: file, sms } => {
             let export = sms.client()?.audit_export().await?;
-            let text = export.to_json_lines().map_err(anyhow::Error::msg)?;
-            std::fs::write(&file, text)
-                .with_context(|| format!("cannot write {}", file.display()))?;
+            export.write_json_lines(&file)?;
             out.done(
                 format!(
                     "{} entries and {} signed heads written to {}",

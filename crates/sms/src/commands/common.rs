@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use sms_client::{ClientOptions, SmsClient};
+use sms_core::Address;
 use sms_worker::dev_deal::DevPool;
 use sms_worker::local::{RunReport, WorkerSetup};
 
@@ -68,6 +69,14 @@ impl WalletArgs {
         }
     }
 
+    /// The wallet's address, read from the keystore file without its password when possible.
+    pub fn address(&self) -> anyhow::Result<Address> {
+        match sms_client::wallet::address_of(&self.path())? {
+            Some(a) => Ok(sms_core::secret::parse_address(&a)?),
+            None => Ok(self.signer()?.address()),
+        }
+    }
+
     pub fn signer(&self) -> anyhow::Result<alloy_signer_local::PrivateKeySigner> {
         let path = self.path();
         if !path.exists() {
@@ -89,15 +98,12 @@ pub fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     rpassword::prompt_password(prompt).context("cannot read from the terminal")
 }
 
-/// The wallet's address, checksummed (read from the keystore file without its password when
-/// possible).
-pub fn wallet_address(wallet: &WalletArgs) -> anyhow::Result<String> {
-    let path = wallet.path();
-    let address = match sms_client::wallet::address_of(&path)? {
-        Some(a) => a,
-        None => wallet.signer()?.address().to_string(),
-    };
-    Ok(sms_core::secret::parse_address(&address)?.to_string())
+/// An explicit address, or the wallet's.
+pub fn address_or_wallet(given: Option<&str>, wallet: &WalletArgs) -> anyhow::Result<Address> {
+    match given {
+        Some(a) => Ok(sms_core::secret::parse_address(a)?),
+        None => wallet.address(),
+    }
 }
 
 /// Secret value from the option, the terminal (hidden), or standard input.

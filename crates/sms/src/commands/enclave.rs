@@ -15,9 +15,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
-use sms_attest::SmsPublicKey;
 use sms_worker::launcher::{self, EvidenceSource, Launch};
 
 use crate::commands::common::SmsArgs;
@@ -91,19 +90,11 @@ pub async fn run(cmd: EnclaveCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The pinned SMS key from the arguments: base64, or a file with base64 or the identity JSON.
-fn pinned_key(args: &RunArgs) -> anyhow::Result<SmsPublicKey> {
-    let text = match (&args.sms_public_key, &args.sms_public_key_file) {
-        (Some(text), _) => text.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .with_context(|| format!("--sms-public-key-file {}", path.display()))?,
-        (None, None) => bail!("--sms-public-key or --sms-public-key-file is required"),
-    };
-    launcher::parse_pinned_key(text)
-}
-
 async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
-    let pinned = pinned_key(&args)?;
+    let pinned = launcher::pinned_key(
+        args.sms_public_key.clone(),
+        args.sms_public_key_file.as_deref(),
+    )?;
     let source = match (args.evidence, &args.measurement) {
         (EvidenceKind::Simulated, Some(hex)) => EvidenceSource::Simulated {
             measurement: sms_core::hex::decode_lenient(hex)

@@ -14,7 +14,7 @@ use sms_core::secret::{
     RESULT_DROPBOX_TOKEN, RESULT_ENCRYPTION_PUBLIC_KEY, RESULT_IPFS_TOKEN, parse_address,
 };
 
-use crate::commands::common::{Signed, SmsArgs, WalletArgs, secret_value};
+use crate::commands::common::{Signed, SmsArgs, WalletArgs, address_or_wallet, secret_value};
 use crate::output::Output;
 
 fn address(text: &str) -> anyhow::Result<Address> {
@@ -107,18 +107,6 @@ pub enum RequesterCommand {
     },
 }
 
-/// An explicit address, or the wallet's (read from the keystore without decrypting it).
-fn address_or_wallet(given: Option<String>, wallet: &WalletArgs) -> anyhow::Result<Address> {
-    if let Some(a) = given {
-        return address(&a);
-    }
-    let path = wallet.path();
-    match sms_client::wallet::address_of(&path)? {
-        Some(a) => address(&a),
-        None => Ok(wallet.signer()?.address()),
-    }
-}
-
 pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         RequesterCommand::PushSecret {
@@ -140,7 +128,7 @@ pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Resul
             wallet,
         } => {
             sms_core::secret::RequesterSecretName::parse(&name)?;
-            let requester = address_or_wallet(address, &wallet)?;
+            let requester = address_or_wallet(address.as_deref(), &wallet)?;
             let exists = sms
                 .client()?
                 .requester_secret_exists(requester, &name)
@@ -303,7 +291,7 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
             sms,
             wallet,
         } => {
-            let owner = address_or_wallet(user, &wallet)?;
+            let owner = address_or_wallet(user.as_deref(), &wallet)?;
             let name = provider.secret_name();
             let exists = sms.client()?.web2_secret_exists(owner, name).await?;
             let human = if exists {
@@ -381,7 +369,7 @@ pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> 
             sms,
             wallet,
         } => {
-            let owner = address_or_wallet(address, &wallet)?;
+            let owner = address_or_wallet(address.as_deref(), &wallet)?;
             let exists = sms
                 .client()?
                 .web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY)

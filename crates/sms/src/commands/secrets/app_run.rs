@@ -9,9 +9,7 @@ use sms_worker::dev_deal::{
     DealRequest, DevPool, create_dev_deal, ensure_dev_server, publish_dev_bulk,
 };
 
-use crate::commands::common::{
-    LocalWorkerArgs, SmsArgs, WalletArgs, print_report, wallet_address, worker_setup,
-};
+use crate::commands::common::{LocalWorkerArgs, SmsArgs, WalletArgs, print_report, worker_setup};
 use crate::output::Output;
 
 #[derive(Args)]
@@ -85,7 +83,7 @@ pub async fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
     if !args.dev {
         ensure_dev_server(&args.sms.client()?).await?;
     }
-    let requester = wallet_address(&args.wallet)?;
+    let requester = args.wallet.address()?.to_string();
     let tag = parse_tag(&args.tag).map_err(|e| anyhow!("--tag: {e}"))?;
     let tee = tag.as_slice()[31] & 1 == 1;
     let bulk_cid = if args.bulk.is_empty() {

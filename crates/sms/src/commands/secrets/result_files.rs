@@ -9,7 +9,7 @@ use serde_json::json;
 use sms_worker::files::{decrypt_result_file, write_result_key_pair};
 use sms_worker::result_archive;
 
-use crate::commands::common::{WalletArgs, wallet_address};
+use crate::commands::common::{WalletArgs, address_or_wallet};
 use crate::output::Output;
 use sms_worker::files::ProgressBar;
 
@@ -62,16 +62,8 @@ pub struct DecryptArgs {
     pub wallet: WalletArgs,
 }
 
-/// The address given, or the wallet's, checksummed.
-fn beneficiary(address: Option<&str>, wallet: &WalletArgs) -> anyhow::Result<String> {
-    match address {
-        Some(a) => Ok(sms_core::secret::parse_address(a)?.to_string()),
-        None => wallet_address(wallet),
-    }
-}
-
 pub fn generate_keypair(args: KeypairArgs, out: &Output) -> anyhow::Result<()> {
-    let address = beneficiary(args.address.as_deref(), &args.wallet)?;
+    let address = address_or_wallet(args.address.as_deref(), &args.wallet)?.to_string();
     let (private_path, public_path) =
         write_result_key_pair(&args.key_dir, &address, args.bits, args.force)?;
     out.done(
@@ -88,7 +80,8 @@ pub fn generate_keypair(args: KeypairArgs, out: &Output) -> anyhow::Result<()> {
 }
 
 fn default_key_path(wallet: &WalletArgs) -> anyhow::Result<PathBuf> {
-    let address = beneficiary(None, wallet)
+    let address = wallet
+        .address()
         .context("no --key given and no wallet to find the default key")?;
     Ok(Path::new(DEFAULT_KEY_DIR).join(format!("{address}_key")))
 }
