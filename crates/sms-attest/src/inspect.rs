@@ -204,7 +204,48 @@ pub fn load_policy(
     })
 }
 
+/// The inputs of `sms attest verify`: the quote and collateral files and the judgement asked.
+pub struct QuoteFiles<'a> {
+    /// Raw bytes, or hex text.
+    pub quote: &'a Path,
+    pub collateral: &'a Path,
+    /// MRENCLAVE or MRTD, hex.
+    pub expect_measurement: Option<&'a str>,
+    pub accept_status: Option<&'a str>,
+    pub policy: Option<&'a Path>,
+}
+
+impl QuoteFiles<'_> {
+    /// Reads the files and inspects the quote at `at` (Unix seconds).
+    pub fn inspect(&self, at: u64) -> anyhow::Result<QuoteInspection> {
+        let quote = read_quote_file(self.quote)?;
+        let collateral = load_collateral(self.collateral)?;
+        let expected = self
+            .expect_measurement
+            .map(expected_measurement_hex)
+            .transpose()?;
+        let policy = load_policy(self.accept_status, self.policy)?;
+        Ok(inspect_quote(
+            &quote,
+            &collateral,
+            at,
+            expected.as_ref(),
+            policy.as_ref(),
+        ))
+    }
+}
+
 impl QuoteInspection {
+    /// The JSON object `sms attest verify --json` prints: the inspection with `ok` and `at`.
+    pub fn report(&self, at: u64) -> serde_json::Result<serde_json::Value> {
+        let mut data = serde_json::to_value(self)?;
+        if let Some(map) = data.as_object_mut() {
+            map.insert("ok".into(), serde_json::json!(self.verdict.accepted));
+            map.insert("at".into(), serde_json::json!(at));
+        }
+        Ok(data)
+    }
+
     /// The text `sms attest verify` prints: one line per claim, then the verdict.
     pub fn human(&self, at: u64) -> String {
         let inspection = self;

@@ -206,6 +206,25 @@ impl AdminClient {
             .await
     }
 
+    /// [`AdminClient::rewrap_all`] to completion ([`RewrapProgress::ensure_complete`]), then,
+    /// with `retire`, the retirement of the keys no row uses (their ids; `[]` without).
+    pub async fn rewrap_and_retire(
+        &self,
+        batch: u32,
+        pause: Duration,
+        retire: bool,
+        on_batch: &mut dyn FnMut(&RewrapProgress),
+    ) -> Result<(RewrapProgress, Value), AdminError> {
+        let done = self.rewrap_all(batch, pause, on_batch).await?;
+        done.ensure_complete()?;
+        let retired = if retire {
+            self.retire_keys().await?["retired"].clone()
+        } else {
+            Value::Array(Vec::new())
+        };
+        Ok((done, retired))
+    }
+
     /// Re-seals every row under the newest data key: passes over the table in batches of
     /// `batch` rows (pausing `pause` between them) until no row is left on an older key, or
     /// only unreadable rows are, or [`REWRAP_PASSES`] passes ran. `on_batch` sees the totals

@@ -3,11 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde_json::json;
-use sms_attest::inspect::{
-    expected_measurement_hex, load_collateral, load_policy, read_quote_file,
-};
-use sms_attest::inspect_quote;
+use sms_attest::inspect::QuoteFiles;
 
 use crate::output::Output;
 
@@ -51,22 +47,17 @@ pub fn run(cmd: AttestCommand, out: &Output, json_mode: bool) -> anyhow::Result<
 }
 
 fn verify(args: VerifyArgs, out: &Output, json_mode: bool) -> anyhow::Result<()> {
-    let quote = read_quote_file(&args.quote)?;
-    let collateral = load_collateral(&args.collateral)?;
-    let expected = args
-        .expect_measurement
-        .as_deref()
-        .map(expected_measurement_hex)
-        .transpose()?;
-    let policy = load_policy(args.accept_status.as_deref(), args.policy.as_deref())?;
     let at = args.at.unwrap_or_else(sms_core::clock::unix_now);
-    let inspection = inspect_quote(&quote, &collateral, at, expected.as_ref(), policy.as_ref());
+    let files = QuoteFiles {
+        quote: &args.quote,
+        collateral: &args.collateral,
+        expect_measurement: args.expect_measurement.as_deref(),
+        accept_status: args.accept_status.as_deref(),
+        policy: args.policy.as_deref(),
+    };
+    let inspection = files.inspect(at)?;
     let accepted = inspection.verdict.accepted;
-    let mut data = serde_json::to_value(&inspection)?;
-    if let Some(map) = data.as_object_mut() {
-        map.insert("ok".into(), json!(accepted));
-        map.insert("at".into(), json!(at));
-    }
+    let data = inspection.report(at)?;
     if accepted {
         out.done(inspection.human(at), data);
         return Ok(());

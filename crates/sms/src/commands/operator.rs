@@ -196,18 +196,14 @@ async fn rewrap(args: RewrapArgs, json_mode: bool, out: &Output) -> anyhow::Resu
             let _ = std::io::stderr().flush();
         }
     };
-    let done = admin
-        .rewrap_all(args.batch, Duration::from_millis(args.pause_ms), &mut show)
-        .await?;
+    let pause = Duration::from_millis(args.pause_ms);
+    let result = admin
+        .rewrap_and_retire(args.batch, pause, args.retire, &mut show)
+        .await;
     if terminal {
         eprintln!();
     }
-    done.ensure_complete()?;
-    let retired = if args.retire {
-        admin.retire_keys().await?["retired"].clone()
-    } else {
-        json!([])
-    };
+    let (done, retired) = result?;
     let (current, rewrapped, tombstones, raced) = (
         &done.current_key_id,
         done.rewrapped,
