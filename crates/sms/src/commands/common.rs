@@ -175,13 +175,11 @@ pub fn worker_setup(
 /// Prints the report; a failed task exits with code 1 after printing it.
 pub fn print_report(report: &RunReport, out: &Output) -> anyhow::Result<()> {
     let data = serde_json::to_value(report)?;
-    out.done(report.human(), data);
     if !report.ok {
         // The report (with ok: false and the stage causes) is the output: exit 1 without a
         // second message.
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        std::process::exit(1);
+        out.done_failing(report.human(), data);
     }
+    out.done(report.human(), data);
     Ok(())
 }

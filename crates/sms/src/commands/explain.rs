@@ -28,7 +28,7 @@ pub struct TaskArgs {
     pub wallet: crate::commands::common::WalletArgs,
 }
 
-pub async fn run(command: ExplainCommand, json_mode: bool, out: &Output) -> anyhow::Result<()> {
+pub async fn run(command: ExplainCommand, out: &Output) -> anyhow::Result<()> {
     let ExplainCommand::Task(args) = command;
     let task_id = args
         .task_id
@@ -54,12 +54,5 @@ pub async fn run(command: ExplainCommand, json_mode: bool, out: &Output) -> anyh
         return Ok(());
     }
     // The checks are the output: exit 1 without a second message (one JSON object in --json).
-    if json_mode {
-        println!("{data}");
-    } else {
-        println!("{}", explanation.human());
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    std::process::exit(1);
+    out.done_failing(explanation.human(), data)
 }

@@ -73,10 +73,7 @@ cause name. Exit codes: 0 success, 1 failure reported, 2 failure without the sig
 to report it, 3 IEXEC_TASK_ID missing. No secret or variable value is ever printed.";
 
 fn exit_with(code: ExitCode) -> ! {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    std::process::exit(code.code())
+    crate::output::exit(code.code())
 }
 
 pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
