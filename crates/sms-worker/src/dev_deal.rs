@@ -311,6 +311,47 @@ pub struct DealRequest {
     pub params: String,
 }
 
+/// The deal `sms app run` creates: its options as given.
+pub struct AppRunDeal<'a> {
+    pub app: &'a str,
+    pub dataset: Option<&'a str>,
+    pub requester: String,
+    /// Default: the requester.
+    pub beneficiary: Option<String>,
+    /// `--tag`: names or a 0x bytes32.
+    pub tag: &'a str,
+    /// Datasets processed in bulk, each with an open order signed by the bulk owner.
+    pub bulk: &'a [String],
+    pub options: sms_core::deal_params::RunOptions<'a>,
+}
+
+impl AppRunDeal<'_> {
+    /// The deal request: the tag parsed, the bulk orders (if any) signed by `bulk_owner` and
+    /// published in the dev IPFS, the params built for a TEE tag or not.
+    pub async fn request(
+        self,
+        client: &SmsClient,
+        bulk_owner: impl FnOnce() -> anyhow::Result<PrivateKeySigner>,
+    ) -> anyhow::Result<DealRequest> {
+        let tag = sms_core::tag::parse_tag(self.tag).map_err(|e| anyhow!("--tag: {e}"))?;
+        let tee = tag.as_slice()[31] & 1 == 1;
+        let bulk_cid = if self.bulk.is_empty() {
+            None
+        } else {
+            let owner = bulk_owner()?;
+            Some(publish_dev_bulk(client, &owner, self.bulk, tag).await?)
+        };
+        Ok(DealRequest {
+            app: self.app.to_owned(),
+            dataset: self.dataset.map(str::to_owned),
+            beneficiary: self.beneficiary.unwrap_or_else(|| self.requester.clone()),
+            requester: self.requester,
+            tag,
+            params: self.options.params(tee, bulk_cid)?,
+        })
+    }
+}
+
 /// Creates the deal on the dev ledger with the dev workerpool; returns (dealId, first taskId).
 pub async fn create_dev_deal(
     client: &SmsClient,

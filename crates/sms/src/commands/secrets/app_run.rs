@@ -1,13 +1,9 @@
 //! `sms app run <app> --dev …`: the SDK's `iexec app run` against a `--dev` SMS, executed by the
 //! local worker (`sms_worker::local`) on a dev deal (`sms_worker::dev_deal`).
 
-use anyhow::anyhow;
 use clap::Args;
 use sms_core::deal_params::RunOptions;
-use sms_core::tag::parse_tag;
-use sms_worker::dev_deal::{
-    DealRequest, DevPool, create_dev_deal, ensure_dev_server, publish_dev_bulk,
-};
+use sms_worker::dev_deal::{AppRunDeal, DevPool, create_dev_deal, ensure_dev_server};
 
 use crate::commands::common::{LocalWorkerArgs, SmsArgs, WalletArgs, print_report, worker_setup};
 use crate::output::Output;
@@ -83,33 +79,24 @@ pub async fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
     if !args.dev {
         ensure_dev_server(&args.sms.client()?).await?;
     }
-    let requester = args.wallet.address()?.to_string();
-    let tag = parse_tag(&args.tag).map_err(|e| anyhow!("--tag: {e}"))?;
-    let tee = tag.as_slice()[31] & 1 == 1;
-    let bulk_cid = if args.bulk.is_empty() {
-        None
-    } else {
-        let owner = args.wallet.signer()?;
-        Some(publish_dev_bulk(&args.sms.client()?, &owner, &args.bulk, tag).await?)
-    };
-    let request = DealRequest {
-        app: args.app.clone(),
-        dataset: args.dataset.clone(),
-        beneficiary: args
-            .beneficiary
-            .clone()
-            .unwrap_or_else(|| requester.clone()),
-        requester,
-        tag,
-        params: RunOptions {
+    let deal = AppRunDeal {
+        app: &args.app,
+        dataset: args.dataset.as_deref(),
+        requester: args.wallet.address()?.to_string(),
+        beneficiary: args.beneficiary.clone(),
+        tag: &args.tag,
+        bulk: &args.bulk,
+        options: RunOptions {
             params: args.params.as_deref(),
             args: args.args.as_deref(),
             input_files: &args.input_files,
             secrets: &args.secret,
             encrypt_result: args.encrypt_result,
-        }
-        .params(tee, bulk_cid)?,
+        },
     };
+    let request = deal
+        .request(&args.sms.client()?, || args.wallet.signer())
+        .await?;
     let mut pool = DevPool::load_or_create(args.worker.workerpool_file.as_deref())?;
     let client = args.sms.client()?;
     let (deal, task) = create_dev_deal(&client, &args.sms.sms_url, &mut pool, &request).await?;
