@@ -506,6 +506,17 @@ impl LoadedLog {
 }
 
 impl SmsClient {
+    /// The owner's receipts, checked under the key the SMS publishes; with how many are proven.
+    pub async fn proven_receipts(
+        &self,
+        signer: &PrivateKeySigner,
+    ) -> anyhow::Result<(ReceiptsAnswer, usize)> {
+        let answer = self.audit_receipts(signer).await?;
+        let key = self.published_key().await?;
+        let proven = answer.check(&key).map_err(anyhow::Error::msg)?;
+        Ok((answer, proven))
+    }
+
     /// The identity key the SMS publishes (`/tee/provisioning/identity`).
     pub async fn published_key(&self) -> anyhow::Result<SmsPublicKey> {
         let document = self

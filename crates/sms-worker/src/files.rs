@@ -147,6 +147,33 @@ pub struct EncryptLayout<'a> {
     pub force: bool,
 }
 
+impl EncryptLayout<'_> {
+    /// What `sms dataset encrypt` prints of the files `done` in this layout: the text, and
+    /// the JSON object of `--json` (the SDK's names).
+    pub fn report(&self, done: &[EncryptedFile]) -> (String, serde_json::Value) {
+        let mut human = String::new();
+        for f in done {
+            human.push_str(&format!(
+                "Encrypted {}\n  encrypted file: {}\n  key file:       {}\n  checksum:       {}\n",
+                f.original.display(),
+                f.encrypted.display(),
+                f.key.display(),
+                f.checksum
+            ));
+        }
+        human.push_str(&format!(
+            "Key of the last file also in {}",
+            self.last_key.display()
+        ));
+        let list: Vec<_> = done
+            .iter()
+            .map(|f| serde_json::json!({ "original": f.original, "encrypted": f.encrypted, "key": f.key, "checksum": f.checksum }))
+            .collect();
+        let data = serde_json::json!({ "encryptedDatasetFolderPath": self.out_dir, "secretPath": self.key_dir, "lastKeyPath": self.last_key, "encryptedFiles": list });
+        (human, data)
+    }
+}
+
 /// One dataset file encrypted.
 pub struct EncryptedFile {
     pub original: PathBuf,

@@ -77,10 +77,7 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
         }
         AuditCommand::Receipts { wallet, sms } => {
             let signer = wallet.signer()?;
-            let client = sms.client()?;
-            let answer = client.audit_receipts(&signer).await?;
-            let key = client.published_key().await?;
-            let proven = answer.check(&key).map_err(anyhow::Error::msg)?;
+            let (answer, proven) = sms.client()?.proven_receipts(&signer).await?;
             out.done(
                 answer.table(proven),
                 json!({

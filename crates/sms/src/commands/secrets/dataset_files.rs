@@ -72,28 +72,8 @@ pub fn encrypt(args: EncryptArgs, out: &Output) -> anyhow::Result<()> {
         force: args.force,
     };
     let done = encrypt_dataset_files(&files, &layout)?;
-    let mut human = String::new();
-    for f in &done {
-        human.push_str(&format!(
-            "Encrypted {}\n  encrypted file: {}\n  key file:       {}\n  checksum:       {}\n",
-            f.original.display(),
-            f.encrypted.display(),
-            f.key.display(),
-            f.checksum
-        ));
-    }
-    human.push_str(&format!(
-        "Key of the last file also in {}",
-        last_key.display()
-    ));
-    let list: Vec<_> = done
-        .iter()
-        .map(|f| json!({ "original": f.original, "encrypted": f.encrypted, "key": f.key, "checksum": f.checksum }))
-        .collect();
-    out.done(
-        human,
-        json!({ "encryptedDatasetFolderPath": args.out_dir, "secretPath": args.key_dir, "lastKeyPath": last_key, "encryptedFiles": list }),
-    );
+    let (human, data) = layout.report(&done);
+    out.done(human, data);
     Ok(())
 }
 
