@@ -62,46 +62,6 @@ pub async fn load(store: &Store) -> Result<Option<SmsIdentity>, StoreError> {
     }
 }
 
-/// The identity of the store `config` names (created if it has none yet, as `sms server
-/// identity` does).
-pub async fn of_store(config: &crate::ServerConfig) -> anyhow::Result<StoreIdentity> {
-    let opened = crate::open_store(config).await?;
-    let (identity, created) = load_or_create(&opened.store).await?;
-    Ok(StoreIdentity {
-        description: opened.description,
-        document: identity.public_key().document(),
-        created,
-    })
-}
-
-/// A store's identity, as `sms server identity` reports it.
-pub struct StoreIdentity {
-    /// Which store.
-    pub description: String,
-    pub document: sms_attest::IdentityDocument,
-    /// Created now: the store had none.
-    pub created: bool,
-}
-
-impl StoreIdentity {
-    pub fn human(&self) -> String {
-        let mut human = format!(
-            "SMS identity of {}\n{}",
-            self.description,
-            pin_line(&self.document)
-        );
-        if self.created {
-            human.push_str("\n  (created now: this store had none)");
-        }
-        human
-    }
-
-    pub fn report(&self) -> serde_json::Value {
-        let doc = &self.document;
-        serde_json::json!({ "keyId": doc.key_id, "algorithm": doc.algorithm, "publicKey": doc.public_key, "created": self.created })
-    }
-}
-
 /// The identity line of the start-up report: what enclaves pin.
 pub fn pin_line(doc: &sms_attest::IdentityDocument) -> String {
     format!(

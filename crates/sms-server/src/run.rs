@@ -5,7 +5,9 @@
 use serde_json::json;
 
 use crate::config::LogFormat;
-use crate::{Server, ServerConfig, StartupError};
+use crate::config::ServerConfig;
+use crate::server::{Server, open_store};
+use crate::startup::StartupError;
 
 /// Sets up the logs, starts the server of `config`, hands it to `started` (which reports it),
 /// and serves until Ctrl-C or SIGTERM.
@@ -141,5 +143,45 @@ impl Server {
             human,
             json!({ "url": self.url(), "dataDir": self.data_dir, "store": self.store_description, "ledger": self.ledger_description, "identity": self.identity, "simulatedTee": self.simulated_tee, "devWallets": wallets }),
         )
+    }
+}
+
+/// The identity of the store `config` names (created if it has none yet, as `sms server
+/// identity` does).
+pub async fn store_identity(config: &ServerConfig) -> anyhow::Result<StoreIdentity> {
+    let opened = open_store(config).await?;
+    let (identity, created) = crate::identity::load_or_create(&opened.store).await?;
+    Ok(StoreIdentity {
+        description: opened.description,
+        document: identity.public_key().document(),
+        created,
+    })
+}
+
+/// A store's identity, as `sms server identity` reports it.
+pub struct StoreIdentity {
+    /// Which store.
+    pub description: String,
+    pub document: sms_attest::IdentityDocument,
+    /// Created now: the store had none.
+    pub created: bool,
+}
+
+impl StoreIdentity {
+    pub fn human(&self) -> String {
+        let mut human = format!(
+            "SMS identity of {}\n{}",
+            self.description,
+            crate::identity::pin_line(&self.document)
+        );
+        if self.created {
+            human.push_str("\n  (created now: this store had none)");
+        }
+        human
+    }
+
+    pub fn report(&self) -> serde_json::Value {
+        let doc = &self.document;
+        serde_json::json!({ "keyId": doc.key_id, "algorithm": doc.algorithm, "publicKey": doc.public_key, "created": self.created })
     }
 }

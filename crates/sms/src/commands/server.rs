@@ -27,7 +27,7 @@ pub struct IdentityArgs {
 }
 
 async fn identity(args: IdentityArgs, out: &Output) -> anyhow::Result<()> {
-    let identity = sms_server::identity::of_store(&args.config).await?;
+    let identity = sms_server::store_identity(&args.config).await?;
     out.done(identity.human(), identity.report());
     Ok(())
 }
