@@ -79,7 +79,7 @@ pub async fn load_or_create(store: &Store) -> Result<(SmsIdentity, bool), StoreE
         key_id: fresh.public_key().key_id(),
         algorithm: IDENTITY_ALGORITHM.to_owned(),
         seed: STANDARD.encode(fresh.seed()),
-        created_at: sms_core::clock::unix_now(),
+        created_at: store.clock().now(),
     };
     let json = Zeroizing::new(serde_json::to_vec(&record).map_err(corrupt)?);
     match store

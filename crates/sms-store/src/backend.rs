@@ -465,7 +465,13 @@ pub trait Backend: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// Unix seconds, as the database columns hold them.
+/// Unix seconds, as the database columns hold them (the backends stamp rows with the system
+/// clock at commit).
 pub(crate) fn unix_now() -> i64 {
-    i64::try_from(sms_core::clock::unix_now()).unwrap_or(i64::MAX)
+    clock_secs(&sms_core::clock::Clock::system())
+}
+
+/// `clock`'s Unix seconds, as the database columns hold them.
+pub(crate) fn clock_secs(clock: &sms_core::clock::Clock) -> i64 {
+    i64::try_from(clock.now()).unwrap_or(i64::MAX)
 }
