@@ -900,22 +900,15 @@ async fn row_expiry_follows_the_injected_clock() {
         .insert(&challenge, &SecretValue::from("k"), Some(1000))
         .await
         .unwrap();
-    assert_eq!(store.clock().now(), 999);
-    assert_eq!(
-        store
-            .delete_expired_now(Namespace::TeeChallenge)
-            .await
-            .unwrap(),
-        0
-    );
-    assert!(store.get(&challenge).await.unwrap().is_some());
-    fixed.set(1001);
-    assert_eq!(
-        store
-            .delete_expired_now(Namespace::TeeChallenge)
-            .await
-            .unwrap(),
-        1
-    );
-    assert!(store.get(&challenge).await.unwrap().is_none());
+    for (now, deleted, kept) in [(999, 0, true), (1001, 1, false)] {
+        fixed.set(now);
+        assert_eq!(store.clock().now(), now);
+        let swept = store.delete_expired_now(Namespace::TeeChallenge).await;
+        assert_eq!(swept.unwrap(), deleted, "at {now}");
+        assert_eq!(
+            store.get(&challenge).await.unwrap().is_some(),
+            kept,
+            "at {now}"
+        );
+    }
 }

@@ -44,6 +44,14 @@ pub struct Signed {
     pub wallet: WalletArgs,
 }
 
+impl Signed {
+    /// The SMS client, then the wallet's signer.
+    pub fn connect(&self) -> anyhow::Result<(SmsClient, alloy_signer_local::PrivateKeySigner)> {
+        let client = self.sms.client()?;
+        Ok((client, self.wallet.signer()?))
+    }
+}
+
 /// The wallet that signs requests.
 #[derive(Clone, Debug, Args)]
 pub struct WalletArgs {

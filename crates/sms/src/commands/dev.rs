@@ -48,14 +48,21 @@ pub struct Owned {
     sms: SmsArgs,
 }
 
+/// An owned entry with a name (apps, datasets).
+#[derive(Args)]
+pub struct Named {
+    #[command(flatten)]
+    owned: Owned,
+    #[arg(long, default_value = "")]
+    name: String,
+}
+
 #[derive(Subcommand)]
 pub enum DevAppCommand {
     /// Register an app; prints its address.
     Deploy {
         #[command(flatten)]
-        owned: Owned,
-        #[arg(long, default_value = "")]
-        name: String,
+        entry: Named,
         /// Enclave configuration JSON, e.g. '{"framework":"SCONE","version":"v5","entrypoint":"node /app/app.js","heapSize":1073741824,"fingerprint":"<64 hex>"}'.
         #[arg(long, default_value = "")]
         mrenclave: String,
@@ -73,9 +80,7 @@ pub enum DevDatasetCommand {
     /// Register a dataset; prints its address.
     Deploy {
         #[command(flatten)]
-        owned: Owned,
-        #[arg(long, default_value = "")]
-        name: String,
+        entry: Named,
         /// Where the encrypted dataset is (URL, file path, /ipfs/…).
         #[arg(long, default_value = "")]
         multiaddr: String,
@@ -99,8 +104,7 @@ pub enum DevWorkerpoolCommand {
 pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         DevCommand::App(DevAppCommand::Deploy {
-            owned,
-            name,
+            entry: Named { owned, name },
             mrenclave,
             multiaddr,
             checksum,
@@ -115,8 +119,7 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
             deploy(&owned.sms, &app, out).await
         }
         DevCommand::Dataset(DevDatasetCommand::Deploy {
-            owned,
-            name,
+            entry: Named { owned, name },
             multiaddr,
             checksum,
         }) => {

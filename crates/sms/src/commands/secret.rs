@@ -2,10 +2,10 @@
 //! versioned). The SDK-shaped commands (`sms app|requester|dataset|result ...`) keep using the
 //! iExec API; both reach the same stored secrets.
 
+use alloy_signer_local::PrivateKeySigner;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sms_client::v2::{SecretRef, list_targets, metadata_table, with_version_hint};
-use sms_core::Address;
 use sms_core::secret::SecretKind;
 use sms_core::secret_operation::SecretVersion;
 
@@ -93,8 +93,11 @@ impl Kind {
 }
 
 impl Target {
-    fn resolve(&self, signer: Address) -> anyhow::Result<SecretRef> {
-        SecretRef::resolve(self.kind.secret_kind(), signer, &self.id)
+    /// The wallet's signer and the secret it names.
+    fn signed(&self, signed: &Signed) -> anyhow::Result<(PrivateKeySigner, SecretRef)> {
+        let signer = signed.wallet.signer()?;
+        let secret = SecretRef::resolve(self.kind.secret_kind(), signer.address(), &self.id)?;
+        Ok((signer, secret))
     }
 }
 
@@ -106,8 +109,7 @@ pub async fn run(cmd: SecretCommand, out: &Output) -> anyhow::Result<()> {
             expected_version,
             signed,
         } => {
-            let signer = signed.wallet.signer()?;
-            let secret = target.resolve(signer.address())?;
+            let (signer, secret) = target.signed(&signed)?;
             let value = secret_value(value)?;
             let written = signed
                 .sms
@@ -122,8 +124,7 @@ pub async fn run(cmd: SecretCommand, out: &Output) -> anyhow::Result<()> {
             expected_version,
             signed,
         } => {
-            let signer = signed.wallet.signer()?;
-            let secret = target.resolve(signer.address())?;
+            let (signer, secret) = target.signed(&signed)?;
             let deleted = signed
                 .sms
                 .client()?
@@ -133,8 +134,7 @@ pub async fn run(cmd: SecretCommand, out: &Output) -> anyhow::Result<()> {
             written_out(out, "deleted", &deleted);
         }
         SecretCommand::Show { target, signed } => {
-            let signer = signed.wallet.signer()?;
-            let secret = target.resolve(signer.address())?;
+            let (signer, secret) = target.signed(&signed)?;
             let meta = signed
                 .sms
                 .client()?

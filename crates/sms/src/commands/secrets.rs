@@ -67,8 +67,7 @@ pub async fn run_app(cmd: AppCommand, out: &Output) -> anyhow::Result<()> {
             signed,
         } => {
             let app = address(&app)?;
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let (client, signer) = signed.connect()?;
             let value = secret_value(value)?;
             client.push_app_secret(&signer, app, &value).await?;
             pushed(out);
@@ -115,8 +114,7 @@ pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Resul
             signed,
         } => {
             sms_core::secret::RequesterSecretName::parse(&name)?;
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let (client, signer) = signed.connect()?;
             let value = secret_value(value)?;
             client.push_requester_secret(&signer, &name, &value).await?;
             pushed(out);
@@ -179,8 +177,7 @@ pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()
         } => {
             let dataset = address(&dataset)?;
             let key = sms_worker::files::read_dataset_key_file(&secret_path)?;
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let (client, signer) = signed.connect()?;
             client.push_dataset_secret(&signer, dataset, &key).await?;
             pushed(out);
         }
@@ -263,8 +260,7 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
             force_update,
             signed,
         } => {
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let (client, signer) = signed.connect()?;
             let token = match (provider, token) {
                 (StorageProvider::Ipfs, None) => {
                     result_proxy::token_for(&client, &signer, result_proxy_url, chain_id).await?
@@ -348,8 +344,7 @@ pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> 
             secret_path,
             signed,
         } => {
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let (client, signer) = signed.connect()?;
             let owner = signer.address();
             let path = secret_path
                 .unwrap_or_else(|| PathBuf::from(format!(".secrets/beneficiary/{owner}_key.pub")));
