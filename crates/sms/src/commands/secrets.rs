@@ -9,17 +9,12 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde_json::json;
 use sms_client::result_proxy;
-use sms_core::Address;
 use sms_core::secret::{
     RESULT_DROPBOX_TOKEN, RESULT_ENCRYPTION_PUBLIC_KEY, RESULT_IPFS_TOKEN, parse_address,
 };
 
 use crate::commands::common::{Signed, SmsArgs, WalletArgs, address_or_wallet, secret_value};
 use crate::output::Output;
-
-fn address(text: &str) -> anyhow::Result<Address> {
-    Ok(parse_address(text)?)
-}
 
 fn pushed(out: &Output) {
     out.done("Secret successfully pushed", json!({ "isPushed": true }));
@@ -66,14 +61,14 @@ pub async fn run_app(cmd: AppCommand, out: &Output) -> anyhow::Result<()> {
             secret_value: value,
             signed,
         } => {
-            let app = address(&app)?;
+            let app = parse_address(&app)?;
             let (client, signer) = signed.connect()?;
             let value = secret_value(value)?;
             client.push_app_secret(&signer, app, &value).await?;
             pushed(out);
         }
         AppCommand::CheckSecret { app, sms } => {
-            let app = address(&app)?;
+            let app = parse_address(&app)?;
             let exists = sms.client()?.app_secret_exists(app).await?;
             checked(out, exists, format!("app {app}"));
         }
@@ -175,14 +170,14 @@ pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()
             secret_path,
             signed,
         } => {
-            let dataset = address(&dataset)?;
+            let dataset = parse_address(&dataset)?;
             let key = sms_worker::files::read_dataset_key_file(&secret_path)?;
             let (client, signer) = signed.connect()?;
             client.push_dataset_secret(&signer, dataset, &key).await?;
             pushed(out);
         }
         DatasetCommand::CheckSecret { dataset, sms } => {
-            let dataset = address(&dataset)?;
+            let dataset = parse_address(&dataset)?;
             let exists = sms.client()?.dataset_secret_exists(dataset).await?;
             checked(out, exists, format!("dataset {dataset}"));
         }

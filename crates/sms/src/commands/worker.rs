@@ -72,10 +72,6 @@ A failure is printed on standard error as {\"stage\",\"cause\",\"message\"} with
 cause name. Exit codes: 0 success, 1 failure reported, 2 failure without the sign tokens
 to report it, 3 IEXEC_TASK_ID missing. No secret or variable value is ever printed.";
 
-fn exit_with(code: ExitCode) -> ! {
-    crate::output::exit(code.code())
-}
-
 pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
     // Referenced so the help text and the code cannot drift apart.
     let _ = (
@@ -102,7 +98,7 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
                 out.done(o.human(), o.report());
             }
             if code != ExitCode::Success {
-                exit_with(code);
+                crate::output::exit(code.code());
             }
         }
         WorkerCommand::PostCompute => {
@@ -111,7 +107,7 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
                 out.done(o.human(), o.report());
             }
             if code != ExitCode::Success {
-                exit_with(code);
+                crate::output::exit(code.code());
             }
         }
     }
