@@ -137,7 +137,7 @@ pub fn inspect_quote(
 }
 
 /// Raw bytes, or the bytes of hex text (with or without 0x, surrounding whitespace allowed).
-pub fn read_quote_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+fn read_quote_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read quote {}", path.display()))?;
     if let Ok(text) = std::str::from_utf8(&bytes) {
@@ -155,7 +155,7 @@ pub fn read_quote_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// `--expect-measurement`: MRENCLAVE by its 32 bytes, MRTD (only) by its 48.
-pub fn expected_measurement_hex(text: &str) -> anyhow::Result<ExpectedMeasurement> {
+fn expected_measurement_hex(text: &str) -> anyhow::Result<ExpectedMeasurement> {
     let bytes = sms_core::hex::decode_lenient(text)
         .map_err(|e| anyhow::anyhow!("--expect-measurement: {e}"))?;
     if let Ok(mr_enclave) = <[u8; 32]>::try_from(bytes.as_slice()) {
@@ -178,7 +178,7 @@ pub fn expected_measurement_hex(text: &str) -> anyhow::Result<ExpectedMeasuremen
 }
 
 /// Collateral JSON (the format of `--collateral-dir` files), named in the error.
-pub fn load_collateral(path: &Path) -> anyhow::Result<Collateral> {
+fn load_collateral(path: &Path) -> anyhow::Result<Collateral> {
     Collateral::load(path)
         .map_err(|e| anyhow::anyhow!("{:#}", anyhow::Error::new(e)))
         .with_context(|| format!("collateral {}", path.display()))
@@ -186,7 +186,7 @@ pub fn load_collateral(path: &Path) -> anyhow::Result<Collateral> {
 
 /// The TCB judgement asked for: exactly the statuses of `accept_status` (comma-separated
 /// Intel names), or the policy file at `policy` (the server's `--attest-policy` format).
-pub fn load_policy(
+fn load_policy(
     accept_status: Option<&str>,
     policy: Option<&Path>,
 ) -> anyhow::Result<Option<Policy>> {

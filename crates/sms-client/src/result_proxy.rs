@@ -123,7 +123,7 @@ async fn read_bounded(
 /// Logs in to the result proxy for the SMS's chain (or `chain_id`) and returns its token.
 pub async fn token_for(
     client: &crate::SmsClient,
-    signer: &alloy_signer_local::PrivateKeySigner,
+    signer: &PrivateKeySigner,
     url: Option<String>,
     chain_id: Option<u64>,
 ) -> anyhow::Result<String> {
