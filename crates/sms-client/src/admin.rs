@@ -47,6 +47,16 @@ pub enum AdminError {
     },
     #[error("the backup stream broke")]
     BackupStream(#[source] reqwest::Error),
+    #[error(
+        "{} rows do not open (tampered or rolled back; see the server log) and stay on their old key: {}",
+        .0.len(),
+        .0.join(", ")
+    )]
+    Unreadable(Vec<String>),
+    #[error(
+        "{0} rows are still on older keys after {REWRAP_PASSES} passes (heavy writes from replicas on a stale key?): run it again"
+    )]
+    Pending(u64),
     #[error(transparent)]
     Http(#[from] reqwest::Error),
     #[error(transparent)]
@@ -66,6 +76,20 @@ pub struct RewrapProgress {
     pub current_key_id: Value,
     /// The rows of the last pass that did not open (tampered or rolled back).
     pub unreadable: Vec<String>,
+}
+
+impl RewrapProgress {
+    /// A rewrap is done when every row is on the newest key: unreadable rows (they stay on
+    /// their old key) and rows left after the last pass are errors.
+    pub fn ensure_complete(&self) -> Result<(), AdminError> {
+        if !self.unreadable.is_empty() {
+            return Err(AdminError::Unreadable(self.unreadable.clone()));
+        }
+        if self.pending > 0 {
+            return Err(AdminError::Pending(self.pending));
+        }
+        Ok(())
+    }
 }
 
 /// A backup written to a file.
@@ -165,6 +189,42 @@ impl AdminClient {
         Ok(self.send(method, path, query).await?.json().await?)
     }
 
+    /// `GET /admin/keys`: the data keys, their rows and encryptions, rows left to rewrap.
+    pub async fn key_status(&self) -> Result<Value, AdminError> {
+        self.json(reqwest::Method::GET, "/admin/keys", &[]).await
+    }
+
+    /// `POST /admin/keys/rotate`: a new data key now; answers the new status.
+    pub async fn rotate_data_key(&self) -> Result<Value, AdminError> {
+        self.json(reqwest::Method::POST, "/admin/keys/rotate", &[])
+            .await
+    }
+
+    /// `POST /admin/keys/retire`: deletes the data keys no row uses; answers `{"retired"}`.
+    pub async fn retire_keys(&self) -> Result<Value, AdminError> {
+        self.json(reqwest::Method::POST, "/admin/keys/retire", &[])
+            .await
+    }
+
+    /// [`AdminClient::rewrap_all`] to completion ([`RewrapProgress::ensure_complete`]), then,
+    /// with `retire`, the retirement of the keys no row uses (their ids; `[]` without).
+    pub async fn rewrap_and_retire(
+        &self,
+        batch: u32,
+        pause: Duration,
+        retire: bool,
+        on_batch: &mut dyn FnMut(&RewrapProgress),
+    ) -> Result<(RewrapProgress, Value), AdminError> {
+        let done = self.rewrap_all(batch, pause, on_batch).await?;
+        done.ensure_complete()?;
+        let retired = if retire {
+            self.retire_keys().await?["retired"].clone()
+        } else {
+            Value::Array(Vec::new())
+        };
+        Ok((done, retired))
+    }
+
     /// Re-seals every row under the newest data key: passes over the table in batches of
     /// `batch` rows (pausing `pause` between them) until no row is left on an older key, or
     /// only unreadable rows are, or [`REWRAP_PASSES`] passes ran. `on_batch` sees the totals
@@ -251,4 +311,30 @@ impl AdminClient {
             master_key_fingerprint,
         })
     }
+}
+
+/// The text `sms operator key-status` prints of a `GET /admin/keys` answer.
+pub fn key_status_text(status: &Value) -> String {
+    let mut text = format!(
+        "master key {}; current data key {}; {} rows to rewrap\n  id  rows        encryptions  created     master key        state",
+        status["masterKeyFingerprint"].as_str().unwrap_or("?"),
+        status["currentKeyId"],
+        status["pendingRewrap"],
+    );
+    for key in status["keys"].as_array().into_iter().flatten() {
+        let state = match (key["current"].as_bool(), key["legacy"].as_bool()) {
+            (Some(true), _) => "current",
+            (_, Some(true)) => "legacy",
+            _ => "old",
+        };
+        text.push_str(&format!(
+            "\n  {:<3} {:<11} {:<12} {:<11} {:<17} {state}",
+            key["id"],
+            key["rows"],
+            key["encryptions"],
+            key["createdAt"],
+            key["masterKeyFingerprint"].as_str().unwrap_or("?"),
+        ));
+    }
+    text
 }

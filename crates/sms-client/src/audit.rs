@@ -2,7 +2,10 @@
 //! signed receipts request, the export (JSON lines) and its verification against the SMS
 //! identity key. Hashing and proofs are `sms_core::audit`.
 
+use std::path::Path;
+
 use alloy_signer_local::PrivateKeySigner;
+use anyhow::Context;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -195,6 +198,12 @@ pub struct Export {
 }
 
 impl Export {
+    /// Writes [`Export::to_json_lines`] to `path`.
+    pub fn write_json_lines(&self, path: &Path) -> anyhow::Result<()> {
+        let text = self.to_json_lines().map_err(anyhow::Error::msg)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
     /// JSON lines: the identity, every entry, every head with the proof of its last entry.
     pub fn to_json_lines(&self) -> Result<String, String> {
         let leaves: Vec<Hash> = self
@@ -422,5 +431,186 @@ impl SmsClient {
             Some(signature),
         )
         .await
+    }
+}
+
+/// A log to verify (`sms audit verify`): an export file or the SMS's live log, and the key
+/// its heads are checked against.
+pub struct LoadedLog {
+    pub export: Export,
+    pub key: SmsPublicKey,
+    /// The file or the SMS URL, as the messages name it.
+    pub source: String,
+    /// Printed before the verification: the key came from the export itself.
+    pub note: Option<String>,
+}
+
+impl LoadedLog {
+    /// An export file, checked against `pinned`, or else the key the export names.
+    pub fn from_file(path: &Path, pinned: Option<SmsPublicKey>) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let export = Export::from_json_lines(&text).map_err(anyhow::Error::msg)?;
+        let (key, note) = match (pinned, &export.identity) {
+            (Some(key), _) => (key, None),
+            (None, Some(document)) => (
+                SmsPublicKey::from_base64(&document.public_key)?,
+                Some(format!(
+                    "note: checking heads against the key named in the export itself ({}); pin it with --identity",
+                    document.key_id
+                )),
+            ),
+            (None, None) => anyhow::bail!(
+                "{} names no identity: give --identity <base64 public key>",
+                path.display()
+            ),
+        };
+        Ok(Self {
+            export,
+            key,
+            source: path.display().to_string(),
+            note,
+        })
+    }
+
+    /// The SMS's live log, checked against the key it publishes (which must be `pinned`).
+    pub async fn from_sms(
+        client: &SmsClient,
+        pinned: Option<SmsPublicKey>,
+    ) -> anyhow::Result<Self> {
+        let export = client.audit_export().await?;
+        let published = client.published_key().await?;
+        if let Some(pinned) = pinned
+            && pinned != published
+        {
+            anyhow::bail!(
+                "the SMS publishes key {}, not the pinned {}",
+                published.key_id(),
+                pinned.key_id()
+            );
+        }
+        Ok(Self {
+            export,
+            key: published,
+            source: client.url().to_owned(),
+            note: None,
+        })
+    }
+
+    /// [`verify_export`], the failure naming the source.
+    pub fn verify(&self) -> anyhow::Result<VerifySummary> {
+        verify_export(&self.export, &self.key).map_err(|failure| {
+            anyhow::anyhow!("audit log of {} fails verification: {failure}", self.source)
+        })
+    }
+}
+
+impl SmsClient {
+    /// The owner's receipts, checked under the key the SMS publishes; with how many are proven.
+    pub async fn proven_receipts(
+        &self,
+        signer: &PrivateKeySigner,
+    ) -> anyhow::Result<(ReceiptsAnswer, usize)> {
+        let answer = self.audit_receipts(signer).await?;
+        let key = self.published_key().await?;
+        let proven = answer.check(&key).map_err(anyhow::Error::msg)?;
+        Ok((answer, proven))
+    }
+
+    /// The identity key the SMS publishes (`/tee/provisioning/identity`).
+    pub async fn published_key(&self) -> anyhow::Result<SmsPublicKey> {
+        let document = self
+            .provision_identity()
+            .await
+            .context("cannot read the SMS identity (/tee/provisioning/identity)")?;
+        Ok(SmsPublicKey::from_base64(&document.public_key)?)
+    }
+}
+
+fn outcome(event: &AuditEvent) -> String {
+    match event {
+        AuditEvent::ReleaseGranted { release, .. } => format!("granted (release {release})"),
+        AuditEvent::ReleaseRefused { code, .. } => format!("refused ({code})"),
+        AuditEvent::SecretWritten {
+            action, version, ..
+        } => format!("{action:?} v{version}").to_lowercase(),
+        AuditEvent::SessionCreated { secrets, .. } => format!("{} secrets", secrets.len()),
+        AuditEvent::ChallengeIssued { .. } | AuditEvent::AdminAction { .. } => "-".into(),
+    }
+}
+
+fn row(receipt: &Receipt) -> [String; 7] {
+    let e = &receipt.event;
+    let (worker, measurement) = match e {
+        AuditEvent::ReleaseGranted {
+            worker,
+            measurement,
+            service,
+            ..
+        } => (worker.clone(), format!("{service} {measurement}")),
+        AuditEvent::ReleaseRefused {
+            worker,
+            measurement,
+            service,
+            ..
+        } => (
+            worker.clone(),
+            format!("{service} {}", measurement.as_deref().unwrap_or("-")),
+        ),
+        AuditEvent::SessionCreated { worker, .. } => (worker.clone(), "-".into()),
+        AuditEvent::SecretWritten { secret, .. } => (
+            "-".into(),
+            format!("{}/{}/{}", secret.namespace, secret.owner, secret.name),
+        ),
+        _ => ("-".into(), "-".into()),
+    };
+    [
+        sms_core::clock::utc(i64::try_from(receipt.entry.at).unwrap_or(i64::MAX)),
+        e.kind().to_owned(),
+        e.task().unwrap_or("-").to_owned(),
+        worker,
+        measurement,
+        outcome(e),
+        if receipt.proof.is_some() {
+            "yes".into()
+        } else {
+            "pending".into()
+        },
+    ]
+}
+
+impl ReceiptsAnswer {
+    /// The table `sms audit receipts` prints: a heading line, then one row per receipt.
+    pub fn table(&self, proven: usize) -> String {
+        let answer = self;
+        let mut rows = vec![[
+            "WHEN (UTC)".to_owned(),
+            "EVENT".into(),
+            "TASK".into(),
+            "WORKER".into(),
+            "ENCLAVE MEASUREMENT / SECRET".into(),
+            "OUTCOME".into(),
+            "PROVEN".into(),
+        ]];
+        rows.extend(answer.receipts.iter().map(row));
+        let widths: Vec<usize> = (0..7)
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        let mut text = format!(
+            "{} receipts for {} ({proven} proven under the head of size {})\n",
+            answer.receipts.len(),
+            answer.owner,
+            answer.head.as_ref().map_or(0, |h| h.size)
+        );
+        for r in &rows {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            text.push_str(cells.join("  ").trim_end());
+            text.push('\n');
+        }
+        text.trim_end().to_owned()
     }
 }

@@ -385,6 +385,31 @@ impl SmsClient {
         .await
     }
 
+    /// Pushes one of the SDK's reserved web2 secrets of the signer (result key, storage tokens):
+    /// created when absent, replaced only with `force_update`. Returns whether it existed.
+    pub async fn push_reserved_web2(
+        &self,
+        signer: &PrivateKeySigner,
+        name: &str,
+        value: &str,
+        force_update: bool,
+    ) -> anyhow::Result<bool> {
+        let owner = signer.address();
+        let exists = self.web2_secret_exists(owner, name).await?;
+        if exists && !force_update {
+            anyhow::bail!(
+                "Secret \"{name}\" already exists for {owner} and can't be updated without --force-update"
+            );
+        }
+        let mode = if exists {
+            Web2Write::Update
+        } else {
+            Web2Write::Create
+        };
+        self.push_web2_secret(signer, name, value, mode).await?;
+        Ok(exists)
+    }
+
     // ---- JSON APIs (dev ledger, TEE) ----
 
     /// POSTs a JSON body and decodes the JSON answer.

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use alloy_signer_local::PrivateKeySigner;
+use anyhow::Context;
 use reqwest::StatusCode;
 use sms_core::error_chain;
 use sms_core::result_proxy::{ChallengeError, LoginChallenge};
@@ -117,4 +118,29 @@ async fn read_bounded(
         });
     }
     Ok(body)
+}
+
+/// Logs in to the result proxy for the SMS's chain (or `chain_id`) and returns its token.
+pub async fn token_for(
+    client: &crate::SmsClient,
+    signer: &PrivateKeySigner,
+    url: Option<String>,
+    chain_id: Option<u64>,
+) -> anyhow::Result<String> {
+    let chain_id = match chain_id {
+        Some(id) => id,
+        None => {
+            client
+                .v2_domain()
+                .await
+                .context("cannot learn the chain id from the SMS (give it with --chain-id)")?
+                .chain_id
+        }
+    };
+    let url = url
+        .or_else(|| default_url(chain_id).map(str::to_owned))
+        .with_context(|| {
+            format!("no known result proxy for chain {chain_id}: give it with --result-proxy-url")
+        })?;
+    Ok(login(&url, chain_id, signer).await?)
 }

@@ -29,7 +29,63 @@ pub struct SecretRef {
     pub name: String,
 }
 
+impl SecretRef {
+    /// The secret of `kind` named by `id`: a name of the signer's (requester, web2), or the
+    /// app or dataset address (app developer secret, dataset key).
+    pub fn resolve(kind: SecretKind, signer: Address, id: &str) -> anyhow::Result<Self> {
+        Ok(match kind {
+            SecretKind::AppDeveloper | SecretKind::Web3 => SecretRef {
+                kind,
+                owner: sms_core::secret::parse_address(id)?,
+                name: String::new(),
+            },
+            SecretKind::Requester | SecretKind::Web2 => SecretRef {
+                kind,
+                owner: signer,
+                name: id.to_owned(),
+            },
+        })
+    }
+}
+
+/// The (kind, owner) lists `sms secret list [kind] [address]` reads: without a kind the
+/// signer's requester and web2 secrets; an app's or dataset's with its address.
+pub fn list_targets(
+    kind: Option<SecretKind>,
+    address: Option<&str>,
+    signer: Address,
+) -> anyhow::Result<Vec<(SecretKind, Address)>> {
+    use SecretKind::{AppDeveloper, Requester, Web2, Web3};
+    Ok(match (kind, address) {
+        (None, None) => vec![(Requester, signer), (Web2, signer)],
+        (Some(k @ (Requester | Web2)), None) => vec![(k, signer)],
+        (Some(Requester | Web2), Some(_)) => anyhow::bail!(
+            "requester and web2 secrets are listed for your own wallet: drop the address"
+        ),
+        (Some(k @ (AppDeveloper | Web3)), Some(a)) => {
+            vec![(k, sms_core::secret::parse_address(a)?)]
+        }
+        (Some(AppDeveloper | Web3), None) => {
+            anyhow::bail!("give the app or dataset address: sms secret list app 0x...")
+        }
+        (None, Some(_)) => anyhow::bail!("give the kind before the address"),
+    })
+}
+
 impl SmsClient {
+    /// Every secret of these (kind, owner) lists, in order.
+    pub async fn v2_list_all(
+        &self,
+        signer: &PrivateKeySigner,
+        lists: &[(SecretKind, Address)],
+    ) -> Result<Vec<SecretMetadata>, ClientError> {
+        let mut all = Vec::new();
+        for &(kind, owner) in lists {
+            all.extend(self.v2_list(signer, kind, owner).await?.secrets);
+        }
+        Ok(all)
+    }
+
     /// The domain this SMS accepts v2 signatures for (`GET /v2/domain`).
     pub async fn v2_domain(&self) -> Result<ServiceDomain, ClientError> {
         let request = self.http.get(format!("{}/v2/domain", self.base));
@@ -170,5 +226,52 @@ fn refusal(status: StatusCode, body: &[u8]) -> ClientError {
             status,
             reason: crate::reason_of(body),
         },
+    }
+}
+
+/// One line per secret: kind, name, version, updated (UTC), key id.
+pub fn metadata_table(rows: &[SecretMetadata]) -> String {
+    let mut text = format!(
+        "{:<14} {:<42} {:>7}  {:<20} {:>6}",
+        "KIND", "NAME", "VERSION", "UPDATED (UTC)", "KEY"
+    );
+    for m in rows {
+        let name = if m.name.is_empty() {
+            m.owner.to_string()
+        } else {
+            m.name.clone()
+        };
+        text.push_str(&format!(
+            "\n{:<14} {:<42} {:>7}  {:<20} {:>6}",
+            m.kind.as_str(),
+            name,
+            m.version,
+            sms_core::clock::utc(m.updated_at),
+            m.key_id
+        ));
+    }
+    text
+}
+
+/// A refusal as the CLI user should read it: the server's code and message, and for a
+/// version conflict the flag to pass.
+pub fn with_version_hint(error: ClientError) -> anyhow::Error {
+    match &error {
+        ClientError::Refused {
+            code,
+            current_version: Some(current),
+            ..
+        } if code == "VERSION_CONFLICT" => {
+            let hint = if *current == 0 {
+                "the secret does not exist: pass --expected-version 0 (the default) to create it"
+                    .to_owned()
+            } else {
+                format!(
+                    "the current version is {current}: pass --expected-version {current} to replace it"
+                )
+            };
+            anyhow::anyhow!("{error} ({hint})")
+        }
+        _ => error.into(),
     }
 }

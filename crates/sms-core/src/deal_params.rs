@@ -385,6 +385,46 @@ fn check_provider(p: &str) -> Result<(), ParamsError> {
     }
 }
 
+/// The options of `sms app run` that make a deal's params (the SDK's merge rules: `params`
+/// first, the other options over it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions<'a> {
+    /// `--params`: a JSON object of known keys, or the args.
+    pub params: Option<&'a str>,
+    /// `--args`: appended to the app's entrypoint.
+    pub args: Option<&'a str>,
+    pub input_files: &'a [String],
+    /// `<appSecretIndex>=<requesterSecretName>` mappings.
+    pub secrets: &'a [String],
+    pub encrypt_result: bool,
+}
+
+impl RunOptions<'_> {
+    /// The params string of these options, with the deal's `bulk_cid` if any.
+    pub fn params(&self, tee: bool, bulk_cid: Option<String>) -> Result<String, ParamsError> {
+        let mut builder = match self.params {
+            Some(p) => ParamsBuilder::from_params(p)?,
+            None => ParamsBuilder::new(),
+        };
+        if let Some(a) = self.args {
+            builder = builder.args(a);
+        }
+        if !self.input_files.is_empty() {
+            builder = builder.input_files(self.input_files.iter().map(String::as_str))?;
+        }
+        if !self.secrets.is_empty() {
+            builder = builder.secret_mappings(self.secrets.iter().map(String::as_str))?;
+        }
+        if self.encrypt_result {
+            builder = builder.encrypt_result(true);
+        }
+        if let Some(cid) = bulk_cid {
+            builder = builder.bulk_cid(cid);
+        }
+        builder.build(tee, false)
+    }
+}
+
 impl ParamsBuilder {
     pub fn new() -> Self {
         Self::default()

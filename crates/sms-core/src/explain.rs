@@ -150,6 +150,41 @@ pub struct Explanation {
 }
 
 impl Explanation {
+    /// The text `sms explain task` prints: one line per check, then the conclusion.
+    pub fn human(&self) -> String {
+        let explanation = self;
+        let width = explanation
+            .checks
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0);
+        let mut text = format!("task {}\n", explanation.task_id);
+        for check in &explanation.checks {
+            let mark = match check.status {
+                CheckStatus::Pass => "✓",
+                CheckStatus::Fail => "✗",
+                CheckStatus::Skipped => "–",
+            };
+            text.push_str(&format!(
+                "{mark} {:width$}  {}",
+                check.name,
+                check.fact,
+                width = width
+            ));
+            if let Some(code) = &check.code {
+                text.push_str(&format!(" [{code}]"));
+            }
+            text.push('\n');
+        }
+        text.push_str(match explanation.first_failure() {
+            None if explanation.ok => "every check passes",
+            None => "no check fails (some were skipped)",
+            Some(_) => "a session or release of this task would be refused",
+        });
+        text
+    }
+
     pub fn new(task_id: String, worker: Option<String>, checks: Vec<Check>) -> Self {
         let ok = checks.iter().all(|c| c.status == CheckStatus::Pass);
         Self {

@@ -117,7 +117,7 @@ impl HeadSigner {
         let head = TreeHead {
             size: state.frontier.size(),
             root: state.frontier.root(),
-            at: sms_core::clock::unix_now(),
+            at: self.store.clock().now(),
         };
         let signature = self.identity.sign(&head.signing_payload());
         let stored = StoredTreeHead {
@@ -136,13 +136,13 @@ impl HeadSigner {
     async fn publish_lag(&self, size: u64) {
         let lag = match self.store.latest_audit_head().await {
             Ok(Some(latest)) if latest.head.size >= size => 0,
-            Ok(Some(latest)) => sms_core::clock::unix_now().saturating_sub(latest.head.at),
+            Ok(Some(latest)) => self.store.clock().now().saturating_sub(latest.head.at),
             Ok(None) if size == 0 => 0,
             // No head yet: the lag counts from the first entry's time.
             Ok(None) => match self.store.audit_entries(0, 1).await {
-                Ok(first) => first.first().map_or(0, |e| {
-                    sms_core::clock::unix_now().saturating_sub(e.entry.at)
-                }),
+                Ok(first) => first
+                    .first()
+                    .map_or(0, |e| self.store.clock().now().saturating_sub(e.entry.at)),
                 Err(_) => return,
             },
             Err(_) => return,

@@ -62,8 +62,14 @@ pub async fn load(store: &Store) -> Result<Option<SmsIdentity>, StoreError> {
     }
 }
 
-/// The store's identity, created on first use. Concurrent first calls (replicas starting
-/// together) all return the one that was inserted first.
+/// The identity line of the start-up report: what enclaves pin.
+pub fn pin_line(doc: &sms_attest::IdentityDocument) -> String {
+    format!(
+        "  identity:       {} key {} (pin with --sms-public-key {})",
+        doc.algorithm, doc.key_id, doc.public_key
+    )
+}
+
 pub async fn load_or_create(store: &Store) -> Result<(SmsIdentity, bool), StoreError> {
     if let Some(identity) = load(store).await? {
         return Ok((identity, false));
@@ -73,7 +79,7 @@ pub async fn load_or_create(store: &Store) -> Result<(SmsIdentity, bool), StoreE
         key_id: fresh.public_key().key_id(),
         algorithm: IDENTITY_ALGORITHM.to_owned(),
         seed: STANDARD.encode(fresh.seed()),
-        created_at: sms_core::clock::unix_now(),
+        created_at: store.clock().now(),
     };
     let json = Zeroizing::new(serde_json::to_vec(&record).map_err(corrupt)?);
     match store

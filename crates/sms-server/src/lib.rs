@@ -15,6 +15,7 @@ pub mod limits;
 mod metrics_layer;
 pub mod provision;
 mod routes;
+mod run;
 mod server;
 mod startup;
 mod state;
@@ -39,6 +40,7 @@ pub mod fuzzing {
 }
 pub use admin_config::{KeyArgs, read_token_file as admin_token};
 pub use routes::CorsOrigins;
+pub use run::{StoreIdentity, init_logs, serve, shutdown_signal, start_dev, store_identity};
 pub use server::{OpenedStore, Server, open_store};
 pub use startup::StartupError;
 pub use state::{AppState, AppStateInner};

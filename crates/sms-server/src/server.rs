@@ -279,7 +279,8 @@ pub async fn open_store(config: &ServerConfig) -> Result<OpenedStore, StartupErr
     let description = backend.describe();
     let started = std::time::Instant::now();
     let store = loop {
-        match Store::open_with(backend.clone(), master, config.keys.policy()).await {
+        let clock = config.attest.clock.clone().unwrap_or_default();
+        match Store::open_clocked(backend.clone(), master, config.keys.policy(), clock).await {
             Err(e) if retry_at_startup(&e, started).await => {
                 master = MasterKey::from_env_or_file(&config.master_key_file(), false)?.0;
             }

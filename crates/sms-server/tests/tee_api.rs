@@ -1539,6 +1539,19 @@ async fn another_worker_is_refused_while_the_session_lives() {
     );
 }
 
+/// A dev deal is created at the injected clock's time: its task's final deadline (category 0,
+/// 10 × 300 s) counts from that clock, and a session of the task ends there, before the
+/// session lifetime.
+#[tokio::test]
+async fn a_dev_deal_counts_its_deadline_from_the_injected_clock() {
+    let start = sms_core::clock::unix_now() - 7200;
+    let fixed = sms_core::clock::FixedClock::at(start);
+    let w = World::with_config(move |c| c.attest.clock = Some(fixed.into())).await;
+    let task = w.storable_task_in(0).await;
+    let session = w.session(task).await.unwrap();
+    assert_eq!(session.expires_at, start + 3000);
+}
+
 /// A session ends when the injected clock passes its end: created at the clock's time (its
 /// expiry is that time plus the session lifetime), it releases nothing once the clock is moved
 /// past it, without waiting.
@@ -1548,7 +1561,9 @@ async fn a_session_expires_when_the_injected_clock_passes_its_end() {
     let fixed = sms_core::clock::FixedClock::at(start);
     let clock = fixed.clone();
     let w = World::with_config(move |c| c.attest.clock = Some(clock.into())).await;
-    let task = w.storable_task().await;
+    // Category 1 (S): the task's final deadline, 10 × 1200 s after the injected clock, is
+    // after the session's end.
+    let task = w.storable_task_in(1).await;
     let session = w.session(task).await.unwrap();
     assert_eq!(session.expires_at, start + 3600);
     let nonce = |w: &World| {
@@ -1576,6 +1591,11 @@ async fn a_session_expires_when_the_injected_clock_passes_its_end() {
 impl World {
     /// A task whose session can be created: IPFS storage with the requester's token pushed.
     async fn storable_task(&self) -> B256 {
+        self.storable_task_in(0).await
+    }
+
+    /// A task of a deal of `category` (its deadlines count from the server's clock).
+    async fn storable_task_in(&self, category: u64) -> B256 {
         self.client()
             .push_web2_secret(
                 &self.requester,
@@ -1585,8 +1605,10 @@ impl World {
             )
             .await
             .unwrap();
-        self.task(json!({ "params": { "iexec_result_storage_provider": "ipfs" } }))
-            .await
+        self.task(
+            json!({ "params": { "iexec_result_storage_provider": "ipfs" }, "category": category }),
+        )
+        .await
     }
 }
 

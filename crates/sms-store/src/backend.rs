@@ -237,6 +237,15 @@ pub enum StoreError {
     /// The data directory is in use by a running server (restore refused).
     #[error("{0}")]
     Busy(String),
+    /// No store where one was named, or none named (operator commands).
+    #[error("{0}")]
+    NoStore(String),
+    #[error("cannot create {}", path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An audited write was not done because its audit entry could not be written: the
     /// action and its entry commit together or not at all (503, `AUDIT_LOG_UNAVAILABLE`).
     #[error("audit log unavailable: {0}")]
@@ -456,7 +465,13 @@ pub trait Backend: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// Unix seconds, as the database columns hold them.
+/// Unix seconds, as the database columns hold them (the backends stamp rows with the system
+/// clock at commit).
 pub(crate) fn unix_now() -> i64 {
-    i64::try_from(sms_core::clock::unix_now()).unwrap_or(i64::MAX)
+    clock_secs(&sms_core::clock::Clock::system())
+}
+
+/// `clock`'s Unix seconds, as the database columns hold them.
+pub(crate) fn clock_secs(clock: &sms_core::clock::Clock) -> i64 {
+    i64::try_from(clock.now()).unwrap_or(i64::MAX)
 }

@@ -16,7 +16,11 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::backend::{Backend, Insert, RecordKey, SealedRow, StoreError, WrappedDataKey, unix_now};
+use sms_core::clock::Clock;
+
+use crate::backend::{
+    Backend, Insert, RecordKey, SealedRow, StoreError, WrappedDataKey, clock_secs,
+};
 
 const NONCE_LEN: usize = 12;
 
@@ -239,6 +243,8 @@ pub struct KeyRing {
     master: MasterKey,
     fingerprint: String,
     policy: RotationPolicy,
+    /// Data-key creation times and age rotation read it.
+    clock: Clock,
     keys: RwLock<BTreeMap<i64, DataKey>>,
     lease: Mutex<Lease>,
     /// One refill (database round trip) at a time; holds the last one's outage, if it met
@@ -266,7 +272,7 @@ impl KeyRing {
         backend: &dyn Backend,
         master: MasterKey,
     ) -> Result<Self, StoreError> {
-        Self::open(backend, master, RotationPolicy::default()).await
+        Self::open(backend, master, RotationPolicy::default(), Clock::system()).await
     }
 
     /// Unwraps every data key (creating the first one on a new database); fails when the
@@ -275,12 +281,14 @@ impl KeyRing {
         backend: &dyn Backend,
         master: MasterKey,
         policy: RotationPolicy,
+        clock: Clock,
     ) -> Result<Self, StoreError> {
         let fingerprint = master.fingerprint();
         let ring = Self {
             master,
             fingerprint,
             policy,
+            clock,
             keys: RwLock::new(BTreeMap::new()),
             lease: Mutex::new(Lease {
                 key_id: 0,
@@ -360,7 +368,7 @@ impl KeyRing {
             wrapped: wrapped.1,
             nonce: wrapped.0,
             master_fingerprint: self.fingerprint.clone(),
-            created_at: unix_now(),
+            created_at: clock_secs(&self.clock),
             encryptions: 0,
             wrap_format: wrap_format::VERSIONED,
         };
@@ -443,7 +451,7 @@ impl KeyRing {
         };
         let mut current =
             usable(&stored).ok_or_else(|| StoreError::Key("no usable data key".into()))?;
-        let now = unix_now();
+        let now = clock_secs(&self.clock);
         if force || exhausted(&current, &self.policy, now) {
             let next = stored.iter().map(|k| k.id).max().unwrap_or(0) + 1;
             match self.create_key(backend, next).await? {
@@ -700,6 +708,7 @@ pub mod fuzzing {
             fingerprint: master.fingerprint(),
             master,
             policy: RotationPolicy::default(),
+            clock: Clock::system(),
             keys: RwLock::new(BTreeMap::new()),
             lease: Mutex::new(Lease {
                 key_id: 0,

@@ -16,12 +16,14 @@
 mod backend;
 pub mod crypto;
 mod key_index;
+pub mod offline;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
 
+use sms_core::clock::Clock;
 use sms_core::secret::SecretValue;
 
 pub use backend::{
@@ -50,6 +52,8 @@ pub struct Store {
     audit: tokio::sync::mpsc::Sender<AuditJob>,
     /// Wakes the audit writer to chain entries an audited write left pending.
     chain_wake: Arc<tokio::sync::Notify>,
+    /// What the store decides by the time (row expiry, audit entry times, data-key age) reads.
+    clock: Clock,
 }
 
 /// Builds the audit event of an audited write from the version the write stores.
@@ -140,6 +144,7 @@ async fn audit_writer(
     backend: Arc<dyn Backend>,
     mut jobs: tokio::sync::mpsc::Receiver<AuditJob>,
     chain_wake: Arc<tokio::sync::Notify>,
+    clock: Clock,
 ) {
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
     let mut sweep = tokio::time::interval(PENDING_SWEEP);
@@ -151,7 +156,7 @@ async fn audit_writer(
             _ = sweep.tick() => { chain_all_pending(backend.as_ref()).await.ok(); continue }
         }
         let bodies = batch.iter().map(|j| j.body.clone()).collect();
-        let result = backend.append_audit(unix_now().max(0) as u64, bodies).await;
+        let result = backend.append_audit(clock.now(), bodies).await;
         for (i, job) in batch.drain(..).enumerate() {
             let answer = match &result {
                 Ok(first) => {
@@ -206,16 +211,38 @@ impl Store {
         master: MasterKey,
         policy: RotationPolicy,
     ) -> Result<Self, StoreError> {
-        let keys = KeyRing::open(backend.as_ref(), master, policy).await?;
+        Self::open_clocked(backend, master, policy, Clock::system()).await
+    }
+
+    /// [`Store::open_with`] reading `clock` (the server's; a test's [`sms_core::clock::FixedClock`])
+    /// wherever the store decides by the time.
+    pub async fn open_clocked(
+        backend: Arc<dyn Backend>,
+        master: MasterKey,
+        policy: RotationPolicy,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
+        let keys = KeyRing::open(backend.as_ref(), master, policy, clock.clone()).await?;
         let (audit, jobs) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
         let chain_wake = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(audit_writer(backend.clone(), jobs, chain_wake.clone()));
+        tokio::spawn(audit_writer(
+            backend.clone(),
+            jobs,
+            chain_wake.clone(),
+            clock.clone(),
+        ));
         Ok(Self {
             backend,
             keys: Arc::new(keys),
             audit,
             chain_wake,
+            clock,
         })
+    }
+
+    /// The clock the store reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -306,7 +333,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let event = event(version);
         let note = AuditNote {
-            at: unix_now().max(0) as u64,
+            at: self.clock.now(),
             body: event.body(),
         };
         match self.backend.write_audited(write, note).await {
@@ -632,6 +659,18 @@ impl Store {
 
     pub async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {
         self.backend.delete_expired(namespace, now).await
+    }
+
+    /// Deletes the rows of `namespace` whose expiry is before the store's clock.
+    pub async fn delete_expired_now(&self, namespace: Namespace) -> Result<u64, StoreError> {
+        let now = backend::clock_secs(&self.clock);
+        self.backend.delete_expired(namespace.as_str(), now).await
+    }
+
+    /// Deletes the v2 request nonces whose request expired by the store's clock.
+    pub async fn delete_expired_nonces_now(&self) -> Result<u64, StoreError> {
+        let now = backend::clock_secs(&self.clock);
+        self.backend.delete_expired_nonces(now).await
     }
 
     pub async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError> {

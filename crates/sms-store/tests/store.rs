@@ -873,3 +873,42 @@ async fn values_survive_reopen_with_the_key_file() {
         SecretValue::from("kept")
     );
 }
+
+/// The store decides row expiry by the clock it was opened with: a row expiring at 1000 is
+/// kept while that clock reads 999 and deleted once it reads 1001, with no sleep.
+#[tokio::test]
+async fn row_expiry_follows_the_injected_clock() {
+    use sms_core::clock::FixedClock;
+    use sms_store::{Namespace, RotationPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(
+        SqliteBackend::open(&dir.path().join("sms.db"))
+            .await
+            .unwrap(),
+    );
+    let fixed = FixedClock::at(999);
+    let store = Store::open_clocked(
+        backend,
+        MasterKey::generate(),
+        RotationPolicy::default(),
+        fixed.clone().into(),
+    )
+    .await
+    .unwrap();
+    let challenge = Namespace::TeeChallenge.key("task", "0x01");
+    store
+        .insert(&challenge, &SecretValue::from("k"), Some(1000))
+        .await
+        .unwrap();
+    for (now, deleted, kept) in [(999, 0, true), (1001, 1, false)] {
+        fixed.set(now);
+        assert_eq!(store.clock().now(), now);
+        let swept = store.delete_expired_now(Namespace::TeeChallenge).await;
+        assert_eq!(swept.unwrap(), deleted, "at {now}");
+        assert_eq!(
+            store.get(&challenge).await.unwrap().is_some(),
+            kept,
+            "at {now}"
+        );
+    }
+}

@@ -117,6 +117,190 @@ pub async fn deploy_dev_entry(
         .ok_or_else(|| anyhow!("the SMS answered without an address: {answer}"))
 }
 
+/// An app, dataset or workerpool to register on the dev ledger (`sms dev <kind> deploy`).
+pub enum DevEntry {
+    App {
+        owner: String,
+        name: String,
+        /// The enclave configuration JSON.
+        mrenclave: String,
+        multiaddr: String,
+        checksum: Option<String>,
+    },
+    Dataset {
+        owner: String,
+        name: String,
+        multiaddr: String,
+        checksum: Option<String>,
+    },
+    Workerpool {
+        owner: String,
+        description: String,
+    },
+}
+
+impl DevEntry {
+    /// `app`, `dataset` or `workerpool`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DevEntry::App { .. } => "app",
+            DevEntry::Dataset { .. } => "dataset",
+            DevEntry::Workerpool { .. } => "workerpool",
+        }
+    }
+
+    /// The request body of `POST /dev/<kind>s`.
+    fn body(&self) -> Value {
+        let (mut body, checksum) = match self {
+            DevEntry::App {
+                owner,
+                name,
+                mrenclave,
+                multiaddr,
+                checksum,
+            } => (
+                json!({ "owner": owner, "name": name, "mrenclave": mrenclave, "multiaddr": multiaddr }),
+                checksum,
+            ),
+            DevEntry::Dataset {
+                owner,
+                name,
+                multiaddr,
+                checksum,
+            } => (
+                json!({ "owner": owner, "name": name, "multiaddr": multiaddr }),
+                checksum,
+            ),
+            DevEntry::Workerpool { owner, description } => {
+                (json!({ "owner": owner, "description": description }), &None)
+            }
+        };
+        if let Some(c) = checksum {
+            body["checksum"] = json!(c);
+        }
+        body
+    }
+}
+
+/// Registers `entry` on the dev ledger; its address, checked and checksummed.
+pub async fn deploy_checksummed(client: &SmsClient, entry: &DevEntry) -> anyhow::Result<String> {
+    let path = format!("/dev/{}s", entry.kind());
+    let answer: Value = client.post_json(&path, &entry.body()).await?;
+    Ok(answer
+        .get("address")
+        .and_then(Value::as_str)
+        .and_then(|a| sms_core::secret::parse_address(a).ok())
+        .ok_or_else(|| anyhow!("the SMS answered without an address: {answer}"))?
+        .to_string())
+}
+
+/// Sets a task's status on the dev ledger (`POST /dev/tasks/{task}/status`); the answer.
+pub async fn set_task_status(
+    client: &SmsClient,
+    task: &str,
+    status: &str,
+) -> anyhow::Result<Value> {
+    let path = format!("/dev/tasks/{task}/status");
+    Ok(client
+        .post_json(&path, &json!({ "status": status }))
+        .await?)
+}
+
+/// Transfers an entry to `to` on the dev ledger (`POST /dev/transfer`); the kind of entry
+/// moved (`entry` if the answer does not say) and the answer.
+pub async fn transfer(
+    client: &SmsClient,
+    entry: &str,
+    to: &str,
+) -> anyhow::Result<(String, Value)> {
+    let answer: Value = client
+        .post_json("/dev/transfer", &json!({ "entry": entry, "to": to }))
+        .await?;
+    let kind = answer
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("entry")
+        .to_owned();
+    Ok((kind, answer))
+}
+
+/// A deal exactly as `sms dev deal create` gives it: any workerpool, volume and category.
+pub struct NewDevDeal {
+    pub app: String,
+    pub dataset: Option<String>,
+    pub workerpool: String,
+    pub requester: String,
+    pub beneficiary: Option<String>,
+    pub callback: Option<String>,
+    /// Names (`tee,scone`) or a 0x bytes32, as the server parses it.
+    pub tag: String,
+    /// A JSON object, or any other string stored verbatim.
+    pub params: Option<String>,
+    pub volume: u64,
+    pub category: u64,
+}
+
+/// Records `deal` on the dev ledger (`POST /dev/deals`); returns its id and its task ids.
+pub async fn create_deal_as_given(
+    client: &SmsClient,
+    deal: &NewDevDeal,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let mut body = json!({
+        "app": deal.app, "workerpool": deal.workerpool, "requester": deal.requester,
+        "tag": deal.tag, "volume": deal.volume, "category": deal.category,
+    });
+    for (key, value) in [
+        ("dataset", &deal.dataset),
+        ("beneficiary", &deal.beneficiary),
+        ("callback", &deal.callback),
+    ] {
+        if let Some(v) = value {
+            body[key] = json!(v);
+        }
+    }
+    if let Some(params) = &deal.params {
+        body["params"] = match serde_json::from_str::<Value>(params) {
+            Ok(object @ Value::Object(_)) => object,
+            _ => json!(params),
+        };
+    }
+    let answer: Value = client.post_json("/dev/deals", &body).await?;
+    let deal_id = answer
+        .get("dealId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let tasks: Vec<String> = answer
+        .get("taskIds")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((deal_id, tasks))
+}
+
+/// `sms app run` needs the server's dev ledger: the server is asked (`GET /dev/info`) and
+/// must say that it is a dev server.
+pub async fn ensure_dev_server(client: &SmsClient) -> anyhow::Result<()> {
+    let dev = client.is_dev_server().await.with_context(|| {
+        format!(
+            "cannot ask {} whether it is a dev server (GET /dev/info)",
+            client.url()
+        )
+    })?;
+    if !dev {
+        bail!(
+            "sms app run needs a dev server, and {} is not one (it has no GET /dev/info: it was not started with --dev): against a chain, create the deal with the iExec SDK and run its task with `sms worker run --task <taskId>`",
+            client.url()
+        );
+    }
+    Ok(())
+}
+
 /// A deal to create on the dev ledger.
 pub struct DealRequest {
     pub app: String,
@@ -125,6 +309,47 @@ pub struct DealRequest {
     pub beneficiary: String,
     pub tag: B256,
     pub params: String,
+}
+
+/// The deal `sms app run` creates: its options as given.
+pub struct AppRunDeal<'a> {
+    pub app: &'a str,
+    pub dataset: Option<&'a str>,
+    pub requester: String,
+    /// Default: the requester.
+    pub beneficiary: Option<String>,
+    /// `--tag`: names or a 0x bytes32.
+    pub tag: &'a str,
+    /// Datasets processed in bulk, each with an open order signed by the bulk owner.
+    pub bulk: &'a [String],
+    pub options: sms_core::deal_params::RunOptions<'a>,
+}
+
+impl AppRunDeal<'_> {
+    /// The deal request: the tag parsed, the bulk orders (if any) signed by `bulk_owner` and
+    /// published in the dev IPFS, the params built for a TEE tag or not.
+    pub async fn request(
+        self,
+        client: &SmsClient,
+        bulk_owner: impl FnOnce() -> anyhow::Result<PrivateKeySigner>,
+    ) -> anyhow::Result<DealRequest> {
+        let tag = sms_core::tag::parse_tag(self.tag).map_err(|e| anyhow!("--tag: {e}"))?;
+        let tee = tag.as_slice()[31] & 1 == 1;
+        let bulk_cid = if self.bulk.is_empty() {
+            None
+        } else {
+            let owner = bulk_owner()?;
+            Some(publish_dev_bulk(client, &owner, self.bulk, tag).await?)
+        };
+        Ok(DealRequest {
+            app: self.app.to_owned(),
+            dataset: self.dataset.map(str::to_owned),
+            beneficiary: self.beneficiary.unwrap_or_else(|| self.requester.clone()),
+            requester: self.requester,
+            tag,
+            params: self.options.params(tee, bulk_cid)?,
+        })
+    }
 }
 
 /// Creates the deal on the dev ledger with the dev workerpool; returns (dealId, first taskId).

@@ -4,8 +4,9 @@
 //! created readable by their owner only. Progress goes to a [`Meter`] the caller draws.
 
 use std::fs;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -144,6 +145,33 @@ pub struct EncryptLayout<'a> {
     pub key_dir: &'a Path,
     pub last_key: &'a Path,
     pub force: bool,
+}
+
+impl EncryptLayout<'_> {
+    /// What `sms dataset encrypt` prints of the files `done` in this layout: the text, and
+    /// the JSON object of `--json` (the SDK's names).
+    pub fn report(&self, done: &[EncryptedFile]) -> (String, serde_json::Value) {
+        let mut human = String::new();
+        for f in done {
+            human.push_str(&format!(
+                "Encrypted {}\n  encrypted file: {}\n  key file:       {}\n  checksum:       {}\n",
+                f.original.display(),
+                f.encrypted.display(),
+                f.key.display(),
+                f.checksum
+            ));
+        }
+        human.push_str(&format!(
+            "Key of the last file also in {}",
+            self.last_key.display()
+        ));
+        let list: Vec<_> = done
+            .iter()
+            .map(|f| serde_json::json!({ "original": f.original, "encrypted": f.encrypted, "key": f.key, "checksum": f.checksum }))
+            .collect();
+        let data = serde_json::json!({ "encryptedDatasetFolderPath": self.out_dir, "secretPath": self.key_dir, "lastKeyPath": self.last_key, "encryptedFiles": list });
+        (human, data)
+    }
 }
 
 /// One dataset file encrypted.
@@ -302,4 +330,160 @@ fn finish_writer(writer: BufWriter<fs::File>, target: &Path) -> anyhow::Result<(
     file.sync_all()
         .with_context(|| format!("cannot write {}", target.display()))?;
     Ok(())
+}
+
+/// The files `sms dataset encrypt` encrypts: those given, or every file of
+/// [`DEFAULT_ORIGINAL_DIR`] (sorted); what is not a regular file goes to `skipped`.
+pub fn files_to_encrypt(
+    given: &[PathBuf],
+    mut skipped: impl FnMut(&Path),
+) -> anyhow::Result<Vec<PathBuf>> {
+    let given = if given.is_empty() {
+        let dir = Path::new(DEFAULT_ORIGINAL_DIR);
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .with_context(|| format!("no file given and {} cannot be read", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+    } else {
+        given.to_vec()
+    };
+    let mut files = Vec::new();
+    for path in given {
+        let meta =
+            fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_file() {
+            files.push(path);
+        } else {
+            skipped(&path);
+        }
+    }
+    if files.is_empty() {
+        bail!("nothing to encrypt");
+    }
+    Ok(files)
+}
+
+/// [`encrypt_dataset_file`] for each file in turn, each with its progress bar.
+pub fn encrypt_dataset_files(
+    files: &[PathBuf],
+    layout: &EncryptLayout,
+) -> anyhow::Result<Vec<EncryptedFile>> {
+    files
+        .iter()
+        .map(|path| encrypt_dataset_file(path, layout, &mut ProgressBar::default()))
+        .collect()
+}
+
+/// A new RSA result encryption key pair of `bits` for beneficiary `address`, written as
+/// `<key_dir>/<address>_key` (private, owner only) and `<key_dir>/<address>_key.pub`; existing
+/// files are kept unless `force`. Returns both paths.
+pub fn write_result_key_pair(
+    key_dir: &Path,
+    address: &str,
+    bits: usize,
+    force: bool,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let private_path = key_dir.join(format!("{address}_key"));
+    let public_path = key_dir.join(format!("{address}_key.pub"));
+    if !force {
+        for p in [&private_path, &public_path] {
+            anyhow::ensure!(
+                !p.exists(),
+                "{} already exists (use --force to overwrite it)",
+                p.display()
+            );
+        }
+    }
+    let pair = result_archive::generate_key_pair_with_bits(bits)?;
+    write_private(&private_path, pair.private_pem.as_bytes(), force)?;
+    write_public(&public_path, pair.public_pem.as_bytes(), force)?;
+    Ok((private_path, public_path))
+}
+
+/// The base64 key of a dataset key file (trimmed), checked to be a dataset key.
+pub fn read_dataset_key_file(path: &Path) -> anyhow::Result<String> {
+    let key = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the dataset key file {}", path.display()))?;
+    let key = key.trim();
+    DatasetKey::from_base64(key)
+        .with_context(|| format!("{} does not hold a dataset key", path.display()))?;
+    Ok(key.to_owned())
+}
+
+/// A beneficiary's public key file (SPKI PEM) as the result encryption key secret holds it.
+pub fn read_result_public_key(path: &Path) -> anyhow::Result<String> {
+    let pem = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the public key file {}", path.display()))?;
+    Ok(result_archive::format_encryption_key(pem.trim()))
+}
+
+/// A progress bar on standard error, drawn only on a terminal and for large inputs.
+#[derive(Default)]
+pub struct ProgressBar {
+    label: String,
+    total: u64,
+    enabled: bool,
+    last_draw: Option<Instant>,
+    started: Option<Instant>,
+}
+
+/// Inputs smaller than this get no progress bar.
+const PROGRESS_MIN_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Meter for ProgressBar {
+    fn start(&mut self, label: &str, total: u64) {
+        *self = Self {
+            label: label.to_owned(),
+            total,
+            enabled: total >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal(),
+            last_draw: None,
+            started: Some(Instant::now()),
+        };
+    }
+
+    fn update(&mut self, done: u64) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_draw
+            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
+            && done < self.total
+        {
+            return;
+        }
+        self.last_draw = Some(now);
+        let fraction = if self.total == 0 {
+            1.0
+        } else {
+            (done as f64 / self.total as f64).min(1.0)
+        };
+        let width = 30;
+        let filled = (fraction * width as f64) as usize;
+        let secs = self
+            .started
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+            .max(0.001);
+        let rate = done as f64 / secs / 1_048_576.0;
+        eprint!(
+            "\r{} [{}{}] {:>3}% {:.1}/{:.1} MiB {:.1} MiB/s ",
+            self.label,
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            (fraction * 100.0) as u32,
+            done as f64 / 1_048_576.0,
+            self.total as f64 / 1_048_576.0,
+            rate
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
+            eprintln!();
+        }
+    }
 }

@@ -3,10 +3,10 @@
 //! with its released environment (never a shell).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use sms_attest::SmsPublicKey;
+use sms_attest::{Evidence, SmsPublicKey};
 
 /// The pinned SMS key from its text: base64, or the identity JSON (`sms server identity`).
 pub fn parse_pinned_key(text: String) -> anyhow::Result<SmsPublicKey> {
@@ -15,6 +15,18 @@ pub fn parse_pinned_key(text: String) -> anyhow::Result<SmsPublicKey> {
         Err(_) => text,
     };
     SmsPublicKey::from_base64(&base64).map_err(|e| anyhow::anyhow!("the pinned SMS key: {e}"))
+}
+
+/// The pinned SMS key of `sms enclave run`: `--sms-public-key` (base64), or the file of
+/// `--sms-public-key-file` (base64 or the identity JSON).
+pub fn pinned_key(text: Option<String>, file: Option<&Path>) -> anyhow::Result<SmsPublicKey> {
+    let text = match (text, file) {
+        (Some(text), _) => text,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("--sms-public-key-file {}", path.display()))?,
+        (None, None) => bail!("--sms-public-key or --sms-public-key-file is required"),
+    };
+    parse_pinned_key(text)
 }
 
 /// Replaces this process with `argv` and `env` added to the environment; returns only when
@@ -99,4 +111,90 @@ pub fn tsm_quote(dir: &Path, report_data: &[u8; 64]) -> anyhow::Result<Vec<u8>> 
     })();
     let _ = std::fs::remove_dir(&entry);
     result
+}
+
+/// Where an enclave's evidence comes from.
+pub enum EvidenceSource {
+    /// Gramine's attestation pseudo-files in this directory (SGX DCAP quote).
+    Gramine(PathBuf),
+    /// The configfs-tsm report directory (TDX quote).
+    ConfigfsTsm(PathBuf),
+    /// No hardware: a bare claim of this measurement (development servers only).
+    Simulated { measurement: Vec<u8> },
+}
+
+impl EvidenceSource {
+    /// The evidence binding `report_data`.
+    fn evidence(&self, report_data: &[u8; 64]) -> Result<Evidence, String> {
+        Ok(match self {
+            EvidenceSource::Simulated { measurement } => Evidence::Simulated {
+                measurement: measurement.clone(),
+                report_data: *report_data,
+                debug: false,
+            },
+            EvidenceSource::Gramine(dir) => Evidence::SgxDcap {
+                quote: gramine_quote(dir, report_data).map_err(|e| format!("{e:#}"))?,
+            },
+            EvidenceSource::ConfigfsTsm(dir) => Evidence::TdxDcap {
+                quote: tsm_quote(dir, report_data).map_err(|e| format!("{e:#}"))?,
+            },
+        })
+    }
+}
+
+/// One release for one service of a session (`sms enclave run`).
+pub struct Launch {
+    pub session: String,
+    /// pre-compute, app or post-compute.
+    pub service: String,
+    /// The SMS key the answer must be signed by (from the measured arguments).
+    pub pinned: SmsPublicKey,
+    pub source: EvidenceSource,
+    /// Receives the SMS's refusal code as JSON (for the local worker, which never parses
+    /// this launcher's output).
+    pub refusal_file: Option<PathBuf>,
+}
+
+/// Attests to the SMS, opens the release signed by the pinned key, and execs `command` with
+/// the released environment (nothing of it written, printed or logged). A refusal is written
+/// to the refusal file before the error is returned.
+pub async fn attest_and_exec(
+    client: &sms_client::SmsClient,
+    launch: &Launch,
+    command: &[String],
+) -> anyhow::Result<()> {
+    let pinned = &launch.pinned;
+    let (answer, released) = match client
+        .attested_release(
+            &launch.session,
+            &launch.service,
+            pinned,
+            |report_data: &[u8; 64]| launch.source.evidence(report_data),
+        )
+        .await
+    {
+        Ok(release) => release,
+        Err(e) => {
+            if let (Some(path), Some(code)) = (&launch.refusal_file, e.code()) {
+                let refusal = crate::local::LaunchRefusal {
+                    code: code.to_owned(),
+                    message: e.to_string(),
+                };
+                if let Err(write) = refusal.write(path) {
+                    eprintln!("sms enclave run: cannot write {}: {write}", path.display());
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    eprintln!(
+        "sms enclave run: {} attested ({} evidence, release {}/{}), answer signed by SMS key {}, {} variables released; starting the command",
+        launch.service,
+        answer.tee,
+        answer.release,
+        answer.limit,
+        pinned.key_id(),
+        released.env.len()
+    );
+    exec(command, &released.env)
 }

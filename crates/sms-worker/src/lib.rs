@@ -20,6 +20,7 @@
 mod cbc_stream;
 pub mod computed;
 pub mod dataset;
+pub mod demo;
 pub mod dev_deal;
 pub mod enclave_signature;
 pub mod exit_cause;

@@ -744,3 +744,18 @@ pub fn parse_task_id(text: &str) -> anyhow::Result<B256> {
         .parse()
         .map_err(|_| anyhow!("task id: expected 0x followed by 64 hex digits"))
 }
+
+/// The PoCo ledger at `rpc` (hub `hub`, chain `chain_id`), for a task read from the chain
+/// (`sms worker run --chain-rpc --hub`).
+pub async fn connect_poco(
+    rpc: &str,
+    hub: &str,
+    chain_id: u64,
+) -> anyhow::Result<std::sync::Arc<dyn sms_chain::Ledger>> {
+    let hub = sms_core::secret::parse_address(hub)?;
+    let config = sms_chain::poco::PocoConfig::new(rpc.to_owned(), hub, chain_id);
+    let ledger = sms_chain::poco::PocoLedger::connect(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("chain: {e}"))?;
+    Ok(std::sync::Arc::new(ledger))
+}

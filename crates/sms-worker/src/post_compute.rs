@@ -51,6 +51,37 @@ pub struct PostComputeOutput {
     pub callback: bool,
 }
 
+impl PostComputeOutput {
+    /// The lines `sms worker post-compute` prints.
+    pub fn human(&self) -> String {
+        format!(
+            "post-compute done\n  result digest:     {}\n  enclave signature: {}\n  archive:           {}{}\n  computed file:     {}",
+            self.result_digest,
+            self.enclave_signature,
+            self.archive
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none (callback)".into()),
+            if self.encrypted { " (encrypted)" } else { "" },
+            self.computed_file.display()
+        )
+    }
+
+    /// The JSON object `sms worker post-compute --json` prints.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "stage": "post-compute",
+            "taskId": self.task_id,
+            "resultDigest": self.result_digest,
+            "enclaveSignature": self.enclave_signature,
+            "archive": self.archive,
+            "encrypted": self.encrypted,
+            "computedFile": self.computed_file,
+            "callback": self.callback,
+        })
+    }
+}
+
 fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Some(true),

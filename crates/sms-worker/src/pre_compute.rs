@@ -148,6 +148,31 @@ pub struct PreComputeOutput {
     pub input_files: Vec<PathBuf>,
 }
 
+impl PreComputeOutput {
+    /// The line `sms worker pre-compute` prints.
+    pub fn human(&self) -> String {
+        format!(
+            "pre-compute done: dataset {}, {} input file(s)",
+            if self.dataset.is_some() {
+                "decrypted"
+            } else {
+                "none"
+            },
+            self.input_files.len()
+        )
+    }
+
+    /// The JSON object `sms worker pre-compute --json` prints.
+    pub fn report(&self) -> serde_json::Value {
+        let files: Vec<_> = self
+            .input_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        serde_json::json!({ "stage": "pre-compute", "dataset": self.dataset, "inputFiles": files })
+    }
+}
+
 /// A temporary file removed on drop unless kept.
 struct TempFile(Option<PathBuf>);
 

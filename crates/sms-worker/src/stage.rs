@@ -283,6 +283,44 @@ pub fn read_cause_file(path: &Path) -> Option<Vec<ExitCauseReport>> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Rebases the app's directory variables onto the local task directories, drops the local
+/// worker's own variables, and execs the app command in the current directory.
+pub fn exec_app(command: &[String]) -> anyhow::Result<()> {
+    use sms_core::session_plan::{IEXEC_IN, IEXEC_INPUT_FILES_FOLDER, IEXEC_OUT};
+    let Some((program, rest)) = command.split_first() else {
+        anyhow::bail!("no app command")
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest);
+    for var in [IEXEC_IN, IEXEC_OUT, IEXEC_INPUT_FILES_FOLDER] {
+        if let Ok(value) = std::env::var(var) {
+            cmd.env(var, local_path(&ProcessEnv, &value));
+        }
+    }
+    for var in [
+        ENV_LOCAL_IEXEC_IN,
+        ENV_LOCAL_IEXEC_OUT,
+        ENV_RESULT_DIR,
+        ENV_EXIT_CAUSE_FILE,
+        ENV_POST_COMPUTE_TMP,
+    ] {
+        cmd.env_remove(var);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = cmd.exec();
+        Err(anyhow::anyhow!("cannot exec {program}: {error}"))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd
+            .status()
+            .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
+        std::process::exit(status.code().unwrap_or(1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
             Command::Worker(cmd) => worker::run(cmd, &out).await,
             Command::Demo(args) => demo::run(args, &out).await,
             Command::Operator(cmd) => operator::run(cmd, cli.json, &out).await,
-            Command::Explain(cmd) => explain::run(cmd, cli.json, &out).await,
+            Command::Explain(cmd) => explain::run(cmd, &out).await,
             Command::Audit(cmd) => audit::run(cmd, &out).await,
         }
     });

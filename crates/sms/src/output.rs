@@ -22,6 +22,13 @@ impl Output {
         }
     }
 
+    /// Prints like [`Output::done`], then exits 1: what was printed says what failed, so no
+    /// second message follows.
+    pub fn done_failing(&self, human: impl std::fmt::Display, data: Value) -> ! {
+        self.done(human, data);
+        exit(1)
+    }
+
     /// One-line reason, non-zero exit.
     pub fn fail(&self, error: &anyhow::Error) -> ExitCode {
         let reason = format!("{error:#}");
@@ -32,4 +39,12 @@ impl Output {
         }
         ExitCode::FAILURE
     }
+}
+
+/// Exits with `code` once standard output and standard error are flushed.
+pub fn exit(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
 }

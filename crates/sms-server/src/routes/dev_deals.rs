@@ -27,7 +27,7 @@ pub async fn create_deal(
 ) -> Result<Json<Value>, ApiError> {
     let new: NewDeal = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let created = ledger(&state)?.create_deal(new, sms_core::clock::unix_now())?;
+    let created = ledger(&state)?.create_deal(new, state.clock.now())?;
     Ok(Json(
         json!({ "dealId": created.deal_id, "taskIds": created.task_ids }),
     ))

@@ -25,7 +25,6 @@ use sms_store::{CheckAndSet, NonceUse, RecordKey, RecordMetadata};
 
 use crate::error::{ApiError, Shape};
 use crate::state::AppState;
-use sms_core::clock::unix_now;
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -304,7 +303,7 @@ async fn record_nonce(state: &AppState, operation: &VerifiedOperation) -> Result
 /// [`secret_operation::MAX_LIFETIME_SECS`], so the table stays bounded by the request rate.
 fn sweep_expired_nonces(state: &AppState) {
     static LAST_SWEEP: AtomicU64 = AtomicU64::new(0);
-    let now = unix_now();
+    let now = state.clock.now();
     let last = LAST_SWEEP.load(Ordering::Relaxed);
     if now < last + 60
         || LAST_SWEEP

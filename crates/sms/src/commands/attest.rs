@@ -1,14 +1,9 @@
 //! `sms attest verify`: offline verification of a DCAP quote against its collateral.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::json;
-use sms_attest::{
-    Collateral, ExpectedMeasurement, Policy, QuoteInspection, Register, TdxMeasurement,
-    TdxRegister, inspect_quote, parse_status_list,
-};
+use sms_attest::inspect::QuoteFiles;
 
 use crate::output::Output;
 
@@ -51,79 +46,20 @@ pub fn run(cmd: AttestCommand, out: &Output, json_mode: bool) -> anyhow::Result<
     }
 }
 
-/// Raw bytes, or the bytes of hex text (with or without 0x, surrounding whitespace allowed).
-fn read_quote(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read quote {}", path.display()))?;
-    if let Ok(text) = std::str::from_utf8(&bytes) {
-        let text = text.trim();
-        let digits = text.strip_prefix("0x").unwrap_or(text);
-        if !digits.is_empty()
-            && digits.len() % 2 == 0
-            && digits.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            return sms_core::hex::decode_lenient(text)
-                .map_err(|e| anyhow::anyhow!("quote hex: {e}"));
-        }
-    }
-    Ok(bytes)
-}
-
-/// `--expect-measurement`: MRENCLAVE by its 32 bytes, MRTD (only) by its 48.
-fn expected_measurement(text: &str) -> anyhow::Result<ExpectedMeasurement> {
-    let bytes = sms_core::hex::decode_lenient(text)
-        .map_err(|e| anyhow::anyhow!("--expect-measurement: {e}"))?;
-    if let Ok(mr_enclave) = <[u8; 32]>::try_from(bytes.as_slice()) {
-        return Ok(ExpectedMeasurement::Sgx { mr_enclave });
-    }
-    let Ok(mrtd) = <[u8; 48]>::try_from(bytes.as_slice()) else {
-        anyhow::bail!(
-            "--expect-measurement: expected 64 hex characters (MRENCLAVE) or 96 (MRTD), got {} bytes",
-            bytes.len()
-        );
-    };
-    let only_mrtd = TdxMeasurement::from_fn(|register| match register {
-        TdxRegister::Mrtd => Register::Exact(mrtd),
-        _ => Register::Any,
-    });
-    Ok(ExpectedMeasurement::Tdx {
-        registers: Some(only_mrtd),
-        fingerprint: Vec::new(),
-    })
-}
-
 fn verify(args: VerifyArgs, out: &Output, json_mode: bool) -> anyhow::Result<()> {
-    let quote = read_quote(&args.quote)?;
-    let collateral = Collateral::load(&args.collateral)
-        .map_err(|e| anyhow::anyhow!("{:#}", anyhow::Error::new(e)))
-        .with_context(|| format!("collateral {}", args.collateral.display()))?;
-    let expected = args
-        .expect_measurement
-        .as_deref()
-        .map(expected_measurement)
-        .transpose()?;
-    let policy = match (&args.accept_status, &args.policy) {
-        (Some(list), _) => Some(Policy::accepting(parse_status_list(list)?)),
-        (None, Some(path)) => {
-            let text = std::fs::read(path)
-                .with_context(|| format!("cannot read policy {}", path.display()))?;
-            Some(
-                serde_json::from_slice::<Policy>(&text)
-                    .with_context(|| format!("policy {}", path.display()))?,
-            )
-        }
-        (None, None) => None,
-    };
     let at = args.at.unwrap_or_else(sms_core::clock::unix_now);
-    let inspection = inspect_quote(&quote, &collateral, at, expected.as_ref(), policy.as_ref());
+    let files = QuoteFiles {
+        quote: &args.quote,
+        collateral: &args.collateral,
+        expect_measurement: args.expect_measurement.as_deref(),
+        accept_status: args.accept_status.as_deref(),
+        policy: args.policy.as_deref(),
+    };
+    let inspection = files.inspect(at)?;
     let accepted = inspection.verdict.accepted;
-    let mut data = serde_json::to_value(&inspection)?;
-    if let Some(map) = data.as_object_mut() {
-        map.insert("ok".into(), json!(accepted));
-        map.insert("at".into(), json!(at));
-    }
+    let data = inspection.report(at)?;
     if accepted {
-        out.done(human(&inspection, at), data);
+        out.done(inspection.human(at), data);
         return Ok(());
     }
     if json_mode {
@@ -131,67 +67,8 @@ fn verify(args: VerifyArgs, out: &Output, json_mode: bool) -> anyhow::Result<()>
         println!("{data}");
         std::process::exit(1);
     }
-    println!("{}", human(&inspection, at));
+    println!("{}", inspection.human(at));
     let code = inspection.verdict.code.unwrap_or("REFUSED");
     let reason = inspection.verdict.reason.clone().unwrap_or_default();
     Err(anyhow::anyhow!("refused ({code}): {reason}"))
-}
-
-fn human(inspection: &QuoteInspection, at: u64) -> String {
-    let mut lines = Vec::new();
-    match &inspection.report {
-        Some(r) => {
-            lines.push(format!("TEE:              {}", r.tee));
-            let judged = if inspection.verdict.policy_applied {
-                ""
-            } else {
-                " (reported, not judged: pass --accept-status to judge it)"
-            };
-            let status = r
-                .tcb_status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "-".into());
-            lines.push(format!("TCB status:       {status}{judged}"));
-            let advisories = if r.advisory_ids.is_empty() {
-                "none".to_owned()
-            } else {
-                r.advisory_ids.join(", ")
-            };
-            lines.push(format!("Advisories:       {advisories}"));
-            lines.push(format!(
-                "Debug:            {}",
-                if r.debug { "YES" } else { "no" }
-            ));
-            if let Some(v) = &r.mr_enclave {
-                lines.push(format!("MRENCLAVE:        {v}"));
-            }
-            if let Some(v) = &r.mr_signer {
-                lines.push(format!("MRSIGNER:         {v}"));
-            }
-            if let (Some(prod), Some(svn)) = (r.isv_prod_id, r.isv_svn) {
-                lines.push(format!("ISV prod id/SVN:  {prod}/{svn}"));
-            }
-            if let Some(v) = &r.mr_td {
-                lines.push(format!("MRTD:             {v}"));
-            }
-            if let Some(rtmrs) = &r.rtmrs {
-                for (i, v) in rtmrs.iter().enumerate() {
-                    lines.push(format!("RTMR{i}:            {v}"));
-                }
-            }
-            lines.push(format!("Report data:      {}", r.report_data));
-            if let Some(expires) = r.collateral_expires_at {
-                lines.push(format!("Collateral until: {expires} (unix seconds)"));
-            }
-        }
-        None => lines.push("Quote:            not verified".into()),
-    }
-    lines.push(format!("Verified at:      {at} (unix seconds)"));
-    let verdict = match (&inspection.verdict.code, inspection.verdict.accepted) {
-        (_, true) => "VALID".to_owned(),
-        (Some(code), false) => format!("REFUSED ({code})"),
-        (None, false) => "REFUSED".to_owned(),
-    };
-    lines.push(format!("Verdict:          {verdict}"));
-    lines.join("\n")
 }

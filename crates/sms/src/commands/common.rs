@@ -1,13 +1,14 @@
 //! What the commands share: the SMS and wallet arguments, the local worker's options,
-//! hidden prompts, the progress bar and a few printing helpers.
+//! hidden prompts and the run report's printing.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use sms_client::{ClientOptions, SmsClient};
+use sms_core::Address;
 use sms_worker::dev_deal::DevPool;
 use sms_worker::local::{RunReport, WorkerSetup};
 
@@ -43,6 +44,14 @@ pub struct Signed {
     pub wallet: WalletArgs,
 }
 
+impl Signed {
+    /// The SMS client, then the wallet's signer.
+    pub fn connect(&self) -> anyhow::Result<(SmsClient, alloy_signer_local::PrivateKeySigner)> {
+        let client = self.sms.client()?;
+        Ok((client, self.wallet.signer()?))
+    }
+}
+
 /// The wallet that signs requests.
 #[derive(Clone, Debug, Args)]
 pub struct WalletArgs {
@@ -68,6 +77,14 @@ impl WalletArgs {
         }
     }
 
+    /// The wallet's address, read from the keystore file without its password when possible.
+    pub fn address(&self) -> anyhow::Result<Address> {
+        match sms_client::wallet::address_of(&self.path())? {
+            Some(a) => Ok(sms_core::secret::parse_address(&a)?),
+            None => Ok(self.signer()?.address()),
+        }
+    }
+
     pub fn signer(&self) -> anyhow::Result<alloy_signer_local::PrivateKeySigner> {
         let path = self.path();
         if !path.exists() {
@@ -89,15 +106,12 @@ pub fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     rpassword::prompt_password(prompt).context("cannot read from the terminal")
 }
 
-/// The wallet's address, checksummed (read from the keystore file without its password when
-/// possible).
-pub fn wallet_address(wallet: &WalletArgs) -> anyhow::Result<String> {
-    let path = wallet.path();
-    let address = match sms_client::wallet::address_of(&path)? {
-        Some(a) => a,
-        None => wallet.signer()?.address().to_string(),
-    };
-    Ok(sms_core::secret::parse_address(&address)?.to_string())
+/// An explicit address, or the wallet's.
+pub fn address_or_wallet(given: Option<&str>, wallet: &WalletArgs) -> anyhow::Result<Address> {
+    match given {
+        Some(a) => Ok(sms_core::secret::parse_address(a)?),
+        None => wallet.address(),
+    }
 }
 
 /// Secret value from the option, the terminal (hidden), or standard input.
@@ -114,27 +128,6 @@ pub fn secret_value(given: Option<String>) -> anyhow::Result<String> {
         .read_to_string(&mut value)
         .context("cannot read the secret from standard input")?;
     Ok(value.trim_end_matches(['\n', '\r']).to_owned())
-}
-
-/// `YYYY-MM-DD HH:MM:SS` of unix seconds (civil-from-days, proleptic Gregorian).
-pub fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Options of the local worker shared by `app run`, `worker run` and `demo`.
@@ -190,91 +183,11 @@ pub fn worker_setup(
 /// Prints the report; a failed task exits with code 1 after printing it.
 pub fn print_report(report: &RunReport, out: &Output) -> anyhow::Result<()> {
     let data = serde_json::to_value(report)?;
-    out.done(report.human(), data);
     if !report.ok {
         // The report (with ok: false and the stage causes) is the output: exit 1 without a
         // second message.
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        std::process::exit(1);
+        out.done_failing(report.human(), data);
     }
+    out.done(report.human(), data);
     Ok(())
-}
-
-/// A progress bar on standard error, drawn only on a terminal and for large inputs.
-#[derive(Default)]
-pub struct ProgressBar {
-    label: String,
-    total: u64,
-    enabled: bool,
-    last_draw: Option<Instant>,
-    started: Option<Instant>,
-}
-
-/// Inputs smaller than this get no progress bar.
-const PROGRESS_MIN_BYTES: u64 = 16 * 1024 * 1024;
-
-impl sms_worker::files::Meter for ProgressBar {
-    fn start(&mut self, label: &str, total: u64) {
-        *self = Self {
-            label: label.to_owned(),
-            total,
-            enabled: total >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal(),
-            last_draw: None,
-            started: Some(Instant::now()),
-        };
-    }
-
-    fn update(&mut self, done: u64) {
-        if !self.enabled {
-            return;
-        }
-        let now = Instant::now();
-        if self
-            .last_draw
-            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
-            && done < self.total
-        {
-            return;
-        }
-        self.last_draw = Some(now);
-        let fraction = if self.total == 0 {
-            1.0
-        } else {
-            (done as f64 / self.total as f64).min(1.0)
-        };
-        let width = 30;
-        let filled = (fraction * width as f64) as usize;
-        let secs = self
-            .started
-            .map_or(0.0, |t| t.elapsed().as_secs_f64())
-            .max(0.001);
-        let rate = done as f64 / secs / 1_048_576.0;
-        eprint!(
-            "\r{} [{}{}] {:>3}% {:.1}/{:.1} MiB {:.1} MiB/s ",
-            self.label,
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-            (fraction * 100.0) as u32,
-            done as f64 / 1_048_576.0,
-            self.total as f64 / 1_048_576.0,
-            rate
-        );
-    }
-
-    fn finish(&mut self) {
-        if self.enabled && self.last_draw.is_some() {
-            eprintln!();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_796_227_200), "2026-12-02 16:00:00");
-        assert_eq!(super::utc(951_825_599), "2000-02-29 11:59:59");
-    }
 }

@@ -1,7 +1,11 @@
 //! Dev ledger commands (the server must run with `--dev`).
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use sms_worker::dev_deal::{
+    DevEntry, NewDevDeal, create_deal_as_given, deploy_checksummed, set_task_status, transfer,
+};
 
 use crate::commands::common::SmsArgs;
 use crate::output::Output;
@@ -44,14 +48,21 @@ pub struct Owned {
     sms: SmsArgs,
 }
 
+/// An owned entry with a name (apps, datasets).
+#[derive(Args)]
+pub struct Named {
+    #[command(flatten)]
+    owned: Owned,
+    #[arg(long, default_value = "")]
+    name: String,
+}
+
 #[derive(Subcommand)]
 pub enum DevAppCommand {
     /// Register an app; prints its address.
     Deploy {
         #[command(flatten)]
-        owned: Owned,
-        #[arg(long, default_value = "")]
-        name: String,
+        entry: Named,
         /// Enclave configuration JSON, e.g. '{"framework":"SCONE","version":"v5","entrypoint":"node /app/app.js","heapSize":1073741824,"fingerprint":"<64 hex>"}'.
         #[arg(long, default_value = "")]
         mrenclave: String,
@@ -69,9 +80,7 @@ pub enum DevDatasetCommand {
     /// Register a dataset; prints its address.
     Deploy {
         #[command(flatten)]
-        owned: Owned,
-        #[arg(long, default_value = "")]
-        name: String,
+        entry: Named,
         /// Where the encrypted dataset is (URL, file path, /ipfs/…).
         #[arg(long, default_value = "")]
         multiaddr: String,
@@ -92,93 +101,50 @@ pub enum DevWorkerpoolCommand {
     },
 }
 
-async fn deploy(
-    sms: &SmsArgs,
-    path: &str,
-    body: Value,
-    what: &str,
-    out: &Output,
-) -> anyhow::Result<()> {
-    let answer: Value = sms.client()?.post_json(path, &body).await?;
-    let address = answer
-        .get("address")
-        .and_then(Value::as_str)
-        .and_then(|a| sms_core::secret::parse_address(a).ok())
-        .ok_or_else(|| anyhow::anyhow!("the SMS answered without an address: {answer}"))?
-        .to_string();
-    out.done(
-        format!("Deployed new {what} at address {address}"),
-        json!({ "address": address }),
-    );
-    Ok(())
-}
-
-fn with_checksum(mut body: Value, checksum: Option<String>) -> Value {
-    if let Some(c) = checksum {
-        body["checksum"] = json!(c);
-    }
-    body
-}
-
 pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         DevCommand::App(DevAppCommand::Deploy {
-            owned,
-            name,
+            entry: Named { owned, name },
             mrenclave,
             multiaddr,
             checksum,
         }) => {
-            let body = json!({ "owner": owned.owner, "name": name, "mrenclave": mrenclave, "multiaddr": multiaddr });
-            deploy(
-                &owned.sms,
-                "/dev/apps",
-                with_checksum(body, checksum),
-                "app",
-                out,
-            )
-            .await
+            let app = DevEntry::App {
+                owner: owned.owner,
+                name,
+                mrenclave,
+                multiaddr,
+                checksum,
+            };
+            deploy(&owned.sms, &app, out).await
         }
         DevCommand::Dataset(DevDatasetCommand::Deploy {
-            owned,
-            name,
+            entry: Named { owned, name },
             multiaddr,
             checksum,
         }) => {
-            let body = json!({ "owner": owned.owner, "name": name, "multiaddr": multiaddr });
-            deploy(
-                &owned.sms,
-                "/dev/datasets",
-                with_checksum(body, checksum),
-                "dataset",
-                out,
-            )
-            .await
+            let dataset = DevEntry::Dataset {
+                owner: owned.owner,
+                name,
+                multiaddr,
+                checksum,
+            };
+            deploy(&owned.sms, &dataset, out).await
         }
         DevCommand::Workerpool(DevWorkerpoolCommand::Deploy { owned, description }) => {
-            let body = json!({ "owner": owned.owner, "description": description });
-            deploy(&owned.sms, "/dev/workerpools", body, "workerpool", out).await
+            let owner = owned.owner;
+            let pool = DevEntry::Workerpool { owner, description };
+            deploy(&owned.sms, &pool, out).await
         }
         DevCommand::Deal(DevDealCommand::Create(deal)) => create_deal(deal, out).await,
         DevCommand::Task(DevTaskCommand::SetStatus { task, status, sms }) => {
             let status = status.to_ascii_uppercase();
-            let path = format!("/dev/tasks/{task}/status");
-            let answer: Value = sms
-                .client()?
-                .post_json(&path, &json!({ "status": status }))
-                .await?;
+            let answer = set_task_status(&sms.client()?, &task, &status).await?;
             out.done(format!("Task {task} is now {status}"), answer);
             Ok(())
         }
         DevCommand::Transfer { entry, to, sms } => {
-            let answer: Value = sms
-                .client()?
-                .post_json("/dev/transfer", &json!({ "entry": entry, "to": to }))
-                .await?;
-            let kind = answer
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or("entry");
+            let (kind, answer) = transfer(&sms.client()?, &entry, &to).await?;
             out.done(format!("Transferred {kind} {entry} to {to}"), answer);
             Ok(())
         }
@@ -243,42 +209,30 @@ pub enum DevTaskCommand {
 }
 
 async fn create_deal(deal: NewDeal, out: &Output) -> anyhow::Result<()> {
-    let mut body = json!({
-        "app": deal.app, "workerpool": deal.workerpool, "requester": deal.requester,
-        "tag": deal.tag, "volume": deal.volume, "category": deal.category,
-    });
-    for (key, value) in [
-        ("dataset", deal.dataset),
-        ("beneficiary", deal.beneficiary),
-        ("callback", deal.callback),
-    ] {
-        if let Some(v) = value {
-            body[key] = json!(v);
-        }
-    }
-    if let Some(params) = deal.params {
-        body["params"] = match serde_json::from_str::<Value>(&params) {
-            Ok(object @ Value::Object(_)) => object,
-            _ => json!(params),
-        };
-    }
-    let answer: Value = deal.sms.client()?.post_json("/dev/deals", &body).await?;
-    let deal_id = answer
-        .get("dealId")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let tasks: Vec<String> = answer
-        .get("taskIds")
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let request = NewDevDeal {
+        app: deal.app,
+        dataset: deal.dataset,
+        workerpool: deal.workerpool,
+        requester: deal.requester,
+        beneficiary: deal.beneficiary,
+        callback: deal.callback,
+        tag: deal.tag,
+        params: deal.params,
+        volume: deal.volume,
+        category: deal.category,
+    };
+    let (deal_id, tasks) = create_deal_as_given(&deal.sms.client()?, &request).await?;
     let human = format!("Created deal {deal_id} with task(s):\n{}", tasks.join("\n"));
     out.done(human, json!({ "dealId": deal_id, "taskIds": tasks }));
+    Ok(())
+}
+
+/// Registers an entry and prints its address.
+async fn deploy(sms: &SmsArgs, entry: &DevEntry, out: &Output) -> anyhow::Result<()> {
+    let address = deploy_checksummed(&sms.client()?, entry).await?;
+    out.done(
+        format!("Deployed new {} at address {address}", entry.kind()),
+        json!({ "address": address }),
+    );
     Ok(())
 }

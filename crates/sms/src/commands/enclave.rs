@@ -15,10 +15,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
-use sms_attest::{Evidence, SmsPublicKey};
-use sms_worker::launcher;
+use sms_worker::launcher::{self, EvidenceSource, Launch};
 
 use crate::commands::common::SmsArgs;
 
@@ -91,75 +90,29 @@ pub async fn run(cmd: EnclaveCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The pinned SMS key from the arguments: base64, or a file with base64 or the identity JSON.
-fn pinned_key(args: &RunArgs) -> anyhow::Result<SmsPublicKey> {
-    let text = match (&args.sms_public_key, &args.sms_public_key_file) {
-        (Some(text), _) => text.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .with_context(|| format!("--sms-public-key-file {}", path.display()))?,
-        (None, None) => bail!("--sms-public-key or --sms-public-key-file is required"),
-    };
-    launcher::parse_pinned_key(text)
-}
-
 async fn run_enclave(args: RunArgs) -> anyhow::Result<()> {
-    let pinned = pinned_key(&args)?;
-    let measurement = match (args.evidence, &args.measurement) {
-        (EvidenceKind::Simulated, Some(hex)) => Some(
-            sms_core::hex::decode_lenient(hex)
+    let pinned = launcher::pinned_key(
+        args.sms_public_key.clone(),
+        args.sms_public_key_file.as_deref(),
+    )?;
+    let source = match (args.evidence, &args.measurement) {
+        (EvidenceKind::Simulated, Some(hex)) => EvidenceSource::Simulated {
+            measurement: sms_core::hex::decode_lenient(hex)
                 .map_err(|e| anyhow::anyhow!("--measurement: {e}"))?,
-        ),
+        },
         (EvidenceKind::Simulated, None) => bail!("--evidence simulated needs --measurement <hex>"),
         (_, Some(_)) => {
             bail!("--measurement is only for --evidence simulated (hardware reports its own)")
         }
-        (_, None) => None,
+        (EvidenceKind::Sgx, None) => EvidenceSource::Gramine(args.gramine_attestation_dir),
+        (EvidenceKind::Tdx, None) => EvidenceSource::ConfigfsTsm(args.tsm_report_dir),
     };
-    let client = args.sms.client()?;
-    let evidence = |report_data: &[u8; 64]| -> Result<Evidence, String> {
-        let evidence = match args.evidence {
-            EvidenceKind::Simulated => Evidence::Simulated {
-                measurement: measurement.clone().unwrap_or_default(),
-                report_data: *report_data,
-                debug: false,
-            },
-            EvidenceKind::Sgx => Evidence::SgxDcap {
-                quote: launcher::gramine_quote(&args.gramine_attestation_dir, report_data)
-                    .map_err(|e| format!("{e:#}"))?,
-            },
-            EvidenceKind::Tdx => Evidence::TdxDcap {
-                quote: launcher::tsm_quote(&args.tsm_report_dir, report_data)
-                    .map_err(|e| format!("{e:#}"))?,
-            },
-        };
-        Ok(evidence)
+    let launch = Launch {
+        session: args.session,
+        service: args.service,
+        pinned,
+        source,
+        refusal_file: args.refusal_file,
     };
-    let (answer, released) = match client
-        .attested_release(&args.session, &args.service, &pinned, evidence)
-        .await
-    {
-        Ok(release) => release,
-        Err(e) => {
-            if let (Some(path), Some(code)) = (&args.refusal_file, e.code()) {
-                let refusal = sms_worker::local::LaunchRefusal {
-                    code: code.to_owned(),
-                    message: e.to_string(),
-                };
-                if let Err(write) = refusal.write(path) {
-                    eprintln!("sms enclave run: cannot write {}: {write}", path.display());
-                }
-            }
-            return Err(e.into());
-        }
-    };
-    eprintln!(
-        "sms enclave run: {} attested ({} evidence, release {}/{}), answer signed by SMS key {}, {} variables released; starting the command",
-        args.service,
-        answer.tee,
-        answer.release,
-        answer.limit,
-        pinned.key_id(),
-        released.env.len()
-    );
-    launcher::exec(&args.command, &released.env)
+    launcher::attest_and_exec(&args.sms.client()?, &launch, &args.command).await
 }

@@ -4,7 +4,6 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use sms_core::explain::{CheckStatus, Explanation};
 use sms_core::secret::parse_address;
 
 use crate::output::Output;
@@ -29,7 +28,7 @@ pub struct TaskArgs {
     pub wallet: crate::commands::common::WalletArgs,
 }
 
-pub async fn run(command: ExplainCommand, json_mode: bool, out: &Output) -> anyhow::Result<()> {
+pub async fn run(command: ExplainCommand, out: &Output) -> anyhow::Result<()> {
     let ExplainCommand::Task(args) = command;
     let task_id = args
         .task_id
@@ -51,49 +50,9 @@ pub async fn run(command: ExplainCommand, json_mode: bool, out: &Output) -> anyh
         .await?;
     let data = serde_json::to_value(&explanation)?;
     if explanation.first_failure().is_none() {
-        out.done(human(&explanation), data);
+        out.done(explanation.human(), data);
         return Ok(());
     }
     // The checks are the output: exit 1 without a second message (one JSON object in --json).
-    if json_mode {
-        println!("{data}");
-    } else {
-        println!("{}", human(&explanation));
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    std::process::exit(1);
-}
-
-fn human(explanation: &Explanation) -> String {
-    let width = explanation
-        .checks
-        .iter()
-        .map(|c| c.name.len())
-        .max()
-        .unwrap_or(0);
-    let mut text = format!("task {}\n", explanation.task_id);
-    for check in &explanation.checks {
-        let mark = match check.status {
-            CheckStatus::Pass => "✓",
-            CheckStatus::Fail => "✗",
-            CheckStatus::Skipped => "–",
-        };
-        text.push_str(&format!(
-            "{mark} {:width$}  {}",
-            check.name,
-            check.fact,
-            width = width
-        ));
-        if let Some(code) = &check.code {
-            text.push_str(&format!(" [{code}]"));
-        }
-        text.push('\n');
-    }
-    text.push_str(match explanation.first_failure() {
-        None if explanation.ok => "every check passes",
-        None => "no check fails (some were skipped)",
-        Some(_) => "a session or release of this task would be refused",
-    });
-    text
+    out.done_failing(explanation.human(), data)
 }

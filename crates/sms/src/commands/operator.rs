@@ -4,16 +4,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
-use sms_client::admin::{AdminClient, RewrapProgress};
-use sms_store::postgres::{PostgresBackend, PostgresSettings};
-use sms_store::sqlite::SqliteBackend;
-use sms_store::{Backend, MasterKey};
+use serde_json::json;
+use sms_client::admin::{AdminClient, RewrapProgress, key_status_text};
+use sms_store::offline::{current_key_file, open_backend, restore_backup, rotate_master_key_files};
 
 use crate::output::Output;
 
@@ -119,42 +116,14 @@ fn admin(args: &AdminArgs) -> anyhow::Result<AdminClient> {
     )?)
 }
 
-fn status_text(status: &Value) -> String {
-    let mut text = format!(
-        "master key {}; current data key {}; {} rows to rewrap\n  id  rows        encryptions  created     master key        state",
-        status["masterKeyFingerprint"].as_str().unwrap_or("?"),
-        status["currentKeyId"],
-        status["pendingRewrap"],
-    );
-    for key in status["keys"].as_array().into_iter().flatten() {
-        let state = match (key["current"].as_bool(), key["legacy"].as_bool()) {
-            (Some(true), _) => "current",
-            (_, Some(true)) => "legacy",
-            _ => "old",
-        };
-        text.push_str(&format!(
-            "\n  {:<3} {:<11} {:<12} {:<11} {:<17} {state}",
-            key["id"],
-            key["rows"],
-            key["encryptions"],
-            key["createdAt"],
-            key["masterKeyFingerprint"].as_str().unwrap_or("?"),
-        ));
-    }
-    text
-}
-
 pub async fn run(command: OperatorCommand, json_mode: bool, out: &Output) -> anyhow::Result<()> {
-    use reqwest::Method;
     match command {
         OperatorCommand::KeyStatus(args) => {
-            let status = admin(&args)?.json(Method::GET, "/admin/keys", &[]).await?;
-            out.done(status_text(&status), status);
+            let status = admin(&args)?.key_status().await?;
+            out.done(key_status_text(&status), status);
         }
         OperatorCommand::RotateDataKey(args) => {
-            let status = admin(&args)?
-                .json(Method::POST, "/admin/keys/rotate", &[])
-                .await?;
+            let status = admin(&args)?.rotate_data_key().await?;
             out.done(
                 format!(
                     "new data key {}: new values are sealed with it; run `sms operator rewrap` to move the {} older rows",
@@ -164,23 +133,14 @@ pub async fn run(command: OperatorCommand, json_mode: bool, out: &Output) -> any
             );
         }
         OperatorCommand::RetireKeys(args) => {
-            let answer = admin(&args)?
-                .json(Method::POST, "/admin/keys/retire", &[])
-                .await?;
+            let answer = admin(&args)?.retire_keys().await?;
             out.done(format!("retired data keys: {}", answer["retired"]), answer);
         }
         OperatorCommand::Rewrap(args) => rewrap(args, json_mode, out).await?,
         OperatorCommand::Backup(args) => backup(args, out).await?,
         OperatorCommand::Restore(args) => {
-            let key_file = args
-                .master_key_file
-                .clone()
-                .unwrap_or_else(|| args.data_dir.join("master.key"));
-            let (master, _) = MasterKey::from_env_or_file(&key_file, false)?;
-            let fingerprint = master.fingerprint();
-            std::fs::create_dir_all(&args.data_dir)
-                .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-            let restored = sms_store::sqlite::restore(&args.file, &args.data_dir, master).await?;
+            let (restored, fingerprint) =
+                restore_backup(&args.file, &args.data_dir, args.master_key_file.as_deref()).await?;
             out.done(
                 format!(
                     "restored {} rows ({} data keys, master key {fingerprint}) into {}",
@@ -193,15 +153,12 @@ pub async fn run(command: OperatorCommand, json_mode: bool, out: &Output) -> any
             );
         }
         OperatorCommand::RotateMasterKey(args) => {
-            let backend = open_backend(&args).await?;
-            let old_file = args
-                .master_key_file
-                .clone()
-                .or_else(|| args.data_dir.as_ref().map(|d| d.join("master.key")))
-                .unwrap_or_else(|| PathBuf::from("master.key"));
-            let (old, _) = MasterKey::from_env_or_file(&old_file, false)?;
-            let (new, created) = MasterKey::load_or_create(&args.new_key_file)?;
-            let done = sms_store::rotate_master_key(backend.as_ref(), &old, &new).await?;
+            let backend =
+                open_backend(args.database_url.as_deref(), args.data_dir.as_deref()).await?;
+            let old_file =
+                current_key_file(args.master_key_file.as_deref(), args.data_dir.as_deref());
+            let (done, created) =
+                rotate_master_key_files(backend.as_ref(), &old_file, &args.new_key_file).await?;
             out.done(
                 format!(
                     "{} data keys re-wrapped: master key {} -> {}{}\nRestart every server with --master-key-file {} (or SMS_MASTER_KEY); the old key is no longer needed.",
@@ -217,22 +174,6 @@ pub async fn run(command: OperatorCommand, json_mode: bool, out: &Output) -> any
         }
     }
     Ok(())
-}
-
-async fn open_backend(args: &RotateMasterArgs) -> anyhow::Result<Arc<dyn Backend>> {
-    Ok(match (&args.database_url, &args.data_dir) {
-        (Some(url), _) => {
-            Arc::new(PostgresBackend::open(&PostgresSettings::new(url.clone())).await?)
-        }
-        (None, Some(dir)) => {
-            let db = dir.join("sms.db");
-            if !db.exists() {
-                bail!("no store in {} (no sms.db)", dir.display());
-            }
-            Arc::new(SqliteBackend::open(&db).await?)
-        }
-        (None, None) => bail!("give --data-dir (SQLite) or --database-url (PostgreSQL)"),
-    })
 }
 
 /// Passes over the table until no row is left on an older key (or only unreadable rows are).
@@ -255,33 +196,14 @@ async fn rewrap(args: RewrapArgs, json_mode: bool, out: &Output) -> anyhow::Resu
             let _ = std::io::stderr().flush();
         }
     };
-    let done = admin
-        .rewrap_all(args.batch, Duration::from_millis(args.pause_ms), &mut show)
-        .await?;
+    let pause = Duration::from_millis(args.pause_ms);
+    let result = admin
+        .rewrap_and_retire(args.batch, pause, args.retire, &mut show)
+        .await;
     if terminal {
         eprintln!();
     }
-    if !done.unreadable.is_empty() {
-        bail!(
-            "{} rows do not open (tampered or rolled back; see the server log) and stay on their old key: {}",
-            done.unreadable.len(),
-            done.unreadable.join(", ")
-        );
-    }
-    let pending = done.pending;
-    if pending > 0 {
-        bail!(
-            "{pending} rows are still on older keys after 10 passes (heavy writes from replicas on a stale key?): run it again"
-        );
-    }
-    let retired = if args.retire {
-        admin
-            .json(reqwest::Method::POST, "/admin/keys/retire", &[])
-            .await?["retired"]
-            .clone()
-    } else {
-        json!([])
-    };
+    let (done, retired) = result?;
     let (current, rewrapped, tombstones, raced) = (
         &done.current_key_id,
         done.rewrapped,

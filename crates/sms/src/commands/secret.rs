@@ -2,16 +2,14 @@
 //! versioned). The SDK-shaped commands (`sms app|requester|dataset|result ...`) keep using the
 //! iExec API; both reach the same stored secrets.
 
-use anyhow::bail;
+use alloy_signer_local::PrivateKeySigner;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use sms_client::ClientError;
-use sms_client::v2::SecretRef;
-use sms_core::Address;
+use sms_client::v2::{SecretRef, list_targets, metadata_table, with_version_hint};
 use sms_core::secret::SecretKind;
-use sms_core::secret_operation::{SecretMetadata, SecretVersion};
+use sms_core::secret_operation::SecretVersion;
 
-use crate::commands::common::{Signed, secret_value, utc};
+use crate::commands::common::{Signed, secret_value};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -95,20 +93,11 @@ impl Kind {
 }
 
 impl Target {
-    fn resolve(&self, signer: Address) -> anyhow::Result<SecretRef> {
-        let kind = self.kind.secret_kind();
-        Ok(match self.kind {
-            Kind::Requester | Kind::Web2 => SecretRef {
-                kind,
-                owner: signer,
-                name: self.id.clone(),
-            },
-            Kind::App | Kind::Dataset => SecretRef {
-                kind,
-                owner: sms_core::secret::parse_address(&self.id)?,
-                name: String::new(),
-            },
-        })
+    /// The wallet's signer and the secret it names.
+    fn signed(&self, signed: &Signed) -> anyhow::Result<(PrivateKeySigner, SecretRef)> {
+        let signer = signed.wallet.signer()?;
+        let secret = SecretRef::resolve(self.kind.secret_kind(), signer.address(), &self.id)?;
+        Ok((signer, secret))
     }
 }
 
@@ -120,15 +109,14 @@ pub async fn run(cmd: SecretCommand, out: &Output) -> anyhow::Result<()> {
             expected_version,
             signed,
         } => {
-            let signer = signed.wallet.signer()?;
-            let secret = target.resolve(signer.address())?;
+            let (signer, secret) = target.signed(&signed)?;
             let value = secret_value(value)?;
             let written = signed
                 .sms
                 .client()?
                 .v2_put(&signer, &secret, &value, expected_version)
                 .await
-                .map_err(explain)?;
+                .map_err(with_version_hint)?;
             written_out(out, "written", &written);
         }
         SecretCommand::Delete {
@@ -136,26 +124,24 @@ pub async fn run(cmd: SecretCommand, out: &Output) -> anyhow::Result<()> {
             expected_version,
             signed,
         } => {
-            let signer = signed.wallet.signer()?;
-            let secret = target.resolve(signer.address())?;
+            let (signer, secret) = target.signed(&signed)?;
             let deleted = signed
                 .sms
                 .client()?
                 .v2_delete(&signer, &secret, expected_version)
                 .await
-                .map_err(explain)?;
+                .map_err(with_version_hint)?;
             written_out(out, "deleted", &deleted);
         }
         SecretCommand::Show { target, signed } => {
-            let signer = signed.wallet.signer()?;
-            let secret = target.resolve(signer.address())?;
+            let (signer, secret) = target.signed(&signed)?;
             let meta = signed
                 .sms
                 .client()?
                 .v2_show(&signer, &secret)
                 .await
-                .map_err(explain)?;
-            out.done(table(std::slice::from_ref(&meta)), json!(meta));
+                .map_err(with_version_hint)?;
+            out.done(metadata_table(std::slice::from_ref(&meta)), json!(meta));
         }
         SecretCommand::List {
             kind,
@@ -164,37 +150,16 @@ pub async fn run(cmd: SecretCommand, out: &Output) -> anyhow::Result<()> {
         } => {
             let signer = signed.wallet.signer()?;
             let client = signed.sms.client()?;
-            let lists: Vec<(SecretKind, Address)> = match (kind, address) {
-                (None, None) => vec![
-                    (SecretKind::Requester, signer.address()),
-                    (SecretKind::Web2, signer.address()),
-                ],
-                (Some(k @ (Kind::Requester | Kind::Web2)), None) => {
-                    vec![(k.secret_kind(), signer.address())]
-                }
-                (Some(Kind::Requester | Kind::Web2), Some(_)) => bail!(
-                    "requester and web2 secrets are listed for your own wallet: drop the address"
-                ),
-                (Some(k @ (Kind::App | Kind::Dataset)), Some(a)) => {
-                    vec![(k.secret_kind(), sms_core::secret::parse_address(&a)?)]
-                }
-                (Some(Kind::App | Kind::Dataset), None) => {
-                    bail!("give the app or dataset address: sms secret list app 0x...")
-                }
-                (None, Some(_)) => bail!("give the kind before the address"),
-            };
-            let mut all: Vec<SecretMetadata> = Vec::new();
-            for (kind, owner) in lists {
-                let list = client
-                    .v2_list(&signer, kind, owner)
-                    .await
-                    .map_err(explain)?;
-                all.extend(list.secrets);
-            }
+            let kind = kind.map(Kind::secret_kind);
+            let lists = list_targets(kind, address.as_deref(), signer.address())?;
+            let all = client
+                .v2_list_all(&signer, &lists)
+                .await
+                .map_err(with_version_hint)?;
             let human = if all.is_empty() {
                 "No secrets".to_owned()
             } else {
-                table(&all)
+                metadata_table(&all)
             };
             out.done(human, json!({ "secrets": all }));
         }
@@ -212,51 +177,4 @@ fn written_out(out: &Output, what: &str, v: &SecretVersion) {
         format!("Secret {name} {what}: version {}", v.version),
         json!(v),
     );
-}
-
-/// One line per secret: kind, name, version, updated (UTC), key id.
-fn table(rows: &[SecretMetadata]) -> String {
-    let mut text = format!(
-        "{:<14} {:<42} {:>7}  {:<20} {:>6}",
-        "KIND", "NAME", "VERSION", "UPDATED (UTC)", "KEY"
-    );
-    for m in rows {
-        let name = if m.name.is_empty() {
-            m.owner.to_string()
-        } else {
-            m.name.clone()
-        };
-        text.push_str(&format!(
-            "\n{:<14} {:<42} {:>7}  {:<20} {:>6}",
-            m.kind.as_str(),
-            name,
-            m.version,
-            utc(m.updated_at),
-            m.key_id
-        ));
-    }
-    text
-}
-
-/// A refusal as the CLI user should read it: the server's code and message, and for a
-/// version conflict the flag to pass.
-fn explain(error: ClientError) -> anyhow::Error {
-    match &error {
-        ClientError::Refused {
-            code,
-            current_version: Some(current),
-            ..
-        } if code == "VERSION_CONFLICT" => {
-            let hint = if *current == 0 {
-                "the secret does not exist: pass --expected-version 0 (the default) to create it"
-                    .to_owned()
-            } else {
-                format!(
-                    "the current version is {current}: pass --expected-version {current} to replace it"
-                )
-            };
-            anyhow::anyhow!("{error} ({hint})")
-        }
-        _ => error.into(),
-    }
 }

@@ -6,22 +6,15 @@ pub mod result_files;
 
 use std::path::PathBuf;
 
-use alloy_signer_local::PrivateKeySigner;
-use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
-use sms_client::{SmsClient, Web2Write, result_proxy};
-use sms_core::Address;
+use sms_client::result_proxy;
 use sms_core::secret::{
     RESULT_DROPBOX_TOKEN, RESULT_ENCRYPTION_PUBLIC_KEY, RESULT_IPFS_TOKEN, parse_address,
 };
 
-use crate::commands::common::{Signed, SmsArgs, WalletArgs, secret_value};
+use crate::commands::common::{Signed, SmsArgs, WalletArgs, address_or_wallet, secret_value};
 use crate::output::Output;
-
-fn address(text: &str) -> anyhow::Result<Address> {
-    Ok(parse_address(text)?)
-}
 
 fn pushed(out: &Output) {
     out.done("Secret successfully pushed", json!({ "isPushed": true }));
@@ -68,15 +61,14 @@ pub async fn run_app(cmd: AppCommand, out: &Output) -> anyhow::Result<()> {
             secret_value: value,
             signed,
         } => {
-            let app = address(&app)?;
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let app = parse_address(&app)?;
+            let (client, signer) = signed.connect()?;
             let value = secret_value(value)?;
             client.push_app_secret(&signer, app, &value).await?;
             pushed(out);
         }
         AppCommand::CheckSecret { app, sms } => {
-            let app = address(&app)?;
+            let app = parse_address(&app)?;
             let exists = sms.client()?.app_secret_exists(app).await?;
             checked(out, exists, format!("app {app}"));
         }
@@ -109,18 +101,6 @@ pub enum RequesterCommand {
     },
 }
 
-/// An explicit address, or the wallet's (read from the keystore without decrypting it).
-fn address_or_wallet(given: Option<String>, wallet: &WalletArgs) -> anyhow::Result<Address> {
-    if let Some(a) = given {
-        return address(&a);
-    }
-    let path = wallet.path();
-    match sms_client::wallet::address_of(&path)? {
-        Some(a) => address(&a),
-        None => Ok(wallet.signer()?.address()),
-    }
-}
-
 pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         RequesterCommand::PushSecret {
@@ -129,8 +109,7 @@ pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Resul
             signed,
         } => {
             sms_core::secret::RequesterSecretName::parse(&name)?;
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let (client, signer) = signed.connect()?;
             let value = secret_value(value)?;
             client.push_requester_secret(&signer, &name, &value).await?;
             pushed(out);
@@ -142,7 +121,7 @@ pub async fn run_requester(cmd: RequesterCommand, out: &Output) -> anyhow::Resul
             wallet,
         } => {
             sms_core::secret::RequesterSecretName::parse(&name)?;
-            let requester = address_or_wallet(address, &wallet)?;
+            let requester = address_or_wallet(address.as_deref(), &wallet)?;
             let exists = sms
                 .client()?
                 .requester_secret_exists(requester, &name)
@@ -191,51 +170,19 @@ pub async fn run_dataset(cmd: DatasetCommand, out: &Output) -> anyhow::Result<()
             secret_path,
             signed,
         } => {
-            let dataset = address(&dataset)?;
-            let key = std::fs::read_to_string(&secret_path).with_context(|| {
-                format!("cannot read the dataset key file {}", secret_path.display())
-            })?;
-            let key = key.trim();
-            sms_worker::dataset::DatasetKey::from_base64(key).with_context(|| {
-                format!("{} does not hold a dataset key", secret_path.display())
-            })?;
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
-            client.push_dataset_secret(&signer, dataset, key).await?;
+            let dataset = parse_address(&dataset)?;
+            let key = sms_worker::files::read_dataset_key_file(&secret_path)?;
+            let (client, signer) = signed.connect()?;
+            client.push_dataset_secret(&signer, dataset, &key).await?;
             pushed(out);
         }
         DatasetCommand::CheckSecret { dataset, sms } => {
-            let dataset = address(&dataset)?;
+            let dataset = parse_address(&dataset)?;
             let exists = sms.client()?.dataset_secret_exists(dataset).await?;
             checked(out, exists, format!("dataset {dataset}"));
         }
     }
     Ok(())
-}
-
-/// Pushes one of the SDK's reserved web2 secrets of the signer (result key, storage tokens):
-/// created when absent, replaced only with `force_update`. Returns whether it existed.
-async fn push_reserved_web2(
-    client: &sms_client::SmsClient,
-    signer: &alloy_signer_local::PrivateKeySigner,
-    name: &str,
-    value: &str,
-    force_update: bool,
-) -> anyhow::Result<bool> {
-    let owner = signer.address();
-    let exists = client.web2_secret_exists(owner, name).await?;
-    if exists && !force_update {
-        anyhow::bail!(
-            "Secret \"{name}\" already exists for {owner} and can't be updated without --force-update"
-        );
-    }
-    let mode = if exists {
-        Web2Write::Update
-    } else {
-        Web2Write::Create
-    };
-    client.push_web2_secret(signer, name, value, mode).await?;
-    Ok(exists)
 }
 
 // ---- result storage (iexec storage init|check) ----
@@ -308,11 +255,10 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
             force_update,
             signed,
         } => {
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let (client, signer) = signed.connect()?;
             let token = match (provider, token) {
                 (StorageProvider::Ipfs, None) => {
-                    result_proxy_token(&client, &signer, result_proxy_url, chain_id).await?
+                    result_proxy::token_for(&client, &signer, result_proxy_url, chain_id).await?
                 }
                 (_, token) => secret_value(token)?,
             };
@@ -320,7 +266,9 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
                 anyhow::bail!("the {provider:?} storage token is empty (give it with --token)");
             }
             let name = provider.secret_name();
-            let exists = push_reserved_web2(&client, &signer, name, &token, force_update).await?;
+            let exists = client
+                .push_reserved_web2(&signer, name, &token, force_update)
+                .await?;
             let human = if exists {
                 format!("Storage token \"{name}\" successfully updated")
             } else {
@@ -334,7 +282,7 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
             sms,
             wallet,
         } => {
-            let owner = address_or_wallet(user, &wallet)?;
+            let owner = address_or_wallet(user.as_deref(), &wallet)?;
             let name = provider.secret_name();
             let exists = sms.client()?.web2_secret_exists(owner, name).await?;
             let human = if exists {
@@ -346,31 +294,6 @@ pub async fn run_storage(cmd: StorageCommand, out: &Output) -> anyhow::Result<()
         }
     }
     Ok(())
-}
-
-/// Logs in to the result proxy for the SMS's chain (or `chain_id`) and returns its token.
-async fn result_proxy_token(
-    client: &SmsClient,
-    signer: &PrivateKeySigner,
-    url: Option<String>,
-    chain_id: Option<u64>,
-) -> anyhow::Result<String> {
-    let chain_id = match chain_id {
-        Some(id) => id,
-        None => {
-            client
-                .v2_domain()
-                .await
-                .context("cannot learn the chain id from the SMS (give it with --chain-id)")?
-                .chain_id
-        }
-    };
-    let url = url
-        .or_else(|| result_proxy::default_url(chain_id).map(str::to_owned))
-        .with_context(|| {
-            format!("no known result proxy for chain {chain_id}: give it with --result-proxy-url")
-        })?;
-    Ok(result_proxy::login(&url, chain_id, signer).await?)
 }
 
 // ---- result encryption key ----
@@ -416,22 +339,14 @@ pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> 
             secret_path,
             signed,
         } => {
-            let client = signed.sms.client()?;
-            let signer = signed.wallet.signer()?;
+            let (client, signer) = signed.connect()?;
             let owner = signer.address();
             let path = secret_path
                 .unwrap_or_else(|| PathBuf::from(format!(".secrets/beneficiary/{owner}_key.pub")));
-            let pem = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read the public key file {}", path.display()))?;
-            let value = sms_worker::result_archive::format_encryption_key(pem.trim());
-            let exists = push_reserved_web2(
-                &client,
-                &signer,
-                RESULT_ENCRYPTION_PUBLIC_KEY,
-                &value,
-                force_update,
-            )
-            .await?;
+            let value = sms_worker::files::read_result_public_key(&path)?;
+            let exists = client
+                .push_reserved_web2(&signer, RESULT_ENCRYPTION_PUBLIC_KEY, &value, force_update)
+                .await?;
             let human = if exists {
                 "Encryption key successfully updated"
             } else {
@@ -444,7 +359,7 @@ pub async fn run_result(cmd: ResultCommand, out: &Output) -> anyhow::Result<()> 
             sms,
             wallet,
         } => {
-            let owner = address_or_wallet(address, &wallet)?;
+            let owner = address_or_wallet(address.as_deref(), &wallet)?;
             let exists = sms
                 .client()?
                 .web2_secret_exists(owner, RESULT_ENCRYPTION_PUBLIC_KEY)

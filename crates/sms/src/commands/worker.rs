@@ -1,7 +1,6 @@
 //! `sms worker …`: the built-in pipeline stages and the local worker.
 
 use clap::Subcommand;
-use serde_json::json;
 use sms_worker::stage::{
     ENV_EXIT_CAUSE_FILE, ENV_LOCAL_IEXEC_IN, ENV_LOCAL_IEXEC_OUT, ENV_RESULT_DIR, ExitCode,
     ProcessEnv,
@@ -73,13 +72,6 @@ A failure is printed on standard error as {\"stage\",\"cause\",\"message\"} with
 cause name. Exit codes: 0 success, 1 failure reported, 2 failure without the sign tokens
 to report it, 3 IEXEC_TASK_ID missing. No secret or variable value is ever printed.";
 
-fn exit_with(code: ExitCode) -> ! {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    std::process::exit(code.code())
-}
-
 pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
     // Referenced so the help text and the code cannot drift apart.
     let _ = (
@@ -93,109 +85,31 @@ pub async fn run(cmd: WorkerCommand, out: &Output) -> anyhow::Result<()> {
             let pool = DevPool::load_or_create(args.worker.workerpool_file.as_deref())?;
             let mut setup = worker_setup(&args.sms, &pool, &args.worker, args.watch)?;
             if let (Some(rpc), Some(hub)) = (&args.chain_rpc, &args.hub) {
-                let hub = sms_core::secret::parse_address(hub)?;
-                let config = sms_chain::poco::PocoConfig::new(rpc.clone(), hub, args.chain_id);
-                let ledger = sms_chain::poco::PocoLedger::connect(config)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("chain: {e}"))?;
-                setup.chain = Some(std::sync::Arc::new(ledger));
+                setup.chain = Some(sms_worker::local::connect_poco(rpc, hub, args.chain_id).await?);
             }
             let task = sms_worker::local::parse_task_id(&args.task)?;
             let report = setup.run_task(task).await?;
             print_report(&report, out)?;
         }
-        WorkerCommand::ExecApp { command } => exec_app(&command)?,
+        WorkerCommand::ExecApp { command } => sms_worker::stage::exec_app(&command)?,
         WorkerCommand::PreCompute => {
             let (code, output) = sms_worker::pre_compute::run(&ProcessEnv).await;
             if let Some(o) = output {
-                let files: Vec<_> = o
-                    .input_files
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
-                out.done(
-                    format!(
-                        "pre-compute done: dataset {}, {} input file(s)",
-                        if o.dataset.is_some() {
-                            "decrypted"
-                        } else {
-                            "none"
-                        },
-                        files.len()
-                    ),
-                    json!({ "stage": "pre-compute", "dataset": o.dataset, "inputFiles": files }),
-                );
+                out.done(o.human(), o.report());
             }
             if code != ExitCode::Success {
-                exit_with(code);
+                crate::output::exit(code.code());
             }
         }
         WorkerCommand::PostCompute => {
             let (code, output) = sms_worker::post_compute::run(&ProcessEnv);
             if let Some(o) = output {
-                out.done(
-                    format!(
-                        "post-compute done\n  result digest:     {}\n  enclave signature: {}\n  archive:           {}{}\n  computed file:     {}",
-                        o.result_digest,
-                        o.enclave_signature,
-                        o.archive.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (callback)".into()),
-                        if o.encrypted { " (encrypted)" } else { "" },
-                        o.computed_file.display()
-                    ),
-                    json!({
-                        "stage": "post-compute",
-                        "taskId": o.task_id,
-                        "resultDigest": o.result_digest,
-                        "enclaveSignature": o.enclave_signature,
-                        "archive": o.archive,
-                        "encrypted": o.encrypted,
-                        "computedFile": o.computed_file,
-                        "callback": o.callback,
-                    }),
-                );
+                out.done(o.human(), o.report());
             }
             if code != ExitCode::Success {
-                exit_with(code);
+                crate::output::exit(code.code());
             }
         }
     }
     Ok(())
-}
-
-/// Rebases the app's directory variables onto the local task directories, drops the local
-/// worker's own variables, and execs the app command in the current directory.
-fn exec_app(command: &[String]) -> anyhow::Result<()> {
-    use sms_core::session_plan::{IEXEC_IN, IEXEC_INPUT_FILES_FOLDER, IEXEC_OUT};
-    let Some((program, rest)) = command.split_first() else {
-        anyhow::bail!("no app command")
-    };
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(rest);
-    for var in [IEXEC_IN, IEXEC_OUT, IEXEC_INPUT_FILES_FOLDER] {
-        if let Ok(value) = std::env::var(var) {
-            cmd.env(var, sms_worker::stage::local_path(&ProcessEnv, &value));
-        }
-    }
-    for var in [
-        ENV_LOCAL_IEXEC_IN,
-        ENV_LOCAL_IEXEC_OUT,
-        ENV_RESULT_DIR,
-        ENV_EXIT_CAUSE_FILE,
-        sms_worker::stage::ENV_POST_COMPUTE_TMP,
-    ] {
-        cmd.env_remove(var);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        let error = cmd.exec();
-        Err(anyhow::anyhow!("cannot exec {program}: {error}"))
-    }
-    #[cfg(not(unix))]
-    {
-        let status = cmd
-            .status()
-            .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
-        std::process::exit(status.code().unwrap_or(1))
-    }
 }

@@ -1,15 +1,11 @@
 //! `sms app run <app> --dev …`: the SDK's `iexec app run` against a `--dev` SMS, executed by the
 //! local worker (`sms_worker::local`) on a dev deal (`sms_worker::dev_deal`).
 
-use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use sms_core::deal_params::ParamsBuilder;
-use sms_core::tag::parse_tag;
-use sms_worker::dev_deal::{DealRequest, DevPool, create_dev_deal, publish_dev_bulk};
+use sms_core::deal_params::RunOptions;
+use sms_worker::dev_deal::{AppRunDeal, DevPool, create_dev_deal, ensure_dev_server};
 
-use crate::commands::common::{
-    LocalWorkerArgs, SmsArgs, WalletArgs, print_report, wallet_address, worker_setup,
-};
+use crate::commands::common::{LocalWorkerArgs, SmsArgs, WalletArgs, print_report, worker_setup};
 use crate::output::Output;
 
 #[derive(Args)]
@@ -79,74 +75,28 @@ pub struct RunArgs {
     pub worker: LocalWorkerArgs,
 }
 
-/// The params string of `app run`'s options (the SDK's merge rules, known keys only).
-fn params_of(args: &RunArgs, tee: bool, bulk_cid: Option<String>) -> anyhow::Result<String> {
-    let mut builder = match &args.params {
-        Some(p) => ParamsBuilder::from_params(p)?,
-        None => ParamsBuilder::new(),
-    };
-    if let Some(a) = &args.args {
-        builder = builder.args(a.clone());
-    }
-    if !args.input_files.is_empty() {
-        builder = builder.input_files(args.input_files.iter().map(String::as_str))?;
-    }
-    if !args.secret.is_empty() {
-        builder = builder.secret_mappings(args.secret.iter().map(String::as_str))?;
-    }
-    if args.encrypt_result {
-        builder = builder.encrypt_result(true);
-    }
-    if let Some(cid) = bulk_cid {
-        builder = builder.bulk_cid(cid);
-    }
-    Ok(builder.build(tee, false)?)
-}
-
-/// `sms app run` needs the server's dev ledger: `--dev` asserts it, otherwise the server is
-/// asked (`GET /dev/info`) and must say that it is a dev server.
-async fn ensure_dev_server(args: &RunArgs) -> anyhow::Result<()> {
-    if args.dev {
-        return Ok(());
-    }
-    let client = args.sms.client()?;
-    let dev = client.is_dev_server().await.with_context(|| {
-        format!(
-            "cannot ask {} whether it is a dev server (GET /dev/info)",
-            client.url()
-        )
-    })?;
-    if !dev {
-        bail!(
-            "sms app run needs a dev server, and {} is not one (it has no GET /dev/info: it was not started with --dev): against a chain, create the deal with the iExec SDK and run its task with `sms worker run --task <taskId>`",
-            client.url()
-        );
-    }
-    Ok(())
-}
-
 pub async fn run(args: RunArgs, out: &Output) -> anyhow::Result<()> {
-    ensure_dev_server(&args).await?;
-    let requester = wallet_address(&args.wallet)?;
-    let tag = parse_tag(&args.tag).map_err(|e| anyhow!("--tag: {e}"))?;
-    let tee = tag.as_slice()[31] & 1 == 1;
-    let bulk_cid = if args.bulk.is_empty() {
-        None
-    } else {
-        let owner = args.wallet.signer()?;
-        Some(publish_dev_bulk(&args.sms.client()?, &owner, &args.bulk, tag).await?)
+    if !args.dev {
+        ensure_dev_server(&args.sms.client()?).await?;
+    }
+    let deal = AppRunDeal {
+        app: &args.app,
+        dataset: args.dataset.as_deref(),
+        requester: args.wallet.address()?.to_string(),
+        beneficiary: args.beneficiary.clone(),
+        tag: &args.tag,
+        bulk: &args.bulk,
+        options: RunOptions {
+            params: args.params.as_deref(),
+            args: args.args.as_deref(),
+            input_files: &args.input_files,
+            secrets: &args.secret,
+            encrypt_result: args.encrypt_result,
+        },
     };
-    let request = DealRequest {
-        app: args.app.clone(),
-        dataset: args.dataset.clone(),
-        beneficiary: args
-            .beneficiary
-            .clone()
-            .unwrap_or_else(|| requester.clone()),
-        requester,
-        tag,
-        params: params_of(&args, tee, bulk_cid)?,
-    };
+    let request = deal
+        .request(&args.sms.client()?, || args.wallet.signer())
+        .await?;
     let mut pool = DevPool::load_or_create(args.worker.workerpool_file.as_deref())?;
     let client = args.sms.client()?;
     let (deal, task) = create_dev_deal(&client, &args.sms.sms_url, &mut pool, &request).await?;

@@ -2,19 +2,17 @@
 //! (`IV(16) ‖ AES-256-CBC-PKCS7`, key = 32 bytes as padded base64, checksum = `0x` + sha256 of the
 //! encrypted file), streamed in constant memory by `sms_worker::files`.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use sms_worker::files::{
-    DEFAULT_KEY_DIR, DEFAULT_ORIGINAL_DIR, DEFAULT_OUT_DIR, EncryptLayout, LAST_KEY_FILE,
-    decrypt_dataset_file, default_decrypted_path, encrypt_dataset_file, load_dataset_key,
+    DEFAULT_KEY_DIR, DEFAULT_OUT_DIR, EncryptLayout, LAST_KEY_FILE, decrypt_dataset_file,
+    default_decrypted_path, encrypt_dataset_files, files_to_encrypt, load_dataset_key,
 };
 
-use crate::commands::common::ProgressBar;
 use crate::output::Output;
+use sms_worker::files::ProgressBar;
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -62,37 +60,10 @@ pub struct DecryptArgs {
     pub force: bool,
 }
 
-fn files_to_encrypt(args: &EncryptArgs) -> anyhow::Result<Vec<PathBuf>> {
-    let given = if args.files.is_empty() {
-        let dir = Path::new(DEFAULT_ORIGINAL_DIR);
-        let mut files: Vec<PathBuf> = fs::read_dir(dir)
-            .with_context(|| format!("no file given and {} cannot be read", dir.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        files
-    } else {
-        args.files.clone()
-    };
-    let mut files = Vec::new();
-    for path in given {
-        let meta =
-            fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_file() {
-            files.push(path);
-        } else {
-            eprintln!("Skipping {}: not a regular file", path.display());
-        }
-    }
-    if files.is_empty() {
-        bail!("nothing to encrypt");
-    }
-    Ok(files)
-}
-
 pub fn encrypt(args: EncryptArgs, out: &Output) -> anyhow::Result<()> {
-    let files = files_to_encrypt(&args)?;
+    let files = files_to_encrypt(&args.files, |path| {
+        eprintln!("Skipping {}: not a regular file", path.display());
+    })?;
     let last_key = args.key_dir.join(LAST_KEY_FILE);
     let layout = EncryptLayout {
         out_dir: &args.out_dir,
@@ -100,36 +71,9 @@ pub fn encrypt(args: EncryptArgs, out: &Output) -> anyhow::Result<()> {
         last_key: &last_key,
         force: args.force,
     };
-    let mut done = Vec::new();
-    for path in &files {
-        done.push(encrypt_dataset_file(
-            path,
-            &layout,
-            &mut ProgressBar::default(),
-        )?);
-    }
-    let mut human = String::new();
-    for f in &done {
-        human.push_str(&format!(
-            "Encrypted {}\n  encrypted file: {}\n  key file:       {}\n  checksum:       {}\n",
-            f.original.display(),
-            f.encrypted.display(),
-            f.key.display(),
-            f.checksum
-        ));
-    }
-    human.push_str(&format!(
-        "Key of the last file also in {}",
-        last_key.display()
-    ));
-    let list: Vec<_> = done
-        .iter()
-        .map(|f| json!({ "original": f.original, "encrypted": f.encrypted, "key": f.key, "checksum": f.checksum }))
-        .collect();
-    out.done(
-        human,
-        json!({ "encryptedDatasetFolderPath": args.out_dir, "secretPath": args.key_dir, "lastKeyPath": last_key, "encryptedFiles": list }),
-    );
+    let done = encrypt_dataset_files(&files, &layout)?;
+    let (human, data) = layout.report(&done);
+    out.done(human, data);
     Ok(())
 }
 

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
-use sms_worker::files::{decrypt_result_file, write_private, write_public};
+use sms_worker::files::{decrypt_result_file, write_result_key_pair};
 use sms_worker::result_archive;
 
-use crate::commands::common::{ProgressBar, WalletArgs, wallet_address};
+use crate::commands::common::{WalletArgs, address_or_wallet};
 use crate::output::Output;
+use sms_worker::files::ProgressBar;
 
 /// Default directory of beneficiary keys (the iExec SDK's).
 pub const DEFAULT_KEY_DIR: &str = ".secrets/beneficiary";
@@ -61,30 +62,10 @@ pub struct DecryptArgs {
     pub wallet: WalletArgs,
 }
 
-/// The address given, or the wallet's, checksummed.
-fn beneficiary(address: Option<&str>, wallet: &WalletArgs) -> anyhow::Result<String> {
-    match address {
-        Some(a) => Ok(sms_core::secret::parse_address(a)?.to_string()),
-        None => wallet_address(wallet),
-    }
-}
-
 pub fn generate_keypair(args: KeypairArgs, out: &Output) -> anyhow::Result<()> {
-    let address = beneficiary(args.address.as_deref(), &args.wallet)?;
-    let private_path = args.key_dir.join(format!("{address}_key"));
-    let public_path = args.key_dir.join(format!("{address}_key.pub"));
-    if !args.force {
-        for p in [&private_path, &public_path] {
-            anyhow::ensure!(
-                !p.exists(),
-                "{} already exists (use --force to overwrite it)",
-                p.display()
-            );
-        }
-    }
-    let pair = result_archive::generate_key_pair_with_bits(args.bits)?;
-    write_private(&private_path, pair.private_pem.as_bytes(), args.force)?;
-    write_public(&public_path, pair.public_pem.as_bytes(), args.force)?;
+    let address = address_or_wallet(args.address.as_deref(), &args.wallet)?.to_string();
+    let (private_path, public_path) =
+        write_result_key_pair(&args.key_dir, &address, args.bits, args.force)?;
     out.done(
         format!(
             "Generated an RSA-{} result encryption key pair for {address}\n  private key: {}\n  public key:  {}\nNext: sms result push-encryption-key --secret-path {}",
@@ -99,7 +80,8 @@ pub fn generate_keypair(args: KeypairArgs, out: &Output) -> anyhow::Result<()> {
 }
 
 fn default_key_path(wallet: &WalletArgs) -> anyhow::Result<PathBuf> {
-    let address = beneficiary(None, wallet)
+    let address = wallet
+        .address()
         .context("no --key given and no wallet to find the default key")?;
     Ok(Path::new(DEFAULT_KEY_DIR).join(format!("{address}_key")))
 }
