@@ -2,22 +2,30 @@
 //! axum clones a route's whole layered service for every request, and each `Router::layer`
 //! layer boxed and moved its future once more (callgrind, BENCHMARKS.md "Request path").
 //!
-//! Outermost first: [`MatchRoute`] (the connection's peer, the route's path pattern), the
-//! request id (set, then echoed), the request span, then [`Edge`]: metrics, the limits, the
-//! request timeout and the simulated-TEE mark, in one future.
+//! Outermost first: [`MatchRoute`] (the connection's peer, the route's path pattern), then
+//! [`Edge`]: the request id (a client's own `x-request-id` is kept, and echoed on the answer),
+//! the request span (`crate::request_log`), metrics, the limits, the request timeout and the
+//! simulated-TEE mark, in one future.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request};
+use axum::http::HeaderName;
 use axum::response::Response;
+use tracing::Instrument;
 
 use crate::limits::Limits;
 use crate::metrics_layer::{OTHER, record, static_method};
+use crate::request_log::{RequestFields, RequestId, request_span};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The path pattern of the route a request is for (`/requesters/{requester}/secrets/{name}`),
 /// found before the router runs: span, metrics and limits name the route with it.
@@ -117,19 +125,52 @@ pub fn route_of<B>(request: &axum::http::Request<B>) -> Option<&'static str> {
     request.extensions().get::<RoutePattern>().map(|p| p.0)
 }
 
-/// Metrics, limits, timeout and simulated-TEE mark around the router.
+/// Request id, span, metrics, limits, timeout and simulated-TEE mark around the router.
 #[derive(Clone)]
 pub struct EdgeLayer {
     limits: Arc<Limits>,
     simulated_tee: bool,
+    ids: Arc<RequestIds>,
 }
 
 impl EdgeLayer {
-    pub fn new(limits: Arc<Limits>, simulated_tee: bool) -> Self {
+    /// `id_prefix`: the 8 hex digits of this process's request ids (drawn at random).
+    pub fn new(limits: Arc<Limits>, simulated_tee: bool, id_prefix: u32) -> Self {
         Self {
             limits,
             simulated_tee,
+            ids: Arc::new(RequestIds {
+                prefix: id_prefix,
+                counter: AtomicU64::new(0),
+            }),
         }
+    }
+}
+
+/// The ids of requests that bring none: `<prefix>-<counter>`.
+struct RequestIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn of(&self, request: &Request) -> RequestId {
+        match request.headers().get(X_REQUEST_ID) {
+            Some(own) => RequestId::Client(own.clone()),
+            None => RequestId::Made {
+                prefix: self.prefix,
+                n: self.counter.fetch_add(1, Ordering::Relaxed),
+            },
+        }
+    }
+}
+
+/// Echoes the request id on an answer that has none of its own.
+fn echo_id(response: &mut Response, id: &RequestId) {
+    if !response.headers().contains_key(X_REQUEST_ID)
+        && let Some(value) = id.header_value()
+    {
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
 }
 
@@ -170,6 +211,14 @@ where
     fn call(&mut self, request: Request) -> Answer {
         let start = Instant::now();
         let route = route_of(&request);
+        let id = self.shared.ids.of(&request);
+        let span = request_span(RequestFields {
+            id: id.clone(),
+            method: request.method().clone(),
+            route: route.map_or_else(|| Cow::Owned(request.uri().path().to_owned()), Cow::Borrowed),
+        });
+        let entered = span.enter();
+        tracing::debug!("started processing request");
         let method = static_method(request.method()).unwrap_or(OTHER);
         let limits = &self.shared.limits;
         let family = limits.families.classify(request.method(), route);
@@ -177,8 +226,12 @@ where
         let admitted = match limits.admit(&request, family) {
             Ok(admitted) => admitted,
             Err(refusal) => {
+                let mut refusal = *refusal;
+                echo_id(&mut refusal, &id);
+                finished(&refusal, start);
                 record(method, label, refusal.status().as_u16(), seconds(start));
-                return Box::pin(std::future::ready(Ok(*refusal)));
+                drop(entered);
+                return Box::pin(std::future::ready(Ok(refusal)));
             }
         };
         let mark = self.shared.simulated_tee;
@@ -186,9 +239,10 @@ where
         let uri = request.uri().clone();
         let timeout: Duration = limits.request_timeout;
         let response = self.inner.call(request);
-        Box::pin(async move {
+        drop(entered);
+        let answer = async move {
             let _admitted = admitted;
-            let response = match tokio::time::timeout(timeout, response).await {
+            let mut response = match tokio::time::timeout(timeout, response).await {
                 Ok(Ok(mut response)) => {
                     if mark {
                         crate::routes::mark_simulated_tee(uri.path(), &mut response);
@@ -198,10 +252,28 @@ where
                 Ok(Err(never)) => match never {},
                 Err(_) => crate::limits::timed_out(uri.path(), family, timeout),
             };
+            echo_id(&mut response, &id);
+            finished(&response, start);
             record(method, label, response.status().as_u16(), seconds(start));
             Ok(response)
-        })
+        };
+        Box::pin(answer.instrument(span))
     }
+}
+
+/// The request's last events: a server error is logged (with the request's fields), every
+/// answer at debug level.
+fn finished(response: &Response, start: Instant) {
+    let status = response.status();
+    let latency_ms = start.elapsed().as_millis();
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+    }
+    tracing::debug!(
+        status = status.as_u16(),
+        latency_ms,
+        "finished processing request"
+    );
 }
 
 fn seconds(since: Instant) -> f64 {
