@@ -1,11 +1,15 @@
-//! The layers every request passes, applied once around the router rather than to each route:
-//! axum clones a route's whole layered service for every request, and each `Router::layer`
-//! layer boxed and moved its future once more (callgrind, BENCHMARKS.md "Request path").
+//! The service of every connection: the route table matched once, the layers every request
+//! passes, then the route's handler. axum's `Router` is not used: it matched the path again,
+//! copied the path parameters into new strings under `Arc` keys and inserted two more request
+//! extensions, and it cloned a route's layered service for every request (callgrind,
+//! BENCHMARKS.md "Request path").
 //!
-//! Outermost first: [`MatchRoute`] (the connection's peer, the route's path pattern), then
-//! [`Edge`]: the request id (a client's own `x-request-id` is kept, and echoed on the answer),
-//! the request span (`crate::request_log`), metrics, the limits, the request timeout and the
-//! simulated-TEE mark, in one future.
+//! Outermost first: [`MatchRoute`] (the route's index, pattern and path parameters, the
+//! connection's peer: one request extension, [`Matched`]), then [`Edge`]: the request id (a
+//! client's own `x-request-id` is kept, and echoed on the answer), the request span
+//! (`crate::request_log`), metrics, the limits, the request timeout and the simulated-TEE
+//! mark, in one future; then [`Dispatch`], the route's `MethodRouter` (methods, 405, HEAD, the
+//! per-route layers: CORS on the secret API, the body limit).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -16,9 +20,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{ConnectInfo, Request};
-use axum::http::HeaderName;
-use axum::response::Response;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use tracing::Instrument;
 
 use crate::limits::Limits;
@@ -27,66 +33,122 @@ use crate::request_log::{RequestFields, RequestId, request_span};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The path pattern of the route a request is for (`/requesters/{requester}/secrets/{name}`),
-/// found before the router runs: span, metrics and limits name the route with it.
-#[derive(Clone, Copy, Debug)]
-pub struct RoutePattern(pub &'static str);
+/// Path parameters a route pattern may have (`/tee/provisioning/{session}/{service}/release`
+/// has two).
+const MAX_PARAMS: usize = 4;
 
-/// The mounted routes' patterns, matched as axum's router matches them (the same `matchit`).
-pub struct RouteTable(matchit::Router<&'static str>);
+/// What [`MatchRoute`] found for a request: the connection's peer and, when a route's pattern
+/// matches the path, that route.
+#[derive(Clone, Debug)]
+pub struct Matched {
+    pub peer: SocketAddr,
+    route: Option<MatchedRoute>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct MatchedRoute {
+    index: usize,
+    pattern: &'static str,
+    /// Byte ranges of the parameters' values in the path, in the pattern's order.
+    params: [(usize, usize); MAX_PARAMS],
+    count: usize,
+}
+
+/// The mounted routes: their patterns, matched as axum's router matches them (the same
+/// `matchit`), and their services (with the state and per-route layers), then the answer of a
+/// path no route serves.
+pub struct RouteTable {
+    /// Tells this table's routes apart in [`Dispatch`]'s per-thread clones.
+    id: u64,
+    patterns: matchit::Router<usize>,
+    routes: Vec<(&'static str, MethodRouter)>,
+    fallback: MethodRouter,
+}
 
 impl RouteTable {
-    pub fn new(paths: impl IntoIterator<Item = &'static str>) -> Result<Self, String> {
-        let mut table = matchit::Router::new();
-        for path in paths {
-            table
-                .insert(path, path)
+    pub fn new(
+        routes: Vec<(&'static str, MethodRouter)>,
+        fallback: MethodRouter,
+    ) -> Result<Self, String> {
+        let mut patterns = matchit::Router::new();
+        for (index, (path, _)) in routes.iter().enumerate() {
+            if path.matches('{').count() > MAX_PARAMS {
+                return Err(format!(
+                    "route {path}: more than {MAX_PARAMS} path parameters"
+                ));
+            }
+            patterns
+                .insert(*path, index)
                 .map_err(|e| format!("route {path}: {e}"))?;
         }
-        Ok(Self(table))
+        static TABLES: AtomicU64 = AtomicU64::new(0);
+        Ok(Self {
+            id: TABLES.fetch_add(1, Ordering::Relaxed),
+            patterns,
+            routes,
+            fallback,
+        })
     }
 
-    fn pattern(&self, path: &str) -> Option<&'static str> {
-        self.0.at(path).ok().map(|m| *m.value)
+    fn find(&self, path: &str) -> Option<MatchedRoute> {
+        let found = self.patterns.at(path).ok()?;
+        let index = *found.value;
+        let mut route = MatchedRoute {
+            index,
+            pattern: self.routes.get(index)?.0,
+            params: [(0, 0); MAX_PARAMS],
+            count: 0,
+        };
+        let base = path.as_ptr() as usize;
+        for ((_, value), slot) in found.params.iter().zip(route.params.iter_mut()) {
+            // matchit's values are slices of `path`.
+            let start = (value.as_ptr() as usize).checked_sub(base)?;
+            *slot = (start, start + value.len());
+            route.count += 1;
+        }
+        Some(route)
     }
 }
 
 /// Makes the service of each accepted connection (in place of axum's
 /// `into_make_service_with_connect_info`).
 #[derive(Clone)]
-pub struct Connections<S> {
+pub struct Connections {
     routes: Arc<RouteTable>,
-    stack: S,
+    edge: EdgeLayer,
 }
 
-impl<S> Connections<S> {
-    pub fn new(routes: RouteTable, stack: S) -> Self {
+impl Connections {
+    pub fn new(routes: RouteTable, edge: EdgeLayer) -> Self {
         Self {
             routes: Arc::new(routes),
-            stack,
+            edge,
         }
     }
 }
 
-impl<S: Clone> tower::Service<SocketAddr> for Connections<S> {
-    type Response = MatchRoute<S>;
+impl tower::Service<SocketAddr> for Connections {
+    type Response = MatchRoute<Edge<Dispatch>>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<MatchRoute<S>, Infallible>>;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, peer: SocketAddr) -> Self::Future {
+        let dispatch = Dispatch {
+            routes: self.routes.clone(),
+        };
         std::future::ready(Ok(MatchRoute {
             routes: self.routes.clone(),
             peer,
-            inner: self.stack.clone(),
+            inner: tower::Layer::layer(&self.edge, dispatch),
         }))
     }
 }
 
-/// Gives each request the connection's peer (`ConnectInfo`) and its [`RoutePattern`].
+/// Gives each request its [`Matched`] extension.
 #[derive(Clone)]
 pub struct MatchRoute<S> {
     routes: Arc<RouteTable>,
@@ -110,19 +172,138 @@ where
 
     fn call(&mut self, request: axum::http::Request<B>) -> S::Future {
         let mut request = request.map(Body::new);
-        let pattern = self.routes.pattern(request.uri().path());
-        let extensions = request.extensions_mut();
-        extensions.insert(ConnectInfo(self.peer));
-        if let Some(pattern) = pattern {
-            extensions.insert(RoutePattern(pattern));
-        }
+        let route = self.routes.find(request.uri().path());
+        request.extensions_mut().insert(Matched {
+            peer: self.peer,
+            route,
+        });
         self.inner.call(request)
     }
 }
 
 /// The path pattern of the route serving a request (`None`: no route matches its path).
 pub fn route_of<B>(request: &axum::http::Request<B>) -> Option<&'static str> {
-    request.extensions().get::<RoutePattern>().map(|p| p.0)
+    let matched = request.extensions().get::<Matched>()?;
+    matched.route.map(|r| r.pattern)
+}
+
+/// The address of the connection's peer.
+pub fn peer_of<B>(request: &axum::http::Request<B>) -> Option<SocketAddr> {
+    request.extensions().get::<Matched>().map(|m| m.peer)
+}
+
+/// The innermost service: the matched route's `MethodRouter`, or the fallback. Calling a
+/// `MethodRouter` needs it mutable, and hyper clones the connection's service for every
+/// request, so each worker thread keeps its own clone of each route (made at the thread's first
+/// request for it), as the metric handles are kept; axum's router cloned the route's service for
+/// every request instead.
+#[derive(Clone)]
+pub struct Dispatch {
+    routes: Arc<RouteTable>,
+}
+
+type ThreadRoutes = Vec<(u64, Vec<Option<MethodRouter>>)>;
+
+thread_local! {
+    /// Per route table (several servers may share a process, as in tests): this thread's
+    /// clones of its routes.
+    static ROUTES: std::cell::RefCell<ThreadRoutes> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl tower::Service<Request> for Dispatch {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let table = &self.routes;
+        let index = request
+            .extensions()
+            .get::<Matched>()
+            .and_then(|m| m.route)
+            .map(|r| r.index)
+            .filter(|i| *i < table.routes.len());
+        let Some(index) = index else {
+            return tower::Service::call(&mut table.fallback.clone(), request);
+        };
+        ROUTES.with(|cell| {
+            let mut tables = cell.borrow_mut();
+            let position = match tables.iter().position(|(id, _)| *id == table.id) {
+                Some(position) => position,
+                None => {
+                    tables.push((table.id, table.routes.iter().map(|_| None).collect()));
+                    tables.len() - 1
+                }
+            };
+            let slot = &mut tables[position].1[index];
+            let route = slot.get_or_insert_with(|| table.routes[index].1.clone());
+            // Builds the route's future without polling it: the borrow ends here.
+            tower::Service::call(route, request)
+        })
+    }
+}
+
+/// The path parameters of the matched route, percent-decoded, in the pattern's order: a
+/// `String` or a `(String, String)` (in place of axum's `Path`, which reads what its router
+/// stored).
+pub struct Params<T>(pub T);
+
+/// Path parameters as a handler takes them.
+pub trait FromParams: Sized {
+    fn from_params(values: &mut dyn Iterator<Item = String>) -> Option<Self>;
+}
+
+impl FromParams for String {
+    fn from_params(values: &mut dyn Iterator<Item = String>) -> Option<Self> {
+        values.next()
+    }
+}
+
+impl FromParams for (String, String) {
+    fn from_params(values: &mut dyn Iterator<Item = String>) -> Option<Self> {
+        Some((values.next()?, values.next()?))
+    }
+}
+
+/// A path parameter that is not UTF-8 once percent-decoded (axum's `Path` answers 400 too).
+pub struct BadParams;
+
+impl IntoResponse for BadParams {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            "Invalid URL: a path segment is not UTF-8 once percent-decoded",
+        )
+            .into_response()
+    }
+}
+
+impl<T: FromParams, S: Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = BadParams;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, BadParams> {
+        let route = parts
+            .extensions
+            .get::<Matched>()
+            .and_then(|m| m.route)
+            .ok_or(BadParams)?;
+        let path = parts.uri.path();
+        let mut values = Vec::with_capacity(route.count);
+        for &(start, end) in route.params.get(..route.count).ok_or(BadParams)? {
+            let raw = path.get(start..end).ok_or(BadParams)?;
+            let decoded = percent_encoding::percent_decode_str(raw)
+                .decode_utf8()
+                .map_err(|_| BadParams)?;
+            values.push(decoded.into_owned());
+        }
+        T::from_params(&mut values.into_iter())
+            .map(Params)
+            .ok_or(BadParams)
+    }
 }
 
 /// Request id, span, metrics, limits, timeout and simulated-TEE mark around the router.
@@ -215,7 +396,10 @@ where
         let span = request_span(RequestFields {
             id: id.clone(),
             method: request.method().clone(),
-            route: route.map_or_else(|| Cow::Owned(request.uri().path().to_owned()), Cow::Borrowed),
+            route: route.map_or_else(
+                || Cow::Owned(request.uri().path().to_owned()),
+                Cow::Borrowed,
+            ),
         });
         let entered = span.enter();
         tracing::debug!("started processing request");

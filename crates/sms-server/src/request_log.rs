@@ -12,10 +12,10 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, Method};
+use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Empty, Value};
 use tracing::span::Record;
 use tracing::{Dispatch, Event, Subscriber};
-use tracing::dispatcher::WeakDispatch;
 use tracing_subscriber::Registry;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
@@ -252,7 +252,10 @@ mod tests {
             "request{id=0123abcd-42 method=HEAD route=/requesters/{requester}/secrets/{name}}: ";
         assert_eq!(text.matches(prefix).count(), 2, "{text}");
         assert!(text.contains(&format!("{prefix}sms_server::request_log::tests: first")));
-        assert!(text.contains("request{id=client-chosen-7 method=HEAD"), "{text}");
+        assert!(
+            text.contains("request{id=client-chosen-7 method=HEAD"),
+            "{text}"
+        );
         assert!(!text.contains("000000ab-7"), "{text}");
     }
 
@@ -262,10 +265,7 @@ mod tests {
             prefix: 0xdead_beef,
             n: u64::MAX,
         };
-        assert_eq!(
-            id.header_value().unwrap(),
-            "deadbeef-18446744073709551615"
-        );
+        assert_eq!(id.header_value().unwrap(), "deadbeef-18446744073709551615");
         assert_eq!(id.text(), "deadbeef-18446744073709551615");
         let first = RequestId::Made { prefix: 0, n: 0 };
         assert_eq!(first.header_value().unwrap(), "00000000-0");

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum_server::Handle;
 use axum_server::accept::DefaultAcceptor;
 use sms_core::secret_operation::ServiceDomain;
@@ -146,9 +145,11 @@ impl Server {
             crate::routes::table().iter().map(|r| (r.path, r.feature)),
         );
         let limits = Arc::new(crate::limits::Limits::new(&config.limits, families, rates));
-        let routes = crate::edge::RouteTable::new(crate::routes::mounted_paths(&state))
-            .map_err(StartupError::Config)?;
-        let service = with_layers(crate::routes::router(state), routes, limits, simulated_tee);
+        let (routes, fallback) = crate::routes::services(state);
+        let routes =
+            crate::edge::RouteTable::new(routes, fallback).map_err(StartupError::Config)?;
+        let edge = crate::edge::EdgeLayer::new(limits, simulated_tee, rand::random());
+        let service = crate::edge::Connections::new(routes, edge);
 
         let handle: Handle<SocketAddr> = Handle::new();
         let listener =
@@ -317,17 +318,4 @@ fn check_listen_policy(config: &ServerConfig) -> Result<(), StartupError> {
         )));
     }
     Ok(())
-}
-
-/// The service each connection gets: the router inside the layers every request passes once
-/// (`crate::edge`): peer and route pattern, then request id, span, metrics, limits, timeout and
-/// the simulated-TEE mark.
-fn with_layers(
-    router: Router,
-    routes: crate::edge::RouteTable,
-    limits: Arc<crate::limits::Limits>,
-    simulated_tee: bool,
-) -> crate::edge::Connections<crate::edge::Edge<Router>> {
-    let edge = crate::edge::EdgeLayer::new(limits, simulated_tee, rand::random());
-    crate::edge::Connections::new(routes, tower::Layer::layer(&edge, router))
 }

@@ -1124,12 +1124,16 @@ mod tests {
     #[tokio::test]
     async fn live_counts_read_the_live_index_not_the_table() {
         let dir = tempfile::tempdir().unwrap();
-        let b = SqliteBackend::open(&dir.path().join("sms.db")).await.unwrap();
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", sql::COUNT)))
-                .fetch_all(&b.readers)
-                .await
-                .unwrap();
+        let b = SqliteBackend::open(&dir.path().join("sms.db"))
+            .await
+            .unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            sql::COUNT
+        )))
+        .fetch_all(&b.readers)
+        .await
+        .unwrap();
         let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
         assert_eq!(
             steps,

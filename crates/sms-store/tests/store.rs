@@ -734,7 +734,10 @@ async fn postgres_live_counts_have_their_index() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert!(definition.contains("WHERE (deleted_at IS NULL)"), "{definition}");
+    assert!(
+        definition.contains("WHERE (deleted_at IS NULL)"),
+        "{definition}"
+    );
     // Its use, once a table scan is priced out (a tiny table would be scanned anyway).
     sqlx::query("SET enable_seqscan = off")
         .execute(&mut conn)
