@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, Method};
 use tracing::dispatcher::WeakDispatch;
-use tracing::field::{Empty, Value};
+use tracing::field::{Empty, Value, display};
 use tracing::span::Record;
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::Registry;
@@ -152,9 +152,11 @@ impl RequestFieldsLayer {
         else {
             return;
         };
+        // Displayed, as `%value` fields are: no quotes.
         let id_text = fields.id.text();
-        let (id_text, method_text, route_text): (&str, &str, &str) =
-            (&id_text, fields.method.as_str(), &fields.route);
+        let id_text = display(&*id_text);
+        let method_text = display(fields.method.as_str());
+        let route_text = display(&*fields.route);
         let values = [
             (&id, Some(&id_text as &dyn Value)),
             (&method, Some(&method_text as &dyn Value)),

@@ -695,11 +695,6 @@ impl Backend for SqliteBackend {
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {
-        // A key the index knows to be absent has no live row: no round trip to a reader (a
-        // session asks for several absent keys: its task's session, secrets it may use).
-        if self.index.contains(key) == Some(false) {
-            return Ok(None);
-        }
         let row: Option<sql::RowRecord> = bind_key!(sqlx::query_as(sql::GET), key)
             .fetch_optional(&self.readers)
             .await?;
@@ -1121,36 +1116,6 @@ mod tests {
             wrap_format: 2,
         };
         b.insert_data_key(key).await.unwrap();
-    }
-
-    /// Once the key index is loaded, reading an absent key asks no reader: with the readers
-    /// closed, an absent key still reads as absent while a present one needs the database.
-    #[tokio::test]
-    async fn absent_keys_are_read_from_the_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = SqliteBackend::open(&dir.path().join("sms.db"))
-            .await
-            .unwrap();
-        data_key(&b).await;
-        wait_loaded(&b).await;
-        assert_eq!(
-            b.insert(row("o", "present", None)).await.unwrap(),
-            Insert::Inserted
-        );
-        assert!(
-            b.get(&RecordKey::new("ns", "o", "present"))
-                .await
-                .unwrap()
-                .is_some()
-        );
-        b.readers.close().await;
-        assert!(
-            b.get(&RecordKey::new("ns", "o", "absent"))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(b.get(&RecordKey::new("ns", "o", "present")).await.is_err());
     }
 
     /// The per-namespace count of live rows (the `sms_secrets_stored` gauge) reads the partial
