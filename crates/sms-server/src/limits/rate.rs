@@ -274,7 +274,7 @@ impl StateStore for BoundedStore {
 /// Whether a bucket is full again (its theoretical arrival time is at most `drop_below`), read
 /// without changing it: a decision that refuses returns the state it saw.
 fn is_full_again(state: &InMemoryState, drop_below: Nanos) -> bool {
-    match state.measure_and_replace(&NotKeyed::NonKey, |tat| Err::<((), Nanos), _>(tat)) {
+    match state.measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>) {
         Err(Some(tat)) => tat <= drop_below,
         _ => true,
     }
