@@ -58,8 +58,6 @@ struct MatchedRoute {
 /// `matchit`), and their services (with the state and per-route layers), then the answer of a
 /// path no route serves.
 pub struct RouteTable {
-    /// Tells this table's routes apart in [`Dispatch`]'s per-thread clones.
-    id: u64,
     patterns: matchit::Router<usize>,
     routes: Vec<(&'static str, MethodRouter)>,
     fallback: MethodRouter,
@@ -81,9 +79,7 @@ impl RouteTable {
                 .insert(*path, index)
                 .map_err(|e| format!("route {path}: {e}"))?;
         }
-        static TABLES: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
-            id: TABLES.fetch_add(1, Ordering::Relaxed),
             patterns,
             routes,
             fallback,
@@ -202,11 +198,12 @@ pub struct Dispatch {
     routes: Arc<RouteTable>,
 }
 
-type ThreadRoutes = Vec<(u64, Vec<Option<MethodRouter>>)>;
+/// Per route table (several servers may share a process, as in tests): this thread's clones
+/// of its routes. The table is held weakly: the clones of a server that stopped are dropped
+/// when this thread first serves another table.
+type ThreadRoutes = Vec<(std::sync::Weak<RouteTable>, Vec<Option<MethodRouter>>)>;
 
 thread_local! {
-    /// Per route table (several servers may share a process, as in tests): this thread's
-    /// clones of its routes.
     static ROUTES: std::cell::RefCell<ThreadRoutes> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -232,10 +229,15 @@ impl tower::Service<Request> for Dispatch {
         };
         ROUTES.with(|cell| {
             let mut tables = cell.borrow_mut();
-            let position = match tables.iter().position(|(id, _)| *id == table.id) {
+            let this = Arc::as_ptr(table);
+            let position = match tables.iter().position(|(t, _)| t.as_ptr() == this) {
                 Some(position) => position,
                 None => {
-                    tables.push((table.id, table.routes.iter().map(|_| None).collect()));
+                    tables.retain(|(t, _)| t.strong_count() > 0);
+                    tables.push((
+                        Arc::downgrade(table),
+                        table.routes.iter().map(|_| None).collect(),
+                    ));
                     tables.len() - 1
                 }
             };
@@ -472,6 +474,7 @@ fn seconds(since: Instant) -> f64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use axum::body::to_bytes;
+    use axum::extract::State;
     use tower::ServiceExt;
 
     use super::*;
@@ -501,6 +504,38 @@ mod tests {
         let status = response.status();
         let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A stopped server's routes (and the state they hold) do not outlive it in a worker thread:
+    /// the thread drops them when it first serves another route table.
+    #[tokio::test(flavor = "current_thread")]
+    async fn clones_of_a_dropped_table_are_released() {
+        let held = Arc::new(());
+        let table = |state: Arc<()>| {
+            let route =
+                axum::routing::get(|State(_): State<Arc<()>>| async { "x" }).with_state(state);
+            Arc::new(
+                RouteTable::new(vec![("/x", route)], axum::routing::any(|| async { "none" }))
+                    .unwrap(),
+            )
+        };
+        let call = |table: Arc<RouteTable>| async move {
+            let service = MatchRoute {
+                routes: table.clone(),
+                peer: "127.0.0.1:1".parse().unwrap(),
+                inner: Dispatch { routes: table },
+            };
+            let request = axum::http::Request::builder()
+                .uri("/x")
+                .body(Body::empty())
+                .unwrap();
+            service.oneshot(request).await.unwrap().status()
+        };
+        assert_eq!(call(table(held.clone())).await, StatusCode::OK);
+        // The first table is gone, its clone still held by this thread.
+        assert!(Arc::strong_count(&held) > 1);
+        assert_eq!(call(table(Arc::new(()))).await, StatusCode::OK);
+        assert_eq!(Arc::strong_count(&held), 1);
     }
 
     /// Path parameters reach the handler percent-decoded, as axum's `Path` gave them; a
