@@ -37,7 +37,6 @@
 use std::collections::BTreeSet;
 
 use alloy_primitives::{Address, B256};
-use alloy_signer_local::PrivateKeySigner;
 use zeroize::Zeroizing;
 
 use crate::bulk::BulkSlice;
@@ -323,7 +322,8 @@ fn web2_value(secrets: &SecretValues, owner: Address, name: &str) -> Option<Zero
 }
 
 /// The challenge signer and its raw key, from 32 raw bytes or 64 hex characters (optional `0x`).
-fn challenge_signer(key: &SecretValue) -> Option<(PrivateKeySigner, Zeroizing<[u8; 32]>)> {
+/// The address of a challenge key and its 32 bytes (libsecp256k1, `crate::signature`).
+fn challenge_signer(key: &SecretValue) -> Option<(Address, Zeroizing<[u8; 32]>)> {
     let bytes = key.as_bytes();
     let raw = if bytes.len() == 32 {
         let mut raw = Zeroizing::new([0u8; 32]);
@@ -332,8 +332,8 @@ fn challenge_signer(key: &SecretValue) -> Option<(PrivateKeySigner, Zeroizing<[u
     } else {
         crate::hex::decode_key32(std::str::from_utf8(bytes).ok()?)?
     };
-    let signer = PrivateKeySigner::from_slice(raw.as_slice()).ok()?;
-    Some((signer, raw))
+    let address = crate::signature::address_of_key(&raw)?;
+    Some((address, raw))
 }
 
 /// What the app enclave is run and measured with (plan step E).
@@ -483,13 +483,12 @@ pub fn sign_tokens(inputs: &SessionInputs<'_>) -> Result<EnclaveEnv, SessionErro
             "enclave challenge private key is not a secp256k1 key",
         )
     })?;
-    if signer.address() != inputs.enclave_challenge {
+    if signer != inputs.enclave_challenge {
         return Err(err(
             E::ExecutionNotAuthorizedEnclaveChallengeMismatch,
             format!(
                 "enclaveChallenge {} is not the challenge {} issued for the task",
-                inputs.enclave_challenge,
-                signer.address()
+                inputs.enclave_challenge, signer
             ),
         ));
     }

@@ -101,6 +101,24 @@ pub fn sign_eip191(signer: &PrivateKeySigner, digest: &B256) -> EthSignature {
     }
 }
 
+/// The address of the secp256k1 private key `key` (32 bytes, big-endian), derived with
+/// libsecp256k1 (the enclave challenges of every session); `None` when the bytes are not a key
+/// (zero, or not below the curve order).
+pub fn address_of_key(key: &[u8; 32]) -> Option<Address> {
+    static CONTEXT: std::sync::LazyLock<secp256k1::Secp256k1<secp256k1::SignOnly>> =
+        std::sync::LazyLock::new(secp256k1::Secp256k1::signing_only);
+    let secret = secp256k1::SecretKey::from_byte_array(*key).ok()?;
+    let point = secp256k1::PublicKey::from_secret_key(&CONTEXT, &secret).serialize_uncompressed();
+    let hash = alloy_primitives::keccak256(&point[1..]);
+    Some(Address::from_slice(&hash[12..]))
+}
+
+/// Whether `key` is a secp256k1 private key (not zero, below the curve order), without deriving
+/// its public key.
+pub fn is_private_key(key: &[u8; 32]) -> bool {
+    secp256k1::SecretKey::from_byte_array(*key).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +169,39 @@ mod tests {
                 high.recover_prehash(&prehash).ok(),
                 k256_recover(&high, &prehash)
             );
+        }
+    }
+
+    /// Key derivation with libsecp256k1 agrees with alloy/k256's signer: the same address for
+    /// random keys, the same refusal of bytes that are not keys.
+    #[test]
+    fn libsecp256k1_derives_the_addresses_k256_derives() {
+        for _ in 0..200 {
+            let signer = PrivateKeySigner::random();
+            let key: [u8; 32] = signer.to_bytes().into();
+            assert!(is_private_key(&key));
+            assert_eq!(address_of_key(&key), Some(signer.address()));
+        }
+        let mut below = ORDER;
+        below[31] -= 1;
+        let mut over = ORDER;
+        over[31] += 1;
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        for key in [[0u8; 32], ORDER, over, [0xff; 32], below, one] {
+            let k256 = PrivateKeySigner::from_slice(&key).ok().map(|s| s.address());
+            assert_eq!(
+                address_of_key(&key),
+                k256,
+                "{}",
+                crate::hex::encode_prefixed(key)
+            );
+            assert_eq!(is_private_key(&key), k256.is_some());
+        }
+        for _ in 0..200 {
+            let key: [u8; 32] = rand::random();
+            let k256 = PrivateKeySigner::from_slice(&key).ok().map(|s| s.address());
+            assert_eq!(address_of_key(&key), k256);
         }
     }
 

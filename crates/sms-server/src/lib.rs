@@ -14,6 +14,7 @@ mod ledger;
 pub mod limits;
 mod metrics_layer;
 pub mod provision;
+pub mod request_log;
 mod routes;
 mod run;
 mod server;

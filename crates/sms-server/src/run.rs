@@ -34,17 +34,23 @@ pub async fn serve(
 
 /// Logs on standard error, filtered by `SMS_LOG` (default `info`).
 pub fn init_logs(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SMS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log files stay plain (and formatting costs less per request).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The request span's fields are recorded only when something is logged inside it, by the
+    // layer below the fmt layer (crate::request_log).
+    let logs = tracing_subscriber::registry()
+        .with(filter)
+        .with(crate::request_log::RequestFieldsLayer::default());
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => logs.with(fmt).try_init(),
+        LogFormat::Json => logs.with(fmt.json()).try_init(),
     };
 }
 

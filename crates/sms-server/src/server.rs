@@ -5,18 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderName, Request};
 use axum_server::Handle;
 use axum_server::accept::DefaultAcceptor;
 use sms_core::secret_operation::ServiceDomain;
 use sms_store::postgres::{PostgresBackend, PostgresSettings};
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{Backend, MasterKey, Store};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
 use crate::dev_wallets::{self, DevWallet};
@@ -151,9 +145,11 @@ impl Server {
             crate::routes::table().iter().map(|r| (r.path, r.feature)),
         );
         let limits = Arc::new(crate::limits::Limits::new(&config.limits, families, rates));
-        let routes = crate::edge::RouteTable::new(crate::routes::mounted_paths(&state))
-            .map_err(StartupError::Config)?;
-        let service = with_layers(crate::routes::router(state), routes, limits, simulated_tee);
+        let (routes, fallback) = crate::routes::services(state);
+        let routes =
+            crate::edge::RouteTable::new(routes, fallback).map_err(StartupError::Config)?;
+        let edge = crate::edge::EdgeLayer::new(limits, simulated_tee, rand::random());
+        let service = crate::edge::Connections::new(routes, edge);
 
         let handle: Handle<SocketAddr> = Handle::new();
         let listener =
@@ -323,90 +319,4 @@ fn check_listen_policy(config: &ServerConfig) -> Result<(), StartupError> {
         )));
     }
     Ok(())
-}
-
-#[derive(Clone, Default)]
-struct RequestIds {
-    prefix: u32,
-    counter: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl MakeRequestId for RequestIds {
-    /// `<prefix, 8 hex digits>-<counter>`, written on the stack: no formatting machinery and no
-    /// allocation besides the header value's own.
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = self
-            .counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut buf = [0u8; 8 + 1 + 20];
-        for (i, b) in buf[..8].iter_mut().enumerate() {
-            *b = HEX[((self.prefix >> (28 - 4 * i)) & 0xf) as usize];
-        }
-        buf[8] = b'-';
-        let mut digits = [0u8; 20];
-        let (mut len, mut rest) = (0, n);
-        loop {
-            digits[len] = b'0' + (rest % 10) as u8;
-            len += 1;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        for (slot, d) in buf[9..9 + len].iter_mut().zip(digits[..len].iter().rev()) {
-            *slot = *d;
-        }
-        axum::http::HeaderValue::from_bytes(&buf[..9 + len])
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
-/// The service each connection gets: the router inside the layers every request passes once
-/// (`crate::edge`), outermost first: peer and route pattern, request id (a client's own
-/// `x-request-id` is kept), echo of the id on the answer, the request span, then metrics, limits,
-/// timeout and the simulated-TEE mark.
-type Stack = tower_http::request_id::SetRequestId<
-    tower_http::request_id::PropagateRequestId<
-        tower_http::trace::Trace<
-            crate::edge::Edge<Router>,
-            tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-            fn(&Request<axum::body::Body>) -> tracing::Span,
-        >,
-    >,
-    RequestIds,
->;
-
-/// The request span: method, route and request id; bodies and headers are never logged.
-fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    let route = crate::edge::route_of(req).unwrap_or_else(|| req.uri().path());
-    tracing::info_span!("request", id = %id, method = %req.method(), route = %route)
-}
-
-fn with_layers(
-    router: Router,
-    routes: crate::edge::RouteTable,
-    limits: Arc<crate::limits::Limits>,
-    simulated_tee: bool,
-) -> crate::edge::Connections<Stack> {
-    let x_request_id = HeaderName::from_static("x-request-id");
-    let ids = RequestIds {
-        prefix: rand::random(),
-        counter: Arc::default(),
-    };
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(request_span as fn(&Request<axum::body::Body>) -> tracing::Span);
-    let stack = tower::ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(x_request_id.clone(), ids))
-        .layer(PropagateRequestIdLayer::new(x_request_id))
-        .layer(trace)
-        .layer(crate::edge::EdgeLayer::new(limits, simulated_tee))
-        .service(router);
-    crate::edge::Connections::new(routes, stack)
 }

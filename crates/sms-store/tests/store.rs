@@ -721,6 +721,39 @@ async fn postgres_entries_left_pending_by_a_stopped_replica_are_chained() {
     assert_eq!(details(&store).await, ["event 0", "version 7"]);
 }
 
+/// The per-namespace count of live rows (the `sms_secrets_stored` gauge) can be answered from
+/// the partial index of live rows instead of a scan of the table (migration 0006).
+#[tokio::test]
+async fn postgres_live_counts_have_their_index() {
+    use sqlx::Connection;
+    let url = postgres_url().await;
+    let _backend = PostgresBackend::connect(&url, 2).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (definition,): (String,) =
+        sqlx::query_as("SELECT indexdef FROM pg_indexes WHERE indexname = 'records_live'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        definition.contains("WHERE (deleted_at IS NULL)"),
+        "{definition}"
+    );
+    // Its use, once a table scan is priced out (a tiny table would be scanned anyway).
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN {}",
+        "SELECT namespace, COUNT(*) AS n FROM records WHERE deleted_at IS NULL GROUP BY namespace"
+    )))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+    assert!(plan.iter().any(|l| l.contains("records_live")), "{plan:?}");
+}
+
 /// Two stores (two backends, one master key) on one new PostgreSQL database.
 async fn two_replicas() -> Vec<Store> {
     let url = postgres_url().await;

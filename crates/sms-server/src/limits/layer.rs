@@ -3,7 +3,7 @@
 //! Refusals are answered at once, in the body shape of the route (docs/limits.md).
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -110,10 +110,7 @@ pub(crate) fn timed_out(
 /// The address of the connection's peer (absent only when the router is driven without a
 /// listener, as in unit tests).
 fn peer_ip(request: &Request) -> Option<std::net::IpAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip())
+    crate::edge::peer_of(request).map(|peer| peer.ip())
 }
 
 /// A percent-encoded NUL in the path or the query (a raw one never gets past the HTTP parser).

@@ -15,13 +15,17 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
-use governor::state::StateStore;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 use sms_core::Address;
 
@@ -221,10 +225,22 @@ impl ClientKey {
 }
 
 /// A keyed table with at most `max` keys: a new key past the bound is counted on
-/// [`ClientKey::Overflow`].
+/// [`ClientKey::Overflow`]. The keys are counted as they come and go (`keys`): `DashMap::len`
+/// would lock every shard of the table on every check.
 struct BoundedStore {
-    map: DashMapStateStore<ClientKey>,
+    map: DashMap<ClientKey, InMemoryState>,
+    keys: AtomicUsize,
     max: usize,
+}
+
+impl BoundedStore {
+    fn new(max: usize) -> Self {
+        Self {
+            map: DashMap::default(),
+            keys: AtomicUsize::new(0),
+            max,
+        }
+    }
 }
 
 impl StateStore for BoundedStore {
@@ -234,16 +250,45 @@ impl StateStore for BoundedStore {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if self.map.len() >= self.max && !self.map.contains_key(key) {
-            return self.map.measure_and_replace(&ClientKey::Overflow, f);
+        if let Some(state) = self.map.get(key) {
+            return state.measure_and_replace(&NotKeyed::NonKey, f);
         }
-        self.map.measure_and_replace(key, f)
+        let key = if self.keys.load(Ordering::Relaxed) >= self.max {
+            ClientKey::Overflow
+        } else {
+            *key
+        };
+        let state = match self.map.entry(key) {
+            Entry::Occupied(entry) => entry.into_ref(),
+            Entry::Vacant(entry) => {
+                // Counted under the shard's lock, before the key is visible: a sweep that
+                // removes it has seen the count go up.
+                self.keys.fetch_add(1, Ordering::Relaxed);
+                entry.insert(InMemoryState::default())
+            }
+        };
+        state.measure_and_replace(&NotKeyed::NonKey, f)
+    }
+}
+
+/// Whether a bucket is full again (its theoretical arrival time is at most `drop_below`), read
+/// without changing it: a decision that refuses returns the state it saw.
+fn is_full_again(state: &InMemoryState, drop_below: Nanos) -> bool {
+    match state.measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>) {
+        Err(Some(tat)) => tat <= drop_below,
+        _ => true,
     }
 }
 
 impl ShrinkableKeyedStateStore<ClientKey> for BoundedStore {
     fn retain_recent(&self, drop_below: Nanos) {
-        ShrinkableKeyedStateStore::retain_recent(&self.map, drop_below);
+        let mut dropped = 0;
+        self.map.retain(|_, state| {
+            let keep = !is_full_again(state, drop_below);
+            dropped += usize::from(!keep);
+            keep
+        });
+        self.keys.fetch_sub(dropped, Ordering::Relaxed);
     }
 
     fn shrink_to_fit(&self) {
@@ -251,11 +296,11 @@ impl ShrinkableKeyedStateStore<ClientKey> for BoundedStore {
     }
 
     fn len(&self) -> usize {
-        self.map.len()
+        self.keys.load(Ordering::Relaxed)
     }
 
     fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 }
 
@@ -334,10 +379,7 @@ impl RateLimits {
                 .into_iter()
                 .filter_map(|f| {
                     let quota = rates.get(f)?.quota()?;
-                    let store = BoundedStore {
-                        map: DashMapStateStore::default(),
-                        max: max_clients.max(1),
-                    };
+                    let store = BoundedStore::new(max_clients.max(1));
                     Some((f, RateLimiter::new(quota, store, DefaultClock::default())))
                 })
                 .collect()
@@ -471,6 +513,32 @@ mod tests {
         );
         // a, b and the overflow key in tee-session; a in tee-challenge.
         assert_eq!(limits.clients().0, 4);
+    }
+
+    /// The count of keys that bounds a table follows inserts and sweeps: once full buckets are
+    /// swept, new clients get buckets of their own again instead of the overflow one.
+    #[test]
+    fn the_bound_counts_keys_through_sweeps() {
+        let rates = parse_family_rates("1000000/s").unwrap();
+        let limits = RateLimits::new(&rates, &rates, 2);
+        let ip = |i: u8| IpAddr::from([10, 0, 0, i]);
+        for i in 0..5 {
+            limits.check_ip("secrets", ip(i)).unwrap();
+        }
+        // Two keys of their own, then the overflow key.
+        assert_eq!(limits.clients().0, 3);
+        std::thread::sleep(Duration::from_millis(20));
+        limits.shrink();
+        assert_eq!(limits.clients().0, 0);
+        for i in 5..7 {
+            limits.check_ip("secrets", ip(i)).unwrap();
+        }
+        assert_eq!(limits.clients().0, 2);
+        let table = &limits.by_ip["secrets"];
+        assert!(
+            !table.is_empty() && table.len() == 2,
+            "two keys of their own, no overflow key yet"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
@@ -269,7 +269,7 @@ pub async fn backup(
 pub async fn restore_backup(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(storage_id): UrlPath<String>,
+    crate::edge::Params(storage_id): crate::edge::Params<String>,
 ) -> Result<Response, ApiError> {
     ensure_admin(&state, &headers, "restore-backup")?;
     if storage_id.is_empty()

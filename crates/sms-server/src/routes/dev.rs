@@ -100,7 +100,7 @@ pub async fn ipfs_add(State(state): State<AppState>, body: Bytes) -> Result<Json
 /// `--ipfs-gateway` is `<its URL>/dev`).
 pub async fn ipfs_get(
     State(state): State<AppState>,
-    axum::extract::Path(cid): axum::extract::Path<String>,
+    crate::edge::Params(cid): crate::edge::Params<String>,
 ) -> Result<Bytes, ApiError> {
     ledger(&state)?
         .ipfs_get(&cid)?

@@ -4,13 +4,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sms_chain::dev::{DevLedger, NewDeal};
 use sms_core::B256;
 use sms_core::ledger::TaskStatus;
 
+use crate::edge::Params;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -41,7 +42,7 @@ struct NewStatus {
 
 pub async fn set_task_status(
     State(state): State<AppState>,
-    Path(task): Path<String>,
+    Params(task): Params<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let task_id: B256 = task

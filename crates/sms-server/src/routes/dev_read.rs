@@ -4,17 +4,18 @@
 //! secret is in it: every field is public on a real chain.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sms_core::B256;
 
+use crate::edge::Params;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub async fn task_description(
     State(state): State<AppState>,
-    Path(task): Path<String>,
+    Params(task): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     let task_id: B256 = task
         .parse()

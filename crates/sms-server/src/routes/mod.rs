@@ -2,7 +2,6 @@
 //! description). The router and the OpenAPI document (`/openapi.json`) are both built from it,
 //! so they cannot drift; adding a route is adding one entry to [`table`].
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter};
@@ -899,35 +898,36 @@ fn body_cap(max_secret_bytes: usize) -> usize {
     (max_secret_bytes * 2).max(64 * 1024)
 }
 
-pub fn router(state: AppState) -> Router {
+/// The mounted routes, one service per path pattern (the entries of one path merged), each
+/// with the state and its own layers (CORS on the secret API, the body limit); then the answer
+/// of a path no entry serves. `crate::edge` matches the path once and calls the route.
+pub fn services(state: AppState) -> (Vec<(&'static str, MethodRouter)>, MethodRouter) {
     let cap = body_cap(state.max_secret_bytes);
-    let mut secret_routes: Router<AppState> = Router::new();
-    let mut other_routes: Router<AppState> = Router::new();
+    let mut paths: Vec<(&'static str, bool, MethodRouter<AppState>)> = Vec::new();
     for entry in mounted(&state) {
-        if matches!(entry.feature, Feature::Secrets | Feature::SecretsV2) {
-            secret_routes = secret_routes.route(entry.path, entry.handler);
-        } else {
-            other_routes = other_routes.route(entry.path, entry.handler);
+        let secret = matches!(entry.feature, Feature::Secrets | Feature::SecretsV2);
+        match paths.iter_mut().find(|(path, _, _)| *path == entry.path) {
+            Some((_, _, handler)) => {
+                *handler = std::mem::take(handler).merge(entry.handler);
+            }
+            None => paths.push((entry.path, secret, entry.handler)),
         }
     }
-    let secret_routes = secret_routes.layer(state.cors.layer());
-    // Only the layers that differ per route are applied here: axum clones a route's whole
-    // layered service for every request. The layers every request passes (request id, span,
-    // metrics, limits, the simulated-TEE mark) wrap the router once (`crate::edge`).
-    other_routes
-        .merge(secret_routes)
-        .fallback(no_such_route)
-        .layer(DefaultBodyLimit::max(cap))
-        .with_state(state)
-}
-
-/// The path patterns of the mounted routes, each once (the edge layers name a request's
-/// route with them before the router runs).
-pub fn mounted_paths(state: &AppState) -> Vec<&'static str> {
-    let mut paths: Vec<&'static str> = mounted(state).iter().map(|r| r.path).collect();
-    paths.sort_unstable();
-    paths.dedup();
-    paths
+    let routes = paths
+        .into_iter()
+        .map(|(path, secret, handler)| {
+            let handler = if secret {
+                handler.layer(state.cors.layer())
+            } else {
+                handler
+            };
+            let handler = handler
+                .layer(DefaultBodyLimit::max(cap))
+                .with_state(state.clone());
+            (path, handler)
+        })
+        .collect();
+    (routes, axum::routing::any(no_such_route))
 }
 
 /// Answer of a path no entry of the table serves (the API description test tells it apart

@@ -3,16 +3,17 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use sms_attest::IdentityDocument;
 use sms_attest::provision::{NonceAnswer, ReleaseAnswer};
 
+use crate::edge::Params;
 use crate::provision::{Refusal, ServiceSegment};
 use crate::state::AppState;
 
 pub async fn nonce(
     State(state): State<AppState>,
-    Path((session_id, service)): Path<(String, String)>,
+    Params((session_id, service)): Params<(String, String)>,
 ) -> Result<Json<NonceAnswer>, Refusal> {
     state
         .provisioner
@@ -23,7 +24,7 @@ pub async fn nonce(
 
 pub async fn release(
     State(state): State<AppState>,
-    Path((session_id, service)): Path<(String, String)>,
+    Params((session_id, service)): Params<(String, String)>,
     body: Bytes,
 ) -> Result<Json<ReleaseAnswer>, Refusal> {
     state

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use sms_core::audit::{AuditEvent, SecretAction};
 use sms_core::challenge;
@@ -13,6 +13,7 @@ use sms_core::signature::EthSignature;
 use sms_core::{Address, B256};
 use sms_store::{Insert, RecordKey, Update};
 
+use crate::edge::Params;
 use crate::error::{ApiError, Shape};
 use crate::state::AppState;
 
@@ -253,14 +254,14 @@ pub async fn update_web2(
 
 // ---- app developer secret -----------------------------------------------------------------
 
-pub async fn check_app(State(state): State<AppState>, Path(app): Path<String>) -> Reply {
+pub async fn check_app(State(state): State<AppState>, Params(app): Params<String>) -> Reply {
     let app = address(&app, "appAddress").map_err(|e| e.shaped(Shape::List))?;
     exists(&state, &SecretId::app_developer(app)).await
 }
 
 pub async fn push_app(
     State(state): State<AppState>,
-    Path(app): Path<String>,
+    Params(app): Params<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
@@ -278,7 +279,7 @@ pub async fn push_app(
 
 pub async fn check_requester(
     State(state): State<AppState>,
-    Path((requester, name)): Path<(String, String)>,
+    Params((requester, name)): Params<(String, String)>,
 ) -> Reply {
     let check = async {
         let requester = address(&requester, "requesterAddress")?;
@@ -291,7 +292,7 @@ pub async fn check_requester(
 
 pub async fn push_requester(
     State(state): State<AppState>,
-    Path((requester, name)): Path<(String, String)>,
+    Params((requester, name)): Params<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {

@@ -6,13 +6,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sms_core::tag::TeeFramework;
 use sms_core::tee_error::SessionError;
 
+use crate::edge::Params;
 use crate::state::AppState;
 use crate::tee::explain::{self, ExplainFailure};
 use crate::tee::session::{self, ChallengeFailure};
@@ -90,7 +91,7 @@ fn properties_answer(state: &AppState, pipeline: &sms_core::pipeline::Pipeline) 
 
 pub async fn properties(
     State(state): State<AppState>,
-    Path((framework, version)): Path<(String, String)>,
+    Params((framework, version)): Params<(String, String)>,
 ) -> Response {
     if let Some(r) = framework_refusal(&state, &framework) {
         return r;
@@ -112,7 +113,7 @@ pub async fn properties(
 /// Deprecated: the first configured pipeline.
 pub async fn properties_default(
     State(state): State<AppState>,
-    Path(framework): Path<String>,
+    Params(framework): Params<String>,
 ) -> Response {
     if let Some(r) = framework_refusal(&state, &framework) {
         return r;
@@ -128,7 +129,7 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 
 pub async fn challenge(
     State(state): State<AppState>,
-    Path(task): Path<String>,
+    Params(task): Params<String>,
     headers: HeaderMap,
 ) -> Response {
     match session::challenge(&state, &task, authorization(&headers)).await {
@@ -205,7 +206,7 @@ pub async fn create_session(
 /// the body too.
 pub async fn explain(
     State(state): State<AppState>,
-    Path(task): Path<String>,
+    Params(task): Params<String>,
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use alloy_signer_local::PrivateKeySigner;
 use sms_core::clock::Clock;
 use sms_core::secret::SecretValue;
 use sms_core::{Address, B256};
@@ -20,11 +19,27 @@ pub fn record_key(task_id: &B256) -> RecordKey {
     Namespace::TeeChallenge.key("", sms_core::hex::encode_prefixed(task_id))
 }
 
-/// The signer of a stored key (hex text of 32 bytes, `0x` optional), `None` if unusable.
-pub fn signer_of(value: &SecretValue) -> Option<PrivateKeySigner> {
+/// The 32 bytes of a stored key (hex text, `0x` optional), `None` if it is not a secp256k1 key.
+pub fn key_of(value: &SecretValue) -> Option<Zeroizing<[u8; 32]>> {
     let text = std::str::from_utf8(value.as_bytes()).ok()?;
     let raw = sms_core::hex::decode_key32(text)?;
-    PrivateKeySigner::from_slice(raw.as_slice()).ok()
+    sms_core::signature::is_private_key(&raw).then_some(raw)
+}
+
+/// The address of a stored key, `None` if unusable (derived with libsecp256k1).
+pub fn address_of(value: &SecretValue) -> Option<Address> {
+    sms_core::signature::address_of_key(&*key_of(value)?)
+}
+
+/// A new random challenge key (the thread's CSPRNG, seeded by the OS) and its address.
+fn new_key() -> (Zeroizing<[u8; 32]>, Address) {
+    loop {
+        let raw = Zeroizing::new(rand::random::<[u8; 32]>());
+        // Not a key: a chance of about 2^-128.
+        if let Some(address) = sms_core::signature::address_of_key(&raw) {
+            return (raw, address);
+        }
+    }
 }
 
 /// The issued challenge of a task: its stored key (possibly unusable), if any.
@@ -50,16 +65,14 @@ pub async fn get_or_create(
 ) -> Result<Address, ChallengeError> {
     let key = record_key(task_id);
     if let Some(existing) = store.get(&key).await? {
-        return signer_of(&existing.value)
-            .map(|s| s.address())
-            .ok_or(ChallengeError::Corrupt);
+        return address_of(&existing.value).ok_or(ChallengeError::Corrupt);
     }
-    let signer = PrivateKeySigner::random();
-    let hex = Zeroizing::new(sms_core::hex::encode_prefixed(signer.to_bytes()));
+    let (raw, address) = new_key();
+    let hex = Zeroizing::new(sms_core::hex::encode_prefixed(raw.as_slice()));
     let value = SecretValue::new(hex.as_bytes().to_vec());
     let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
     // The new challenge commits with its audit entry, or not at all.
-    let event = issued(signer.address());
+    let event = issued(address);
     let event = |_| event.clone();
     match store
         .audited(&event)
@@ -68,14 +81,12 @@ pub async fn get_or_create(
     {
         Insert::Inserted => {
             metrics::counter!("sms_tee_challenges_created_total").increment(1);
-            Ok(signer.address())
+            Ok(address)
         }
         Insert::AlreadyExists => {
             // Lost the race: the winner's key is the task's challenge.
             let winner = store.get(&key).await?.ok_or(ChallengeError::Corrupt)?;
-            signer_of(&winner.value)
-                .map(|s| s.address())
-                .ok_or(ChallengeError::Corrupt)
+            address_of(&winner.value).ok_or(ChallengeError::Corrupt)
         }
     }
 }
@@ -120,10 +131,22 @@ mod tests {
 
     #[test]
     fn signer_round_trip() {
-        let s = PrivateKeySigner::random();
+        let s = alloy_signer_local::PrivateKeySigner::random();
         let v = SecretValue::new(sms_core::hex::encode_prefixed(s.to_bytes()).into_bytes());
-        assert_eq!(signer_of(&v).map(|x| x.address()), Some(s.address()));
-        assert!(signer_of(&SecretValue::new(Vec::new())).is_none());
-        assert!(signer_of(&SecretValue::new(b"0x1234".to_vec())).is_none());
+        assert_eq!(address_of(&v), Some(s.address()));
+        assert!(address_of(&SecretValue::new(Vec::new())).is_none());
+        assert!(address_of(&SecretValue::new(b"0x1234".to_vec())).is_none());
+        let zero = SecretValue::new(sms_core::hex::encode_prefixed([0u8; 32]).into_bytes());
+        assert!(key_of(&zero).is_none() && address_of(&zero).is_none());
+    }
+
+    /// New keys are keys, each with the address alloy/k256 derives for it.
+    #[test]
+    fn new_keys_have_their_k256_address() {
+        for _ in 0..20 {
+            let (raw, address) = new_key();
+            let k256 = alloy_signer_local::PrivateKeySigner::from_slice(raw.as_slice()).unwrap();
+            assert_eq!(address, k256.address());
+        }
     }
 }

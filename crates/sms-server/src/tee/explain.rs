@@ -221,7 +221,7 @@ async fn challenge_address(
     let stored = challenge::get(&state.store, task_id)
         .await
         .map_err(|e| ExplainFailure::StoreUnavailable(e.to_string()))?;
-    Ok(stored.map(|v| challenge::signer_of(&v).map(|s| s.address()).ok_or(())))
+    Ok(stored.map(|v| challenge::address_of(&v).ok_or(())))
 }
 
 /// Step 4: one task, one session: a live session of another worker refuses this one.

@@ -62,9 +62,9 @@ pub use crate::provision::session_key;
 
 /// The challenge key in the form the plan builder reads (hex text of 32 bytes).
 fn challenge_key_text(stored: &SecretValue) -> SecretValue {
-    match challenge::signer_of(stored) {
-        Some(signer) => {
-            let hex = Zeroizing::new(sms_core::hex::encode_prefixed(signer.to_bytes()));
+    match challenge::key_of(stored) {
+        Some(raw) => {
+            let hex = Zeroizing::new(sms_core::hex::encode_prefixed(raw.as_slice()));
             SecretValue::new(hex.as_bytes().to_vec())
         }
         // Unusable key: hand it over as is, the builder answers EMPTY_TEE_CREDENTIALS.
