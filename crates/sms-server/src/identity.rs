@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use sms_attest::{IDENTITY_ALGORITHM, SmsIdentity};
 use sms_core::secret::SecretValue;
-use sms_store::{Insert, Namespace, RecordKey, Store, StoreError};
+use sms_store::{Insert, Namespace, Records, Store, StoreError};
 use zeroize::Zeroizing;
 
 const CURRENT: &str = "current";
@@ -33,8 +33,9 @@ impl Drop for StoredIdentity {
     }
 }
 
-fn key() -> RecordKey {
-    Namespace::SmsIdentity.key("", CURRENT)
+/// The identity's rows: one, `("", "current")`.
+fn records(store: &Store) -> Records<'_> {
+    store.records(Namespace::SmsIdentity)
 }
 
 fn corrupt(detail: impl std::fmt::Display) -> StoreError {
@@ -56,7 +57,7 @@ fn decode(value: &SecretValue) -> Result<SmsIdentity, StoreError> {
 
 /// The store's identity, if one was created.
 pub async fn load(store: &Store) -> Result<Option<SmsIdentity>, StoreError> {
-    match store.get(&key()).await? {
+    match records(store).get("", CURRENT).await? {
         Some(found) => decode(&found.value).map(Some),
         None => Ok(None),
     }
@@ -82,8 +83,8 @@ pub async fn load_or_create(store: &Store) -> Result<(SmsIdentity, bool), StoreE
         created_at: store.clock().now(),
     };
     let json = Zeroizing::new(serde_json::to_vec(&record).map_err(corrupt)?);
-    match store
-        .insert(&key(), &SecretValue::new(json.to_vec()), None)
+    match records(store)
+        .insert("", CURRENT, &SecretValue::new(json.to_vec()), None)
         .await?
     {
         Insert::Inserted => Ok((fresh, true)),

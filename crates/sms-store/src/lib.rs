@@ -18,6 +18,7 @@ pub mod crypto;
 mod key_index;
 pub mod offline;
 pub mod postgres;
+mod records;
 mod sql;
 pub mod sqlite;
 
@@ -36,6 +37,7 @@ pub use crypto::{
     DEFAULT_MAX_ENCRYPTIONS, KeyRing, MasterKey, MasterKeyRotation, RotationPolicy,
     rotate_master_key,
 };
+pub use records::{AuditedRecords, Records};
 
 /// A stored value with its version (for check-and-set updates).
 #[derive(Debug)]

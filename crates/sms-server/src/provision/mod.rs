@@ -33,7 +33,7 @@ use zeroize::Zeroizing;
 use crate::attest_args::{AttestArgs, Clock, IEXEC_IGNORED_ADVISORIES_ENV};
 use crate::startup::StartupError;
 use records::{NonceRecord, Reserve};
-pub use records::{ReleaseEntry, ReleaseLog, release_key, session_key};
+pub use records::{ReleaseEntry, ReleaseLog, release_key, sessions};
 pub use refusal::Refusal;
 
 /// Random bytes in a nonce.
@@ -490,7 +490,8 @@ impl Provisioner {
         }
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         match store
-            .delete_expired(Namespace::TeeProvisionNonce.as_str(), now)
+            .records(Namespace::TeeProvisionNonce)
+            .delete_expired(now)
             .await
         {
             Ok(0) => {}
@@ -649,9 +650,11 @@ pub async fn store_session(
             .map_err(|e| sms_store::StoreError::Key(format!("session encoding: {e}")))?,
     );
     let value = sms_core::secret::SecretValue::new(json.to_vec());
-    let key = session_key(&session.session_id);
     let expires = i64::try_from(session.expires_at).unwrap_or(i64::MAX);
-    Ok(store.insert(&key, &value, Some(expires)).await? == sms_store::Insert::Inserted)
+    let inserted = sessions(store)
+        .insert("", &session.session_id, &value, Some(expires))
+        .await?;
+    Ok(inserted == sms_store::Insert::Inserted)
 }
 
 async fn load_session(
@@ -659,8 +662,10 @@ async fn load_session(
     session_id: &str,
     now_ms: u64,
 ) -> Result<StoredSession, Refusal> {
-    let key = session_key(session_id);
-    let stored = store.get(&key).await?.ok_or(Refusal::SessionUnknown)?;
+    let stored = sessions(store)
+        .get("", session_id)
+        .await?
+        .ok_or(Refusal::SessionUnknown)?;
     let session: StoredSession = serde_json::from_slice(stored.value.as_bytes()).map_err(|e| {
         Refusal::Internal(format!("stored session {session_id} is not decodable: {e}"))
     })?;

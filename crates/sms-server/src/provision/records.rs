@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sms_core::B256;
 use sms_core::secret::SecretValue;
-use sms_store::{Insert, Namespace, RecordKey, Store, StoreError};
+use sms_store::{Insert, Namespace, RecordKey, Records, Store, StoreError};
 
 // Nonces: `RecordKey("tee-provision-nonce", "", hex(nonce))`, expiring with the nonce.
 // Release logs: `RecordKey("tee-release", taskId, service)`, kept for audit. One per task and
@@ -57,18 +57,29 @@ impl ReleaseLog {
     }
 }
 
-/// The key of a stored session: the one place it is built (`/tee/sessions` writes it, the
-/// provisioner reads it).
-pub fn session_key(session_id: &str) -> RecordKey {
-    Namespace::TeeSession.key("", session_id)
+/// The stored sessions' rows, `("", <sessionId>)`: `/tee/sessions` writes them, the
+/// provisioner reads them.
+pub fn sessions(store: &Store) -> Records<'_> {
+    store.records(Namespace::TeeSession)
 }
 
-fn nonce_key(nonce: &[u8]) -> RecordKey {
-    Namespace::TeeProvisionNonce.key("", sms_core::hex::encode(nonce))
+/// The single-use nonces' rows: `("", hex(nonce))`.
+fn nonces(store: &Store) -> Records<'_> {
+    store.records(Namespace::TeeProvisionNonce)
 }
 
+/// The release logs' rows: `(<taskId>, <service>)`.
+fn releases(store: &Store) -> Records<'_> {
+    store.records(Namespace::TeeRelease)
+}
+
+fn release_owner(task_id: &B256) -> String {
+    sms_core::hex::encode_prefixed(task_id)
+}
+
+/// The key of a service's release log (what [`release_log`] reads).
 pub fn release_key(task_id: &B256, service: &str) -> RecordKey {
-    Namespace::TeeRelease.key(sms_core::hex::encode_prefixed(task_id), service)
+    Namespace::TeeRelease.key(release_owner(task_id), service)
 }
 
 fn to_value<T: Serialize>(value: &T) -> Result<SecretValue, StoreError> {
@@ -92,15 +103,23 @@ pub async fn insert_nonce(
     record: &NonceRecord,
 ) -> Result<bool, StoreError> {
     let expires = i64::try_from(record.expires_at_ms.div_ceil(1000)).unwrap_or(i64::MAX);
-    let inserted = store
-        .insert(&nonce_key(nonce), &to_value(record)?, Some(expires))
+    let inserted = nonces(store)
+        .insert(
+            "",
+            &sms_core::hex::encode(nonce),
+            &to_value(record)?,
+            Some(expires),
+        )
         .await?;
     Ok(inserted == Insert::Inserted)
 }
 
 /// Removes the nonce and returns what it was issued for; `None` if unknown or already taken.
 pub async fn take_nonce(store: &Store, nonce: &[u8]) -> Result<Option<NonceRecord>, StoreError> {
-    match store.take(&nonce_key(nonce)).await? {
+    match nonces(store)
+        .take("", &sms_core::hex::encode(nonce))
+        .await?
+    {
         Some(taken) => Ok(Some(from_value(&taken.value, "nonce")?)),
         None => Ok(None),
     }
@@ -111,7 +130,10 @@ pub async fn release_log(
     task_id: &B256,
     service: &str,
 ) -> Result<Option<ReleaseLog>, StoreError> {
-    match store.get(&release_key(task_id, service)).await? {
+    match releases(store)
+        .get(&release_owner(task_id), service)
+        .await?
+    {
         Some(v) => Ok(Some(from_value(&v.value, "release log")?)),
         None => Ok(None),
     }
@@ -139,9 +161,9 @@ pub async fn reserve_release(
     mut entry: ReleaseEntry,
     granted: &(dyn Fn(u32) -> sms_core::audit::AuditEvent + Send + Sync),
 ) -> Result<Reserve, StoreError> {
-    let key = release_key(task_id, service);
+    let (releases, owner) = (releases(store), release_owner(task_id));
     for _ in 0..RESERVE_ATTEMPTS {
-        match store.get(&key).await? {
+        match releases.get(&owner, service).await? {
             None => {
                 if limit == 0 {
                     return Ok(Reserve::LimitReached);
@@ -151,9 +173,9 @@ pub async fn reserve_release(
                     releases: vec![entry.clone()],
                 };
                 let event = |_| granted(1);
-                if store
+                if releases
                     .audited(&event)
-                    .insert(&key, &to_value(&log)?, None)
+                    .insert(&owner, service, &to_value(&log)?, None)
                     .await?
                     == Insert::Inserted
                 {
@@ -168,9 +190,9 @@ pub async fn reserve_release(
                 entry.number = log.count().saturating_add(1);
                 log.releases.push(entry.clone());
                 let event = |_| granted(entry.number);
-                if store
+                if releases
                     .audited(&event)
-                    .compare_and_set(&key, &to_value(&log)?, current.version, None)
+                    .compare_and_set(&owner, service, &to_value(&log)?, current.version, None)
                     .await?
                 {
                     return Ok(Reserve::Recorded(entry.number));

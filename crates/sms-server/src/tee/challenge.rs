@@ -9,14 +9,19 @@ use std::time::Duration;
 use sms_core::clock::Clock;
 use sms_core::secret::SecretValue;
 use sms_core::{Address, B256};
-use sms_store::{Insert, Namespace, RecordKey, Store, StoreError};
+use sms_store::{Insert, Namespace, Records, Store, StoreError};
 use zeroize::Zeroizing;
 
 /// Expiry used when the ledger gives no final deadline (upstream's retention, 5 days).
 pub const MISSING_DEADLINE_RETENTION_SECS: u64 = 5 * 86_400;
 
-pub fn record_key(task_id: &B256) -> RecordKey {
-    Namespace::TeeChallenge.key("", sms_core::hex::encode_prefixed(task_id))
+/// The challenges' rows: `("", <taskId>)`.
+fn records(store: &Store) -> Records<'_> {
+    store.records(Namespace::TeeChallenge)
+}
+
+fn name_of(task_id: &B256) -> String {
+    sms_core::hex::encode_prefixed(task_id)
 }
 
 /// The 32 bytes of a stored key (hex text, `0x` optional), `None` if it is not a secp256k1 key.
@@ -44,7 +49,10 @@ fn new_key() -> (Zeroizing<[u8; 32]>, Address) {
 
 /// The issued challenge of a task: its stored key (possibly unusable), if any.
 pub async fn get(store: &Store, task_id: &B256) -> Result<Option<SecretValue>, StoreError> {
-    Ok(store.get(&record_key(task_id)).await?.map(|v| v.value))
+    Ok(records(store)
+        .get("", &name_of(task_id))
+        .await?
+        .map(|v| v.value))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +71,8 @@ pub async fn get_or_create(
     expires_at: u64,
     issued: impl Fn(Address) -> sms_core::audit::AuditEvent,
 ) -> Result<Address, ChallengeError> {
-    let key = record_key(task_id);
-    if let Some(existing) = store.get(&key).await? {
+    let (records, name) = (records(store), name_of(task_id));
+    if let Some(existing) = records.get("", &name).await? {
         return address_of(&existing.value).ok_or(ChallengeError::Corrupt);
     }
     let (raw, address) = new_key();
@@ -74,9 +82,9 @@ pub async fn get_or_create(
     // The new challenge commits with its audit entry, or not at all.
     let event = issued(address);
     let event = |_| event.clone();
-    match store
+    match records
         .audited(&event)
-        .insert(&key, &value, Some(expires))
+        .insert("", &name, &value, Some(expires))
         .await?
     {
         Insert::Inserted => {
@@ -85,7 +93,10 @@ pub async fn get_or_create(
         }
         Insert::AlreadyExists => {
             // Lost the race: the winner's key is the task's challenge.
-            let winner = store.get(&key).await?.ok_or(ChallengeError::Corrupt)?;
+            let winner = records
+                .get("", &name)
+                .await?
+                .ok_or(ChallengeError::Corrupt)?;
             address_of(&winner.value).ok_or(ChallengeError::Corrupt)
         }
     }
@@ -100,7 +111,7 @@ pub async fn sweep_once(store: &Store, now: u64) -> Result<u64, StoreError> {
         Namespace::TeeSession,
         Namespace::TeeTaskSession,
     ] {
-        deleted += store.delete_expired(namespace.as_str(), now).await?;
+        deleted += store.records(namespace).delete_expired(now).await?;
     }
     Ok(deleted)
 }

@@ -58,7 +58,7 @@ fn ledger_fail(code: E, what: String, error: sms_chain::LedgerError) -> SessionE
     }
 }
 
-pub use crate::provision::session_key;
+use crate::provision::sessions;
 
 /// The challenge key in the form the plan builder reads (hex text of 32 bytes).
 fn challenge_key_text(stored: &SecretValue) -> SecretValue {
@@ -444,12 +444,12 @@ async fn store_session(
     let inserted = index.insert(&state.store, &task.task_id, &event).await;
     if inserted.is_err() {
         // Not the task's session (no index, no entry): nothing may release from it.
-        let _ = state.store.delete(&session_key(&session_id)).await;
+        let _ = sessions(&state.store).delete("", &session_id).await;
     }
     match inserted.map_err(storage_failed)? {
         None => Ok(session_id),
         Some(winner) => {
-            let _ = state.store.delete(&session_key(&session_id)).await;
+            let _ = sessions(&state.store).delete("", &session_id).await;
             winner.same_holder(auth).map(|()| winner.session_id)
         }
     }
@@ -512,15 +512,23 @@ pub struct TaskSession {
 }
 
 impl TaskSession {
-    fn key(task_id: &B256) -> RecordKey {
-        Namespace::TeeTaskSession.key("", sms_core::hex::encode_prefixed(task_id))
+    /// The index rows: `("", <taskId>)`.
+    fn records(store: &sms_store::Store) -> sms_store::Records<'_> {
+        store.records(Namespace::TeeTaskSession)
+    }
+
+    fn name_of(task_id: &B256) -> String {
+        sms_core::hex::encode_prefixed(task_id)
     }
 
     pub async fn get(
         store: &sms_store::Store,
         task_id: &B256,
     ) -> Result<Option<Self>, sms_store::StoreError> {
-        match store.get(&Self::key(task_id)).await? {
+        match Self::records(store)
+            .get("", &Self::name_of(task_id))
+            .await?
+        {
             Some(found) => serde_json::from_slice(found.value.as_bytes())
                 .map(Some)
                 .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}"))),
@@ -556,9 +564,14 @@ impl TaskSession {
             .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}")))?;
         let expires = i64::try_from(self.expires_at).unwrap_or(i64::MAX);
         let event = |_| event.clone();
-        match store
+        match Self::records(store)
             .audited(&event)
-            .insert(&Self::key(task_id), &SecretValue::new(json), Some(expires))
+            .insert(
+                "",
+                &Self::name_of(task_id),
+                &SecretValue::new(json),
+                Some(expires),
+            )
             .await?
         {
             Insert::Inserted => Ok(None),
