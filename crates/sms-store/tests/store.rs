@@ -793,7 +793,8 @@ async fn postgres_live_counts_have_their_index() {
 /// A lookup by key is an index lookup on all three key columns, whatever the statistics say:
 /// on a table grown from empty (not analysed yet, as after a burst of pushes), the planner
 /// preferred the smaller partial index `records_live` for `EXISTS` and filtered owner and name
-/// row by row — 15,022 rows read per HEAD with 15,000 secrets stored (`sms bench`, cluster).
+/// row by row — 15,022 rows read per HEAD with 15,000 secrets stored (`sms bench`, cluster) —
+/// or the owner index `(owner, namespace)` and filtered the names.
 #[tokio::test]
 async fn postgres_key_lookups_do_not_scan_a_namespace() {
     use sqlx::Connection;
@@ -807,15 +808,27 @@ async fn postgres_key_lookups_do_not_scan_a_namespace() {
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::query(
         "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, created_at, updated_at) \
-         SELECT 'web2', '0xowner', 'n' || g, (SELECT MAX(id) FROM data_keys), '\\x00', '\\x00', 1, 0, 0 \
+         SELECT 'web2', '0x9db4b0182c7bb9608f39211006901f98a0ad5a22', 'push-5e1f0c3a9b7d-' || g, (SELECT MAX(id) FROM data_keys), decode(repeat('ab', 12), 'hex'), decode(repeat('cd', 80), 'hex'), 1, 0, 0 \
          FROM generate_series(1, 20000) AS g",
     )
     .execute(&mut conn)
     .await
     .unwrap();
+    // A second owner with fewer rows, as in `sms bench`'s cluster scenario (where the planner
+    // sent lookups to the owner index `(owner, namespace)` and filtered the names).
+    sqlx::query(
+        "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, created_at, updated_at) \
+         SELECT 'web2', '0xd5f95905c8f393b0d5219e55f76f116806c282a2', 'ck-db7c9850-' || g, (SELECT MAX(id) FROM data_keys), decode(repeat('ab', 12), 'hex'), decode(repeat('cd', 80), 'hex'), 1, 0, 0 \
+         FROM generate_series(1, 256) AS g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     for query in [
-        "SELECT 1 FROM records WHERE namespace = 'web2' AND owner = '0xowner' AND name = 'n77' AND deleted_at IS NULL",
-        "SELECT version FROM records WHERE namespace = 'web2' AND owner = '0xowner' AND name = 'n77' AND deleted_at IS NULL",
+        "SELECT 1 FROM records WHERE namespace = 'web2' AND owner = '0x9db4b0182c7bb9608f39211006901f98a0ad5a22' AND name = 'push-5e1f0c3a9b7d-77' AND deleted_at IS NULL",
+        "SELECT version FROM records WHERE namespace = 'web2' AND owner = '0x9db4b0182c7bb9608f39211006901f98a0ad5a22' AND name = 'push-5e1f0c3a9b7d-77' AND deleted_at IS NULL",
+        "SELECT 1 FROM records WHERE namespace = 'web2' AND owner = '0xd5f95905c8f393b0d5219e55f76f116806c282a2' AND name = 'ck-db7c9850-4' AND deleted_at IS NULL",
+        "SELECT name FROM records WHERE namespace = 'web2' AND owner = '0xd5f95905c8f393b0d5219e55f76f116806c282a2' AND deleted_at IS NULL ORDER BY name",
     ] {
         let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {query}"
