@@ -669,12 +669,6 @@ impl Store {
         self.backend.delete_expired(namespace.as_str(), now).await
     }
 
-    /// Deletes the v2 request nonces whose request expired by the store's clock.
-    pub async fn delete_expired_nonces_now(&self) -> Result<u64, StoreError> {
-        let now = backend::clock_secs(&self.clock);
-        self.backend.delete_expired_nonces(now).await
-    }
-
     pub async fn count_by_namespace(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.backend.count_by_namespace().await
     }

@@ -24,10 +24,6 @@ impl Store {
 }
 
 impl<'a> Records<'a> {
-    pub fn namespace(&self) -> Namespace {
-        self.namespace
-    }
-
     /// The key of `(owner, name)` in this handle's namespace.
     pub fn key(&self, owner: &str, name: &str) -> RecordKey {
         self.namespace.key(owner, name)
@@ -66,11 +62,6 @@ impl<'a> Records<'a> {
         self.store
             .delete_expired(self.namespace.as_str(), now)
             .await
-    }
-
-    /// [`Store::delete_expired_now`] of this namespace.
-    pub async fn delete_expired_now(&self) -> Result<u64, StoreError> {
-        self.store.delete_expired_now(self.namespace).await
     }
 
     /// [`Store::audited`], bound to this namespace.

@@ -806,24 +806,32 @@ async fn postgres_key_lookups_do_not_scan_a_namespace() {
         .await
         .unwrap();
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(
-        "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, created_at, updated_at) \
-         SELECT 'web2', '0x9db4b0182c7bb9608f39211006901f98a0ad5a22', 'push-5e1f0c3a9b7d-' || g, (SELECT MAX(id) FROM data_keys), decode(repeat('ab', 12), 'hex'), decode(repeat('cd', 80), 'hex'), 1, 0, 0 \
-         FROM generate_series(1, 20000) AS g",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    // A second owner with fewer rows, as in `sms bench`'s cluster scenario (where the planner
-    // sent lookups to the owner index `(owner, namespace)` and filtered the names).
-    sqlx::query(
-        "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, created_at, updated_at) \
-         SELECT 'web2', '0xd5f95905c8f393b0d5219e55f76f116806c282a2', 'ck-db7c9850-' || g, (SELECT MAX(id) FROM data_keys), decode(repeat('ab', 12), 'hex'), decode(repeat('cd', 80), 'hex'), 1, 0, 0 \
-         FROM generate_series(1, 256) AS g",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    // Sealed-size rows of two owners, as in `sms bench`'s cluster scenario (where the planner
+    // also sent lookups to the owner index `(owner, namespace)` and filtered the names).
+    for (owner, prefix, rows) in [
+        (
+            "0x9db4b0182c7bb9608f39211006901f98a0ad5a22",
+            "push-5e1f0c3a9b7d-",
+            20_000,
+        ),
+        (
+            "0xd5f95905c8f393b0d5219e55f76f116806c282a2",
+            "ck-db7c9850-",
+            256,
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO records (namespace, owner, name, key_id, nonce, ciphertext, version, created_at, updated_at) \
+             SELECT 'web2', $1, $2 || g, (SELECT MAX(id) FROM data_keys), decode(repeat('ab', 12), 'hex'), decode(repeat('cd', 80), 'hex'), 1, 0, 0 \
+             FROM generate_series(1, $3) AS g",
+        )
+        .bind(owner)
+        .bind(prefix)
+        .bind(rows)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
     for query in [
         "SELECT 1 FROM records WHERE namespace = 'web2' AND owner = '0x9db4b0182c7bb9608f39211006901f98a0ad5a22' AND name = 'push-5e1f0c3a9b7d-77' AND deleted_at IS NULL",
         "SELECT version FROM records WHERE namespace = 'web2' AND owner = '0x9db4b0182c7bb9608f39211006901f98a0ad5a22' AND name = 'push-5e1f0c3a9b7d-77' AND deleted_at IS NULL",
