@@ -57,25 +57,10 @@ const MADE_ID_MAX: usize = 8 + 1 + 20;
 
 /// `<prefix, 8 hex digits>-<n>` into `buf`, on the stack; answers its length.
 fn write_made_id(buf: &mut [u8; MADE_ID_MAX], prefix: u32, n: u64) -> usize {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in buf[..8].iter_mut().enumerate() {
-        *b = HEX[((prefix >> (28 - 4 * i)) & 0xf) as usize];
-    }
-    buf[8] = b'-';
-    let mut digits = [0u8; 20];
-    let (mut len, mut rest) = (0, n);
-    loop {
-        digits[len] = b'0' + (rest % 10) as u8;
-        len += 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for (slot, d) in buf[9..9 + len].iter_mut().zip(digits[..len].iter().rev()) {
-        *slot = *d;
-    }
-    9 + len
+    let mut rest = &mut buf[..];
+    // Always fits: 8 hex digits, the dash and at most 20 decimal digits.
+    let _ = std::io::Write::write_fmt(&mut rest, format_args!("{prefix:08x}-{n}"));
+    MADE_ID_MAX - rest.len()
 }
 
 /// What the request span shows: id, method, route (the route's path pattern, or the path when
