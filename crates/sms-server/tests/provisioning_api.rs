@@ -250,12 +250,30 @@ impl Prov {
 
     /// The release log of the task a session was seeded for.
     async fn release_log(&self, session: &str, service: &str) -> Option<ReleaseLog> {
+        self.task_release_log(&task_of(session), service).await
+    }
+
+    async fn task_release_log(&self, task: &B256, service: &str) -> Option<ReleaseLog> {
         let v = self
             .store()
-            .get(&release_key(&task_of(session), service))
+            .get(&release_key(task, service))
             .await
             .unwrap()?;
         Some(serde_json::from_slice(v.value.as_bytes()).unwrap())
+    }
+
+    /// Stores a session for `task` (put on the dev ledger) whose id names `named` the way
+    /// `/tee/sessions` draws ids (`<10 characters>0000<taskId>`); the id and `task`.
+    async fn seed_named(&self, prefix: &str, named: B256) -> (String, B256) {
+        assert_eq!(prefix.len(), 10);
+        let task = task_of(prefix);
+        self.server
+            .active_dev_task(task, real_now_ms() / 1000 + 10 * 365 * 86_400);
+        let id = format!("{prefix}0000{named:#x}");
+        let id = self
+            .seed_for(&id, task, self.now() + 600, &APP_MEASUREMENT)
+            .await;
+        (id, task)
     }
 
     async fn metrics(&self) -> String {
@@ -613,24 +631,33 @@ async fn replayed_nonce_and_second_release_over_the_limit_are_refused() {
     assert_eq!(p.release_log(&sid, "app").await.unwrap().count(), 1);
 }
 
+/// Concurrent releases, for a session id that names no task and for one that names its
+/// task as `/tee/sessions` draws them (the provisioner then reads the release log ahead,
+/// and a stale read-ahead must cost only a lost check-and-set).
 #[tokio::test]
 async fn concurrent_releases_never_exceed_the_limit() {
     let p = Prov::with(|c| c.attest.release_limit = 2).await;
     let sid = p.seed("s-race", p.now() + 600, &APP_MEASUREMENT).await;
+    concurrent_releases_stop_at_two(&p, &sid, task_of(&sid)).await;
+    let (named, task) = p.seed_named("racenamed0", task_of("s-race-named")).await;
+    concurrent_releases_stop_at_two(&p, &named, task).await;
+}
+
+async fn concurrent_releases_stop_at_two(p: &Prov, sid: &str, task: B256) {
     let mut requests = Vec::new();
     for _ in 0..6 {
         let key = EphemeralKey::generate();
-        let nonce = p.nonce(&sid, "app").await;
+        let nonce = p.nonce(sid, "app").await;
         requests.push(good(&nonce, &APP_MEASUREMENT, &key));
     }
-    let results = futures_join(&p, &sid, &requests).await;
+    let results = futures_join(p, sid, &requests).await;
     let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
     let limit = results
         .iter()
         .filter(|(_, c)| c == "RELEASE_LIMIT_REACHED")
         .count();
-    assert_eq!((ok, limit), (2, 4), "{results:?}");
-    let log = p.release_log(&sid, "app").await.unwrap();
+    assert_eq!((ok, limit), (2, 4), "{sid}: {results:?}");
+    let log = p.task_release_log(&task, "app").await.unwrap();
     assert_eq!(
         log.releases.iter().map(|e| e.number).collect::<Vec<_>>(),
         [1, 2]
@@ -1077,6 +1104,37 @@ async fn the_release_budget_is_the_tasks_across_sessions() {
     let log = p.release_log(&sid, "app").await.unwrap();
     assert_eq!(log.count(), 1);
     assert_eq!(log.releases[0].session_id, sid);
+}
+
+/// The attacker's session id: one that names another task than the session's (the
+/// provisioner reads the named task's release log ahead). The budget spent and checked is
+/// the stored session's task's, at the nonce and at the release; the named task's log is
+/// neither read for the decision nor written.
+#[tokio::test]
+async fn a_session_id_naming_another_task_spends_its_own_tasks_budget() {
+    let p = Prov::new().await;
+    let (honest, task) = p.seed_named("honest0001", task_of("honest0001")).await;
+    let other = task_of("other task");
+    let hostile = format!("hostile0010000{other:#x}");
+    p.seed_for(&hostile, task, p.now() + 600, &APP_MEASUREMENT)
+        .await;
+    // A nonce of the hostile-id session before the budget is spent, used after.
+    let early = p.nonce(&hostile, "app").await;
+    p.app_release(&honest).await;
+    assert_eq!(
+        p.nonce_refused(&hostile, "app").await,
+        (StatusCode::CONFLICT, "RELEASE_LIMIT_REACHED".into())
+    );
+    p.refused(
+        &hostile,
+        "app",
+        &good(&early, &APP_MEASUREMENT, &EphemeralKey::generate()),
+        StatusCode::CONFLICT,
+        "RELEASE_LIMIT_REACHED",
+    )
+    .await;
+    assert_eq!(p.task_release_log(&task, "app").await.unwrap().count(), 1);
+    assert!(p.task_release_log(&other, "app").await.is_none());
 }
 
 /// Two releases presenting one nonce at the same moment: exactly one is served.

@@ -332,12 +332,14 @@ pub(crate) fn fixed_hash(bytes: &[u8]) -> sms_core::audit::Hash {
     out
 }
 
-/// One write of a sealed row, as [`Backend::write_audited`] takes it. What each answers is
-/// what the method of the same name answers: rows written for `Insert` and `Replace`, the
-/// version written (0: not written) for the others.
+/// One write of sealed rows, as [`Backend::write_audited`] takes it. What each answers is
+/// what the method of the same name answers: rows written for `Insert` and `Replace`, 1 when
+/// every row of `InsertAll` was inserted (0: none was), the version written (0: not written)
+/// for the others.
 #[derive(Clone, Debug)]
 pub enum RowWrite {
     Insert(SealedRow),
+    InsertAll(Vec<SealedRow>),
     Replace(SealedRow, i64),
     PutCreate(SealedRow),
     PutUpdate(SealedRow, i64),
@@ -358,7 +360,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn insert(&self, row: SealedRow) -> Result<Insert, StoreError>;
     /// Replaces the row if its current version is `expected_version`; false otherwise.
     async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError>;
+    /// Inserts every row, all or none (a savepoint): false, with nothing written, when the
+    /// key of one of them exists (a tombstone counts: every row is sealed for version 1).
+    async fn insert_all(&self, rows: Vec<SealedRow>) -> Result<bool, StoreError>;
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError>;
+    /// The rows of `keys`, in their order (`None` where absent), in one statement per 16 keys.
+    async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<SealedRow>>, StoreError>;
     async fn exists(&self, key: &RecordKey) -> Result<bool, StoreError>;
     /// Deletes the row (only at `expected_version` when given); true if a row was deleted.
     async fn delete(

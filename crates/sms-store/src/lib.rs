@@ -58,6 +58,14 @@ pub struct Store {
     clock: Clock,
 }
 
+/// One row of [`Store::insert_all`]: its key, value and expiry (Unix seconds).
+#[derive(Clone, Copy, Debug)]
+pub struct NewRow<'a> {
+    pub key: &'a RecordKey,
+    pub value: &'a SecretValue,
+    pub expires_at: Option<i64>,
+}
+
 /// Builds the audit event of an audited write from the version the write stores.
 pub type AuditFn<'a> = &'a (dyn Fn(i64) -> sms_core::audit::AuditEvent + Send + Sync);
 
@@ -80,6 +88,11 @@ impl Audited<'_> {
         self.store
             .insert_as(key, value, expires_at, Some(self.event))
             .await
+    }
+
+    /// [`Store::insert_all`], audited: one entry for all the rows.
+    pub async fn insert_all(&self, rows: &[NewRow<'_>]) -> Result<Insert, StoreError> {
+        self.store.insert_all_as(rows, Some(self.event)).await
     }
 
     /// [`Store::update`], audited.
@@ -318,6 +331,7 @@ impl Store {
         let version = |written: Option<i64>| sql::version_result(written.map(|v| (v,)));
         Ok(match write {
             RowWrite::Insert(row) => u64::from(b.insert(row).await? == Insert::Inserted),
+            RowWrite::InsertAll(rows) => u64::from(b.insert_all(rows).await?),
             RowWrite::Replace(row, expected) => u64::from(b.replace(row, expected).await?),
             RowWrite::PutCreate(row) => version(b.put_create(row).await?),
             RowWrite::PutUpdate(row, expected) => version(b.put_update(row, expected).await?),
@@ -396,6 +410,48 @@ impl Store {
             }
         }
         Err(contention(key))
+    }
+
+    /// Inserts every row in one transaction, all or none: `AlreadyExists`, with nothing
+    /// written, when one of the keys exists (a deleted one included: unlike
+    /// [`Store::insert`], no row is revived). For rows that belong together, such as a
+    /// session and its task's index.
+    pub async fn insert_all(&self, rows: &[NewRow<'_>]) -> Result<Insert, StoreError> {
+        self.insert_all_as(rows, None).await
+    }
+
+    async fn insert_all_as(
+        &self,
+        rows: &[NewRow<'_>],
+        audit: Option<AuditFn<'_>>,
+    ) -> Result<Insert, StoreError> {
+        let mut sealed = Vec::with_capacity(rows.len());
+        for row in rows {
+            sealed.push(
+                self.seal(row.key, row.value.as_bytes(), 1, row.expires_at)
+                    .await?,
+            );
+        }
+        let written = self
+            .row_write(RowWrite::InsertAll(sealed), 1, audit)
+            .await?;
+        Ok(sql::insert_outcome(written))
+    }
+
+    /// The values of `keys`, in their order (`None` where absent): one round trip per 16 keys, where [`Store::get`] makes one per key.
+    pub async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        let rows = self.backend.get_many(keys).await?;
+        let mut values = Vec::with_capacity(rows.len());
+        for row in rows {
+            values.push(match row {
+                Some(row) => Some(Versioned {
+                    value: self.open_row(&row).await?,
+                    version: row.version,
+                }),
+                None => None,
+            });
+        }
+        Ok(values)
     }
 
     pub async fn get(&self, key: &RecordKey) -> Result<Option<Versioned>, StoreError> {
@@ -657,6 +713,11 @@ impl Store {
 
     pub async fn delete(&self, key: &RecordKey) -> Result<bool, StoreError> {
         self.backend.delete(key, None).await
+    }
+
+    /// Deletes the row only if it still is at `version` (a value read, then used once).
+    pub async fn delete_at(&self, key: &RecordKey, version: i64) -> Result<bool, StoreError> {
+        self.backend.delete(key, Some(version)).await
     }
 
     pub async fn delete_expired(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
 use crate::{
@@ -169,6 +169,21 @@ async fn apply_row(
             .execute(&mut *conn)
             .await?
             .rows_affected(),
+        RowWrite::InsertAll(rows) => {
+            let mut sp = conn.begin().await?;
+            for row in rows {
+                let n = bind_row!(sqlx::query(sql::INSERT), row, now)
+                    .execute(&mut *sp)
+                    .await?
+                    .rows_affected();
+                if n != 1 {
+                    sp.rollback().await?;
+                    return Ok(0);
+                }
+            }
+            sp.commit().await?;
+            1
+        }
         RowWrite::Replace(row, expected) => bind_row!(sqlx::query(sql::REPLACE), row, now)
             .bind(*expected)
             .execute(&mut *conn)
@@ -257,6 +272,28 @@ impl Backend for PostgresBackend {
 
     async fn replace(&self, row: SealedRow, expected_version: i64) -> Result<bool, StoreError> {
         Ok(self.row(RowWrite::Replace(row, expected_version)).await? == 1)
+    }
+
+    async fn insert_all(&self, rows: Vec<SealedRow>) -> Result<bool, StoreError> {
+        Ok(self.row(RowWrite::InsertAll(rows)).await? == 1)
+    }
+
+    async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<SealedRow>>, StoreError> {
+        let pool = self.pool.clone();
+        let found = self
+            .bounded(async move {
+                let mut found = Vec::with_capacity(keys.len());
+                for (text, bound) in sql::get_many_statements(keys) {
+                    let mut query = sqlx::query_as::<_, sql::RowRecord>(text);
+                    for key in bound {
+                        query = bind_key!(query, key);
+                    }
+                    found.extend(query.fetch_all(&pool).await?);
+                }
+                Ok(found)
+            })
+            .await?;
+        Ok(sql::match_rows(keys, found))
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {

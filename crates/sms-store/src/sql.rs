@@ -27,6 +27,65 @@ pub const TOMBSTONE: &str = "UPDATE records SET nonce = $4, ciphertext = $4, ver
      WHERE namespace = $1 AND owner = $2 AND name = $3 AND deleted_at IS NULL AND ($6 < 0 OR version = $6) RETURNING version";
 pub const GET: &str = "SELECT namespace, owner, name, key_id, nonce, ciphertext, version, expires_at, seal_format FROM records \
      WHERE namespace = $1 AND owner = $2 AND name = $3 AND deleted_at IS NULL";
+/// Keys per multi-key read (`get_rows`). Statements are built for powers of two up to this,
+/// a shorter chunk padded with its last key, so a handful of texts stay in each connection's
+/// statement cache.
+pub const KEYS_PER_READ: usize = 16;
+
+/// `GET` of `keys` keys in one statement: one `UNION ALL` branch per key, each a primary-key
+/// lookup in both engines (`$1..$3` the first key, `$4..$6` the second, ...).
+pub fn get_rows(keys: usize) -> String {
+    (0..keys)
+        .map(|i| {
+            let p = 3 * i;
+            format!(
+                "SELECT namespace, owner, name, key_id, nonce, ciphertext, version, expires_at, seal_format FROM records \
+                 WHERE namespace = ${} AND owner = ${} AND name = ${} AND deleted_at IS NULL",
+                p + 1,
+                p + 2,
+                p + 3
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+/// The statements of a multi-key read: `(text, keys to bind)` per chunk of at most
+/// [`KEYS_PER_READ`] keys, each padded to its statement's power of two with its last key.
+pub fn get_many_statements(
+    keys: &[crate::RecordKey],
+) -> Vec<(&'static str, Vec<&crate::RecordKey>)> {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=KEYS_PER_READ.ilog2())
+            .map(|p| get_rows(1 << p))
+            .collect()
+    });
+    keys.chunks(KEYS_PER_READ)
+        .map(|chunk| {
+            let size = chunk.len().next_power_of_two();
+            let mut bound: Vec<&crate::RecordKey> = chunk.iter().collect();
+            let last = bound[bound.len() - 1];
+            bound.resize(size, last);
+            (texts[size.ilog2() as usize].as_str(), bound)
+        })
+        .collect()
+}
+
+/// The rows a multi-key read found, matched back to `keys` in order.
+pub fn match_rows(
+    keys: &[crate::RecordKey],
+    found: Vec<RowRecord>,
+) -> Vec<Option<crate::SealedRow>> {
+    let mut found: Vec<crate::SealedRow> = found.into_iter().map(Into::into).collect();
+    keys.iter()
+        .map(|key| {
+            let at = found.iter().position(|row| row.key == *key)?;
+            Some(found.swap_remove(at))
+        })
+        .collect()
+}
+
 pub const EXISTS: &str = "SELECT 1 FROM records WHERE namespace = $1 AND owner = $2 AND name = $3 AND deleted_at IS NULL";
 /// Metadata of a row, tombstone included (the caller decides what a tombstone means).
 pub const METADATA: &str = "SELECT name, version, key_id, created_at, updated_at, deleted_at FROM records \

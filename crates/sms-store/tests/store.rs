@@ -11,7 +11,7 @@ use sms_core::secret::SecretValue;
 use sms_store::postgres::PostgresBackend;
 use sms_store::sqlite::SqliteBackend;
 use sms_store::{
-    Backend, CheckAndSet, Insert, MasterKey, NonceUse, RecordKey, Store, StoreError,
+    Backend, CheckAndSet, Insert, MasterKey, NewRow, NonceUse, RecordKey, Store, StoreError,
     StoredTreeHead, Update,
 };
 
@@ -692,6 +692,108 @@ async fn a_namespace_handle_reaches_only_its_own_rows(f: Fixture) {
     assert!(challenges.get("", "0xtask").await.unwrap().is_none());
 }
 
+/// What `get` answers for `k`, comparable.
+async fn got(store: &Store, k: &RecordKey) -> Option<(Vec<u8>, i64)> {
+    let found = store.get(k).await.unwrap();
+    found.map(|v| (v.value.as_bytes().to_vec(), v.version))
+}
+
+/// A multi-key read answers each key as `get` does, in the order asked: absent and deleted
+/// keys `None`, a key asked twice twice, over more keys than one statement reads.
+async fn get_many_answers_each_key_as_get_does(f: Fixture) {
+    let s = &f.store;
+    for i in 0..40 {
+        let value = SecretValue::from(format!("value-{i}").as_str());
+        s.insert(&key(&format!("k{i}")), &value, None)
+            .await
+            .unwrap();
+    }
+    s.update(&key("k1"), &SecretValue::from("second"))
+        .await
+        .unwrap();
+    assert!(s.delete(&key("k3")).await.unwrap());
+    assert_eq!(
+        s.tombstone(&key("k5"), None).await.unwrap(),
+        CheckAndSet::Written { version: 2 }
+    );
+    let mut asked: Vec<RecordKey> = ["k0", "missing", "k1", "k3", "k5", "k7", "k0"]
+        .into_iter()
+        .map(key)
+        .collect();
+    asked.extend((10..40).map(|i| key(&format!("k{i}"))));
+    asked.push(RecordKey::new("web2", key("k7").owner, "k7"));
+    let many = s.get_many(&asked).await.unwrap();
+    assert_eq!(many.len(), asked.len());
+    for (k, found) in asked.iter().zip(many) {
+        let found = found.map(|v| (v.value.as_bytes().to_vec(), v.version));
+        assert_eq!(found, got(s, k).await, "{k}");
+    }
+    assert_eq!(
+        s.get_many(&[key("k1")]).await.unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .version,
+        2
+    );
+    assert!(s.get_many(&[]).await.unwrap().is_empty());
+}
+
+/// `insert_all` writes every row or none: a set with one existing key (live, or deleted)
+/// writes nothing and leaves no entry; a new set is written with one entry; a set whose
+/// entry the log refuses is not written (the attacker's read-only log).
+async fn insert_all_writes_every_row_or_none(f: Fixture) {
+    let s = &f.store;
+    let audited = s.audited(&written);
+    let value = SecretValue::from("value");
+    s.insert(&key("taken"), &SecretValue::from("first"), None)
+        .await
+        .unwrap();
+    s.insert(&key("gone"), &value, None).await.unwrap();
+    s.tombstone(&key("gone"), None).await.unwrap();
+    let (a, b) = (key("new-a"), key("new-b"));
+    let row = |key| NewRow {
+        key,
+        value: &value,
+        expires_at: None,
+    };
+    let (taken, gone, e) = (key("taken"), key("gone"), key("new-e"));
+    for existing in [&taken, &gone] {
+        assert_eq!(
+            audited
+                .insert_all(&[row(&a), row(existing), row(&b)])
+                .await
+                .unwrap(),
+            Insert::AlreadyExists,
+            "{existing}"
+        );
+        assert!(!s.exists(&a).await.unwrap() && !s.exists(&b).await.unwrap());
+        assert!(got(s, &a).await.is_none() && got(s, &b).await.is_none());
+    }
+    assert_eq!(got(s, &key("taken")).await.unwrap().0, b"first");
+    assert!(details(s).await.is_empty());
+    assert_eq!(
+        audited.insert_all(&[row(&a), row(&b)]).await.unwrap(),
+        Insert::Inserted
+    );
+    assert!(s.exists(&a).await.unwrap() && s.exists(&b).await.unwrap());
+    assert_eq!(got(s, &b).await, Some((b"value".to_vec(), 1)));
+    assert_eq!(details(s).await, ["version 1"]);
+    let (c, d) = (key("new-c"), key("new-d"));
+    assert_eq!(
+        s.insert_all(&[row(&c)]).await.unwrap(),
+        Insert::Inserted,
+        "unaudited"
+    );
+    refuse_audit_entries(&f).await;
+    let refused = audited.insert_all(&[row(&d), row(&e)]).await;
+    assert!(
+        matches!(refused, Err(StoreError::AuditRefused(_))),
+        "{refused:?}"
+    );
+    assert!(!s.exists(&d).await.unwrap() && got(s, &e).await.is_none());
+    assert_eq!(details(s).await, ["version 1"]);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -715,6 +817,8 @@ both_backends!(
     concurrent_audited_inserts_each_commit_with_their_entry,
     audited_write_is_not_done_without_its_entry,
     a_namespace_handle_reaches_only_its_own_rows,
+    get_many_answers_each_key_as_get_does,
+    insert_all_writes_every_row_or_none,
 );
 
 /// An entry committed with its write by a replica that stopped before chaining it (a row
@@ -837,6 +941,9 @@ async fn postgres_key_lookups_do_not_scan_a_namespace() {
         "SELECT version FROM records WHERE namespace = 'web2' AND owner = '0x9db4b0182c7bb9608f39211006901f98a0ad5a22' AND name = 'push-5e1f0c3a9b7d-77' AND deleted_at IS NULL",
         "SELECT 1 FROM records WHERE namespace = 'web2' AND owner = '0xd5f95905c8f393b0d5219e55f76f116806c282a2' AND name = 'ck-db7c9850-4' AND deleted_at IS NULL",
         "SELECT name FROM records WHERE namespace = 'web2' AND owner = '0xd5f95905c8f393b0d5219e55f76f116806c282a2' AND deleted_at IS NULL ORDER BY name",
+        // A multi-key read (Store::get_many): one primary-key lookup per key.
+        "SELECT name, version FROM records WHERE namespace = 'web2' AND owner = '0x9db4b0182c7bb9608f39211006901f98a0ad5a22' AND name = 'push-5e1f0c3a9b7d-77' AND deleted_at IS NULL \
+         UNION ALL SELECT name, version FROM records WHERE namespace = 'web2' AND owner = '0xd5f95905c8f393b0d5219e55f76f116806c282a2' AND name = 'ck-db7c9850-4' AND deleted_at IS NULL",
     ] {
         let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {query}"

@@ -3,7 +3,8 @@
 //! session expects and holds the key the environment is sealed to. Protocol: docs/provisioning.md.
 //!
 //! A release is a list of steps, each returning what the next needs: `parse_request →
-//! take_nonce → load_session → find_service → verify_evidence → check_task_live →
+//! read_ahead (nonce, session and release log in one store read) → take_nonce →
+//! decode_session → find_service → verify_evidence → check_task_live →
 //! count_release (with its audit entry) → seal_answer`. A refusal after the session is found is
 //! an audit entry too; the release's own entry is written before anything is sealed, and if
 //! it cannot be, nothing is (docs/audit.md). The answer is signed by the SMS identity over the transcript
@@ -193,14 +194,16 @@ impl Provisioner {
         self.verifier.policy()
     }
 
-    /// The service of the task has releases left; answers how many were counted.
+    /// The service of the task has releases left; answers how many were counted. `known`:
+    /// the log's row when it was read ahead for this task.
     pub async fn ensure_release_budget(
         &self,
         store: &Store,
         task_id: &sms_core::B256,
         service: &str,
+        known: Option<Option<sms_store::Versioned>>,
     ) -> Result<u32, Refusal> {
-        let count = records::release_log(store, task_id, service)
+        let count = records::release_log(store, task_id, service, known)
             .await?
             .map_or(0, |log| log.count());
         if count >= self.release_limit {
@@ -221,10 +224,12 @@ impl Provisioner {
         let service = segment.as_str();
         let now_ms = self.clock.now_ms();
         self.maybe_sweep(store, now_ms).await;
-        let session = load_session(store, session_id, now_ms).await?;
+        let ahead = read_ahead(store, session_id, service, None).await?;
+        let session = decode_session(ahead.session, session_id, now_ms)?;
         find_service(&session, segment)?;
         // A service already released up to its limit gets no more nonces (saves an attestation).
-        self.ensure_release_budget(store, &session.task_id, service)
+        let known = ahead.log.and_then(|log| log.for_task(&session.task_id));
+        self.ensure_release_budget(store, &session.task_id, service, known)
             .await?;
 
         let nonce: [u8; NONCE_LEN] = rand::random();
@@ -259,8 +264,10 @@ impl Provisioner {
         let service = segment.as_str();
         let request = parse_request(body)?;
         let now_ms = self.clock.now_ms();
-        take_nonce(store, &request, session_id, service, now_ms).await?;
-        let session = load_session(store, session_id, now_ms).await?;
+        let ahead = read_ahead(store, session_id, service, Some(&request.nonce)).await?;
+        take_nonce(store, &request, ahead.nonce, session_id, service, now_ms).await?;
+        let session = decode_session(ahead.session, session_id, now_ms)?;
+        let known_log = ahead.log.and_then(|log| log.for_task(&session.task_id));
         let mut report = None;
         let checked = self
             .check_release(
@@ -270,6 +277,7 @@ impl Provisioner {
                 &session,
                 segment,
                 now_ms,
+                known_log,
                 &mut report,
             )
             .await;
@@ -313,6 +321,7 @@ impl Provisioner {
         session: &'s StoredSession,
         segment: &ServiceSegment,
         now_ms: u64,
+        known_log: Option<Option<sms_store::Versioned>>,
         report: &mut Option<VerifiedReport>,
     ) -> Result<(&'s StoredService, VerifiedReport, u32), Refusal> {
         let service = segment.as_str();
@@ -323,7 +332,14 @@ impl Provisioner {
         *report = Some(verified.clone());
         check_task_live(ledger, session, now_ms / 1000).await?;
         let number = self
-            .count_release(store, session, service, &verified, request, now_ms / 1000)
+            .count_release(
+                store,
+                session,
+                service,
+                &verified,
+                release_entry(session, &verified, request, now_ms / 1000),
+                known_log,
+            )
             .await?;
         Ok((stored, verified, number))
     }
@@ -359,21 +375,9 @@ impl Provisioner {
         session: &StoredSession,
         service: &str,
         report: &VerifiedReport,
-        request: &ParsedRequest,
-        now: u64,
+        entry: ReleaseEntry,
+        known_log: Option<Option<sms_store::Versioned>>,
     ) -> Result<u32, Refusal> {
-        let entry = ReleaseEntry {
-            number: 0,
-            at: now,
-            session_id: session.session_id.clone(),
-            worker: format!("{:#x}", session.worker),
-            task_id: format!("{:#x}", session.task_id),
-            tee: report.tee.as_str().to_owned(),
-            measurement: report.measurement_hex(),
-            tcb_status: report.tcb_status.map(|s| s.as_str().to_owned()),
-            advisory_ids: report.advisory_ids.clone(),
-            public_key_sha256: hex_sha256(&request.public_key),
-        };
         let granted = |number| granted_event(session, service, report, number);
         match records::reserve_release(
             store,
@@ -382,6 +386,7 @@ impl Provisioner {
             self.release_limit,
             entry,
             &granted,
+            known_log,
         )
         .await?
         {
@@ -543,14 +548,69 @@ pub(crate) fn parse_request_code(body: &[u8]) -> Result<(), &'static str> {
 
 /// Step 2: the nonce is single-use (taken whatever happens next; of two concurrent releases
 /// presenting it, one takes it), unexpired, and was issued for this session and service.
+/// The release log's entry of a release at `now` (its number is set when counted).
+fn release_entry(
+    session: &StoredSession,
+    report: &VerifiedReport,
+    request: &ParsedRequest,
+    now: u64,
+) -> ReleaseEntry {
+    ReleaseEntry {
+        number: 0,
+        at: now,
+        session_id: session.session_id.clone(),
+        worker: format!("{:#x}", session.worker),
+        task_id: format!("{:#x}", session.task_id),
+        tee: report.tee.as_str().to_owned(),
+        measurement: report.measurement_hex(),
+        tcb_status: report.tcb_status.map(|s| s.as_str().to_owned()),
+        advisory_ids: report.advisory_ids.clone(),
+        public_key_sha256: hex_sha256(&request.public_key),
+    }
+}
+
+/// What a provisioning call reads in one store round trip: the session, the nonce's row when
+/// a nonce is given, and the service's release log for the task the session id names.
+struct ReadAhead {
+    session: Option<sms_store::Versioned>,
+    nonce: Option<sms_store::Versioned>,
+    log: Option<records::LogRead>,
+}
+
+async fn read_ahead(
+    store: &Store,
+    session_id: &str,
+    service: &str,
+    nonce: Option<&[u8]>,
+) -> Result<ReadAhead, Refusal> {
+    let task = records::task_named_by(session_id);
+    let mut keys = vec![records::session_key(session_id)];
+    keys.extend(task.map(|t| records::release_key(&t, service)));
+    keys.extend(nonce.map(records::nonce_key));
+    let mut found = store.get_many(&keys).await?.into_iter();
+    let session = found.next().flatten();
+    let log = task.map(|task_id| records::LogRead {
+        task_id,
+        row: found.next().flatten(),
+    });
+    Ok(ReadAhead {
+        session,
+        nonce: found.next().flatten(),
+        log,
+    })
+}
+
+/// Step 2: the nonce (read ahead as `found`) is used up, and was issued for this session
+/// and service and is unexpired.
 async fn take_nonce(
     store: &Store,
     request: &ParsedRequest,
+    found: Option<sms_store::Versioned>,
     session_id: &str,
     service: &str,
     now_ms: u64,
 ) -> Result<(), Refusal> {
-    let record = records::take_nonce(store, &request.nonce)
+    let record = records::take_nonce(store, &request.nonce, found)
         .await?
         .ok_or(Refusal::NonceUnknown)?;
     if now_ms >= record.expires_at_ms {
@@ -564,8 +624,6 @@ async fn take_nonce(
     Ok(())
 }
 
-/// Step 4: the task is still running: ACTIVE on chain (through the ledger's bounded cache)
-/// and before its final deadline.
 async fn check_task_live(
     ledger: &dyn Ledger,
     session: &StoredSession,
@@ -639,33 +697,49 @@ fn hex_sha256(bytes: &[u8]) -> String {
     sms_core::hex::encode(Sha256::digest(bytes))
 }
 
-/// Stores `session` as `/tee/sessions` does (sealed JSON under `RecordKey("tee-session", "",
-/// id)`, expiring with it), for tests and tools seeding a server; false if the id exists.
-pub async fn store_session(
-    store: &Store,
+/// The row of `session` (sealed JSON under `RecordKey("tee-session", "", id)`, expiring
+/// with it) as `/tee/sessions` writes it with its task's index.
+pub fn session_row(
     session: &StoredSession,
-) -> Result<bool, sms_store::StoreError> {
+) -> Result<
+    (
+        sms_store::RecordKey,
+        sms_core::secret::SecretValue,
+        Option<i64>,
+    ),
+    sms_store::StoreError,
+> {
     let json = Zeroizing::new(
         serde_json::to_vec(session)
             .map_err(|e| sms_store::StoreError::Key(format!("session encoding: {e}")))?,
     );
     let value = sms_core::secret::SecretValue::new(json.to_vec());
     let expires = i64::try_from(session.expires_at).unwrap_or(i64::MAX);
-    let inserted = sessions(store)
-        .insert("", &session.session_id, &value, Some(expires))
-        .await?;
+    Ok((
+        records::session_key(&session.session_id),
+        value,
+        Some(expires),
+    ))
+}
+
+/// Stores `session` alone (no task index), for tests and tools seeding a server; false if
+/// the id exists.
+pub async fn store_session(
+    store: &Store,
+    session: &StoredSession,
+) -> Result<bool, sms_store::StoreError> {
+    let (key, value, expires) = session_row(session)?;
+    let inserted = store.insert(&key, &value, expires).await?;
     Ok(inserted == sms_store::Insert::Inserted)
 }
 
-async fn load_session(
-    store: &Store,
+/// Step 3: the session's row (read ahead) decoded, and unexpired.
+fn decode_session(
+    stored: Option<sms_store::Versioned>,
     session_id: &str,
     now_ms: u64,
 ) -> Result<StoredSession, Refusal> {
-    let stored = sessions(store)
-        .get("", session_id)
-        .await?
-        .ok_or(Refusal::SessionUnknown)?;
+    let stored = stored.ok_or(Refusal::SessionUnknown)?;
     let session: StoredSession = serde_json::from_slice(stored.value.as_bytes()).map_err(|e| {
         Refusal::Internal(format!("stored session {session_id} is not decodable: {e}"))
     })?;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sms_core::B256;
 use sms_core::secret::SecretValue;
-use sms_store::{Insert, Namespace, RecordKey, Records, Store, StoreError};
+use sms_store::{Insert, Namespace, RecordKey, Records, Store, StoreError, Versioned};
 
 // Nonces: `RecordKey("tee-provision-nonce", "", hex(nonce))`, expiring with the nonce.
 // Release logs: `RecordKey("tee-release", taskId, service)`, kept for audit. One per task and
@@ -77,6 +77,38 @@ fn release_owner(task_id: &B256) -> String {
     sms_core::hex::encode_prefixed(task_id)
 }
 
+/// The key of a session's row.
+pub fn session_key(session_id: &str) -> RecordKey {
+    Namespace::TeeSession.key("", session_id)
+}
+
+/// The key of a nonce's row.
+pub fn nonce_key(nonce: &[u8]) -> RecordKey {
+    Namespace::TeeProvisionNonce.key("", sms_core::hex::encode(nonce))
+}
+
+/// The task a session id names: `/tee/sessions` draws `<10 characters>0000<taskId>`, so a
+/// service's release log can be read in the same round trip as the session. Only a guess:
+/// the stored session decides which task it is for.
+pub fn task_named_by(session_id: &str) -> Option<B256> {
+    let at = session_id.len().checked_sub(66)?;
+    session_id.get(at..)?.parse().ok()
+}
+
+/// A release log read ahead of knowing the session's task: its row, for the task it was
+/// read for.
+pub struct LogRead {
+    pub task_id: B256,
+    pub row: Option<Versioned>,
+}
+
+impl LogRead {
+    /// The row read, if it was read for `task_id`.
+    pub fn for_task(self, task_id: &B256) -> Option<Option<Versioned>> {
+        (self.task_id == *task_id).then_some(self.row)
+    }
+}
+
 /// The key of a service's release log (what [`release_log`] reads).
 pub fn release_key(task_id: &B256, service: &str) -> RecordKey {
     Namespace::TeeRelease.key(release_owner(task_id), service)
@@ -114,29 +146,38 @@ pub async fn insert_nonce(
     Ok(inserted == Insert::Inserted)
 }
 
-/// Removes the nonce and returns what it was issued for; `None` if unknown or already taken.
-pub async fn take_nonce(store: &Store, nonce: &[u8]) -> Result<Option<NonceRecord>, StoreError> {
-    match nonces(store)
-        .take("", &sms_core::hex::encode(nonce))
-        .await?
-    {
-        Some(taken) => Ok(Some(from_value(&taken.value, "nonce")?)),
-        None => Ok(None),
+/// Uses up the nonce whose row was read as `found`: what it was issued for, `None` if it was
+/// unknown or another request took it first.
+pub async fn take_nonce(
+    store: &Store,
+    nonce: &[u8],
+    found: Option<Versioned>,
+) -> Result<Option<NonceRecord>, StoreError> {
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    if !store.delete_at(&nonce_key(nonce), found.version).await? {
+        return Ok(None);
     }
+    Ok(Some(from_value(&found.value, "nonce")?))
 }
 
+/// The service's release log, from `known` when it was read ahead for this task.
 pub async fn release_log(
     store: &Store,
     task_id: &B256,
     service: &str,
+    known: Option<Option<Versioned>>,
 ) -> Result<Option<ReleaseLog>, StoreError> {
-    match releases(store)
-        .get(&release_owner(task_id), service)
-        .await?
-    {
-        Some(v) => Ok(Some(from_value(&v.value, "release log")?)),
-        None => Ok(None),
-    }
+    let row = match known {
+        Some(row) => row,
+        None => {
+            releases(store)
+                .get(&release_owner(task_id), service)
+                .await?
+        }
+    };
+    row.map(|v| from_value(&v.value, "release log")).transpose()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +191,8 @@ pub enum Reserve {
 
 /// Appends `entry` to the service's release log unless `limit` releases are already recorded.
 /// The first release is an insert-once, later ones a check-and-set on the log's version, so
-/// concurrent releases can never record more than `limit`.
-/// Counts one release of `service` against the task's budget; the count commits with the
+/// concurrent releases can never record more than `limit` (`known`, a row read ahead, can
+/// only cost a lost check-and-set if stale). Counts one release of `service` against the task's budget; the count commits with the
 /// audit entry `granted` builds from the release number, or nothing is counted.
 pub async fn reserve_release(
     store: &Store,
@@ -160,10 +201,16 @@ pub async fn reserve_release(
     limit: u32,
     mut entry: ReleaseEntry,
     granted: &(dyn Fn(u32) -> sms_core::audit::AuditEvent + Send + Sync),
+    mut known: Option<Option<Versioned>>,
 ) -> Result<Reserve, StoreError> {
     let (releases, owner) = (releases(store), release_owner(task_id));
     for _ in 0..RESERVE_ATTEMPTS {
-        match releases.get(&owner, service).await? {
+        // The first attempt may use the log read ahead; a lost check-and-set reads it again.
+        let current = match known.take() {
+            Some(row) => row,
+            None => releases.get(&owner, service).await?,
+        };
+        match current {
             None => {
                 if limit == 0 {
                     return Ok(Reserve::LimitReached);

@@ -24,6 +24,11 @@ fn name_of(task_id: &B256) -> String {
     sms_core::hex::encode_prefixed(task_id)
 }
 
+/// The record of a task's challenge.
+pub fn key(task_id: &B256) -> sms_store::RecordKey {
+    Namespace::TeeChallenge.key("", name_of(task_id))
+}
+
 /// The 32 bytes of a stored key (hex text, `0x` optional), `None` if it is not a secp256k1 key.
 pub fn key_of(value: &SecretValue) -> Option<Zeroizing<[u8; 32]>> {
     let text = std::str::from_utf8(value.as_bytes()).ok()?;
@@ -71,10 +76,9 @@ pub async fn get_or_create(
     expires_at: u64,
     issued: impl Fn(Address) -> sms_core::audit::AuditEvent,
 ) -> Result<Address, ChallengeError> {
+    // Insert first: a task's challenge is nearly always asked for once, and a second ask
+    // finds the existing key as a lost race would.
     let (records, name) = (records(store), name_of(task_id));
-    if let Some(existing) = records.get("", &name).await? {
-        return address_of(&existing.value).ok_or(ChallengeError::Corrupt);
-    }
     let (raw, address) = new_key();
     let hex = Zeroizing::new(sms_core::hex::encode_prefixed(raw.as_slice()));
     let value = SecretValue::new(hex.as_bytes().to_vec());
@@ -92,7 +96,7 @@ pub async fn get_or_create(
             Ok(address)
         }
         Insert::AlreadyExists => {
-            // Lost the race: the winner's key is the task's challenge.
+            // Asked before, or lost the race: the stored key is the task's challenge.
             let winner = records
                 .get("", &name)
                 .await?

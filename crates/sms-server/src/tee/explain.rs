@@ -430,7 +430,7 @@ async fn release_checks(
         sms_core::session_plan::EnclaveRole::PostCompute,
     ] {
         match provisioner
-            .ensure_release_budget(&state.store, &request.task_id, role.name())
+            .ensure_release_budget(&state.store, &request.task_id, role.name(), None)
             .await
         {
             Ok(n) => counted.push(format!("{} {n}", role.name())),

@@ -19,7 +19,7 @@ use sms_core::signature::EthSignature;
 use sms_core::stored_session::StoredSession;
 use sms_core::tee_error::{SessionError, TeeSessionGenerationError as E};
 use sms_core::{Address, B256};
-use sms_store::{Insert, Namespace, RecordKey};
+use sms_store::{Insert, Namespace, NewRow, RecordKey};
 use zeroize::Zeroizing;
 
 use super::challenge;
@@ -57,8 +57,6 @@ fn ledger_fail(code: E, what: String, error: sms_chain::LedgerError) -> SessionE
         sms_chain::LedgerError::Rejected(_) => fail(code, format!("{what}: {error}")),
     }
 }
-
-use crate::provision::sessions;
 
 /// The challenge key in the form the plan builder reads (hex text of 32 bytes).
 fn challenge_key_text(stored: &SecretValue) -> SecretValue {
@@ -315,7 +313,8 @@ fn secret_read_failed(e: sms_store::StoreError) -> SessionError {
     store_fail(E::SecureSessionGenerationFailed, "store read failed", e)
 }
 
-/// Step 5: every secret the task needs that exists, and the task's challenge key.
+/// Step 5: every secret the task needs that exists, and the task's challenge key, in one
+/// store read.
 async fn gather_secrets(
     state: &AppState,
     task: &AuthorizedTask,
@@ -326,14 +325,10 @@ async fn gather_secrets(
     if let Some(slice) = &assets.bulk {
         needed.bulk_dataset_keys = slice.secrets_needed();
     }
-    let secrets = read_secrets(state, &needed).await?;
-    let challenge_key = challenge::get(&state.store, &task.task_id)
-        .await
-        .map_err(secret_read_failed)?
-        .map(|k| challenge_key_text(&k));
+    let (secrets, challenge_key) = read_values(state, &needed, Some(&task.task_id)).await?;
     Ok(GatheredSecrets {
         secrets,
-        challenge_key,
+        challenge_key: challenge_key.map(|k| challenge_key_text(&k)),
     })
 }
 
@@ -342,18 +337,33 @@ pub(crate) async fn read_secrets(
     state: &AppState,
     needed: &SecretsNeeded,
 ) -> Result<SecretValues, SessionError> {
+    Ok(read_values(state, needed, None).await?.0)
+}
+
+/// The secrets of `needed` that exist and, for `challenge_of`, that task's stored challenge
+/// key: one multi-key read.
+async fn read_values(
+    state: &AppState,
+    needed: &SecretsNeeded,
+    challenge_of: Option<&B256>,
+) -> Result<(SecretValues, Option<SecretValue>), SessionError> {
+    let ids = needed.all();
+    let mut keys: Vec<RecordKey> = ids.iter().map(RecordKey::from).collect();
+    keys.extend(challenge_of.map(challenge::key));
+    let mut values = state
+        .store
+        .get_many(&keys)
+        .await
+        .map_err(secret_read_failed)?
+        .into_iter();
     let mut secrets = SecretValues::new();
-    for id in needed.all() {
-        if let Some(v) = state
-            .store
-            .get(&RecordKey::from(&id))
-            .await
-            .map_err(secret_read_failed)?
-        {
+    for (id, value) in ids.into_iter().zip(values.by_ref()) {
+        if let Some(v) = value {
             secrets.insert(id, v.value);
         }
     }
-    Ok(secrets)
+    let challenge_key = values.next().flatten().map(|v| v.value);
+    Ok((secrets, challenge_key))
 }
 
 /// Step 6: the pure plan builder (every enclave's environment and expected measurement).
@@ -387,10 +397,10 @@ fn build_plan(
     Ok(plan)
 }
 
-/// Step 7: the sealed session for the built-in provisioner, then the task's session index,
-/// which commits with the session's audit entry (the session is the task's from then on).
-/// Of concurrent identical requests one index insert wins; the others drop their own session
-/// and answer the winner's.
+/// Step 7: the sealed session for the built-in provisioner and the task's session index,
+/// in one transaction with the session's audit entry (the session is the task's from then
+/// on). Of concurrent identical requests one insert wins; the others write nothing and
+/// answer the winner's.
 async fn store_session(
     state: &AppState,
     task: &AuthorizedTask,
@@ -415,44 +425,36 @@ async fn store_session(
     if expires_at <= now {
         tracing::warn!(task = %task.task_id, "the task's final deadline has passed: the session is already expired");
     }
-    let mut stored_id = None;
     for _ in 0..4 {
         let id = session_id(&mut rand::rng(), &task.task_id);
         let stored = StoredSession::from_plan(id.clone(), plan, auth.worker_wallet, expires_at);
-        match crate::provision::store_session(&state.store, &stored).await {
-            Ok(true) => {
-                stored_id = Some(id);
-                break;
-            }
-            Ok(false) => continue,
-            Err(e) => return Err(storage_failed(e)),
+        let index = TaskSession {
+            session_id: id.clone(),
+            worker: auth.worker_wallet,
+            enclave_challenge: auth.enclave_challenge,
+            expires_at,
+        };
+        let event = session_event(task, assets, secrets, auth, &id);
+        let session_row = crate::provision::session_row(&stored).map_err(storage_failed)?;
+        if index
+            .insert_with(&state.store, &task.task_id, session_row, &event)
+            .await
+            .map_err(storage_failed)?
+        {
+            return Ok(id);
+        }
+        // Either the task has a session (another request won) or the drawn id was taken.
+        if let Some(winner) = TaskSession::get(&state.store, &task.task_id)
+            .await
+            .map_err(storage_failed)?
+        {
+            return winner.same_holder(auth).map(|()| winner.session_id);
         }
     }
-    let session_id = stored_id.ok_or_else(|| {
-        fail(
-            E::SecureSessionGenerationFailed,
-            "could not draw a unique session id",
-        )
-    })?;
-    let index = TaskSession {
-        session_id: session_id.clone(),
-        worker: auth.worker_wallet,
-        enclave_challenge: auth.enclave_challenge,
-        expires_at,
-    };
-    let event = session_event(task, assets, secrets, auth, &session_id);
-    let inserted = index.insert(&state.store, &task.task_id, &event).await;
-    if inserted.is_err() {
-        // Not the task's session (no index, no entry): nothing may release from it.
-        let _ = sessions(&state.store).delete("", &session_id).await;
-    }
-    match inserted.map_err(storage_failed)? {
-        None => Ok(session_id),
-        Some(winner) => {
-            let _ = sessions(&state.store).delete("", &session_id).await;
-            winner.same_holder(auth).map(|()| winner.session_id)
-        }
-    }
+    Err(fail(
+        E::SecureSessionGenerationFailed,
+        "could not draw a unique session id",
+    ))
 }
 
 /// Step 8: the optional export to an external provisioner (SCONE CAS, Gramine SPS, TDX).
@@ -552,31 +554,35 @@ impl TaskSession {
         Ok(found.filter(|s| s.expires_at > now))
     }
 
-    /// Inserts the index with the session's audit entry unless one exists; returns the
-    /// existing one when it does.
-    async fn insert(
+    /// Inserts the index and the session's row with the session's audit entry, all or
+    /// nothing; false (nothing written) when the task has an index or the session id exists.
+    async fn insert_with(
         &self,
         store: &sms_store::Store,
         task_id: &B256,
+        (session_key, session_value, session_expires): (RecordKey, SecretValue, Option<i64>),
         event: &sms_core::audit::AuditEvent,
-    ) -> Result<Option<Self>, sms_store::StoreError> {
+    ) -> Result<bool, sms_store::StoreError> {
         let json = serde_json::to_vec(self)
             .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}")))?;
-        let expires = i64::try_from(self.expires_at).unwrap_or(i64::MAX);
+        let index_key = Self::records(store).key("", &Self::name_of(task_id));
+        let index_value = SecretValue::new(json);
+        let expires = Some(i64::try_from(self.expires_at).unwrap_or(i64::MAX));
         let event = |_| event.clone();
-        match Self::records(store)
-            .audited(&event)
-            .insert(
-                "",
-                &Self::name_of(task_id),
-                &SecretValue::new(json),
-                Some(expires),
-            )
-            .await?
-        {
-            Insert::Inserted => Ok(None),
-            Insert::AlreadyExists => Self::get(store, task_id).await,
-        }
+        let rows = [
+            NewRow {
+                key: &session_key,
+                value: &session_value,
+                expires_at: session_expires,
+            },
+            NewRow {
+                key: &index_key,
+                value: &index_value,
+                expires_at: expires,
+            },
+        ];
+        let written = store.audited(&event).insert_all(&rows).await?;
+        Ok(written == Insert::Inserted)
     }
 
     /// Ok when `auth` comes from the worker and challenge this session was created for.
