@@ -10,7 +10,6 @@
 use std::borrow::Cow;
 
 use alloy_primitives::{Address, B256, U256, keccak256};
-use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{Eip712Domain, SolStruct, sol};
 use serde::{Deserialize, Serialize};
@@ -511,13 +510,7 @@ pub fn sign(
     domain: &ServiceDomain,
     message: &OperationMessage,
 ) -> String {
-    let digest = message.signing_hash(domain);
-    // Signing a 32-byte prehash with a valid in-memory key cannot fail.
-    #[allow(clippy::expect_used)]
-    let signature = signer
-        .sign_hash_sync(&digest)
-        .expect("signing a prehash with a local key");
-    EthSignature::from(signature).to_hex()
+    crate::signature::sign_prehash(signer, &message.signing_hash(domain)).to_hex()
 }
 
 /// A fresh random nonce.

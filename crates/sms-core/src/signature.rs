@@ -1,7 +1,6 @@
 //! EIP-191 `personal_sign` over 32-byte digests: the only signature scheme of the SMS API.
 
 use alloy_primitives::{Address, B256, Signature, eip191_hash_message};
-use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use thiserror::Error;
 
@@ -91,24 +90,40 @@ pub fn is_signed_by(signature: &EthSignature, digest: &B256, expected: Address) 
         .is_ok_and(|signer| signer == expected)
 }
 
+/// libsecp256k1's signing context (signing and key derivation), built once.
+static SIGNING: std::sync::LazyLock<secp256k1::Secp256k1<secp256k1::SignOnly>> =
+    std::sync::LazyLock::new(secp256k1::Secp256k1::signing_only);
+
 /// Signs the 32 raw bytes of `digest` with the EIP-191 prefix (ethers `signMessage(getBytes(d))`).
 pub fn sign_eip191(signer: &PrivateKeySigner, digest: &B256) -> EthSignature {
-    // Signing a 32-byte prehash with a valid in-memory key cannot fail.
-    let prehash = eip191_hash_message(digest.as_slice());
-    match signer.sign_hash_sync(&prehash) {
-        Ok(sig) => EthSignature(sig),
-        Err(e) => unreachable!("local secp256k1 signing failed: {e}"),
-    }
+    sign_prehash(signer, &eip191_hash_message(digest.as_slice()))
+}
+
+/// Signs a 32-byte prehash with libsecp256k1: RFC 6979 nonces and low s, so the very
+/// signature alloy/k256 makes (`SignerSync::sign_hash_sync`), in a fraction of its time.
+pub fn sign_prehash(signer: &PrivateKeySigner, prehash: &B256) -> EthSignature {
+    let key: [u8; 32] = signer.to_bytes().0;
+    let secret = match secp256k1::SecretKey::from_byte_array(key) {
+        Ok(secret) => secret,
+        // A PrivateKeySigner always holds a valid scalar.
+        Err(e) => unreachable!("a local signer's key is not a secp256k1 key: {e}"),
+    };
+    let message = secp256k1::Message::from_digest(prehash.0);
+    let (id, compact) = SIGNING
+        .sign_ecdsa_recoverable(message, &secret)
+        .serialize_compact();
+    EthSignature(Signature::from_bytes_and_parity(
+        &compact,
+        i32::from(id) == 1,
+    ))
 }
 
 /// The address of the secp256k1 private key `key` (32 bytes, big-endian), derived with
 /// libsecp256k1 (the enclave challenges of every session); `None` when the bytes are not a key
 /// (zero, or not below the curve order).
 pub fn address_of_key(key: &[u8; 32]) -> Option<Address> {
-    static CONTEXT: std::sync::LazyLock<secp256k1::Secp256k1<secp256k1::SignOnly>> =
-        std::sync::LazyLock::new(secp256k1::Secp256k1::signing_only);
     let secret = secp256k1::SecretKey::from_byte_array(*key).ok()?;
-    let point = secp256k1::PublicKey::from_secret_key(&CONTEXT, &secret).serialize_uncompressed();
+    let point = secp256k1::PublicKey::from_secret_key(&SIGNING, &secret).serialize_uncompressed();
     let hash = alloy_primitives::keccak256(&point[1..]);
     Some(Address::from_slice(&hash[12..]))
 }
@@ -122,6 +137,35 @@ pub fn is_private_key(key: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy_signer::SignerSync;
+
+    /// Signing with libsecp256k1 makes exactly the signature alloy/k256 makes (RFC 6979,
+    /// low s), for random keys and messages and for the smallest and largest keys.
+    #[test]
+    fn libsecp256k1_signs_what_k256_signs() {
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let mut last = ORDER;
+        last[31] -= 1;
+        let fixed = [one, last].map(|k| PrivateKeySigner::from_slice(&k).unwrap());
+        let random = (0..200).map(|_| PrivateKeySigner::random());
+        for signer in fixed.into_iter().chain(random) {
+            let prehash = B256::from(rand::random::<[u8; 32]>());
+            let k256 = EthSignature(signer.sign_hash_sync(&prehash).unwrap());
+            assert_eq!(sign_prehash(&signer, &prehash), k256);
+            let digest = B256::from(rand::random::<[u8; 32]>());
+            let signed = sign_eip191(&signer, &digest);
+            assert_eq!(signed.recover_eip191(&digest).unwrap(), signer.address());
+            assert_eq!(
+                signed,
+                EthSignature(
+                    signer
+                        .sign_hash_sync(&eip191_hash_message(digest.as_slice()))
+                        .unwrap()
+                )
+            );
+        }
+    }
 
     /// alloy/k256's recovery, the reference libsecp256k1 must agree with.
     fn k256_recover(sig: &EthSignature, prehash: &B256) -> Option<Address> {
