@@ -118,6 +118,53 @@ async fn configured_origins_are_the_only_ones_allowed() {
     assert_eq!(header(&other, "access-control-allow-origin"), None);
 }
 
+/// An answer carries the CORS headers only for a browser (an `Origin`) that is allowed, with
+/// the request id exposed; every answer of a secret route says it varies with the origin.
+#[tokio::test]
+async fn answers_carry_cors_headers_only_for_allowed_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::dev_in(dir.path().to_path_buf());
+    config.cors_allowed_origins = "https://app.example".parse().unwrap();
+    let server = TestServer::with_config(config, Some(dir)).await;
+    let any = TestServer::dev().await;
+    let head = |base: String, origin: Option<&'static str>| async move {
+        let mut request = reqwest::Client::new().head(format!("{base}{}", SECRET_PATHS[0]));
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send().await.unwrap()
+    };
+    let allowed = head(server.url(), Some("https://app.example")).await;
+    assert_eq!(
+        header(&allowed, "access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        header(&allowed, "access-control-expose-headers").as_deref(),
+        Some("x-request-id")
+    );
+    for (r, what) in [
+        (
+            head(server.url(), Some("https://evil.example")).await,
+            "other origin",
+        ),
+        (head(server.url(), None).await, "no origin"),
+        (head(any.url(), None).await, "no origin, any allowed"),
+    ] {
+        assert_eq!(header(&r, "access-control-allow-origin"), None, "{what}");
+        assert_eq!(header(&r, "access-control-expose-headers"), None, "{what}");
+        assert!(
+            header(&r, "vary").is_some_and(|v| v.contains("origin")),
+            "{what}"
+        );
+    }
+    let from_page = head(any.url(), Some("http://page.example")).await;
+    assert_eq!(
+        header(&from_page, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+}
+
 #[test]
 fn origin_list_parsing() {
     assert_eq!("*".parse::<CorsOrigins>(), Ok(CorsOrigins::Any));
