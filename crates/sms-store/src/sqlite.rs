@@ -1212,6 +1212,23 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // The indexes every insert writes: none that no query uses (`sqlite/0006`).
+        let indexes: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records' ORDER BY name",
+        )
+        .fetch_all(&b.readers)
+        .await
+        .unwrap();
+        let indexes: Vec<&str> = indexes.iter().map(|(n,)| n.as_str()).collect();
+        assert_eq!(
+            indexes,
+            [
+                "records_expiry",
+                "records_key_id",
+                "records_live",
+                "sqlite_autoindex_records_1"
+            ]
+        );
         let get_many = sql::get_rows(4);
         for query in [sql::EXISTS, sql::GET, sql::METADATA, sql::LIST, &get_many] {
             let plan: Vec<(i64, i64, i64, String)> =
