@@ -13,9 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 
-use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
+use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row, insert_all_rows};
 use crate::{
     AuditNote, Backend, Insert, NonceUse, RecordKey, RecordMetadata, RowWrite, SealedRow,
     StoreError, StoredAuditEntry, StoredTreeHead, WrappedDataKey, unix_now,
@@ -169,21 +169,7 @@ async fn apply_row(
             .execute(&mut *conn)
             .await?
             .rows_affected(),
-        RowWrite::InsertAll(rows) => {
-            let mut sp = conn.begin().await?;
-            for row in rows {
-                let n = bind_row!(sqlx::query(sql::INSERT), row, now)
-                    .execute(&mut *sp)
-                    .await?
-                    .rows_affected();
-                if n != 1 {
-                    sp.rollback().await?;
-                    return Ok(0);
-                }
-            }
-            sp.commit().await?;
-            1
-        }
+        RowWrite::InsertAll(rows) => u64::from(insert_all_rows!(conn, rows, now).await?),
         RowWrite::Replace(row, expected) => bind_row!(sqlx::query(sql::REPLACE), row, now)
             .bind(*expected)
             .execute(&mut *conn)

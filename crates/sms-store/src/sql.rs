@@ -384,6 +384,29 @@ macro_rules! bind_row {
 }
 pub(crate) use bind_row;
 
+/// Inserts the sealed rows `$rows` in a savepoint of `$conn` (either engine's connection),
+/// all or none: an async block answering true when every row was inserted.
+macro_rules! insert_all_rows {
+    ($conn:expr, $rows:expr, $now:expr) => {
+        async {
+            let mut sp = sqlx::Connection::begin(&mut *$conn).await?;
+            for row in $rows {
+                let inserted = bind_row!(sqlx::query(sql::INSERT), row, $now)
+                    .execute(&mut *sp)
+                    .await?
+                    .rows_affected();
+                if inserted != 1 {
+                    sp.rollback().await?;
+                    return Ok::<bool, sqlx::Error>(false);
+                }
+            }
+            sp.commit().await?;
+            Ok(true)
+        }
+    };
+}
+pub(crate) use insert_all_rows;
+
 /// Binds a record key ($1..$3).
 macro_rules! bind_key {
     ($query:expr, $key:expr) => {

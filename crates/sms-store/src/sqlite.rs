@@ -21,7 +21,7 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::key_index::{KeyIndex, index_key};
-use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row};
+use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row, insert_all_rows};
 use crate::{
     AuditNote, Backend, Insert, NonceUse, RecordKey, RecordMetadata, RowWrite, SealedRow,
     StoreError, StoredAuditEntry, StoredTreeHead, WrappedDataKey, unix_now,
@@ -299,18 +299,9 @@ async fn apply_row(
             n
         }
         RowWrite::InsertAll(rows) => {
-            let mut sp = conn.begin().await?;
-            for row in rows {
-                let n = bind_row!(sqlx::query(sql::INSERT), row, now)
-                    .execute(&mut *sp)
-                    .await?
-                    .rows_affected();
-                if n != 1 {
-                    sp.rollback().await?;
-                    return Ok(0);
-                }
+            if !insert_all_rows!(conn, rows, now).await? {
+                return Ok(0);
             }
-            sp.commit().await?;
             changes.extend(rows.iter().map(|row| (true, key_of(&row.key))));
             1
         }
