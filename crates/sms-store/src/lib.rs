@@ -438,7 +438,8 @@ impl Store {
         Ok(sql::insert_outcome(written))
     }
 
-    /// The values of `keys`, in their order (`None` where absent): one round trip per 16 keys, where [`Store::get`] makes one per key.
+    /// The values of `keys`, in their order (`None` where absent): one round trip per 16
+    /// keys, where [`Store::get`] makes one per key.
     pub async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
         let rows = self.backend.get_many(keys).await?;
         let mut values = Vec::with_capacity(rows.len());

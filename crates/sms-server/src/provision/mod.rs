@@ -546,8 +546,6 @@ pub(crate) fn parse_request_code(body: &[u8]) -> Result<(), &'static str> {
     parse_request(body).map(|_| ()).map_err(|e| e.code())
 }
 
-/// Step 2: the nonce is single-use (taken whatever happens next; of two concurrent releases
-/// presenting it, one takes it), unexpired, and was issued for this session and service.
 /// The release log's entry of a release at `now` (its number is set when counted).
 fn release_entry(
     session: &StoredSession,
@@ -600,8 +598,9 @@ async fn read_ahead(
     })
 }
 
-/// Step 2: the nonce (read ahead as `found`) is used up, and was issued for this session
-/// and service and is unexpired.
+/// Step 2: the nonce (read ahead as `found`) is single-use (taken whatever happens next; of
+/// two concurrent releases presenting it, one takes it), unexpired, and was issued for this
+/// session and service.
 async fn take_nonce(
     store: &Store,
     request: &ParsedRequest,
@@ -624,6 +623,8 @@ async fn take_nonce(
     Ok(())
 }
 
+/// Step 4: the task is still running: ACTIVE on chain (through the ledger's bounded cache)
+/// and before its final deadline.
 async fn check_task_live(
     ledger: &dyn Ledger,
     session: &StoredSession,
@@ -697,29 +698,35 @@ fn hex_sha256(bytes: &[u8]) -> String {
     sms_core::hex::encode(Sha256::digest(bytes))
 }
 
-/// The row of `session` (sealed JSON under `RecordKey("tee-session", "", id)`, expiring
-/// with it) as `/tee/sessions` writes it with its task's index.
-pub fn session_row(
-    session: &StoredSession,
-) -> Result<
-    (
-        sms_store::RecordKey,
-        sms_core::secret::SecretValue,
-        Option<i64>,
-    ),
-    sms_store::StoreError,
-> {
-    let json = Zeroizing::new(
-        serde_json::to_vec(session)
-            .map_err(|e| sms_store::StoreError::Key(format!("session encoding: {e}")))?,
-    );
-    let value = sms_core::secret::SecretValue::new(json.to_vec());
-    let expires = i64::try_from(session.expires_at).unwrap_or(i64::MAX);
-    Ok((
-        records::session_key(&session.session_id),
-        value,
-        Some(expires),
-    ))
+/// A session's row as `/tee/sessions` writes it with its task's index: sealed JSON under
+/// `RecordKey("tee-session", "", id)`, expiring with the session.
+pub struct SessionRow {
+    pub key: sms_store::RecordKey,
+    pub value: sms_core::secret::SecretValue,
+    pub expires_at: Option<i64>,
+}
+
+impl SessionRow {
+    pub fn of(session: &StoredSession) -> Result<Self, sms_store::StoreError> {
+        let json = Zeroizing::new(
+            serde_json::to_vec(session)
+                .map_err(|e| sms_store::StoreError::Key(format!("session encoding: {e}")))?,
+        );
+        Ok(Self {
+            key: records::session_key(&session.session_id),
+            value: sms_core::secret::SecretValue::new(json.to_vec()),
+            expires_at: Some(i64::try_from(session.expires_at).unwrap_or(i64::MAX)),
+        })
+    }
+
+    /// The row for [`Store::insert_all`].
+    pub fn new_row(&self) -> sms_store::NewRow<'_> {
+        sms_store::NewRow {
+            key: &self.key,
+            value: &self.value,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 /// Stores `session` alone (no task index), for tests and tools seeding a server; false if
@@ -728,8 +735,8 @@ pub async fn store_session(
     store: &Store,
     session: &StoredSession,
 ) -> Result<bool, sms_store::StoreError> {
-    let (key, value, expires) = session_row(session)?;
-    let inserted = store.insert(&key, &value, expires).await?;
+    let row = SessionRow::of(session)?;
+    let inserted = store.insert(&row.key, &row.value, row.expires_at).await?;
     Ok(inserted == sms_store::Insert::Inserted)
 }
 

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use super::challenge;
 use super::task::{self, AuthorizedTask, TaskRefusal};
+use crate::provision::SessionRow;
 use crate::state::AppState;
 
 /// A created session.
@@ -435,9 +436,9 @@ async fn store_session(
             expires_at,
         };
         let event = session_event(task, assets, secrets, auth, &id);
-        let session_row = crate::provision::session_row(&stored).map_err(storage_failed)?;
+        let session_row = SessionRow::of(&stored).map_err(storage_failed)?;
         if index
-            .insert_with(&state.store, &task.task_id, session_row, &event)
+            .insert_with(&state.store, &task.task_id, &session_row, &event)
             .await
             .map_err(storage_failed)?
         {
@@ -560,7 +561,7 @@ impl TaskSession {
         &self,
         store: &sms_store::Store,
         task_id: &B256,
-        (session_key, session_value, session_expires): (RecordKey, SecretValue, Option<i64>),
+        session: &SessionRow,
         event: &sms_core::audit::AuditEvent,
     ) -> Result<bool, sms_store::StoreError> {
         let json = serde_json::to_vec(self)
@@ -570,11 +571,7 @@ impl TaskSession {
         let expires = Some(i64::try_from(self.expires_at).unwrap_or(i64::MAX));
         let event = |_| event.clone();
         let rows = [
-            NewRow {
-                key: &session_key,
-                value: &session_value,
-                expires_at: session_expires,
-            },
+            session.new_row(),
             NewRow {
                 key: &index_key,
                 value: &index_value,
