@@ -1539,6 +1539,34 @@ async fn another_worker_is_refused_while_the_session_lives() {
     );
 }
 
+/// A session that expired while its task still runs is not the task's any more: asked again,
+/// the worker gets a new session (the expired one's index is replaced without waiting for the
+/// sweep), which is then the task's; another worker is refused again while it lives.
+#[tokio::test]
+async fn a_task_gets_a_new_session_once_its_session_expired() {
+    let start = sms_core::clock::unix_now() - 7200;
+    let fixed = sms_core::clock::FixedClock::at(start);
+    let clock = fixed.clone();
+    let mut w = World::with_config(move |c| c.attest.clock = Some(clock.into())).await;
+    let task = w.storable_task_in(1).await;
+    let first = w.session(task).await.unwrap();
+    assert_eq!(first.expires_at, start + 3600);
+    fixed.advance(3600);
+    let second = w.session(task).await.unwrap();
+    assert_ne!(second.session_id, first.session_id);
+    assert_eq!(second.expires_at, start + 7200);
+    let again = w.session(task).await.unwrap();
+    assert_eq!(again.session_id, second.session_id);
+    w.worker = PrivateKeySigner::random();
+    assert_eq!(
+        w.session(task).await.unwrap_err(),
+        (
+            StatusCode::CONFLICT,
+            "EXECUTION_NOT_AUTHORIZED_TASK_SESSION_TAKEN".to_owned()
+        )
+    );
+}
+
 /// A dev deal is created at the injected clock's time: its task's final deadline (category 0,
 /// 10 × 300 s) counts from that clock, and a session of the task ends there, before the
 /// session lifetime.

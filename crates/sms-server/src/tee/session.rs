@@ -444,12 +444,27 @@ async fn store_session(
         {
             return Ok(id);
         }
-        // Either the task has a session (another request won) or the drawn id was taken.
-        if let Some(winner) = TaskSession::get(&state.store, &task.task_id)
+        // The task has a session (another request won, or one that expired and is not swept
+        // yet), or the drawn id was taken.
+        match TaskSession::get_versioned(&state.store, &task.task_id)
             .await
             .map_err(storage_failed)?
         {
-            return winner.same_holder(auth).map(|()| winner.session_id);
+            Some((winner, _)) if winner.expires_at > now => {
+                return winner.same_holder(auth).map(|()| winner.session_id);
+            }
+            // Expired: it releases nothing any more, and the task may have a new session (with
+            // the same release budget, which is the task's). Only that exact index row goes.
+            Some((_, version)) => {
+                let index = TaskSession::records(&state.store)
+                    .key("", &TaskSession::name_of(&task.task_id));
+                state
+                    .store
+                    .delete_at(&index, version)
+                    .await
+                    .map_err(storage_failed)?;
+            }
+            None => {}
         }
     }
     Err(fail(
@@ -528,12 +543,22 @@ impl TaskSession {
         store: &sms_store::Store,
         task_id: &B256,
     ) -> Result<Option<Self>, sms_store::StoreError> {
+        Ok(Self::get_versioned(store, task_id)
+            .await?
+            .map(|(index, _)| index))
+    }
+
+    /// The index with the version of its row.
+    async fn get_versioned(
+        store: &sms_store::Store,
+        task_id: &B256,
+    ) -> Result<Option<(Self, i64)>, sms_store::StoreError> {
         match Self::records(store)
             .get("", &Self::name_of(task_id))
             .await?
         {
             Some(found) => serde_json::from_slice(found.value.as_bytes())
-                .map(Some)
+                .map(|index| Some((index, found.version)))
                 .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}"))),
             None => Ok(None),
         }
