@@ -1,8 +1,8 @@
 //! `POST /tee/sessions` as a list of steps, each returning what the next needs:
 //! `verify_worker → (the route counts the workerpool signer's rate) → authorize_session_task →
+//! read_task_records (the task's session index, secrets and challenge key: one store read) →
 //! find_live_session → describe_task (with the bulk slice, `super::bulk`) → gather_secrets →
-//! build_plan → store_session → export →
-//! record_session`. Both signatures are recovered offline in the first step: a request nobody
+//! build_plan → store_session → export`. Both signatures are recovered offline in the first step: a request nobody
 //! could have signed costs no chain read. Every failure is a
 //! [`SessionError`] whose code is the wire contract; details name what was wrong and never
 //! carry secret values. `/tee/challenges` shares the on-chain checks ([`super::task`]).
@@ -10,7 +10,7 @@
 use sms_core::authorization::WorkerpoolAuthorization;
 use sms_core::deal_params::{self, DealParams};
 use sms_core::ledger::{AppEntry, DatasetEntry, Deal};
-use sms_core::secret::SecretValue;
+use sms_core::secret::{SecretId, SecretValue};
 use sms_core::session_plan::{
     SecretValues, SecretsNeeded, SessionInputs, SessionPlan, TaskInput, build_session_plan,
     secrets_needed, session_id,
@@ -79,11 +79,13 @@ pub async fn create(
 ) -> Result<CreatedSession, SessionError> {
     let VerifiedWorker { auth, pool_signer } = worker;
     let task = authorize_session_task(state, &auth, pool_signer).await?;
-    if let Some(existing) = find_live_session(state, &auth).await? {
+    let params = deal_params_of(&task.task_id, &task.deal);
+    let records = read_task_records(state, &task, &params, &auth).await?;
+    if let Some(existing) = find_live_session(state, &auth, records.index)? {
         return Ok(created(state, existing));
     }
-    let assets = describe_task(state, &task).await?;
-    let secrets = gather_secrets(state, &task, &assets, &auth).await?;
+    let assets = describe_task(state, &task, params).await?;
+    let secrets = gather_secrets(state, &assets, records.secrets, records.challenge_key).await?;
     let plan = build_plan(state, &task, &assets, &secrets, &auth)?;
     let session_id = store_session(state, &task, &assets, &secrets, &plan, &auth).await?;
     export(state, &session_id, &plan).await?;
@@ -201,15 +203,67 @@ pub fn refusal_code(refusal: &TaskRefusal) -> E {
     }
 }
 
-/// Step 3: one task, one session. The live session of the same worker and challenge is
+/// What step 3 reads in one store call, before the ledger is asked for more: the task's
+/// session index, the secrets its deal needs (a bulk deal's dataset keys come with its
+/// checked slice, in step 6) and its challenge key.
+struct TaskRecords {
+    index: Option<sms_store::Versioned>,
+    secrets: SecretValues,
+    challenge_key: Option<SecretValue>,
+}
+
+/// Step 3: the task's records, in one multi-key read.
+async fn read_task_records(
+    state: &AppState,
+    task: &AuthorizedTask,
+    params: &DealParams,
+    auth: &WorkerpoolAuthorization,
+) -> Result<TaskRecords, SessionError> {
+    let needed = secrets_needed(&task_input(task, params, auth));
+    let extra = [
+        TaskSession::key(&task.task_id),
+        challenge::key(&task.task_id),
+    ];
+    let (secrets, found) = read_values(state, needed.all(), &extra)
+        .await
+        .map_err(|e| {
+            store_fail(
+                E::SecureSessionStorageCallFailed,
+                "task records read failed",
+                e,
+            )
+        })?;
+    let [index, challenge_key] =
+        <[Option<sms_store::Versioned>; 2]>::try_from(found).map_err(|_| {
+            fail(
+                E::SecureSessionStorageCallFailed,
+                "task records read: rows missing",
+            )
+        })?;
+    Ok(TaskRecords {
+        index,
+        secrets,
+        challenge_key: challenge_key.map(|v| v.value),
+    })
+}
+
+/// Step 4: one task, one session. The live session of the same worker and challenge is
 /// answered again (so a retrying worker gets the same session and budget); another worker's
 /// request for a task with a live session is refused.
-async fn find_live_session(
+fn find_live_session(
     state: &AppState,
     auth: &WorkerpoolAuthorization,
+    index: Option<sms_store::Versioned>,
 ) -> Result<Option<String>, SessionError> {
-    match TaskSession::live(&state.store, &auth.chain_task_id, state.clock.now()).await? {
-        Some(existing) => existing
+    let found = index.map(TaskSession::decode).transpose().map_err(|e| {
+        store_fail(
+            E::SecureSessionStorageCallFailed,
+            "session index read failed",
+            e,
+        )
+    })?;
+    match found.filter(|(s, _)| s.expires_at > state.clock.now()) {
+        Some((existing, _)) => existing
             .same_holder(auth)
             .map(|()| Some(existing.session_id)),
         None => Ok(None),
@@ -225,15 +279,15 @@ struct TaskAssets {
     bulk: Option<sms_core::bulk::BulkSlice>,
 }
 
-/// Step 4: the app, the dataset (if any), the deal params and, for a bulk deal, its checked
-/// slice ([`super::bulk::resolve_slice`]).
+/// Step 5: the app, the dataset (if any) and, for a bulk deal, its checked slice
+/// ([`super::bulk::resolve_slice`]), with the deal params.
 async fn describe_task(
     state: &AppState,
     task: &AuthorizedTask,
+    params: DealParams,
 ) -> Result<TaskAssets, SessionError> {
     let app = find_app(state, &task.deal).await?;
     let dataset = find_dataset(state, &task.deal).await?;
-    let params = deal_params_of(&task.task_id, &task.deal);
     let bulk = super::bulk::resolve_slice(state, task, &params).await?;
     Ok(TaskAssets {
         app,
@@ -243,7 +297,7 @@ async fn describe_task(
     })
 }
 
-/// Step 4a: the deal's app entry.
+/// Step 5a: the deal's app entry.
 pub(crate) async fn find_app(state: &AppState, deal: &Deal) -> Result<AppEntry, SessionError> {
     let app = deal.app.pointer;
     required_entry("app", app, state.ledger.app(app).await)
@@ -269,7 +323,7 @@ fn required_entry<T>(
     }
 }
 
-/// Step 4b: the deal's dataset entry, `None` when the deal has no dataset.
+/// Step 5b: the deal's dataset entry, `None` when the deal has no dataset.
 pub(crate) async fn find_dataset(
     state: &AppState,
     deal: &Deal,
@@ -281,7 +335,7 @@ pub(crate) async fn find_dataset(
     required_entry("dataset", dataset, state.ledger.dataset(dataset).await).map(Some)
 }
 
-/// Step 4c: the deal params (a malformed text falls back as upstream does, with a warning).
+/// The deal params (a malformed text falls back as upstream does, with a warning).
 pub(crate) fn deal_params_of(task_id: &B256, deal: &Deal) -> DealParams {
     let parsed = deal_params::parse(&deal.params);
     if let Some(w) = parsed.warning() {
@@ -292,14 +346,14 @@ pub(crate) fn deal_params_of(task_id: &B256, deal: &Deal) -> DealParams {
 
 fn task_input<'a>(
     task: &'a AuthorizedTask,
-    assets: &'a TaskAssets,
+    params: &'a DealParams,
     auth: &WorkerpoolAuthorization,
 ) -> TaskInput<'a> {
     TaskInput {
         task_id: task.task_id,
         task_index: task.task.index,
         deal: &task.deal,
-        params: &assets.params,
+        params,
         worker: auth.worker_wallet,
     }
 }
@@ -314,60 +368,56 @@ fn secret_read_failed(e: sms_store::StoreError) -> SessionError {
     store_fail(E::SecureSessionGenerationFailed, "store read failed", e)
 }
 
-/// Step 5: every secret the task needs that exists, and the task's challenge key, in one
-/// store read.
+/// Step 6: the values the plan is built from: those step 3 read, with a bulk slice's dataset
+/// keys.
 async fn gather_secrets(
     state: &AppState,
-    task: &AuthorizedTask,
     assets: &TaskAssets,
-    auth: &WorkerpoolAuthorization,
+    mut secrets: SecretValues,
+    challenge_key: Option<SecretValue>,
 ) -> Result<GatheredSecrets, SessionError> {
-    let mut needed = secrets_needed(&task_input(task, assets, auth));
     if let Some(slice) = &assets.bulk {
-        needed.bulk_dataset_keys = slice.secrets_needed();
+        let (bulk, _) = read_values(state, slice.secrets_needed(), &[])
+            .await
+            .map_err(secret_read_failed)?;
+        secrets.extend(bulk);
     }
-    let (secrets, challenge_key) = read_values(state, &needed, Some(&task.task_id)).await?;
     Ok(GatheredSecrets {
         secrets,
         challenge_key: challenge_key.map(|k| challenge_key_text(&k)),
     })
 }
 
-/// Step 5a: the stored values of the secrets a task needs (absent ones left out).
+/// The stored values of the secrets a task needs (absent ones left out).
 pub(crate) async fn read_secrets(
     state: &AppState,
     needed: &SecretsNeeded,
 ) -> Result<SecretValues, SessionError> {
-    Ok(read_values(state, needed, None).await?.0)
+    let (secrets, _) = read_values(state, needed.all(), &[])
+        .await
+        .map_err(secret_read_failed)?;
+    Ok(secrets)
 }
 
-/// The secrets of `needed` that exist and, for `challenge_of`, that task's stored challenge
-/// key: one multi-key read.
+/// The secrets of `ids` that exist and the rows of `extra`, in order: one multi-key read.
 async fn read_values(
     state: &AppState,
-    needed: &SecretsNeeded,
-    challenge_of: Option<&B256>,
-) -> Result<(SecretValues, Option<SecretValue>), SessionError> {
-    let ids = needed.all();
+    ids: Vec<SecretId>,
+    extra: &[RecordKey],
+) -> Result<(SecretValues, Vec<Option<sms_store::Versioned>>), sms_store::StoreError> {
     let mut keys: Vec<RecordKey> = ids.iter().map(RecordKey::from).collect();
-    keys.extend(challenge_of.map(challenge::key));
-    let mut values = state
-        .store
-        .get_many(&keys)
-        .await
-        .map_err(secret_read_failed)?
-        .into_iter();
+    keys.extend_from_slice(extra);
+    let mut values = state.store.get_many(&keys).await?.into_iter();
     let mut secrets = SecretValues::new();
     for (id, value) in ids.into_iter().zip(values.by_ref()) {
         if let Some(v) = value {
             secrets.insert(id, v.value);
         }
     }
-    let challenge_key = values.next().flatten().map(|v| v.value);
-    Ok((secrets, challenge_key))
+    Ok((secrets, values.collect()))
 }
 
-/// Step 6: the pure plan builder (every enclave's environment and expected measurement).
+/// Step 7: the pure plan builder (every enclave's environment and expected measurement).
 fn build_plan(
     state: &AppState,
     task: &AuthorizedTask,
@@ -381,7 +431,7 @@ fn build_plan(
         .for_app(task.framework, &assets.app)
         .map_err(|e| fail(E::SecureSessionGenerationFailed, format!("pipelines: {e}")))?;
     let inputs = SessionInputs {
-        task: task_input(task, assets, auth),
+        task: task_input(task, &assets.params, auth),
         sms_framework: tee.framework,
         app: &assets.app,
         dataset: assets.dataset.as_ref(),
@@ -398,7 +448,7 @@ fn build_plan(
     Ok(plan)
 }
 
-/// Step 7: the sealed session for the built-in provisioner and the task's session index,
+/// Step 8: the sealed session for the built-in provisioner and the task's session index,
 /// in one transaction with the session's audit entry (the session is the task's from then
 /// on). Of concurrent identical requests one insert wins; the others write nothing and
 /// answer the winner's.
@@ -456,11 +506,9 @@ async fn store_session(
             // Expired: it releases nothing any more, and the task may have a new session (with
             // the same release budget, which is the task's). Only that exact index row goes.
             Some((_, version)) => {
-                let index = TaskSession::records(&state.store)
-                    .key("", &TaskSession::name_of(&task.task_id));
                 state
                     .store
-                    .delete_at(&index, version)
+                    .delete_at(&TaskSession::key(&task.task_id), version)
                     .await
                     .map_err(storage_failed)?;
             }
@@ -473,7 +521,7 @@ async fn store_session(
     ))
 }
 
-/// Step 8: the optional export to an external provisioner (SCONE CAS, Gramine SPS, TDX).
+/// Step 9: the optional export to an external provisioner (SCONE CAS, Gramine SPS, TDX).
 async fn export(
     state: &AppState,
     session_id: &str,
@@ -530,13 +578,20 @@ pub struct TaskSession {
 }
 
 impl TaskSession {
-    /// The index rows: `("", <taskId>)`.
-    fn records(store: &sms_store::Store) -> sms_store::Records<'_> {
-        store.records(Namespace::TeeTaskSession)
-    }
-
     fn name_of(task_id: &B256) -> String {
         sms_core::hex::encode_prefixed(task_id)
+    }
+
+    /// The index row's key: `("", <taskId>)`.
+    fn key(task_id: &B256) -> RecordKey {
+        Namespace::TeeTaskSession.key("", Self::name_of(task_id))
+    }
+
+    /// An index row decoded, with its version.
+    fn decode(found: sms_store::Versioned) -> Result<(Self, i64), sms_store::StoreError> {
+        serde_json::from_slice(found.value.as_bytes())
+            .map(|index| (index, found.version))
+            .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}")))
     }
 
     pub async fn get(
@@ -553,15 +608,11 @@ impl TaskSession {
         store: &sms_store::Store,
         task_id: &B256,
     ) -> Result<Option<(Self, i64)>, sms_store::StoreError> {
-        match Self::records(store)
-            .get("", &Self::name_of(task_id))
+        store
+            .get(&Self::key(task_id))
             .await?
-        {
-            Some(found) => serde_json::from_slice(found.value.as_bytes())
-                .map(|index| Some((index, found.version)))
-                .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}"))),
-            None => Ok(None),
-        }
+            .map(Self::decode)
+            .transpose()
     }
 
     /// The session of a task unexpired at `now` (Unix seconds), if any.
@@ -591,7 +642,7 @@ impl TaskSession {
     ) -> Result<bool, sms_store::StoreError> {
         let json = serde_json::to_vec(self)
             .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}")))?;
-        let index_key = Self::records(store).key("", &Self::name_of(task_id));
+        let index_key = Self::key(task_id);
         let index_value = SecretValue::new(json);
         let expires = Some(i64::try_from(self.expires_at).unwrap_or(i64::MAX));
         let event = |_| event.clone();
