@@ -15,7 +15,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
-use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row, insert_all_rows};
+use crate::sql::{
+    self, bind_data_key, bind_key, bind_rewrap, bind_row, fetch_many_rows, insert_all_rows,
+};
 use crate::{
     AuditNote, Backend, Insert, NonceUse, RecordKey, RecordMetadata, RowWrite, SealedRow,
     StoreError, StoredAuditEntry, StoredTreeHead, WrappedDataKey, unix_now,
@@ -265,21 +267,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<SealedRow>>, StoreError> {
-        let pool = self.pool.clone();
-        let found = self
-            .bounded(async move {
-                let mut found = Vec::with_capacity(keys.len());
-                for (text, bound) in sql::get_many_statements(keys) {
-                    let mut query = sqlx::query_as::<_, sql::RowRecord>(text);
-                    for key in bound {
-                        query = bind_key!(query, key);
-                    }
-                    found.extend(query.fetch_all(&pool).await?);
-                }
-                Ok(found)
-            })
-            .await?;
-        Ok(sql::match_rows(keys, found))
+        self.bounded(fetch_many_rows!(&self.pool, keys)).await
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {

@@ -407,6 +407,26 @@ macro_rules! insert_all_rows {
 }
 pub(crate) use insert_all_rows;
 
+/// Reads the rows of `$keys` from `$executor` (either engine's pool): an async block answering
+/// them in the order of `$keys` (`None` where absent), one statement per [`KEYS_PER_READ`].
+macro_rules! fetch_many_rows {
+    ($executor:expr, $keys:expr) => {
+        async {
+            let keys: &[crate::RecordKey] = $keys;
+            let mut found = Vec::with_capacity(keys.len());
+            for (text, bound) in sql::get_many_statements(keys) {
+                let mut query = sqlx::query_as::<_, sql::RowRecord>(text);
+                for key in bound {
+                    query = bind_key!(query, key);
+                }
+                found.extend(query.fetch_all($executor).await?);
+            }
+            Ok::<_, sqlx::Error>(sql::match_rows(keys, found))
+        }
+    };
+}
+pub(crate) use fetch_many_rows;
+
 /// Binds a record key ($1..$3).
 macro_rules! bind_key {
     ($query:expr, $key:expr) => {

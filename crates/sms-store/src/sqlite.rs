@@ -21,7 +21,9 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::key_index::{KeyIndex, index_key};
-use crate::sql::{self, bind_data_key, bind_key, bind_rewrap, bind_row, insert_all_rows};
+use crate::sql::{
+    self, bind_data_key, bind_key, bind_rewrap, bind_row, fetch_many_rows, insert_all_rows,
+};
 use crate::{
     AuditNote, Backend, Insert, NonceUse, RecordKey, RecordMetadata, RowWrite, SealedRow,
     StoreError, StoredAuditEntry, StoredTreeHead, WrappedDataKey, unix_now,
@@ -727,15 +729,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<SealedRow>>, StoreError> {
-        let mut found = Vec::with_capacity(keys.len());
-        for (text, bound) in sql::get_many_statements(keys) {
-            let mut query = sqlx::query_as::<_, sql::RowRecord>(text);
-            for key in bound {
-                query = bind_key!(query, key);
-            }
-            found.extend(query.fetch_all(&self.readers).await?);
-        }
-        Ok(sql::match_rows(keys, found))
+        Ok(fetch_many_rows!(&self.readers, keys).await?)
     }
 
     async fn get(&self, key: &RecordKey) -> Result<Option<SealedRow>, StoreError> {

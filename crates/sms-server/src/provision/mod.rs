@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 use crate::attest_args::{AttestArgs, Clock, IEXEC_IGNORED_ADVISORIES_ENV};
 use crate::startup::StartupError;
 use records::{NonceRecord, Reserve};
-pub use records::{ReleaseEntry, ReleaseLog, release_key, sessions};
+pub use records::{ReleaseEntry, ReleaseLog, release_key};
 pub use refusal::Refusal;
 
 /// Random bytes in a nonce.

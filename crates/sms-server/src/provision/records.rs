@@ -57,12 +57,6 @@ impl ReleaseLog {
     }
 }
 
-/// The stored sessions' rows, `("", <sessionId>)`: `/tee/sessions` writes them, the
-/// provisioner reads them.
-pub fn sessions(store: &Store) -> Records<'_> {
-    store.records(Namespace::TeeSession)
-}
-
 /// The single-use nonces' rows: `("", hex(nonce))`.
 fn nonces(store: &Store) -> Records<'_> {
     store.records(Namespace::TeeProvisionNonce)
@@ -77,7 +71,8 @@ fn release_owner(task_id: &B256) -> String {
     sms_core::hex::encode_prefixed(task_id)
 }
 
-/// The key of a session's row.
+/// The key of a stored session's row, `("", <sessionId>)`: `/tee/sessions` writes it, the
+/// provisioner reads it.
 pub fn session_key(session_id: &str) -> RecordKey {
     Namespace::TeeSession.key("", session_id)
 }
@@ -162,6 +157,20 @@ pub async fn take_nonce(
     Ok(Some(from_value(&found.value, "nonce")?))
 }
 
+/// The row of the service's release log: `known` when it was read ahead for this task,
+/// read now otherwise.
+async fn log_row(
+    store: &Store,
+    task_id: &B256,
+    service: &str,
+    known: Option<Option<Versioned>>,
+) -> Result<Option<Versioned>, StoreError> {
+    match known {
+        Some(row) => Ok(row),
+        None => releases(store).get(&release_owner(task_id), service).await,
+    }
+}
+
 /// The service's release log, from `known` when it was read ahead for this task.
 pub async fn release_log(
     store: &Store,
@@ -169,15 +178,10 @@ pub async fn release_log(
     service: &str,
     known: Option<Option<Versioned>>,
 ) -> Result<Option<ReleaseLog>, StoreError> {
-    let row = match known {
-        Some(row) => row,
-        None => {
-            releases(store)
-                .get(&release_owner(task_id), service)
-                .await?
-        }
-    };
-    row.map(|v| from_value(&v.value, "release log")).transpose()
+    log_row(store, task_id, service, known)
+        .await?
+        .map(|v| from_value(&v.value, "release log"))
+        .transpose()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +196,8 @@ pub enum Reserve {
 /// Appends `entry` to the service's release log unless `limit` releases are already recorded.
 /// The first release is an insert-once, later ones a check-and-set on the log's version, so
 /// concurrent releases can never record more than `limit` (`known`, a row read ahead, can
-/// only cost a lost check-and-set if stale). Counts one release of `service` against the task's budget; the count commits with the
-/// audit entry `granted` builds from the release number, or nothing is counted.
+/// only cost a lost check-and-set if stale). The count commits with the audit entry `granted`
+/// builds from the release number, or nothing is counted.
 pub async fn reserve_release(
     store: &Store,
     task_id: &B256,
@@ -206,11 +210,7 @@ pub async fn reserve_release(
     let (releases, owner) = (releases(store), release_owner(task_id));
     for _ in 0..RESERVE_ATTEMPTS {
         // The first attempt may use the log read ahead; a lost check-and-set reads it again.
-        let current = match known.take() {
-            Some(row) => row,
-            None => releases.get(&owner, service).await?,
-        };
-        match current {
+        match log_row(store, task_id, service, known.take()).await? {
             None => {
                 if limit == 0 {
                     return Ok(Reserve::LimitReached);

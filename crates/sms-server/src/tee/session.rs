@@ -2,8 +2,8 @@
 //! `verify_worker → (the route counts the workerpool signer's rate) → authorize_session_task →
 //! read_task_records (the task's session index, secrets and challenge key: one store read) →
 //! find_live_session → describe_task (with the bulk slice, `super::bulk`) → gather_secrets →
-//! build_plan → store_session → export`. Both signatures are recovered offline in the first step: a request nobody
-//! could have signed costs no chain read. Every failure is a
+//! build_plan → store_session → export`. Both signatures are recovered offline in the first
+//! step: a request nobody could have signed costs no chain read. Every failure is a
 //! [`SessionError`] whose code is the wire contract; details name what was wrong and never
 //! carry secret values. `/tee/challenges` shares the on-chain checks ([`super::task`]).
 
@@ -233,17 +233,12 @@ async fn read_task_records(
                 e,
             )
         })?;
-    let [index, challenge_key] =
-        <[Option<sms_store::Versioned>; 2]>::try_from(found).map_err(|_| {
-            fail(
-                E::SecureSessionStorageCallFailed,
-                "task records read: rows missing",
-            )
-        })?;
+    // One row per key of `extra`, in its order.
+    let mut found = found.into_iter();
     Ok(TaskRecords {
-        index,
+        index: found.next().flatten(),
         secrets,
-        challenge_key: challenge_key.map(|v| v.value),
+        challenge_key: found.next().flatten().map(|v| v.value),
     })
 }
 
@@ -255,15 +250,8 @@ fn find_live_session(
     auth: &WorkerpoolAuthorization,
     index: Option<sms_store::Versioned>,
 ) -> Result<Option<String>, SessionError> {
-    let found = index.map(TaskSession::decode).transpose().map_err(|e| {
-        store_fail(
-            E::SecureSessionStorageCallFailed,
-            "session index read failed",
-            e,
-        )
-    })?;
-    match found.filter(|(s, _)| s.expires_at > state.clock.now()) {
-        Some((existing, _)) => existing
+    match TaskSession::live_of(index, state.clock.now())? {
+        Some(existing) => existing
             .same_holder(auth)
             .map(|()| Some(existing.session_id)),
         None => Ok(None),
@@ -565,6 +553,14 @@ fn session_event(
     }
 }
 
+fn index_read_failed(e: sms_store::StoreError) -> SessionError {
+    store_fail(
+        E::SecureSessionStorageCallFailed,
+        "session index read failed",
+        e,
+    )
+}
+
 /// The live session of a task: `RecordKey("tee-task-session", "", <taskId>)`, sealed JSON,
 /// expiring with the session. Only this type builds that key or decodes that record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -594,15 +590,6 @@ impl TaskSession {
             .map_err(|e| sms_store::StoreError::Key(format!("task session index: {e}")))
     }
 
-    pub async fn get(
-        store: &sms_store::Store,
-        task_id: &B256,
-    ) -> Result<Option<Self>, sms_store::StoreError> {
-        Ok(Self::get_versioned(store, task_id)
-            .await?
-            .map(|(index, _)| index))
-    }
-
     /// The index with the version of its row.
     async fn get_versioned(
         store: &sms_store::Store,
@@ -621,14 +608,22 @@ impl TaskSession {
         task_id: &B256,
         now: u64,
     ) -> Result<Option<Self>, SessionError> {
-        let found = Self::get(store, task_id).await.map_err(|e| {
-            store_fail(
-                E::SecureSessionStorageCallFailed,
-                "session index read failed",
-                e,
-            )
-        })?;
-        Ok(found.filter(|s| s.expires_at > now))
+        let row = store
+            .get(&Self::key(task_id))
+            .await
+            .map_err(index_read_failed)?;
+        Self::live_of(row, now)
+    }
+
+    /// The index read as `row`, if unexpired at `now` (Unix seconds).
+    fn live_of(row: Option<sms_store::Versioned>, now: u64) -> Result<Option<Self>, SessionError> {
+        let found = row
+            .map(Self::decode)
+            .transpose()
+            .map_err(index_read_failed)?;
+        Ok(found
+            .map(|(index, _)| index)
+            .filter(|index| index.expires_at > now))
     }
 
     /// Inserts the index and the session's row with the session's audit entry, all or
